@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Runs every test of ChoirOS, stage by stage, printing each stage's time:
+#   1. ASan+UBSan build (-O1) and every unit, cross-layer and CLI test
+#   2. TSan build of the runtime's and store's tests (when those layers exist)
+#   3. libFuzzer targets: replay the corpus, then a few seconds of fuzzing each
+#   4. benchmarks as a smoke test (tiny iteration counts)
+# Environment: CHOIR_FUZZ_SECONDS (default 5) for stage 3.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+fuzz_seconds="${CHOIR_FUZZ_SECONDS:-5}"
+start_all=$(date +%s)
+stage() { echo; echo "=== $1"; stage_start=$(date +%s); }
+stage_done() { echo "=== $1 took $(( $(date +%s) - stage_start ))s"; }
+
+stage "asan: configure and build"
+cmake --preset asan >/dev/null
+cmake --build --preset asan
+stage_done "asan build"
+
+stage "asan: tests"
+ctest --preset asan
+stage_done "asan tests"
+
+stage "tsan: runtime and store tests"
+if [ -d choir/runtime ] || [ -d choir/store ]; then
+  cmake --preset tsan >/dev/null
+  cmake --build --preset tsan
+  ctest --preset tsan -L 'runtime|store'
+else
+  echo "no runtime or store layer yet: nothing to run under TSan"
+fi
+stage_done "tsan"
+
+stage "fuzz: replay corpora and fuzz ${fuzz_seconds}s each"
+cmake --preset fuzz >/dev/null
+cmake --build --preset fuzz
+for target in build/fuzz/fuzz/*_fuzz; do
+  name=$(basename "$target" _fuzz)
+  corpus="fuzz/corpus/$name"
+  scratch=$(mktemp -d)
+  # New inputs go to the scratch folder; the committed corpus is only read.
+  "$target" -max_total_time="$fuzz_seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=0 \
+    "$scratch" "$corpus" 2>&1 | tail -n 2
+  rm -rf "$scratch"
+done
+stage_done "fuzz"
+
+stage "bench: smoke run"
+for bench in build/asan/bench/*_bench; do
+  "$bench" --benchmark_min_time=0.01 --benchmark_filter='.' >/dev/null
+  echo "$(basename "$bench"): ok"
+done
+stage_done "bench smoke"
+
+echo
+echo "all stages passed in $(( $(date +%s) - start_all ))s"
