@@ -3,7 +3,7 @@
 # Warnings live in one INTERFACE target that every ChoirOS target links.
 add_library(choir_warnings INTERFACE)
 target_compile_options(choir_warnings INTERFACE
-  -Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor -Wcast-align -Wnull-dereference
+  -Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor -Wcast-align
   -Wimplicit-fallthrough -Wformat=2
   -Wno-missing-field-initializers)  # designated initializers may omit members
 if(CHOIR_WARNINGS_AS_ERRORS)
