@@ -64,6 +64,28 @@ TEST(ChoirRun, JsonModePrintsOneObjectPerStepThenTheOutcome) {
   EXPECT_EQ(lines[4]["state"]["count"], 1);
 }
 
+TEST(ChoirRun, TheCopilotMovesBetweenModesOnEvents) {
+  auto r = run_choir("run " + example("copilot.yaml") +
+                     " --json --input 'events=[\"ambiguous\",\"verification_failed\",\"ambiguous\",\"crash\"]'");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  std::vector<std::string> modes;
+  std::size_t start = 0;
+  nlohmann::json last;
+  while (start < r.out.size()) {
+    const auto end = r.out.find('\n', start);
+    last = nlohmann::json::parse(r.out.substr(start, end - start));
+    if (last.contains("action") && last["action"] != "observe" && last["action"] != "start" &&
+        last["action"] != "done") {
+      modes.push_back(last["action"]);
+    }
+    start = end + 1;
+  }
+  // Ambiguity while CALM makes it CURIOUS; while SKEPTICAL it does not; a crash makes it CONTRITE.
+  EXPECT_EQ(modes, (std::vector<std::string>{"curious", "skeptical", "calm", "contrite"}));
+  EXPECT_EQ(last["state"]["mode"], "CONTRITE");
+  EXPECT_EQ(last["state"]["history"].size(), 4u);
+}
+
 TEST(ChoirRun, HaltAfterStopsTheRun) {
   auto r = run_choir("run " + example("counter.yaml") + " --input n=5 --halt-after check --json");
   ASSERT_EQ(r.exit_code, 0) << r.out;

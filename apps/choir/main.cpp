@@ -1,6 +1,6 @@
 // The `choir` command: one binary for every ChoirOS command. See docs/cli.md.
-#include <CLI/CLI.hpp>
 #include <fmt/core.h>
+#include <CLI/CLI.hpp>
 
 #include <cstdio>
 #include <fstream>
@@ -46,8 +46,9 @@ int graph_command(const std::string& file, const std::string& format) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"choir: the ChoirOS command line — run agents, inspect graphs.\n"
-               "Exit codes: 0 success, 1 a step failed, 2 invalid input, 3 stopped by --max-steps."};
+  CLI::App app{
+      "choir: the ChoirOS command line — run agents, inspect graphs.\n"
+      "Exit codes: 0 success, 1 a step failed, 2 invalid input, 3 stopped by --max-steps."};
   app.set_version_flag("--version", std::string("choir 0.1.0"));
   app.require_subcommand(1);
 

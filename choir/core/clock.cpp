@@ -7,9 +7,7 @@ namespace {
 
 class real_clock final : public clock {
  public:
-  [[nodiscard]] std::chrono::system_clock::time_point now() const override {
-    return std::chrono::system_clock::now();
-  }
+  [[nodiscard]] std::chrono::system_clock::time_point now() const override { return std::chrono::system_clock::now(); }
   [[nodiscard]] std::chrono::steady_clock::time_point steady_now() const override {
     return std::chrono::steady_clock::now();
   }
@@ -35,8 +33,7 @@ std::chrono::system_clock::time_point manual_clock::now() const {
 }
 
 std::chrono::steady_clock::time_point manual_clock::steady_now() const {
-  return std::chrono::steady_clock::time_point(
-      std::chrono::nanoseconds(elapsed_ns_.load(std::memory_order_acquire)));
+  return std::chrono::steady_clock::time_point(std::chrono::nanoseconds(elapsed_ns_.load(std::memory_order_acquire)));
 }
 
 void manual_clock::advance(std::chrono::nanoseconds d) {

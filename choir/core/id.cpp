@@ -28,16 +28,14 @@ std::string uuid::to_string() const {
 
 result<uuid> uuid::parse(std::string_view text) {
   if (text.size() != 36) {
-    return make_error(core_errc::parse_error,
-                      "a UUID has 36 characters, this has " + std::to_string(text.size()));
+    return make_error(core_errc::parse_error, "a UUID has 36 characters, this has " + std::to_string(text.size()));
   }
   uuid id;
   std::size_t byte = 0;
   for (std::size_t i = 0; i < text.size();) {
     if (i == 8 || i == 13 || i == 18 || i == 23) {
       if (text[i] != '-') {
-        return make_error(core_errc::parse_error,
-                          "expected '-' at position " + std::to_string(i) + " of the UUID");
+        return make_error(core_errc::parse_error, "expected '-' at position " + std::to_string(i) + " of the UUID");
       }
       ++i;
       continue;
@@ -45,8 +43,8 @@ result<uuid> uuid::parse(std::string_view text) {
     const int hi = hex_value(text[i]);
     const int lo = hex_value(text[i + 1]);
     if (hi < 0 || lo < 0) {
-      return make_error(core_errc::parse_error, "not a hexadecimal digit at position " +
-                                                    std::to_string(hi < 0 ? i : i + 1) + " of the UUID");
+      return make_error(core_errc::parse_error,
+                        "not a hexadecimal digit at position " + std::to_string(hi < 0 ? i : i + 1) + " of the UUID");
     }
     id.bytes[byte++] = static_cast<std::uint8_t>((hi << 4) | lo);
     i += 2;
@@ -91,7 +89,8 @@ uuid id_generator::next() {
   id.bytes[6] = static_cast<std::uint8_t>(0x70 | ((counter_ >> 8) & 0x0F));
   id.bytes[7] = static_cast<std::uint8_t>(counter_ & 0xFF);
   const std::uint64_t rand_b = random_();
-  for (int i = 0; i < 8; ++i) id.bytes[static_cast<std::size_t>(8 + i)] = static_cast<std::uint8_t>(rand_b >> (56 - 8 * i));
+  for (int i = 0; i < 8; ++i)
+    id.bytes[static_cast<std::size_t>(8 + i)] = static_cast<std::uint8_t>(rand_b >> (56 - 8 * i));
   id.bytes[8] = static_cast<std::uint8_t>(0x80 | (id.bytes[8] & 0x3F));  // RFC 9562 variant
   return id;
 }

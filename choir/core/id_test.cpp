@@ -57,8 +57,7 @@ TEST(Uuid, ParseAcceptsUpperCase) {
 
 TEST(Uuid, ParseRejectsMalformedTextNamingThePosition) {
   EXPECT_EQ(uuid::parse("").err().code, core_errc::parse_error);
-  EXPECT_EQ(uuid::parse("0190a5b2-c3d4-7e5f-8a6b-7c8d9e0f1a2").err().message,
-            "a UUID has 36 characters, this has 35");
+  EXPECT_EQ(uuid::parse("0190a5b2-c3d4-7e5f-8a6b-7c8d9e0f1a2").err().message, "a UUID has 36 characters, this has 35");
   EXPECT_EQ(uuid::parse("0190a5b2xc3d4-7e5f-8a6b-7c8d9e0f1a2b").err().message,
             "expected '-' at position 8 of the UUID");
   EXPECT_EQ(uuid::parse("0190a5b2-c3d4-7e5f-8a6b-7c8d9e0f1a2g").err().message,

@@ -24,7 +24,7 @@ struct error {
 
 /// Makes an `error` from any registered error enum value.
 template <class Enum>
-  requires std::is_error_code_enum_v<Enum>
+requires std::is_error_code_enum_v<Enum>
 [[nodiscard]] error make_error(Enum code, std::string message) {
   return error{make_error_code(code), std::move(message)};
 }
@@ -41,27 +41,42 @@ class [[nodiscard]] result {
  public:
   using value_type = T;
 
-  result(T v) : storage_(std::in_place_index<0>, std::move(v)) {}  // NOLINT(google-explicit-constructor)
+  result(T v) : storage_(std::in_place_index<0>, std::move(v)) {}      // NOLINT(google-explicit-constructor)
   result(error e) : storage_(std::in_place_index<1>, std::move(e)) {}  // NOLINT(google-explicit-constructor)
   template <class U>
-    requires(std::is_constructible_v<T, U &&> && !std::is_same_v<std::remove_cvref_t<U>, result> &&
-             !std::is_same_v<std::remove_cvref_t<U>, error> && !std::is_same_v<std::remove_cvref_t<U>, T>)
-  result(U&& v) : storage_(std::in_place_index<0>, T(std::forward<U>(v))) {}  // NOLINT
+  requires(std::is_constructible_v<T, U&&> && !std::is_same_v<std::remove_cvref_t<U>, result> &&
+           !std::is_same_v<std::remove_cvref_t<U>, error> && !std::is_same_v<std::remove_cvref_t<U>, T>) result(U&& v)
+      : storage_(std::in_place_index<0>, T(std::forward<U>(v))) {}  // NOLINT
 
   [[nodiscard]] bool ok() const noexcept { return storage_.index() == 0; }
   explicit operator bool() const noexcept { return ok(); }
 
-  [[nodiscard]] T& value() & { assert(ok()); return *std::get_if<0>(&storage_); }
-  [[nodiscard]] const T& value() const& { assert(ok()); return *std::get_if<0>(&storage_); }
-  [[nodiscard]] T&& value() && { assert(ok()); return std::move(*std::get_if<0>(&storage_)); }
+  [[nodiscard]] T& value() & {
+    assert(ok());
+    return *std::get_if<0>(&storage_);
+  }
+  [[nodiscard]] const T& value() const& {
+    assert(ok());
+    return *std::get_if<0>(&storage_);
+  }
+  [[nodiscard]] T&& value() && {
+    assert(ok());
+    return std::move(*std::get_if<0>(&storage_));
+  }
   T& operator*() & { return value(); }
   const T& operator*() const& { return value(); }
   T&& operator*() && { return std::move(*this).value(); }
   T* operator->() { return &value(); }
   const T* operator->() const { return &value(); }
 
-  [[nodiscard]] const error& err() const& { assert(!ok()); return *std::get_if<1>(&storage_); }
-  [[nodiscard]] error&& err() && { assert(!ok()); return std::move(*std::get_if<1>(&storage_)); }
+  [[nodiscard]] const error& err() const& {
+    assert(!ok());
+    return *std::get_if<1>(&storage_);
+  }
+  [[nodiscard]] error&& err() && {
+    assert(!ok());
+    return std::move(*std::get_if<1>(&storage_));
+  }
 
  private:
   std::variant<T, error> storage_;
@@ -76,8 +91,14 @@ class [[nodiscard]] result<void> {
 
   [[nodiscard]] bool ok() const noexcept { return !failed_; }
   explicit operator bool() const noexcept { return ok(); }
-  [[nodiscard]] const error& err() const& { assert(!ok()); return error_; }
-  [[nodiscard]] error&& err() && { assert(!ok()); return std::move(error_); }
+  [[nodiscard]] const error& err() const& {
+    assert(!ok());
+    return error_;
+  }
+  [[nodiscard]] error&& err() && {
+    assert(!ok());
+    return std::move(error_);
+  }
 
  private:
   error error_;
@@ -106,13 +127,12 @@ struct std::is_error_code_enum<choir::core_errc> : std::true_type {};
 #define CHOIR_TRY_CONCAT_INNER(a, b) a##b
 #define CHOIR_TRY_CONCAT(a, b) CHOIR_TRY_CONCAT_INNER(a, b)
 #define CHOIR_TRY(decl, expr) CHOIR_TRY_IMPL(CHOIR_TRY_CONCAT(choir_try_, __LINE__), decl, expr)
-#define CHOIR_TRY_IMPL(tmp, decl, expr)          \
-  auto tmp = (expr);                             \
-  if (!tmp.ok()) return std::move(tmp).err();    \
+#define CHOIR_TRY_IMPL(tmp, decl, expr)       \
+  auto tmp = (expr);                          \
+  if (!tmp.ok()) return std::move(tmp).err(); \
   decl = std::move(tmp).value()
 /// Propagates the error of a `result<void>` expression.
-#define CHOIR_CHECK(expr)                                          \
-  do {                                                             \
-    if (auto choir_check_ = (expr); !choir_check_.ok())            \
-      return std::move(choir_check_).err();                        \
+#define CHOIR_CHECK(expr)                                                                     \
+  do {                                                                                        \
+    if (auto choir_check_ = (expr); !choir_check_.ok()) return std::move(choir_check_).err(); \
   } while (false)

@@ -48,10 +48,8 @@ struct task_promise : task_promise_base {
 
   task<T> get_return_object() noexcept;
   template <class U>
-    requires std::is_convertible_v<U&&, T>
-  void return_value(U&& v) {
-    value_.emplace(std::forward<U>(v));
-  }
+  requires std::is_convertible_v<U&&, T>
+  void return_value(U&& v) { value_.emplace(std::forward<U>(v)); }
   T take() {
     if (exception_) std::rethrow_exception(exception_);
     return std::move(*value_);
@@ -144,9 +142,7 @@ struct sync_wait_state {
 struct sync_wait_driver {
   struct promise_type {
     sync_wait_state* state = nullptr;
-    sync_wait_driver get_return_object() noexcept {
-      return {std::coroutine_handle<promise_type>::from_promise(*this)};
-    }
+    sync_wait_driver get_return_object() noexcept { return {std::coroutine_handle<promise_type>::from_promise(*this)}; }
     std::suspend_always initial_suspend() const noexcept { return {}; }
     auto final_suspend() const noexcept {
       struct signal_when_suspended {

@@ -22,7 +22,9 @@ task<void> throws() {
 struct resume_on_other_thread {
   std::thread* worker;
   [[nodiscard]] bool await_ready() const noexcept { return false; }
-  void await_suspend(std::coroutine_handle<> h) const { *worker = std::thread([h] { h.resume(); }); }
+  void await_suspend(std::coroutine_handle<> h) const {
+    *worker = std::thread([h] { h.resume(); });
+  }
   void await_resume() const noexcept {}
 };
 

@@ -35,9 +35,7 @@ bool action_spec::reads_key(std::string_view key) const {
 bool action_spec::writes_key(std::string_view key) const {
   return std::find(writes.begin(), writes.end(), key) != writes.end();
 }
-bool action_spec::has_tag(std::string_view tag) const {
-  return std::find(tags.begin(), tags.end(), tag) != tags.end();
-}
+bool action_spec::has_tag(std::string_view tag) const { return std::find(tags.begin(), tags.end(), tag) != tags.end(); }
 
 // ---- state_view ------------------------------------------------------------------------------
 
@@ -80,8 +78,8 @@ value_ref state_view::find(std::string_view key) const {
 }
 
 const value& state_view::input(std::string_view name) const {
-  const bool declared = std::any_of(spec_->inputs.begin(), spec_->inputs.end(),
-                                    [&](const input_spec& in) { return in.name == name; });
+  const bool declared =
+      std::any_of(spec_->inputs.begin(), spec_->inputs.end(), [&](const input_spec& in) { return in.name == name; });
   if (!declared || !inputs_->is_object() || !inputs_->contains(name)) {
     throw access_error(graph_errc::missing_input, "action '" + spec_->name + "' read input '" + std::string(name) +
                                                       "', which it does not declare");
@@ -91,9 +89,7 @@ const value& state_view::input(std::string_view name) const {
 
 // ---- actions ---------------------------------------------------------------------------------
 
-task<result<action_output>> action::execute_async(state_view view, stream_sink& sink) {
-  co_return execute(view, sink);
-}
+task<result<action_output>> action::execute_async(state_view view, stream_sink& sink) { co_return execute(view, sink); }
 
 result<action_output> class_action::execute(const state_view& view, stream_sink& /*sink*/) {
   CHOIR_TRY(value computed, run(view));
@@ -114,8 +110,7 @@ class function_action final : public action {
 
 class streaming_function_action final : public action {
  public:
-  streaming_function_action(action_spec spec, streaming_action_fn fn)
-      : action(std::move(spec)), fn_(std::move(fn)) {}
+  streaming_function_action(action_spec spec, streaming_action_fn fn) : action(std::move(spec)), fn_(std::move(fn)) {}
   [[nodiscard]] bool is_streaming() const override { return true; }
   result<action_output> execute(const state_view& view, stream_sink& sink) override { return fn_(view, sink); }
 
@@ -127,9 +122,7 @@ class async_function_action final : public action {
  public:
   async_function_action(action_spec spec, async_action_fn fn) : action(std::move(spec)), fn_(std::move(fn)) {}
   [[nodiscard]] bool is_async() const override { return true; }
-  result<action_output> execute(const state_view& view, stream_sink& /*sink*/) override {
-    return sync_wait(fn_(view));
-  }
+  result<action_output> execute(const state_view& view, stream_sink& /*sink*/) override { return sync_wait(fn_(view)); }
   task<result<action_output>> execute_async(state_view view, stream_sink& /*sink*/) override {
     return fn_(std::move(view));
   }

@@ -68,12 +68,12 @@ struct action_spec {
   std::vector<std::string> writes;
   std::vector<input_spec> inputs;
   std::vector<std::string> tags;
-  std::optional<double> cost_ms;              ///< worst-case cost, for HRT admission
-  std::optional<latency_class> latency;       ///< overrides the agent's class for this action
+  std::optional<double> cost_ms;         ///< worst-case cost, for HRT admission
+  std::optional<latency_class> latency;  ///< overrides the agent's class for this action
   retry_policy retry;
   std::optional<error_route> on_error;
-  std::string type = "function";              ///< the action type (`set`, `pass`, `function`, …)
-  value config;                               ///< the type's own settings, for display and export
+  std::string type = "function";  ///< the action type (`set`, `pass`, `function`, …)
+  value config;                   ///< the type's own settings, for display and export
 
   [[nodiscard]] bool reads_key(std::string_view key) const;
   [[nodiscard]] bool writes_key(std::string_view key) const;

@@ -34,8 +34,9 @@ value graph::describe() const {
       if (!in.required) entry["default"] = in.default_value;
       inputs.push_back(std::move(entry));
     }
-    value a = {{"name", s.name}, {"type", s.type}, {"reads", s.reads}, {"writes", s.writes},
-               {"inputs", std::move(inputs)}, {"tags", s.tags}};
+    value a = {
+        {"name", s.name}, {"type", s.type}, {"reads", s.reads}, {"writes", s.writes}, {"inputs", std::move(inputs)},
+        {"tags", s.tags}};
     if (s.cost_ms) a["cost_ms"] = *s.cost_ms;
     if (s.latency) a["latency"] = to_string(*s.latency);
     if (s.retry.max_attempts > 1) {
@@ -188,9 +189,7 @@ application::application(std::shared_ptr<const graph> g, run_identity who,
       persister_(std::move(persist)),
       timer_(std::move(timer)) {}
 
-std::string application::next_action() const {
-  return next_ ? graph_->nodes()[*next_].act->name() : std::string();
-}
+std::string application::next_action() const { return next_ ? graph_->nodes()[*next_].act->name() : std::string(); }
 
 result<application::prepared_step> application::prepare(const value& inputs) {
   prepared_step p;
@@ -229,8 +228,8 @@ result<std::optional<step_record>> application::finish(prepared_step& p, result<
     action_output& out = output.value();
     for (const auto& op : out.changes.ops()) {
       if (!spec.writes_key(op.key)) {
-        failure = make_error(graph_errc::undeclared_write, "action '" + spec.name + "' wrote '" + op.key +
-                                                               "', which it does not declare in writes");
+        failure = make_error(graph_errc::undeclared_write,
+                             "action '" + spec.name + "' wrote '" + op.key + "', which it does not declare in writes");
         break;
       }
     }
@@ -375,8 +374,7 @@ std::optional<halt_reason> halt_before_step(const std::optional<std::size_t>& ne
   return std::nullopt;
 }
 
-std::optional<halt_reason> halt_after_step(const step_record& record, const graph& g,
-                                           const std::vector<char>& after) {
+std::optional<halt_reason> halt_after_step(const step_record& record, const graph& g, const std::vector<char>& after) {
   const auto idx = g.index_of(record.action);
   const bool routed = g.nodes()[*idx].act->spec().on_error.has_value();
   if (record.status == step_status::failed && !routed) return halt_reason::failed;
@@ -627,8 +625,9 @@ result<std::shared_ptr<const graph>> application_builder::build_graph() const {
     }
     for (const auto& key : s.reads) {
       if (!known.count(key)) {
-        return make_error(graph_errc::invalid_graph, "action '" + s.name + "' reads '" + key +
-                                                         "', which no action writes and the initial state does not provide");
+        return make_error(graph_errc::invalid_graph,
+                          "action '" + s.name + "' reads '" + key +
+                              "', which no action writes and the initial state does not provide");
       }
     }
   }

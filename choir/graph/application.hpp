@@ -143,8 +143,7 @@ class parallel_executor {
 
 class sequential_executor final : public parallel_executor {
  public:
-  [[nodiscard]] task<void> run_all(std::vector<std::function<task<void>()>> jobs,
-                                   std::size_t max_concurrency) override;
+  [[nodiscard]] task<void> run_all(std::vector<std::function<task<void>()>> jobs, std::size_t max_concurrency) override;
 };
 
 /// When a run stops. Action names, or `@tag:x` for every action tagged `x`.
@@ -167,9 +166,9 @@ enum class halt_reason {
 
 struct run_outcome {
   halt_reason reason = halt_reason::completed;
-  std::uint64_t steps = 0;              ///< steps executed by this call
+  std::uint64_t steps = 0;  ///< steps executed by this call
   std::optional<step_record> last_step;
-  std::optional<error> failure;         ///< set when `reason` is failed
+  std::optional<error> failure;  ///< set when `reason` is failed
 };
 
 class application;

@@ -160,16 +160,16 @@ TEST(Application, AnUndeclaredReadFailsTheStep) {
     (void)s.at("count");
     return result<action_output>(action_output{});
   });
-  auto app = *application_builder().with_actions({nosy}).with_entrypoint("nosy").with_state(value{{"count", 1}}).build();
+  auto app =
+      *application_builder().with_actions({nosy}).with_entrypoint("nosy").with_state(value{{"count", 1}}).build();
   auto outcome = app->run();
   EXPECT_EQ(outcome->reason, halt_reason::failed);
   EXPECT_EQ(outcome->failure->code, graph_errc::undeclared_read);
 }
 
 TEST(Application, AThrowingActionFailsItsStepAndTheRunKeepsWhatCommitted) {
-  auto boom = action_builder("boom").run([](const state_view&) -> result<action_output> {
-    throw std::runtime_error("kaput");
-  });
+  auto boom =
+      action_builder("boom").run([](const state_view&) -> result<action_output> { throw std::runtime_error("kaput"); });
   auto app = *application_builder()
                   .with_actions({increment(), boom})
                   .with_transition("increment", "boom")
@@ -223,18 +223,16 @@ TEST(Application, RetriesStopAtMaxAttempts) {
 }
 
 TEST(Application, OnErrorRoutesAFailedStepAndCapturesTheError) {
-  auto risky = action_builder("risky").on_error("recover", "last_error").run([](const state_view&) -> result<action_output> {
-    return make_error(graph_errc::action_failed, "model timed out");
-  });
+  auto risky =
+      action_builder("risky").on_error("recover", "last_error").run([](const state_view&) -> result<action_output> {
+        return make_error(graph_errc::action_failed, "model timed out");
+      });
   auto recover = action_builder("recover").reads({"last_error"}).writes({"handled"}).run([](const state_view& s) {
     action_output out;
     out.changes.set("handled", s.at("last_error")["message"]);
     return result<action_output>(std::move(out));
   });
-  auto app = *application_builder()
-                  .with_actions({risky, recover})
-                  .with_entrypoint("risky")
-                  .build();
+  auto app = *application_builder().with_actions({risky, recover}).with_entrypoint("risky").build();
   auto outcome = app->run();
   ASSERT_TRUE(outcome.ok());
   EXPECT_EQ(outcome->reason, halt_reason::completed);
@@ -291,16 +289,18 @@ TEST(Application, StreamingActionsYieldChunksBeforeTheirResult) {
   ASSERT_TRUE(outcome.ok());
   EXPECT_EQ(streamed, "hello world");
   EXPECT_EQ(app->current_state().get("reply"), "hello world");
-  EXPECT_EQ(h->events, (std::vector<std::string>{"pre_run", "pre_step 0 talk", "stream_start talk", "item hello",
-                                                 "item  ", "item world", "stream_end talk", "post_step talk",
-                                                 "post_run"}));
+  EXPECT_EQ(h->events,
+            (std::vector<std::string>{"pre_run", "pre_step 0 talk", "stream_start talk", "item hello", "item  ",
+                                      "item world", "stream_end talk", "post_step talk", "post_run"}));
 }
 
 /// Resumes the awaiting coroutine from another thread, as an I/O completion would.
 struct off_thread {
   std::thread* worker;
   bool await_ready() const noexcept { return false; }
-  void await_suspend(std::coroutine_handle<> h) const { *worker = std::thread([h] { h.resume(); }); }
+  void await_suspend(std::coroutine_handle<> h) const {
+    *worker = std::thread([h] { h.resume(); });
+  }
   void await_resume() const noexcept {}
 };
 
@@ -314,7 +314,8 @@ TEST(Application, AsyncActionsAreAwaitedWithoutTheEngineOwningThreads) {
         out.changes.set("count", n + 10);
         co_return out;
       });
-  auto app = *application_builder().with_actions({fetch}).with_entrypoint("fetch").with_state(value{{"count", 1}}).build();
+  auto app =
+      *application_builder().with_actions({fetch}).with_entrypoint("fetch").with_state(value{{"count", 1}}).build();
   auto outcome = sync_wait(app->run_async());
   worker.join();
   ASSERT_TRUE(outcome.ok());
@@ -432,9 +433,8 @@ TEST(ApplicationBuilder, RejectsUnreachableActions) {
 }
 
 TEST(ApplicationBuilder, RejectsAReadThatNothingProvides) {
-  auto reader = action_builder("reader").reads({"ghost"}).run([](const state_view&) {
-    return result<action_output>(action_output{});
-  });
+  auto reader = action_builder("reader").reads({"ghost"}).run(
+      [](const state_view&) { return result<action_output>(action_output{}); });
   EXPECT_EQ(build_error(application_builder().with_action(reader).with_entrypoint("reader")),
             "action 'reader' reads 'ghost', which no action writes and the initial state does not provide");
 }
@@ -473,9 +473,8 @@ TEST(ApplicationBuilder, RejectsExpressionsThatDoNotCompile) {
 }
 
 TEST(ApplicationBuilder, RejectsAnOnErrorRouteToNowhere) {
-  auto a = action_builder("a").on_error("nowhere").run([](const state_view&) {
-    return result<action_output>(action_output{});
-  });
+  auto a = action_builder("a").on_error("nowhere").run(
+      [](const state_view&) { return result<action_output>(action_output{}); });
   EXPECT_EQ(build_error(application_builder().with_action(a).with_entrypoint("a")),
             "action 'a' routes errors to 'nowhere', which is not an action");
 }

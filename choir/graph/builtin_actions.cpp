@@ -127,7 +127,8 @@ result<std::shared_ptr<action>> make_set(const action_decl& decl) {
     for (std::size_t i = 0; i < keys.size(); ++i) {
       if (!keys[i].is_string()) return decl.fail("remove." + std::to_string(i), "expected a key name");
       const std::string key = keys[i].get<std::string>();
-      if (!written.insert(key).second) return decl.fail("remove." + std::to_string(i), "the key '" + key + "' is changed twice");
+      if (!written.insert(key).second)
+        return decl.fail("remove." + std::to_string(i), "the key '" + key + "' is changed twice");
       ops.push_back({state_op::kind::remove, key, std::nullopt, value()});
     }
   }

@@ -11,12 +11,12 @@ namespace choir::graph::detail {
 struct condition_node {
   enum class kind { always, when, expr, predicate, negate, all, any };
   kind type = kind::always;
-  value equals;                                      // when
-  std::optional<expression> compiled;                // expr
-  std::optional<error> compile_failure;              // expr that did not compile
-  std::string source;                                // expr source or predicate description
-  std::function<bool(const state&)> fn;              // predicate
-  std::vector<std::string> fn_keys;                  // predicate
+  value equals;                                                 // when
+  std::optional<expression> compiled;                           // expr
+  std::optional<error> compile_failure;                         // expr that did not compile
+  std::string source;                                           // expr source or predicate description
+  std::function<bool(const state&)> fn;                         // predicate
+  std::vector<std::string> fn_keys;                             // predicate
   std::vector<std::shared_ptr<const condition_node>> children;  // negate, all, any
 };
 

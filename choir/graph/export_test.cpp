@@ -9,9 +9,8 @@ std::shared_ptr<const graph> sample() {
   auto noop = [](const std::string& name) {
     return action_builder(name).run([](const state_view&) { return result<action_output>(action_output{}); });
   };
-  auto risky = action_builder("risky").on_error("fix").run([](const state_view&) {
-    return result<action_output>(action_output{});
-  });
+  auto risky = action_builder("risky").on_error("fix").run(
+      [](const state_view&) { return result<action_output>(action_output{}); });
   return *application_builder()
               .with_actions({noop("start"), risky, noop("fix"), noop("end-it")})
               .with_transition("start", "risky", condition::expr("mode == \"go\""))

@@ -164,8 +164,8 @@ result<std::vector<std::string>> string_list(const value& v, const document_cont
 }
 
 const std::set<std::string>& common_action_fields() {
-  static const std::set<std::string> fields = {"type",  "description", "reads",   "writes",  "inputs",
-                                               "tags",  "cost_ms",     "latency", "retry",   "on_error"};
+  static const std::set<std::string> fields = {"type", "description", "reads",   "writes", "inputs",
+                                               "tags", "cost_ms",     "latency", "retry",  "on_error"};
   return fields;
 }
 
@@ -230,7 +230,8 @@ result<action_spec> parse_common(const std::string& name, const value& config, c
   if (config.contains("retry")) {
     const value& retry = config["retry"];
     const std::string path = base + ".retry";
-    if (!retry.is_object()) return doc.fail(path, "expected a mapping (max_attempts, backoff_ms, multiplier, max_backoff_ms)");
+    if (!retry.is_object())
+      return doc.fail(path, "expected a mapping (max_attempts, backoff_ms, multiplier, max_backoff_ms)");
     for (const auto& [field, v] : retry.items()) {
       const std::string field_path = path + "." + field;
       if (field == "max_attempts") {
@@ -376,12 +377,13 @@ result<graph_document> graph_loader::load(std::string_view text, std::string_vie
     return make_error(graph_errc::invalid_document, position(file, e.mark) + ": " + e.msg);
   }
 
-  static const std::set<std::string> top_fields = {"apiVersion", "kind",    "name",       "description",
-                                                   "entrypoint", "state",   "actions",    "transitions"};
+  static const std::set<std::string> top_fields = {"apiVersion", "kind",  "name",    "description",
+                                                   "entrypoint", "state", "actions", "transitions"};
   for (const auto& [field, _] : root.items()) {
     if (!top_fields.count(field)) {
-      return doc.fail(field, "unknown field (a Graph has apiVersion, kind, name, description, entrypoint, state, "
-                             "actions, transitions)");
+      return doc.fail(field,
+                      "unknown field (a Graph has apiVersion, kind, name, description, entrypoint, state, "
+                      "actions, transitions)");
     }
   }
   if (!root.contains("apiVersion") || root["apiVersion"] != "agentos/v0.2") {
@@ -460,8 +462,8 @@ result<graph_document> graph_loader::load(std::string_view text, std::string_vie
   // Report graph-level problems at the document's position.
   auto built = out.builder.build_graph();
   if (!built.ok()) {
-    return make_error(built.err().code, position(file, graph_node->Mark()) + ": graph '" + out.name +
-                                            "': " + built.err().message);
+    return make_error(built.err().code,
+                      position(file, graph_node->Mark()) + ": graph '" + out.name + "': " + built.err().message);
   }
   return out;
 }

@@ -84,7 +84,8 @@ actions:
     extend: {more: "[n, n]"}
     increment: {n: 10}
     remove: [gone]
-)", "ops.yaml", registry());
+)",
+                        "ops.yaml", registry());
   ASSERT_TRUE(doc.ok()) << doc.err().message;
   auto app = *doc->builder.build();
   ASSERT_TRUE(app->run().ok());
@@ -127,7 +128,8 @@ TEST(Loader, RejectsUnknownFields) {
 }
 
 TEST(Loader, RejectsAWrongApiVersionOrMissingFields) {
-  EXPECT_EQ(load_error("apiVersion: v1\nkind: Graph\nname: x\n"), "g.yaml:1:13: apiVersion: apiVersion must be agentos/v0.2");
+  EXPECT_EQ(load_error("apiVersion: v1\nkind: Graph\nname: x\n"),
+            "g.yaml:1:13: apiVersion: apiVersion must be agentos/v0.2");
   EXPECT_EQ(load_error("apiVersion: agentos/v0.2\nkind: Graph\nentrypoint: a\n"),
             "g.yaml:1:1: a Graph needs a non-empty string 'name'");
   EXPECT_EQ(load_error("apiVersion: agentos/v0.2\nkind: Graph\nname: x\nentrypoint: a\n"),
@@ -202,7 +204,8 @@ actions:
 transitions:
   - {from: a, to: calm, when: {mode: CALM}}
   - {from: a, to: other}
-)", "m.yaml", registry());
+)",
+                        "m.yaml", registry());
   ASSERT_TRUE(doc.ok()) << doc.err().message;
   auto app = *doc->builder.build();
   ASSERT_TRUE(app->step().ok());
@@ -222,7 +225,8 @@ actions:
     retry: {max_attempts: 3, backoff_ms: 100, multiplier: 2, max_backoff_ms: 1000}
     on_error: {to: b, capture: why}
   b: {type: pass}
-)", "r.yaml", registry());
+)",
+                        "r.yaml", registry());
   ASSERT_TRUE(doc.ok()) << doc.err().message;
   auto g = *doc->builder.build_graph();
   const action_spec& a = g->nodes()[0].act->spec();
@@ -235,7 +239,8 @@ actions:
 }
 
 TEST(Loader, RejectsBadCommonFields) {
-  const std::string head = "apiVersion: agentos/v0.2\nkind: Graph\nname: x\nentrypoint: a\nactions:\n  a:\n    type: pass\n";
+  const std::string head =
+      "apiVersion: agentos/v0.2\nkind: Graph\nname: x\nentrypoint: a\nactions:\n  a:\n    type: pass\n";
   EXPECT_EQ(load_error(head + "    latency: FAST\n"), "g.yaml:8:14: actions.a.latency: expected HRT, SRT or DT");
   EXPECT_EQ(load_error(head + "    cost_ms: -1\n"), "g.yaml:8:14: actions.a.cost_ms: expected a number >= 0");
   EXPECT_EQ(load_error(head + "    retry: {max_attempts: 0}\n"),

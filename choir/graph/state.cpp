@@ -181,9 +181,9 @@ class state_editor {
     std::int64_t current = 0;
     if (slot != nullptr) {
       if (slot->list || !slot->json.is_number_integer()) {
-        return make_error(graph_errc::type_mismatch,
-                          "cannot increment '" + std::string(key) + "': it holds " +
-                              std::string(slot->list ? "a list" : slot->json.type_name()) + ", not an integer");
+        return make_error(graph_errc::type_mismatch, "cannot increment '" + std::string(key) + "': it holds " +
+                                                         std::string(slot->list ? "a list" : slot->json.type_name()) +
+                                                         ", not an integer");
       }
       current = slot->json.get<std::int64_t>();
     }
@@ -354,8 +354,7 @@ state::state(std::shared_ptr<const detail::state_impl> impl) : impl_(std::move(i
 
 result<state> state::from_json(const value& object) {
   if (!object.is_object()) {
-    return make_error(graph_errc::invalid_state,
-                      std::string("state must be a JSON object, not ") + object.type_name());
+    return make_error(graph_errc::invalid_state, std::string("state must be a JSON object, not ") + object.type_name());
   }
   auto impl = std::make_shared<state_impl>();
   impl->entries.reserve(object.size());

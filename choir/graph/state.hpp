@@ -48,8 +48,15 @@ class persistent_list {
     const_iterator() = default;
     reference operator*() const { return (*list_)[index_]; }
     pointer operator->() const { return &(*list_)[index_]; }
-    const_iterator& operator++() { ++index_; return *this; }
-    const_iterator operator++(int) { auto old = *this; ++index_; return old; }
+    const_iterator& operator++() {
+      ++index_;
+      return *this;
+    }
+    const_iterator operator++(int) {
+      auto old = *this;
+      ++index_;
+      return old;
+    }
     friend bool operator==(const const_iterator& a, const const_iterator& b) { return a.index_ == b.index_; }
 
    private:
