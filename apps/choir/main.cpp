@@ -38,7 +38,7 @@ int graph_command(const std::string& file, const std::string& format) {
   } else if (format == "dot") {
     fmt::print("{}", to_dot(**g));
   } else {
-    fmt::print("{}\n", (*g)->describe().dump(2));
+    fmt::print("{}\n", choir::dump_json((*g)->describe(), 2));
   }
   return choir::cli::exit_ok;
 }

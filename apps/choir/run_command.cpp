@@ -20,10 +20,10 @@ std::string shorten(std::string text, std::size_t limit = 96) {
 
 std::string describe_change(const graph::state_op& op) {
   switch (op.op) {
-    case graph::state_op::kind::set: return op.key + " = " + shorten(op.operand.dump());
-    case graph::state_op::kind::append: return op.key + " += [" + shorten(op.operand.dump()) + "]";
-    case graph::state_op::kind::extend: return op.key + " += " + shorten(op.operand.dump());
-    case graph::state_op::kind::increment: return op.key + " += " + op.operand.dump();
+    case graph::state_op::kind::set: return op.key + " = " + shorten(dump_json(op.operand));
+    case graph::state_op::kind::append: return op.key + " += [" + shorten(dump_json(op.operand)) + "]";
+    case graph::state_op::kind::extend: return op.key + " += " + shorten(dump_json(op.operand));
+    case graph::state_op::kind::increment: return op.key + " += " + dump_json(op.operand);
     case graph::state_op::kind::remove: return "removed " + op.key;
   }
   return {};
@@ -125,7 +125,7 @@ int run_command(const run_options& options, std::ostream& out, std::ostream& err
   auto range = (*app)->iterate(run, *inputs);
   for (const auto& step : range) {
     if (options.json) {
-      out << step.to_json().dump() << "\n";
+      out << dump_json(step.to_json()) << "\n";
     } else {
       print_step(out, step);
     }
@@ -143,7 +143,7 @@ int run_command(const run_options& options, std::ostream& out, std::ostream& err
                      {"next", (*app)->has_next_action() ? value((*app)->next_action()) : value()},
                      {"state", final_state}};
     if (outcome.failure) summary["error"] = outcome.failure->message;
-    out << summary.dump() << "\n";
+    out << dump_json(summary) << "\n";
   } else {
     std::string why;
     switch (outcome.reason) {
@@ -154,7 +154,7 @@ int run_command(const run_options& options, std::ostream& out, std::ostream& err
       case graph::halt_reason::failed: why = "failed at " + outcome.last_step->action; break;
     }
     out << why << " after " << outcome.steps << (outcome.steps == 1 ? " step" : " steps")
-        << "; state: " << shorten(final_state.dump(), 400) << "\n";
+        << "; state: " << shorten(dump_json(final_state), 400) << "\n";
   }
   switch (outcome.reason) {
     case graph::halt_reason::failed: return exit_step_failed;

@@ -60,7 +60,7 @@ value graph::describe() const {
 }
 
 std::string graph::fingerprint() const {
-  const std::string text = describe().dump();
+  const std::string text = dump_json(describe());
   std::uint64_t h = 0xcbf29ce484222325ULL;
   for (unsigned char c : text) {
     h ^= c;

@@ -104,7 +104,7 @@ std::string describe_node(const condition_node& node, bool nested) {
       std::string out;
       for (const auto& [key, v] : node.equals.items()) {
         if (!out.empty()) out += " and ";
-        out += key + " == " + v.dump();
+        out += key + " == " + dump_json(v);
       }
       return node.equals.size() > 1 ? wrap(out) : out;
     }

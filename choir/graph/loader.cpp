@@ -5,7 +5,9 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <optional>
 #include <set>
+#include <utility>
 
 #include "choir/graph/errors.hpp"
 
@@ -15,6 +17,47 @@ namespace {
 constexpr std::size_t max_document_bytes = 4u << 20;
 constexpr std::size_t max_nodes = 1'000'000;
 constexpr int max_depth = 256;
+
+/// The 1-based line and column (in bytes) of the first byte that is not valid UTF-8, if any.
+std::optional<std::pair<int, int>> first_invalid_utf8(std::string_view text) {
+  int line = 1;
+  int column = 1;
+  for (std::size_t i = 0; i < text.size();) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    std::size_t len = 0;
+    std::uint32_t min = 0;
+    if (c < 0x80) {
+      len = 1;
+    } else if ((c & 0xE0) == 0xC0) {
+      len = 2;
+      min = 0x80;
+    } else if ((c & 0xF0) == 0xE0) {
+      len = 3;
+      min = 0x800;
+    } else if ((c & 0xF8) == 0xF0) {
+      len = 4;
+      min = 0x10000;
+    } else {
+      return std::make_pair(line, column);
+    }
+    if (i + len > text.size()) return std::make_pair(line, column);
+    std::uint32_t cp = len == 1 ? c : (c & (0xFF >> (len + 1)));
+    for (std::size_t k = 1; k < len; ++k) {
+      const auto cc = static_cast<unsigned char>(text[i + k]);
+      if ((cc & 0xC0) != 0x80) return std::make_pair(line, column);
+      cp = (cp << 6) | (cc & 0x3F);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return std::make_pair(line, column);
+    if (c == '\n') {
+      ++line;
+      column = 1;
+    } else {
+      column += static_cast<int>(len);
+    }
+    i += len;
+  }
+  return std::nullopt;
+}
 
 std::string position(std::string_view file, const YAML::Mark& mark) {
   std::string out(file);
@@ -338,6 +381,10 @@ result<graph_document> graph_loader::load(std::string_view text, std::string_vie
                                           const action_registry& registry) {
   if (text.size() > max_document_bytes) {
     return make_error(graph_errc::invalid_document, std::string(file) + ": larger than 4 MiB");
+  }
+  if (auto bad = first_invalid_utf8(text)) {
+    return make_error(graph_errc::invalid_document, std::string(file) + ":" + std::to_string(bad->first) + ":" +
+                                                        std::to_string(bad->second) + ": not valid UTF-8");
   }
   std::vector<YAML::Node> docs;
   try {

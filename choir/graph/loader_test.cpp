@@ -248,6 +248,11 @@ TEST(Loader, RejectsBadCommonFields) {
   EXPECT_EQ(load_error(head + "    reads: [1]\n"), "g.yaml:8:13: actions.a.reads.0: expected a string");
 }
 
+TEST(Loader, RejectsTextThatIsNotUtf8NamingWhere) {
+  EXPECT_EQ(load_error("kind: Graph\nname: ab\xff\n"), "g.yaml:2:9: not valid UTF-8");
+  EXPECT_EQ(load_error("kind: Graph\nname: \xc3\n"), "g.yaml:2:7: not valid UTF-8");
+}
+
 TEST(Loader, RefusesAliasBombs) {
   std::string yaml = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n";
   for (int i = 1; i < 8; ++i) {
