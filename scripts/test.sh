@@ -43,11 +43,7 @@ for target in build/fuzz/fuzz/*_fuzz; do
   corpus="fuzz/corpus/$name"
   scratch=$(mktemp -d)
   # New inputs go to the scratch folder; the committed corpus is only read.
-  runs="$fuzz_runs"
-  # graph_yaml: yaml-cpp 0.7's LoadAll can loop forever on some malformed streams (a 62-byte
-  # reproducer is noted in issue 2); until the loader guards against it, CI only replays its corpus.
-  [ "$name" = graph_yaml ] && runs=0
-  "$target" -seed=1 -runs="$runs" -max_total_time="$fuzz_seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=0 \
+  "$target" -seed=1 -runs="$fuzz_runs" -max_total_time="$fuzz_seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=0 \
     "$scratch" "$corpus" 2>&1 | tail -n 2
   rm -rf "$scratch"
 done

@@ -1,190 +1,35 @@
 #include "choir/graph/loader.hpp"
 
-#include <yaml-cpp/yaml.h>
-
 #include <algorithm>
-#include <charconv>
-#include <cmath>
 #include <optional>
 #include <set>
 #include <utility>
 
+#include "choir/core/yaml.hpp"
 #include "choir/graph/errors.hpp"
 
 namespace choir::graph {
 namespace {
 
-constexpr std::size_t max_document_bytes = 4u << 20;
-constexpr std::size_t max_nodes = 1'000'000;
-constexpr int max_depth = 256;
-
-/// The 1-based line and column (in bytes) of the first byte that is not valid UTF-8, if any.
-std::optional<std::pair<int, int>> first_invalid_utf8(std::string_view text) {
-  int line = 1;
-  int column = 1;
-  for (std::size_t i = 0; i < text.size();) {
-    const auto c = static_cast<unsigned char>(text[i]);
-    std::size_t len = 0;
-    std::uint32_t min = 0;
-    if (c < 0x80) {
-      len = 1;
-    } else if ((c & 0xE0) == 0xC0) {
-      len = 2;
-      min = 0x80;
-    } else if ((c & 0xF0) == 0xE0) {
-      len = 3;
-      min = 0x800;
-    } else if ((c & 0xF8) == 0xF0) {
-      len = 4;
-      min = 0x10000;
-    } else {
-      return std::make_pair(line, column);
-    }
-    if (i + len > text.size()) return std::make_pair(line, column);
-    std::uint32_t cp = len == 1 ? c : (c & (0xFF >> (len + 1)));
-    for (std::size_t k = 1; k < len; ++k) {
-      const auto cc = static_cast<unsigned char>(text[i + k]);
-      if ((cc & 0xC0) != 0x80) return std::make_pair(line, column);
-      cp = (cp << 6) | (cc & 0x3F);
-    }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return std::make_pair(line, column);
-    if (c == '\n') {
-      ++line;
-      column = 1;
-    } else {
-      column += static_cast<int>(len);
-    }
-    i += len;
-  }
-  return std::nullopt;
-}
-
-std::string position(std::string_view file, const YAML::Mark& mark) {
-  std::string out(file);
-  if (mark.line >= 0) {
-    out += ":" + std::to_string(mark.line + 1) + ":" + std::to_string(mark.column + 1);
-  }
-  return out;
-}
-
-/// Resolves a plain (unquoted) scalar the way the YAML 1.2 core schema does.
-value resolve_plain_scalar(const std::string& s) {
-  if (s.empty() || s == "~" || s == "null" || s == "Null" || s == "NULL") return value();
-  if (s == "true" || s == "True" || s == "TRUE") return true;
-  if (s == "false" || s == "False" || s == "FALSE") return false;
-  const char* begin = s.data();
-  const char* end = s.data() + s.size();
-  const char* digits = (*begin == '+') ? begin + 1 : begin;
-  std::int64_t i = 0;
-  if (auto [p, ec] = std::from_chars(digits, end, i); ec == std::errc() && p == end && digits != end) return i;
-  if (s.size() > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
-    std::uint64_t h = 0;
-    if (auto [p, ec] = std::from_chars(begin + 2, end, h, 16);
-        ec == std::errc() && p == end && h <= static_cast<std::uint64_t>(INT64_MAX)) {
-      return static_cast<std::int64_t>(h);
-    }
-  }
-  // Floats: digits with a '.' or an exponent; no inf/nan (JSON has neither).
-  const bool looks_numeric = std::all_of(s.begin(), s.end(), [](char c) {
-    return (c >= '0' && c <= '9') || c == '.' || c == 'e' || c == 'E' || c == '-' || c == '+';
-  });
-  if (looks_numeric) {
-    double d = 0;
-    if (auto [p, ec] = std::from_chars(digits, end, d); ec == std::errc() && p == end && std::isfinite(d)) return d;
-  }
-  return s;
-}
-
-struct conversion {
-  std::string_view file;
-  std::size_t nodes = 0;
-};
-
-result<value> convert(const YAML::Node& node, conversion& c, int depth) {
-  if (++c.nodes > max_nodes) {
-    return make_error(graph_errc::invalid_document,
-                      position(c.file, node.Mark()) + ": the document expands to more than 1,000,000 nodes");
-  }
-  if (depth > max_depth) {
-    return make_error(graph_errc::invalid_document, position(c.file, node.Mark()) + ": nested more than 256 deep");
-  }
-  switch (node.Type()) {
-    case YAML::NodeType::Undefined:
-    case YAML::NodeType::Null: return value();
-    case YAML::NodeType::Scalar:
-      if (node.Tag() == "!") return node.Scalar();  // quoted: always a string
-      if (node.Tag() == "!!str" || node.Tag() == "tag:yaml.org,2002:str") return node.Scalar();
-      return resolve_plain_scalar(node.Scalar());
-    case YAML::NodeType::Sequence: {
-      value out = value::array();
-      for (const auto& item : node) {
-        CHOIR_TRY(value v, convert(item, c, depth + 1));
-        out.push_back(std::move(v));
-      }
-      return out;
-    }
-    case YAML::NodeType::Map: {
-      value out = value::object();
-      for (const auto& kv : node) {
-        if (!kv.first.IsScalar()) {
-          return make_error(graph_errc::invalid_document,
-                            position(c.file, kv.first.Mark()) + ": a mapping key must be a plain string");
-        }
-        const std::string& key = kv.first.Scalar();
-        if (out.contains(key)) {
-          return make_error(graph_errc::invalid_document,
-                            position(c.file, kv.first.Mark()) + ": the key '" + key + "' appears twice");
-        }
-        CHOIR_TRY(value v, convert(kv.second, c, depth + 1));
-        out[key] = std::move(v);
-      }
-      return out;
-    }
-  }
-  return value();
-}
-
-/// Finds the node at a dotted path below `root` (list items by index), for error positions.
-YAML::Node node_at(const YAML::Node& root, std::string_view path) {
-  YAML::Node current = root;
-  while (!path.empty()) {
-    const auto dot = path.find('.');
-    const std::string part(path.substr(0, dot));
-    path = dot == std::string_view::npos ? std::string_view() : path.substr(dot + 1);
-    YAML::Node next;
-    if (current.IsMap()) {
-      next = current[part];
-    } else if (current.IsSequence()) {
-      std::size_t idx = 0;
-      auto [p, ec] = std::from_chars(part.data(), part.data() + part.size(), idx);
-      if (ec != std::errc() || idx >= current.size()) break;
-      next = current[idx];
-    }
-    if (!next.IsDefined()) break;
-    current = next;
-  }
-  return current;
-}
-
+/// Locates fields below one action (`actions.<name>.<field>`) in its document.
 class yaml_locator final : public action_decl::locator {
  public:
-  yaml_locator(std::string_view file, YAML::Node node) : file_(file), node_(std::move(node)) {}
+  yaml_locator(const yaml_document& doc, std::string base) : doc_(doc), base_(std::move(base)) {}
   [[nodiscard]] std::string locate(std::string_view field) const override {
-    return position(file_, node_at(node_, field).Mark());
+    return doc_.locate(field.empty() ? base_ : base_ + "." + std::string(field));
   }
 
  private:
-  std::string_view file_;
-  YAML::Node node_;
+  const yaml_document& doc_;
+  std::string base_;
 };
 
 /// Reports errors at `file:line:col: <path>: message` for one document.
 struct document_context {
-  std::string_view file;
-  YAML::Node root;
+  const yaml_document& yaml;
 
   error fail(std::string_view path, std::string_view message) const {
-    std::string out = position(file, node_at(root, path).Mark());
+    std::string out = yaml.locate(path);
     if (!path.empty()) {
       out += ": ";
       out += path;
@@ -379,50 +224,34 @@ class graph_loader {
 
 result<graph_document> graph_loader::load(std::string_view text, std::string_view file,
                                           const action_registry& registry) {
-  if (text.size() > max_document_bytes) {
-    return make_error(graph_errc::invalid_document, std::string(file) + ": larger than 4 MiB");
-  }
-  if (auto bad = first_invalid_utf8(text)) {
-    return make_error(graph_errc::invalid_document, std::string(file) + ":" + std::to_string(bad->first) + ":" +
-                                                        std::to_string(bad->second) + ": not valid UTF-8");
-  }
-  std::vector<YAML::Node> docs;
-  try {
-    docs = YAML::LoadAll(std::string(text));
-  } catch (const YAML::Exception& e) {
-    return make_error(graph_errc::invalid_document, position(file, e.mark) + ": " + e.msg);
-  }
+  auto docs = parse_yaml(text, file);
+  if (!docs.ok()) return make_error(graph_errc::invalid_document, docs.err().message);
 
   graph_document out;
-  std::optional<YAML::Node> graph_node;
-  for (const auto& d : docs) {
-    if (!d.IsMap()) {
-      return make_error(graph_errc::invalid_document, position(file, d.Mark()) + ": a document must be a mapping");
+  const yaml_document* graph_doc = nullptr;
+  for (const auto& d : *docs) {
+    if (!d.root().is_object()) {
+      return make_error(graph_errc::invalid_document, d.locate("") + ": a document must be a mapping");
     }
-    const YAML::Node kind = d["kind"];
-    if (!kind.IsDefined() || !kind.IsScalar()) {
-      return make_error(graph_errc::invalid_document, position(file, d.Mark()) + ": a document needs a 'kind'");
+    const auto kind = d.root().find("kind");
+    if (kind == d.root().end() || !kind->is_string()) {
+      return make_error(graph_errc::invalid_document, d.locate("") + ": a document needs a 'kind'");
     }
-    if (kind.Scalar() == "Graph") {
-      if (graph_node) {
+    if (*kind == "Graph") {
+      if (graph_doc != nullptr) {
         return make_error(graph_errc::invalid_document,
-                          position(file, d.Mark()) + ": a file holds at most one 'kind: Graph' document");
+                          d.locate("") + ": a file holds at most one 'kind: Graph' document");
       }
-      graph_node = d;
+      graph_doc = &d;
     } else {
-      out.other_kinds.push_back(kind.Scalar());
+      out.other_kinds.push_back(kind->get<std::string>());
     }
   }
-  if (!graph_node) return make_error(graph_errc::invalid_document, std::string(file) + ": no 'kind: Graph' document");
-
-  const document_context doc{file, *graph_node};
-  conversion c{file};
-  value root;
-  try {
-    CHOIR_TRY(root, convert(*graph_node, c, 0));
-  } catch (const YAML::Exception& e) {
-    return make_error(graph_errc::invalid_document, position(file, e.mark) + ": " + e.msg);
+  if (graph_doc == nullptr) {
+    return make_error(graph_errc::invalid_document, std::string(file) + ": no 'kind: Graph' document");
   }
+  const document_context doc{*graph_doc};
+  const value& root = graph_doc->root();
 
   static const std::set<std::string> top_fields = {"apiVersion", "kind",  "name",    "description",
                                                    "entrypoint", "state", "actions", "transitions"};
@@ -456,9 +285,7 @@ result<graph_document> graph_loader::load(std::string_view text, std::string_vie
   }
 
   // Actions, in the order they appear in the file.
-  const YAML::Node actions_node = (*graph_node)["actions"];
-  for (const auto& kv : actions_node) {
-    const std::string name = kv.first.Scalar();
+  for (const std::string& name : graph_doc->keys_in_order("actions")) {
     const value& config = root["actions"][name];
     const std::string base = "actions." + name;
     if (!config.is_object()) return doc.fail(base, "an action is a mapping with at least a 'type'");
@@ -475,7 +302,7 @@ result<graph_document> graph_loader::load(std::string_view text, std::string_vie
         return doc.fail(base + "." + field, "unknown field for an action of type '" + spec.type + "'");
       }
     }
-    yaml_locator where(file, kv.second);
+    yaml_locator where(*graph_doc, base);
     action_decl decl(std::move(spec), config, where);
     auto made = type->factory(decl);
     if (!made.ok()) return std::move(made).err();
@@ -509,8 +336,7 @@ result<graph_document> graph_loader::load(std::string_view text, std::string_vie
   // Report graph-level problems at the document's position.
   auto built = out.builder.build_graph();
   if (!built.ok()) {
-    return make_error(built.err().code,
-                      position(file, graph_node->Mark()) + ": graph '" + out.name + "': " + built.err().message);
+    return make_error(built.err().code, graph_doc->locate("") + ": graph '" + out.name + "': " + built.err().message);
   }
   return out;
 }
@@ -518,23 +344,8 @@ result<graph_document> graph_loader::load(std::string_view text, std::string_vie
 result<graph_document> load_graph(std::string_view text, std::string_view file, const action_registry& registry) {
   try {
     return graph_loader::load(text, file, registry);
-  } catch (const YAML::Exception& e) {
-    return make_error(graph_errc::invalid_document, position(file, e.mark) + ": " + e.msg);
   } catch (const nlohmann::json::exception& e) {
     return make_error(graph_errc::invalid_document, std::string(file) + ": " + e.what());
-  }
-}
-
-result<value> yaml_to_json(std::string_view text, std::string_view file) {
-  if (text.size() > max_document_bytes) {
-    return make_error(graph_errc::invalid_document, std::string(file) + ": larger than 4 MiB");
-  }
-  try {
-    const YAML::Node node = YAML::Load(std::string(text));
-    conversion c{file};
-    return convert(node, c, 0);
-  } catch (const YAML::Exception& e) {
-    return make_error(graph_errc::invalid_document, position(file, e.mark) + ": " + e.msg);
   }
 }
 

@@ -84,13 +84,9 @@ struct graph_document {
 };
 
 /// Loads the one `kind: Graph` document in `text` (a YAML stream that may hold other documents,
-/// such as an agent's contract). `file` is used only in error messages. Documents larger than
-/// 4 MiB, or that expand (through aliases) to more than 1M nodes, are refused.
+/// such as an agent's contract). `file` is used only in error messages. The YAML is read by
+/// `choir::parse_yaml` with its default limits (4 MiB, 1M nodes counting aliases, depth 256).
 [[nodiscard]] result<graph_document> load_graph(std::string_view text, std::string_view file,
                                                 const action_registry& registry);
-
-/// Converts a YAML text holding a single document to JSON with YAML 1.2 core-schema scalars
-/// (for tests and tools). Errors carry line and column.
-[[nodiscard]] result<value> yaml_to_json(std::string_view text, std::string_view file);
 
 }  // namespace choir::graph
