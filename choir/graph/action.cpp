@@ -57,13 +57,13 @@ const value& state_view::at(std::string_view key) const {
 
 const value* state_view::get_if(std::string_view key) const {
   check_read(key);
-  return state_.get_if(key);
+  return state_->get_if(key);
 }
 
 const persistent_list& state_view::list(std::string_view key) const {
   check_read(key);
   static const persistent_list empty;
-  const value_ref ref = state_.find(key);
+  const value_ref ref = state_->find(key);
   if (!ref) return empty;
   if (ref.list == nullptr) {
     throw access_error(graph_errc::type_mismatch, "action '" + spec_->name + "' read '" + std::string(key) +
@@ -74,7 +74,7 @@ const persistent_list& state_view::list(std::string_view key) const {
 
 value_ref state_view::find(std::string_view key) const {
   check_read(key);
-  return state_.find(key);
+  return state_->find(key);
 }
 
 const value& state_view::input(std::string_view name) const {

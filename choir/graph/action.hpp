@@ -103,7 +103,7 @@ class access_error : public std::logic_error {
 class state_view {
  public:
   state_view(const state& s, const action_spec& spec, const value& inputs)
-      : state_(s), spec_(&spec), inputs_(&inputs) {}
+      : state_(&s), spec_(&spec), inputs_(&inputs) {}
 
   /// The value of a declared key. Throws `access_error` if undeclared or absent.
   [[nodiscard]] const value& at(std::string_view key) const;
@@ -128,7 +128,7 @@ class state_view {
 
  private:
   void check_read(std::string_view key) const;
-  state state_;
+  const state* state_;
   const action_spec* spec_;
   const value* inputs_;
 };

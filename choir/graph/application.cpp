@@ -212,13 +212,17 @@ result<application::prepared_step> application::prepare(const value& inputs) {
   return p;
 }
 
-result<std::optional<step_record>> application::finish(prepared_step& p, result<action_output> output) {
+result<void> application::finish(prepared_step& p, result<action_output> output, step_record& record) {
   const graph::node& node = graph_->nodes()[p.index];
   const action_spec& spec = node.act->spec();
-  step_record record;
+  // The record is reused from step to step by `run`: assign every field (strings keep their buffers).
   record.sequence_id = sequence_id_;
   record.action = spec.name;
+  record.status = step_status::completed;
   record.inputs = std::move(p.inputs);
+  record.result = value();
+  record.delta.clear();
+  record.failure.reset();
   record.attempts = p.attempts;
 
   std::optional<error> failure;
@@ -279,18 +283,30 @@ result<std::optional<step_record>> application::finish(prepared_step& p, result<
       next = p.index;  // stay: the next step retries this action
     }
   }
-  record.next_action = next ? graph_->nodes()[*next].act->name() : std::string();
+  if (next) {
+    record.next_action = graph_->nodes()[*next].act->name();
+  } else {
+    record.next_action.clear();
+  }
 
   if (persister_) CHOIR_CHECK(persister_->save_step(identity_, record, next_state));
   state_ = std::move(next_state);
   ++sequence_id_;
   next_ = next;
+  last_index_ = p.index;
   for (const auto& h : hooks_) h->post_step(record, state_);
-  return std::optional<step_record>(std::move(record));
+  return {};
 }
 
 result<std::optional<step_record>> application::step(const value& inputs) {
-  if (!next_) return std::optional<step_record>();
+  step_record record;
+  CHOIR_TRY(bool ran, step_into(record, inputs));
+  if (!ran) return std::optional<step_record>();
+  return std::optional<step_record>(std::move(record));
+}
+
+result<bool> application::step_into(step_record& record, const value& inputs) {
+  if (!next_) return false;
   CHOIR_TRY(prepared_step p, prepare(inputs));
   action& act = *graph_->nodes()[p.index].act;
   const state_view view(state_, act.spec(), p.inputs.is_null() ? empty_object() : p.inputs);
@@ -308,7 +324,8 @@ result<std::optional<step_record>> application::step(const value& inputs) {
     }
     if (output->ok() || p.attempts >= max_attempts || !retryable(output->err())) break;
   }
-  return finish(p, std::move(*output));
+  CHOIR_CHECK(finish(p, std::move(*output), record));
+  return true;
 }
 
 task<result<std::optional<step_record>>> application::step_async(value inputs) {
@@ -333,7 +350,10 @@ task<result<std::optional<step_record>>> application::step_async(value inputs) {
     }
     if (output->ok() || p.attempts >= max_attempts || !retryable(output->err())) break;
   }
-  co_return finish(p, std::move(*output));
+  step_record record;
+  auto finished = finish(p, std::move(*output), record);
+  if (!finished.ok()) co_return std::move(finished).err();
+  co_return std::optional<step_record>(std::move(record));
 }
 
 result<application::halt_set> application::resolve_halts(const run_options& options) const {
@@ -374,11 +394,12 @@ std::optional<halt_reason> halt_before_step(const std::optional<std::size_t>& ne
   return std::nullopt;
 }
 
-std::optional<halt_reason> halt_after_step(const step_record& record, const graph& g, const std::vector<char>& after) {
-  const auto idx = g.index_of(record.action);
-  const bool routed = g.nodes()[*idx].act->spec().on_error.has_value();
+/// `index` is the action the step ran.
+std::optional<halt_reason> halt_after_step(const step_record& record, std::size_t index, const graph& g,
+                                           const std::vector<char>& after) {
+  const bool routed = g.nodes()[index].act->spec().on_error.has_value();
   if (record.status == step_status::failed && !routed) return halt_reason::failed;
-  if (after[*idx] != 0) return halt_reason::halted_after;
+  if (after[index] != 0) return halt_reason::halted_after;
   return std::nullopt;
 }
 
@@ -389,24 +410,25 @@ result<run_outcome> application::run(const run_options& options, const value& in
   for (const auto& h : hooks_) h->pre_run(identity_.app_id);
   on_chunk_ = &options.on_chunk;
   run_outcome outcome;
+  step_record record;  // reused by every step of the run
   for (;;) {
     if (auto stop = halt_before_step(next_, outcome.steps, options, halts.before)) {
       outcome.reason = *stop;
       break;
     }
-    auto stepped = step(outcome.steps == 0 ? inputs : empty_object());
+    auto stepped = step_into(record, outcome.steps == 0 ? inputs : empty_object());
     if (!stepped.ok()) {
       on_chunk_ = nullptr;
       return std::move(stepped).err();
     }
     ++outcome.steps;
-    outcome.last_step = std::move(**stepped);
-    if (auto stop = halt_after_step(*outcome.last_step, *graph_, halts.after)) {
+    if (auto stop = halt_after_step(record, last_index_, *graph_, halts.after)) {
       outcome.reason = *stop;
-      if (*stop == halt_reason::failed) outcome.failure = outcome.last_step->failure;
+      if (*stop == halt_reason::failed) outcome.failure = record.failure;
       break;
     }
   }
+  if (outcome.steps > 0) outcome.last_step = std::move(record);
   on_chunk_ = nullptr;
   for (const auto& h : hooks_) h->post_run(identity_.app_id);
   return outcome;
@@ -432,7 +454,7 @@ task<result<run_outcome>> application::run_async(run_options options, value inpu
     }
     ++outcome.steps;
     outcome.last_step = std::move(**stepped);
-    if (auto stop = halt_after_step(*outcome.last_step, *graph_, halts->after)) {
+    if (auto stop = halt_after_step(*outcome.last_step, last_index_, *graph_, halts->after)) {
       outcome.reason = *stop;
       if (*stop == halt_reason::failed) outcome.failure = outcome.last_step->failure;
       break;
@@ -462,36 +484,41 @@ step_range::iterator step_range::begin() {
 
 void step_range::advance() {
   if (done_) return;
-  auto halts = app_->resolve_halts(opts_);
-  if (!halts.ok()) {
-    error_ = std::move(halts).err();
-    done_ = true;
-    return;
-  }
-  if (current_) {
-    if (auto stop = halt_after_step(*current_, app_->graph_def(), halts->after)) {
-      outcome_.reason = *stop;
-      if (*stop == halt_reason::failed) outcome_.failure = current_->failure;
+  if (!current_) {
+    // Resolve the halts once, on the first step.
+    auto halts = app_->resolve_halts(opts_);
+    if (!halts.ok()) {
+      error_ = std::move(halts).err();
       done_ = true;
       return;
     }
-  }
-  if (auto stop = halt_before_step(app_->next_, outcome_.steps, opts_, halts->before)) {
+    halt_before_ = std::move(halts->before);
+    halt_after_ = std::move(halts->after);
+  } else if (auto stop = halt_after_step(*current_, current_index_, app_->graph_def(), halt_after_)) {
     outcome_.reason = *stop;
+    if (*stop == halt_reason::failed) outcome_.failure = current_->failure;
+    outcome_.last_step = std::move(current_);
+    done_ = true;
+    return;
+  }
+  if (auto stop = halt_before_step(app_->next_, outcome_.steps, opts_, halt_before_)) {
+    outcome_.reason = *stop;
+    outcome_.last_step = std::move(current_);
     done_ = true;
     return;
   }
   app_->on_chunk_ = &opts_.on_chunk;
-  auto stepped = app_->step(outcome_.steps == 0 ? inputs_ : empty_object());
+  step_record& record = current_ ? *current_ : current_.emplace();
+  auto stepped = app_->step_into(record, outcome_.steps == 0 ? inputs_ : empty_object());
   app_->on_chunk_ = nullptr;
   if (!stepped.ok()) {
     error_ = std::move(stepped).err();
+    if (outcome_.steps > 0) outcome_.last_step = std::move(current_);
     done_ = true;
     return;
   }
   ++outcome_.steps;
-  current_ = std::move(**stepped);
-  outcome_.last_step = current_;
+  current_index_ = app_->last_index_;
 }
 
 // ---- application_builder ---------------------------------------------------------------------

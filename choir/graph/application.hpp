@@ -82,7 +82,7 @@ struct step_record {
   std::uint64_t sequence_id = 0;
   std::string action;
   step_status status = step_status::completed;
-  value inputs = value::object();  ///< the inputs the action saw (declared ones only)
+  value inputs;  ///< the inputs the action saw (its declared ones), or null if it declares none
   value result;
   state_delta delta;
   std::optional<error> failure;  ///< set when `status` is failed
@@ -209,6 +209,9 @@ class step_range {
   run_options opts_;
   value inputs_;
   std::optional<step_record> current_;
+  std::size_t current_index_ = 0;
+  std::vector<char> halt_before_;
+  std::vector<char> halt_after_;
   run_outcome outcome_;
   std::optional<error> error_;
   bool started_ = false;
@@ -251,7 +254,9 @@ class application {
               std::shared_ptr<persister> persist, std::shared_ptr<retry_timer> timer);
 
   result<prepared_step> prepare(const value& inputs);
-  result<std::optional<step_record>> finish(prepared_step& prepared, result<action_output> output);
+  /// Runs the next action into `record` (reused across steps); false if nothing is left to run.
+  result<bool> step_into(step_record& record, const value& inputs);
+  result<void> finish(prepared_step& prepared, result<action_output> output, step_record& record);
   result<halt_set> resolve_halts(const run_options& options) const;
 
   std::shared_ptr<const graph> graph_;
@@ -262,6 +267,7 @@ class application {
   state state_;
   std::uint64_t sequence_id_ = 0;
   std::optional<std::size_t> next_;
+  std::size_t last_index_ = 0;  ///< the action the last step ran
   const std::function<void(const std::string&, const value&)>* on_chunk_ = nullptr;
 };
 

@@ -241,6 +241,29 @@ TEST(Application, OnErrorRoutesAFailedStepAndCapturesTheError) {
   EXPECT_EQ(app->current_state().get("last_error")["action"], "risky");
 }
 
+TEST(Application, EachStepRecordShowsOnlyItsOwnStep) {
+  auto risky = action_builder("risky").on_error("recover").run([](const state_view&) -> result<action_output> {
+    return make_error(graph_errc::action_failed, "bad");
+  });
+  auto recover = action_builder("recover").writes({"fixed"}).run([](const state_view&) {
+    action_output out;
+    out.changes.set("fixed", true);
+    return result<action_output>(std::move(out));
+  });
+  auto app = *application_builder().with_actions({risky, recover}).with_entrypoint("risky").build();
+  std::vector<value> records;
+  auto range = app->iterate();
+  for (const auto& step : range) records.push_back(step.to_json());
+  ASSERT_EQ(records.size(), 2u);
+  EXPECT_EQ(records[0]["status"], "failed");
+  EXPECT_EQ(records[0]["delta"][0]["key"], "error");
+  EXPECT_EQ(records[1]["status"], "completed");
+  EXPECT_FALSE(records[1].contains("error"));
+  EXPECT_EQ(records[1]["delta"], value::parse(R"([{"op":"set","key":"fixed","value":true}])"));
+  EXPECT_EQ(records[1]["next"], nullptr);
+  EXPECT_EQ(range.outcome().last_step->action, "recover");
+}
+
 TEST(Application, IterateYieldsEveryStepThenTheOutcome) {
   auto app = *counter(2).build();
   std::vector<std::string> seen;
