@@ -465,6 +465,23 @@ task<result<run_outcome>> application::run_async(run_options options, value inpu
   co_return outcome;
 }
 
+result<run_outcome> application::stream(std::string_view action_name, std::function<void(const value&)> on_chunk,
+                                        const value& inputs) {
+  const auto index = graph_->index_of(action_name);
+  if (!index)
+    return make_error(graph_errc::invalid_graph, "cannot stream '" + std::string(action_name) + "': no such action");
+  if (!graph_->nodes()[*index].act->is_streaming()) {
+    return make_error(graph_errc::invalid_graph,
+                      "cannot stream '" + std::string(action_name) + "': it does not stream");
+  }
+  run_options options;
+  options.halt_after = {std::string(action_name)};
+  options.on_chunk = [&](const std::string& from, const value& chunk) {
+    if (from == action_name) on_chunk(chunk);
+  };
+  return run(options, inputs);
+}
+
 step_range application::iterate(run_options options, value inputs) {
   return step_range(*this, std::move(options), std::move(inputs));
 }

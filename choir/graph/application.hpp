@@ -230,6 +230,11 @@ class application {
   /// Steps until a halt condition, completion, `max_steps`, or a failed step. `inputs` go to the
   /// first step only. `halt_before` naming the next action runs nothing.
   [[nodiscard]] result<run_outcome> run(const run_options& options = {}, const value& inputs = value::object());
+  /// Runs until the streaming action `action_name` has run, passing every chunk it yields to
+  /// `on_chunk` as it is produced (Burr's `stream_result`); the steps before it run as in `run`.
+  /// Fails with `invalid_graph` if there is no such action or it does not stream.
+  [[nodiscard]] result<run_outcome> stream(std::string_view action_name, std::function<void(const value&)> on_chunk,
+                                           const value& inputs = value::object());
   /// Like `run`, one step per iteration.
   [[nodiscard]] step_range iterate(run_options options = {}, value inputs = value::object());
 

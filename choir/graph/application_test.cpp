@@ -242,9 +242,8 @@ TEST(Application, OnErrorRoutesAFailedStepAndCapturesTheError) {
 }
 
 TEST(Application, EachStepRecordShowsOnlyItsOwnStep) {
-  auto risky = action_builder("risky").on_error("recover").run([](const state_view&) -> result<action_output> {
-    return make_error(graph_errc::action_failed, "bad");
-  });
+  auto risky = action_builder("risky").on_error("recover").run(
+      [](const state_view&) -> result<action_output> { return make_error(graph_errc::action_failed, "bad"); });
   auto recover = action_builder("recover").writes({"fixed"}).run([](const state_view&) {
     action_output out;
     out.changes.set("fixed", true);
@@ -315,6 +314,38 @@ TEST(Application, StreamingActionsYieldChunksBeforeTheirResult) {
   EXPECT_EQ(h->events,
             (std::vector<std::string>{"pre_run", "pre_step 0 talk", "stream_start talk", "item hello", "item  ",
                                       "item world", "stream_end talk", "post_step talk", "post_run"}));
+}
+
+TEST(Application, StreamRunsUpToTheStreamingActionAndHandsOverItsChunks) {
+  auto prepare = action_builder("prepare").writes({"topic"}).run([](const state_view&) {
+    action_output out;
+    out.changes.set("topic", "weather");
+    return result<action_output>(std::move(out));
+  });
+  auto talk =
+      action_builder("talk").reads({"topic"}).writes({"reply"}).stream([](const state_view& s, stream_sink& sink) {
+        const std::string topic = s.at("topic").get<std::string>();
+        sink.item("about ");
+        sink.item(topic);
+        action_output out;
+        out.changes.set("reply", "about " + topic);
+        return result<action_output>(std::move(out));
+      });
+  auto after = action_builder("after").run([](const state_view&) { return result<action_output>(action_output{}); });
+  auto app = *application_builder()
+                  .with_actions({prepare, talk, after})
+                  .with_transition("prepare", "talk")
+                  .with_transition("talk", "after")
+                  .with_entrypoint("prepare")
+                  .build();
+  std::vector<std::string> chunks;
+  auto outcome = app->stream("talk", [&](const value& chunk) { chunks.push_back(chunk.get<std::string>()); });
+  ASSERT_TRUE(outcome.ok()) << outcome.err().message;
+  EXPECT_EQ(outcome->reason, halt_reason::halted_after);
+  EXPECT_EQ(chunks, (std::vector<std::string>{"about ", "weather"}));
+  EXPECT_EQ(app->next_action(), "after");
+  EXPECT_EQ(app->stream("prepare", [](const value&) {}).err().message, "cannot stream 'prepare': it does not stream");
+  EXPECT_EQ(app->stream("ghost", [](const value&) {}).err().message, "cannot stream 'ghost': no such action");
 }
 
 /// Resumes the awaiting coroutine from another thread, as an I/O completion would.
