@@ -124,7 +124,7 @@ class async_function_action final : public action {
   [[nodiscard]] bool is_async() const override { return true; }
   result<action_output> execute(const state_view& view, stream_sink& /*sink*/) override { return sync_wait(fn_(view)); }
   task<result<action_output>> execute_async(state_view view, stream_sink& /*sink*/) override {
-    return fn_(std::move(view));
+    return fn_(view);
   }
 
  private:
