@@ -159,4 +159,102 @@ TEST(Choir, HelpListsEveryCommand) {
   EXPECT_EQ(run_choir("frobnicate").exit_code, 2);
 }
 
+// ---- runs kept in the event store ---------------------------------------------------------------
+
+std::vector<nlohmann::json> json_lines(const std::string& text) {
+  std::vector<nlohmann::json> out;
+  std::size_t start = 0;
+  while (start < text.size()) {
+    const auto end = text.find('\n', start);
+    out.push_back(nlohmann::json::parse(text.substr(start, end - start)));
+    if (end == std::string::npos) break;
+    start = end + 1;
+  }
+  return out;
+}
+
+class ChoirRuns : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    store_ =
+        ::testing::TempDir() + "choir-cli-" + ::testing::UnitTest::GetInstance()->current_test_info()->name() + ".db";
+    std::remove(store_.c_str());
+  }
+  void TearDown() override {
+    for (const char* suffix : {"", "-wal", "-shm"}) std::remove((store_ + suffix).c_str());
+  }
+  std::string store() const { return " --store " + store_; }
+  std::string last_run_id() {
+    auto listed = run_choir("runs list --json" + store());
+    return json_lines(listed.out).front()["run_id"];
+  }
+  std::string store_;
+};
+
+TEST_F(ChoirRuns, ARunIsRecordedWithItsStepsAndStatus) {
+  ASSERT_EQ(run_choir("run " + example("counter.yaml") + " --input n=2" + store()).exit_code, 0);
+  auto listed = run_choir("runs list --json" + store());
+  ASSERT_EQ(listed.exit_code, 0) << listed.out;
+  const auto runs = json_lines(listed.out);
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(runs[0]["agent"], "counter");
+  EXPECT_EQ(runs[0]["status"], "completed");
+  EXPECT_EQ(runs[0]["last_sequence"], 5);
+  auto shown = run_choir("runs show " + std::string(runs[0]["run_id"]) + " --json" + store());
+  const auto run = nlohmann::json::parse(shown.out);
+  EXPECT_EQ(run["steps"].size(), 6u);
+  EXPECT_EQ(run["steps"][1]["delta"][0]["key"], "count");
+}
+
+TEST_F(ChoirRuns, AHaltedRunResumesToTheSameEndAsAnUninterruptedOne) {
+  auto whole = run_choir("run " + example("copilot.yaml") + " --no-store --json");
+  const auto expected = json_lines(whole.out).back()["state"];
+  ASSERT_EQ(run_choir("run " + example("copilot.yaml") + " --max-steps 7" + store()).exit_code, 3);
+  const std::string id = last_run_id();
+  auto resumed = run_choir("runs resume " + id + " --json" + store());
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.out;
+  const auto lines = json_lines(resumed.out);
+  EXPECT_EQ(lines.front()["sequence_id"], 7);  // continues right after the last committed step
+  EXPECT_EQ(lines.back()["state"], expected);
+  auto again = run_choir("runs resume " + id + store());
+  EXPECT_NE(again.out.find("is complete: nothing to resume"), std::string::npos) << again.out;
+}
+
+TEST_F(ChoirRuns, AForkStartsFromTheStateAfterAStepAndRecordsItsParent) {
+  ASSERT_EQ(run_choir("run " + example("counter.yaml") + " --input n=3" + store()).exit_code, 0);
+  const std::string parent = last_run_id();
+  auto forked = run_choir("runs fork " + parent + " --at 2 --json" + store());
+  ASSERT_EQ(forked.exit_code, 0) << forked.out;
+  const auto fork = nlohmann::json::parse(forked.out);
+  EXPECT_EQ(fork["parent_run"], parent);
+  EXPECT_EQ(fork["parent_step"], 2);
+  EXPECT_EQ(fork["next_action"], "increment");
+  auto state = run_choir("runs state " + std::string(fork["run_id"]) + " --json" + store());
+  EXPECT_EQ(nlohmann::json::parse(state.out)["count"], 1);
+  auto resumed = run_choir("runs resume " + std::string(fork["run_id"]) + " --json" + store());
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.out;
+  const auto lines = json_lines(resumed.out);
+  EXPECT_EQ(lines.front()["sequence_id"], 3);
+  EXPECT_EQ(lines.back()["state"]["count"], 3);
+  // The parent is untouched.
+  EXPECT_EQ(nlohmann::json::parse(run_choir("runs show " + parent + " --json" + store()).out)["steps"].size(), 8u);
+}
+
+TEST_F(ChoirRuns, UnknownRunsAndStepsAreReported) {
+  ASSERT_EQ(run_choir("run " + example("counter.yaml") + store()).exit_code, 0);
+  auto missing = run_choir("runs show 00000000-0000-7000-8000-000000000000" + store());
+  EXPECT_EQ(missing.exit_code, 2);
+  EXPECT_NE(missing.out.find("no run 00000000-0000-7000-8000-000000000000"), std::string::npos) << missing.out;
+  auto bad_step = run_choir("runs fork " + last_run_id() + " --at 99" + store());
+  EXPECT_EQ(bad_step.exit_code, 2);
+  EXPECT_NE(bad_step.out.find("has no step 99"), std::string::npos) << bad_step.out;
+}
+
+TEST_F(ChoirRuns, AFileThatIsNotAStoreIsRefused) {
+  std::ofstream(store_) << "not a database";
+  auto r = run_choir("runs list" + store());
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.out.find("not a ChoirOS store"), std::string::npos) << r.out;
+}
+
 }  // namespace

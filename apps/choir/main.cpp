@@ -61,6 +61,33 @@ int main(int argc, char** argv) {
   run->add_option("--max-steps", run_opts.max_steps, "Stop after this many steps; 0 means no limit")
       ->default_val(100000);
   run->add_flag("--json", run_opts.json, "Print one JSON object per step, then the outcome");
+  run->add_option("--store", run_opts.store, "The event store file (default: .choir/choir.db)");
+  run->add_flag("--no-store", run_opts.no_store, "Run in memory only; record nothing");
+
+  choir::cli::runs_options runs_opts;
+  auto* runs = app.add_subcommand("runs", "Inspect, resume and fork runs kept in the event store");
+  runs->require_subcommand(1);
+  runs->add_option("--store", runs_opts.store, "The event store file (default: .choir/choir.db)");
+  runs->add_flag("--json", runs_opts.json, "Print JSON");
+  auto* runs_list = runs->add_subcommand("list", "List runs, newest first");
+  runs_list->add_option("--limit", runs_opts.limit, "At most this many")->default_val(50);
+  auto* runs_show = runs->add_subcommand("show", "Show a run and its steps");
+  runs_show->add_option("run", runs_opts.run_id, "The run id")->required();
+  runs_show->add_option("--limit", runs_opts.limit, "At most this many steps")->default_val(1000);
+  auto* runs_state = runs->add_subcommand("state", "Print a run's state after a step");
+  runs_state->add_option("run", runs_opts.run_id, "The run id")->required();
+  runs_state->add_option("--at", runs_opts.at, "The step (default: the last)");
+  auto* runs_resume = runs->add_subcommand("resume", "Continue a run from its last committed step");
+  runs_resume->add_option("run", runs_opts.run_id, "The run id")->required();
+  runs_resume->add_option("--input,-i", runs_opts.run.inputs, "An input for the first step, as key=value");
+  runs_resume->add_option("--halt-after", runs_opts.run.halt_after, "Stop after this action runs");
+  runs_resume->add_option("--halt-before", runs_opts.run.halt_before, "Stop before this action would run");
+  runs_resume->add_option("--max-steps", runs_opts.run.max_steps, "Stop after this many steps; 0: no limit")
+      ->default_val(100000);
+  auto* runs_fork = runs->add_subcommand("fork", "Start a new run from the state after a step of another");
+  runs_fork->add_option("run", runs_opts.run_id, "The run id")->required();
+  runs_fork->add_option("--at", runs_opts.at, "The step to fork after (default: the last)");
+  for (auto* sub : {runs_list, runs_show, runs_state, runs_resume, runs_fork}) sub->fallthrough();  // --store, --json
 
   std::string graph_file;
   std::string graph_format = "mermaid";
@@ -76,6 +103,13 @@ int main(int argc, char** argv) {
     return code == 0 ? 0 : choir::cli::exit_invalid;
   }
   if (run->parsed()) return choir::cli::run_command(run_opts, std::cout, std::cerr);
+  runs_opts.run.json = runs_opts.json;
+  runs_opts.run.store = runs_opts.store;
+  if (runs_list->parsed()) return choir::cli::runs_list(runs_opts, std::cout, std::cerr);
+  if (runs_show->parsed()) return choir::cli::runs_show(runs_opts, std::cout, std::cerr);
+  if (runs_state->parsed()) return choir::cli::runs_state(runs_opts, std::cout, std::cerr);
+  if (runs_resume->parsed()) return choir::cli::runs_resume(runs_opts, std::cout, std::cerr);
+  if (runs_fork->parsed()) return choir::cli::runs_fork(runs_opts, std::cout, std::cerr);
   if (graph->parsed()) return graph_command(graph_file, graph_format);
   return choir::cli::exit_invalid;
 }

@@ -8,6 +8,7 @@
 
 #include "choir/core/id.hpp"
 #include "choir/graph/application.hpp"
+#include "choir/store/event_store.hpp"
 
 namespace choir::cli {
 namespace {
@@ -29,24 +30,25 @@ std::string describe_change(const graph::state_op& op) {
   return {};
 }
 
-void print_step(std::ostream& out, const graph::step_record& step) {
-  std::string line = fmt::format("{:>4}  {:<14}", step.sequence_id, step.action);
-  if (step.status == graph::step_status::failed) {
+}  // namespace
+
+void print_step_line(std::ostream& out, std::int64_t sequence_id, const std::string& action, bool failed, int attempts,
+                     const std::string& failure, const graph::state_delta& delta) {
+  std::string line = fmt::format("{:>4}  {:<14}", sequence_id, action);
+  if (failed) {
     line += "FAILED";
-    if (step.attempts > 1) line += fmt::format(" after {} attempts", step.attempts);
-    line += ": " + (step.failure ? step.failure->message : std::string("unknown error"));
-    if (!step.delta.empty()) line += "  (" + describe_change(step.delta.ops().front()) + ")";
-  } else if (step.delta.empty()) {
+    if (attempts > 1) line += fmt::format(" after {} attempts", attempts);
+    line += ": " + failure;
+    if (!delta.empty()) line += "  (" + describe_change(delta.ops().front()) + ")";
+  } else if (delta.empty()) {
     line += "(no change)";
   } else {
     std::string changes;
-    for (const auto& op : step.delta.ops()) changes += (changes.empty() ? "" : ", ") + describe_change(op);
+    for (const auto& op : delta.ops()) changes += (changes.empty() ? "" : ", ") + describe_change(op);
     line += changes;
   }
   out << line << "\n";
 }
-
-}  // namespace
 
 graph::action_registry default_registry() { return graph::action_registry::with_builtins(); }
 
@@ -74,73 +76,73 @@ result<value> parse_inputs(const std::vector<std::string>& pairs) {
   return inputs;
 }
 
-int run_command(const run_options& options, std::ostream& out, std::ostream& err) {
-  auto text = read_file(options.file);
-  if (!text.ok()) {
-    err << "choir run: " << text.err().message << "\n";
-    return exit_invalid;
-  }
+result<loaded_graph> load_graph_text(const std::string& text, const std::string& label) {
   const auto registry = default_registry();
-  auto doc = graph::load_graph(*text, options.file, registry);
-  if (!doc.ok()) {
-    err << "choir run: " << doc.err().message << "\n";
-    return exit_invalid;
-  }
-  auto inputs = parse_inputs(options.inputs);
-  if (!inputs.ok()) {
-    err << "choir run: " << inputs.err().message << "\n";
-    return exit_invalid;
-  }
+  auto doc = graph::load_graph(text, label, registry);
+  if (!doc.ok()) return std::move(doc).err();
   auto g = doc->builder.build_graph();
-  if (!g.ok()) {
-    err << "choir run: " << g.err().message << "\n";
-    return exit_invalid;
-  }
-  const auto declared = (*g)->declared_inputs();
-  for (const auto& [key, _] : inputs->items()) {
+  if (!g.ok()) return std::move(g).err();
+  return loaded_graph{std::move(doc).value(), std::move(g).value(), text};
+}
+
+result<value> checked_inputs(const loaded_graph& loaded, const std::vector<std::string>& pairs) {
+  CHOIR_TRY(value inputs, parse_inputs(pairs));
+  const auto declared = loaded.g->declared_inputs();
+  for (const auto& [key, _] : inputs.items()) {
     if (std::find(declared.begin(), declared.end(), key) == declared.end()) {
       std::string known;
       for (const auto& d : declared) known += (known.empty() ? "" : ", ") + d;
-      err << "choir run: no action of '" << doc->name << "' takes the input '" << key << "'"
-          << (known.empty() ? std::string(" (it takes none)") : " (inputs: " + known + ")") << "\n";
-      return exit_invalid;
+      return make_error(core_errc::invalid_argument,
+                        "no action of '" + loaded.doc.name + "' takes the input '" + key + "'" +
+                            (known.empty() ? std::string(" (it takes none)") : " (inputs: " + known + ")"));
     }
   }
-  doc->builder.with_identifiers(new_id().to_string());
-  auto app = doc->builder.build(*g);
-  if (!app.ok()) {
-    err << "choir run: " << app.err().message << "\n";
-    return exit_invalid;
-  }
+  return inputs;
+}
 
+result<std::unique_ptr<store::event_store>> open_store(const std::string& path) {
+  return store::open_sqlite_store(path.empty() ? std::string(default_store_path) : path);
+}
+
+int drive(graph::application& app, const std::string& name, const run_options& options, const value& inputs,
+          store::event_store* store, std::ostream& out, std::ostream& err, const std::string& command) {
   graph::run_options run;
   run.halt_after = options.halt_after;
   run.halt_before = options.halt_before;
   if (options.max_steps > 0) run.max_steps = options.max_steps;
 
   if (!options.json) {
-    out << "run " << (*app)->identity().app_id << " of " << doc->name << " (graph " << (*app)->identity().graph_version
-        << ")\n";
+    out << "run " << app.identity().app_id << " of " << name << " (graph " << app.identity().graph_version << ")\n";
   }
-  auto range = (*app)->iterate(run, *inputs);
+  auto range = app.iterate(run, inputs);
   for (const auto& step : range) {
     if (options.json) {
       out << dump_json(step.to_json()) << "\n";
     } else {
-      print_step(out, step);
+      print_step_line(out, static_cast<std::int64_t>(step.sequence_id), step.action,
+                      step.status == graph::step_status::failed, step.attempts,
+                      step.failure ? step.failure->message : std::string(), step.delta);
     }
   }
   if (range.engine_error()) {
-    err << "choir run: " << range.engine_error()->message << "\n";
+    err << command << ": " << range.engine_error()->message << "\n";
+    if (store != nullptr) (void)store->set_status(app.identity().app_id, "halted");
     return exit_invalid;
   }
   const auto& outcome = range.outcome();
-  const value final_state = (*app)->current_state().to_json();
+  std::string status = "halted";
+  if (outcome.reason == graph::halt_reason::completed) status = "completed";
+  if (outcome.reason == graph::halt_reason::failed) status = "failed";
+  if (store != nullptr) {
+    auto saved = store->set_status(app.identity().app_id, status);
+    if (!saved.ok()) err << command << ": " << saved.err().message << "\n";
+  }
+  const value final_state = app.current_state().to_json();
   if (options.json) {
     value summary = {{"outcome", std::string(graph::to_string(outcome.reason))},
                      {"steps", outcome.steps},
-                     {"app_id", (*app)->identity().app_id},
-                     {"next", (*app)->has_next_action() ? value((*app)->next_action()) : value()},
+                     {"app_id", app.identity().app_id},
+                     {"next", app.has_next_action() ? value(app.next_action()) : value()},
                      {"state", final_state}};
     if (outcome.failure) summary["error"] = outcome.failure->message;
     out << dump_json(summary) << "\n";
@@ -149,7 +151,7 @@ int run_command(const run_options& options, std::ostream& out, std::ostream& err
     switch (outcome.reason) {
       case graph::halt_reason::completed: why = "completed"; break;
       case graph::halt_reason::halted_after: why = "halted after " + outcome.last_step->action; break;
-      case graph::halt_reason::halted_before: why = "halted before " + (*app)->next_action(); break;
+      case graph::halt_reason::halted_before: why = "halted before " + app.next_action(); break;
       case graph::halt_reason::max_steps: why = "stopped at --max-steps"; break;
       case graph::halt_reason::failed: why = "failed at " + outcome.last_step->action; break;
     }
@@ -161,6 +163,56 @@ int run_command(const run_options& options, std::ostream& out, std::ostream& err
     case graph::halt_reason::max_steps: return exit_max_steps;
     default: return exit_ok;
   }
+}
+
+int run_command(const run_options& options, std::ostream& out, std::ostream& err) {
+  const std::string command = "choir run";
+  auto text = read_file(options.file);
+  if (!text.ok()) {
+    err << command << ": " << text.err().message << "\n";
+    return exit_invalid;
+  }
+  auto loaded = load_graph_text(*text, options.file);
+  if (!loaded.ok()) {
+    err << command << ": " << loaded.err().message << "\n";
+    return exit_invalid;
+  }
+  auto inputs = checked_inputs(*loaded, options.inputs);
+  if (!inputs.ok()) {
+    err << command << ": " << inputs.err().message << "\n";
+    return exit_invalid;
+  }
+  const std::string run_id = new_id().to_string();
+  std::unique_ptr<store::event_store> store;
+  if (!options.no_store) {
+    auto opened = open_store(options.store);
+    if (!opened.ok()) {
+      err << command << ": " << opened.err().message << "\n";
+      return exit_invalid;
+    }
+    store = std::move(opened).value();
+    const graph::graph& g = *loaded->g;
+    store::run_record record;
+    record.run_id = run_id;
+    record.agent = loaded->doc.name;
+    record.graph_version = g.fingerprint();
+    record.status = "running";
+    record.next_action = g.nodes()[g.entrypoint()].act->name();
+    auto created = store->put_graph({record.graph_version, loaded->doc.name, loaded->source});
+    if (created.ok()) created = store->create_run(record, g.initial_state(), -1);
+    if (!created.ok()) {
+      err << command << ": " << created.err().message << "\n";
+      return exit_invalid;
+    }
+    loaded->doc.builder.with_persister(std::make_shared<store::run_persister>(*store, run_id, record.graph_version));
+  }
+  loaded->doc.builder.with_identifiers(run_id);
+  auto app = loaded->doc.builder.build(loaded->g);
+  if (!app.ok()) {
+    err << command << ": " << app.err().message << "\n";
+    return exit_invalid;
+  }
+  return drive(**app, loaded->doc.name, options, *inputs, store.get(), out, err, command);
 }
 
 }  // namespace choir::cli

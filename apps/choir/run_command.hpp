@@ -2,11 +2,14 @@
 /// `choir run`: loads a YAML graph, runs it in memory and prints each step.
 #include <cstdint>
 #include <iosfwd>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "choir/core/result.hpp"
 #include "choir/graph/loader.hpp"
+#include "choir/store/event_store.hpp"
 
 namespace choir::cli {
 
@@ -22,7 +25,31 @@ struct run_options {
   std::vector<std::string> halt_before;
   std::uint64_t max_steps = 100000;  ///< 0: no limit
   bool json = false;
+  std::string store;      ///< the store file; empty: the default store
+  bool no_store = false;  ///< run in memory only
 };
+
+/// The store `choir` uses when none is named: a SQLite file under the current folder.
+inline constexpr const char* default_store_path = ".choir/choir.db";
+
+/// A graph loaded and validated, with the text it came from.
+struct loaded_graph {
+  graph::graph_document doc;
+  std::shared_ptr<const graph::graph> g;
+  std::string source;
+};
+[[nodiscard]] result<loaded_graph> load_graph_text(const std::string& text, const std::string& label);
+/// Parses `key=value` inputs and checks that some action declares each.
+[[nodiscard]] result<value> checked_inputs(const loaded_graph& loaded, const std::vector<std::string>& pairs);
+/// Opens the SQLite store at `path` (the default store if empty).
+[[nodiscard]] result<std::unique_ptr<store::event_store>> open_store(const std::string& path);
+/// Runs `app` as `options` say, printing each step, and records the run's final status in
+/// `store` (if any). Returns the exit code.
+int drive(graph::application& app, const std::string& name, const run_options& options, const value& inputs,
+          store::event_store* store, std::ostream& out, std::ostream& err, const std::string& command);
+/// Prints one step as a line: sequence id, action, and its changes or its failure.
+void print_step_line(std::ostream& out, std::int64_t sequence_id, const std::string& action, bool failed, int attempts,
+                     const std::string& failure, const graph::state_delta& delta);
 
 /// The action types `choir` knows.
 [[nodiscard]] graph::action_registry default_registry();
@@ -31,7 +58,22 @@ struct run_options {
 /// Parses `key=value` pairs into an object; a value that parses as JSON is taken as JSON,
 /// anything else as a string.
 [[nodiscard]] result<value> parse_inputs(const std::vector<std::string>& pairs);
-/// Runs the command and returns its exit code.
+/// `choir run`: returns its exit code.
 int run_command(const run_options& options, std::ostream& out, std::ostream& err);
+
+/// `choir runs …`.
+struct runs_options {
+  std::string store;
+  std::string run_id;
+  std::optional<std::int64_t> at;
+  std::size_t limit = 50;
+  bool json = false;
+  run_options run;  ///< for resume: inputs, halts, max steps
+};
+int runs_list(const runs_options& options, std::ostream& out, std::ostream& err);
+int runs_show(const runs_options& options, std::ostream& out, std::ostream& err);
+int runs_state(const runs_options& options, std::ostream& out, std::ostream& err);
+int runs_resume(const runs_options& options, std::ostream& out, std::ostream& err);
+int runs_fork(const runs_options& options, std::ostream& out, std::ostream& err);
 
 }  // namespace choir::cli
