@@ -123,9 +123,7 @@ class async_function_action final : public action {
   async_function_action(action_spec spec, async_action_fn fn) : action(std::move(spec)), fn_(std::move(fn)) {}
   [[nodiscard]] bool is_async() const override { return true; }
   result<action_output> execute(const state_view& view, stream_sink& /*sink*/) override { return sync_wait(fn_(view)); }
-  task<result<action_output>> execute_async(state_view view, stream_sink& /*sink*/) override {
-    return fn_(view);
-  }
+  task<result<action_output>> execute_async(state_view view, stream_sink& /*sink*/) override { return fn_(view); }
 
  private:
   async_action_fn fn_;
