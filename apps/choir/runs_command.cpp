@@ -126,6 +126,8 @@ int runs_resume(const runs_options& options, std::ostream& out, std::ostream& er
       .with_persister(std::make_shared<store::run_persister>(*store, run->run_id, run->graph_version));
   auto app = loaded->doc.builder.build(loaded->g);
   if (!app.ok()) return report(err, command, app.err());
+  auto running = store->set_status(run->run_id, "running");
+  if (!running.ok()) return report(err, command, running.err());
   return drive(**app, loaded->doc.name, options.run, *inputs, store.get(), out, err, command);
 }
 

@@ -1,9 +1,11 @@
 // The SQLite event store: the embedded default. Schema and formats: docs/event-log.md.
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <unordered_map>
 #include <utility>
 
 #include "choir/store/event_store.hpp"
@@ -32,15 +34,14 @@ CREATE TABLE runs (
   parent_run TEXT,
   parent_step INTEGER,
   status TEXT NOT NULL,
-  next_action TEXT NOT NULL DEFAULT '',
-  last_sequence INTEGER,
+  start_action TEXT NOT NULL DEFAULT '',
   start_after INTEGER NOT NULL,
   created_ms INTEGER NOT NULL,
   updated_ms INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX runs_by_created ON runs(created_ms DESC);
 CREATE TABLE steps (
-  run_id TEXT NOT NULL,
+  run_id TEXT NOT NULL REFERENCES runs(run_id),
   sequence_id INTEGER NOT NULL,
   action TEXT NOT NULL,
   status TEXT NOT NULL,
@@ -96,6 +97,12 @@ class statement {
   }
   /// SQLITE_ROW, SQLITE_DONE or an error code.
   int step() { return stmt_ != nullptr ? sqlite3_step(stmt_) : SQLITE_MISUSE; }
+  /// Makes a cached statement ready for its next use.
+  void reset() {
+    if (stmt_ == nullptr) return;
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
+  }
   [[nodiscard]] std::string text(int col) const {
     const auto* p = sqlite3_column_text(stmt_, col);
     return p != nullptr ? std::string(reinterpret_cast<const char*>(p),
@@ -115,10 +122,22 @@ result<value> parse_column(const std::string& text, const std::string& what) {
   return v;
 }
 
+/// What decides a run's next snapshot (see `sqlite_store::snapshot_due`).
+struct snapshot_counters {
+  std::int64_t snapshot_bytes = 0;
+  std::int64_t delta_bytes_since = 0;
+  std::int64_t steps_since = 0;
+};
+
 class sqlite_store final : public event_store {
  public:
   sqlite_store(sqlite3* db, store_options options, const clock& time) : db_(db), options_(options), clock_(&time) {}
-  ~sqlite_store() override { sqlite3_close_v2(db_); }
+  ~sqlite_store() override {
+    begin_.reset();
+    commit_.reset();
+    insert_step_.reset();
+    sqlite3_close_v2(db_);
+  }
 
   result<void> exec(const char* sql, const std::string& what) {
     char* message = nullptr;
@@ -153,8 +172,8 @@ class sqlite_store final : public event_store {
     auto done = [&]() -> result<void> {
       statement s(db_,
                   "INSERT INTO runs(run_id, partition_key, agent, graph_version, parent_run, parent_step, status, "
-                  "next_action, last_sequence, start_after, created_ms, updated_ms) "
-                  "VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?)");
+                  "start_action, start_after, created_ms, updated_ms) "
+                  "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
       const std::int64_t now = clock_->unix_ms();
       s.bind(1, run.run_id).bind(2, run.partition_key).bind(3, run.agent).bind(4, run.graph_version);
       if (run.parent_run.empty()) {
@@ -179,38 +198,43 @@ class sqlite_store final : public event_store {
 
   result<void> append_step(std::string_view run_id, const graph::step_record& step, const graph::state& after,
                            std::string_view graph_version) override {
-    CHOIR_CHECK(exec("BEGIN IMMEDIATE", "committing a step"));
+    if (!prepare_step_statements()) return sqlite_error(store_errc::io_error, db_, "preparing the step statements");
+    if (begin_->step() != SQLITE_DONE) {
+      auto e = sqlite_error(store_errc::io_error, db_, "committing a step");
+      begin_->reset();
+      return e;
+    }
+    begin_->reset();
     auto done = [&]() -> result<void> {
       const auto seq = static_cast<std::int64_t>(step.sequence_id);
-      statement s(db_,
-                  "INSERT INTO steps(run_id, sequence_id, action, status, inputs, result, delta, error, attempts, "
-                  "next_action, graph_version, committed_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
       value err;
       if (step.failure) err = {{"code", step.failure->code.message()}, {"message", step.failure->message}};
       const std::int64_t now = clock_->unix_ms();
+      const std::string delta = dump_json(step.delta.to_json());
+      statement& s = *insert_step_;
       s.bind(1, run_id).bind(2, seq).bind(3, step.action);
       s.bind(4, step.status == graph::step_status::completed ? "completed" : "failed");
-      s.bind(5, dump_json(step.inputs)).bind(6, dump_json(step.result)).bind(7, dump_json(step.delta.to_json()));
+      s.bind(5, dump_json(step.inputs)).bind(6, dump_json(step.result)).bind(7, delta);
       s.bind(8, dump_json(err)).bind(9, static_cast<std::int64_t>(step.attempts)).bind(10, step.next_action);
       s.bind(11, graph_version).bind(12, now);
+      CHOIR_CHECK(load_counters(run_id));
       const int rc = s.step();
+      const int extended = sqlite3_extended_errcode(db_);
+      s.reset();
+      if (extended == SQLITE_CONSTRAINT_FOREIGNKEY)
+        return make_error(store_errc::run_not_found, "no run " + std::string(run_id));
       if (rc == SQLITE_CONSTRAINT) {
         return make_error(store_errc::duplicate_step,
                           "run " + std::string(run_id) + " already has step " + std::to_string(seq));
       }
       if (rc != SQLITE_DONE) return sqlite_error(store_errc::io_error, db_, "committing a step");
-      statement u(db_,
-                  "UPDATE runs SET next_action = ?, last_sequence = ?, updated_ms = ?, status = 'running' "
-                  "WHERE run_id = ?");
-      u.bind(1, step.next_action).bind(2, seq).bind(3, now).bind(4, run_id);
-      if (u.step() != SQLITE_DONE) return sqlite_error(store_errc::io_error, db_, "updating run");
-      if (sqlite3_changes(db_) != 1) return make_error(store_errc::run_not_found, "no run " + std::string(run_id));
-      if (options_.snapshot_interval > 0 && (seq + 1) % options_.snapshot_interval == 0) {
-        return write_snapshot(run_id, seq, after);
-      }
+      snapshot_counters& counters = counters_[std::string(run_id)];
+      counters.delta_bytes_since += static_cast<std::int64_t>(delta.size());
+      ++counters.steps_since;
+      if (snapshot_due(counters)) return write_snapshot(run_id, seq, after);
       return {};
     }();
-    return finish_transaction(std::move(done));
+    return finish_step_transaction(std::move(done));
   }
 
   result<void> set_status(std::string_view run_id, std::string_view status) override {
@@ -222,7 +246,7 @@ class sqlite_store final : public event_store {
   }
 
   result<run_record> get_run(std::string_view run_id) override {
-    statement s(db_, run_select("WHERE run_id = ?"));
+    statement s(db_, run_select("WHERE r.run_id = ?"));
     s.bind(1, run_id);
     const int rc = s.step();
     if (rc == SQLITE_DONE) return make_error(store_errc::run_not_found, "no run " + std::string(run_id));
@@ -231,7 +255,7 @@ class sqlite_store final : public event_store {
   }
 
   result<std::vector<run_record>> list_runs(std::size_t limit) override {
-    statement s(db_, run_select("ORDER BY created_ms DESC, run_id DESC LIMIT ?"));
+    statement s(db_, run_select("ORDER BY r.created_ms DESC, r.run_id DESC LIMIT ?"));
     s.bind(1, static_cast<std::int64_t>(limit));
     std::vector<run_record> out;
     int rc = 0;
@@ -320,8 +344,11 @@ class sqlite_store final : public event_store {
  private:
   static std::string run_select(const char* tail) {
     return std::string(
-               "SELECT run_id, partition_key, agent, graph_version, parent_run, parent_step, status, next_action, "
-               "last_sequence, created_ms, updated_ms FROM runs ") +
+               "SELECT r.run_id, r.partition_key, r.agent, r.graph_version, r.parent_run, r.parent_step, r.status, "
+               "COALESCE(s.next_action, r.start_action), s.sequence_id, r.created_ms, "
+               "max(r.updated_ms, COALESCE(s.committed_ms, 0)) FROM runs r LEFT JOIN steps s "
+               "ON s.run_id = r.run_id AND s.sequence_id = "
+               "(SELECT max(sequence_id) FROM steps WHERE run_id = r.run_id) ") +
            tail;
   }
   static run_record read_run(const statement& s) {
@@ -340,10 +367,73 @@ class sqlite_store final : public event_store {
     return r;
   }
 
+  /// Stores the whole state after step `seq` and restarts the run's snapshot counters.
   result<void> write_snapshot(std::string_view run_id, std::int64_t seq, const graph::state& st) {
+    const std::string text = dump_json(st.to_json());
     statement s(db_, "INSERT OR REPLACE INTO snapshots(run_id, sequence_id, state) VALUES (?, ?, ?)");
-    s.bind(1, run_id).bind(2, seq).bind(3, dump_json(st.to_json()));
+    s.bind(1, run_id).bind(2, seq).bind(3, text);
     if (s.step() != SQLITE_DONE) return sqlite_error(store_errc::io_error, db_, "writing a snapshot");
+    counters_[std::string(run_id)] = snapshot_counters{static_cast<std::int64_t>(text.size()), 0, 0};
+    return {};
+  }
+
+  /// The snapshot policy (docs/event-log.md): a new snapshot once the deltas since the last one
+  /// weigh as much as it did (at least 4 KiB), so snapshots add at most as many bytes as the deltas
+  /// and storage stays linear in a run's length however large its state grows; and, for states
+  /// under 64 KiB, also every `snapshot_interval` steps, so that few deltas are replayed.
+  [[nodiscard]] bool snapshot_due(const snapshot_counters& c) const {
+    constexpr std::int64_t min_bytes = 4 << 10;
+    constexpr std::int64_t small_state = 64 << 10;
+    if (c.delta_bytes_since >= std::max(c.snapshot_bytes, min_bytes)) return true;
+    return options_.snapshot_interval > 0 && c.steps_since >= options_.snapshot_interval &&
+           c.snapshot_bytes < small_state;
+  }
+
+  /// Reads a run's snapshot counters from the tables the first time this process appends to it.
+  result<void> load_counters(std::string_view run_id) {
+    if (counters_.count(std::string(run_id)) != 0) return {};
+    statement snap(db_,
+                   "SELECT sequence_id, length(state) FROM snapshots WHERE run_id = ? "
+                   "ORDER BY sequence_id DESC LIMIT 1");
+    snap.bind(1, run_id);
+    const int rc = snap.step();
+    if (rc == SQLITE_DONE) return {};  // no such run: the insert reports it
+    if (rc != SQLITE_ROW) return sqlite_error(store_errc::io_error, db_, "reading snapshot counters");
+    snapshot_counters c{snap.integer(1), 0, 0};
+    statement since(db_,
+                    "SELECT count(*), COALESCE(sum(length(delta)), 0) FROM steps WHERE run_id = ? AND sequence_id > ?");
+    since.bind(1, run_id).bind(2, snap.integer(0));
+    if (since.step() != SQLITE_ROW) return sqlite_error(store_errc::io_error, db_, "reading snapshot counters");
+    c.steps_since = since.integer(0);
+    c.delta_bytes_since = since.integer(1);
+    counters_[std::string(run_id)] = c;
+    return {};
+  }
+
+  bool prepare_step_statements() {
+    if (insert_step_) return insert_step_->valid() && begin_->valid() && commit_->valid();
+    begin_ = std::make_unique<statement>(db_, "BEGIN IMMEDIATE");
+    commit_ = std::make_unique<statement>(db_, "COMMIT");
+    insert_step_ = std::make_unique<statement>(
+        db_,
+        "INSERT INTO steps(run_id, sequence_id, action, status, inputs, result, delta, error, attempts, "
+        "next_action, graph_version, committed_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    return insert_step_->valid() && begin_->valid() && commit_->valid();
+  }
+
+  /// Like `finish_transaction`, with the cached COMMIT.
+  result<void> finish_step_transaction(result<void> outcome) {
+    if (!outcome.ok()) {
+      (void)exec("ROLLBACK", "rolling back");
+      return outcome;
+    }
+    const int rc = commit_->step();
+    commit_->reset();
+    if (rc != SQLITE_DONE) {
+      auto e = sqlite_error(store_errc::io_error, db_, "committing");
+      (void)exec("ROLLBACK", "rolling back");
+      return e;
+    }
     return {};
   }
 
@@ -361,6 +451,11 @@ class sqlite_store final : public event_store {
   sqlite3* db_;
   store_options options_;
   const clock* clock_;
+  std::unordered_map<std::string, snapshot_counters> counters_;
+  // Statements of the hot path, prepared once (finalized before the connection closes).
+  std::unique_ptr<statement> begin_;
+  std::unique_ptr<statement> commit_;
+  std::unique_ptr<statement> insert_step_;
 };
 
 result<std::int64_t> single_integer(sqlite3* db, const char* sql) {
@@ -409,25 +504,29 @@ result<std::unique_ptr<event_store>> open_sqlite_store(const std::string& path, 
   if (!app_id.ok()) return make_error(store_errc::not_a_store, path + ": " + app_id.err().message);
   auto user_version = single_integer(raw, "PRAGMA user_version");
   if (!user_version.ok()) return make_error(store_errc::not_a_store, path + ": " + user_version.err().message);
-  auto tables = single_integer(raw, "SELECT count(*) FROM sqlite_master");
-  if (!tables.ok()) return make_error(store_errc::corrupt, path + ": " + tables.err().message);
-
-  if (*app_id == 0 && *tables == 0) {
-    // A new store: create the schema in one transaction.
+  if (*app_id == 0) {
+    // Possibly a new store: create the schema in one transaction. Another process may be doing
+    // the same right now, so decide only once the write lock is held.
     CHOIR_CHECK(store->exec("BEGIN IMMEDIATE", path));
-    auto created = store->exec(schema_v1, path + ": creating the schema");
-    if (created.ok()) {
+    auto created = [&]() -> result<void> {
+      auto tables = single_integer(raw, "SELECT count(*) FROM sqlite_master");
+      if (!tables.ok()) return make_error(store_errc::corrupt, path + ": " + tables.err().message);
+      if (*tables != 0) return {};  // someone else's database, or a store another process just made
+      CHOIR_CHECK(store->exec(schema_v1, path + ": creating the schema"));
       const std::string stamp = "PRAGMA application_id = " + std::to_string(application_id) +
                                 "; PRAGMA user_version = " + std::to_string(schema_version) +
                                 "; INSERT INTO choir_meta VALUES ('format', 'choir-event-store');";
-      created = store->exec(stamp.c_str(), path + ": stamping the schema");
-    }
+      return store->exec(stamp.c_str(), path + ": stamping the schema");
+    }();
     if (!created.ok()) {
       (void)store->exec("ROLLBACK", path);
       return std::move(created).err();
     }
     CHOIR_CHECK(store->exec("COMMIT", path));
-  } else if (*app_id != application_id) {
+    CHOIR_TRY(app_id, single_integer(raw, "PRAGMA application_id"));
+    CHOIR_TRY(user_version, single_integer(raw, "PRAGMA user_version"));
+  }
+  if (*app_id != application_id) {
     return make_error(store_errc::not_a_store, path + ": not a ChoirOS store (a database of another program)");
   } else if (*user_version > schema_version) {
     return make_error(store_errc::newer_schema, path + ": written by a newer ChoirOS (schema " +

@@ -4,8 +4,10 @@
 #include <sqlite3.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 namespace choir::store {
 namespace {
@@ -72,6 +74,23 @@ TEST_F(SqliteStore, CreatesItsFileAndFolderOnFirstOpen) {
   EXPECT_TRUE(fs::exists(path_));
 }
 
+TEST_F(SqliteStore, ManyProcessesMayCreateTheSameStoreAtOnce) {
+  fs::create_directories(fs::path(path_).parent_path());
+  std::vector<std::thread> openers;
+  std::atomic<int> opened{0};
+  for (int i = 0; i < 6; ++i) {
+    openers.emplace_back([&] {
+      auto s = open_sqlite_store(path_);  // one connection each, as separate processes have
+      if (s.ok())
+        ++opened;
+      else
+        ADD_FAILURE() << s.err().message;
+    });
+  }
+  for (auto& t : openers) t.join();
+  EXPECT_EQ(opened.load(), 6);
+}
+
 TEST_F(SqliteStore, RecordsRunsAndTheirSteps) {
   auto s = open();
   fill(*s, "run-1", 3);
@@ -108,6 +127,37 @@ TEST_F(SqliteStore, StateAtAnyStepComesFromTheNearestSnapshotAndDeltas) {
   }
   EXPECT_EQ(s->state_at("run-1", 10).err().code, store_errc::step_not_found);
   EXPECT_EQ(s->state_at("nope", 0).err().code, store_errc::run_not_found);
+}
+
+TEST_F(SqliteStore, SnapshotsOfAGrowingStateStayFewSoStorageIsLinear) {
+  auto s = open();
+  ASSERT_TRUE(s->put_graph({"v1", "chat", "source"}).ok());
+  ASSERT_TRUE(s->create_run(make_run("chat"), graph::state(), -1).ok());
+  graph::state st;
+  const value message = {{"role", "user"}, {"text", std::string(200, 'm')}};
+  for (int i = 0; i < 2000; ++i) {
+    graph::step_record rec;
+    rec.sequence_id = static_cast<std::uint64_t>(i);
+    rec.action = "chat";
+    rec.delta.append("history", message);
+    st = *st.apply(rec.delta);
+    ASSERT_TRUE(s->append_step("chat", rec, st, "v1").ok());
+  }
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* count = nullptr;
+  sqlite3_prepare_v2(db, "SELECT count(*), sum(length(state)) FROM snapshots", -1, &count, nullptr);
+  ASSERT_EQ(sqlite3_step(count), SQLITE_ROW);
+  const auto snapshots = sqlite3_column_int64(count, 0);
+  const auto snapshot_bytes = sqlite3_column_int64(count, 1);
+  sqlite3_finalize(count);
+  sqlite3_close(db);
+  // Every 100 steps would be 20 snapshots averaging 1,000 messages: ~4.4 MB. Sized by the
+  // deltas since the last one, they add at most about as much as the deltas themselves (~0.45 MB).
+  EXPECT_LT(snapshots, 15);
+  EXPECT_LT(snapshot_bytes, 1'000'000);
+  EXPECT_EQ(s->state_at("chat", 1999)->get("history").size(), 2000u);
+  EXPECT_EQ(s->state_at("chat", 777)->get("history").size(), 778u);
 }
 
 TEST_F(SqliteStore, StepsOfAnUnknownRunAreRefused) {
