@@ -2,9 +2,14 @@
 
 #include <fmt/core.h>
 
+#include <csignal>
+#include <cstdlib>
 #include <fstream>
 #include <ostream>
 #include <sstream>
+
+#include <signal.h>
+#include <unistd.h>
 
 #include "choir/core/id.hpp"
 #include "choir/graph/application.hpp"
@@ -101,7 +106,21 @@ result<value> checked_inputs(const loaded_graph& loaded, const std::vector<std::
 }
 
 result<std::unique_ptr<store::event_store>> open_store(const std::string& path) {
-  return store::open_sqlite_store(path.empty() ? std::string(default_store_path) : path);
+  store::store_options options;
+  // Crash tests set CHOIR_FAULT_KILL=<point>:<n> to kill this process the n-th time a commit
+  // reaches <point> (docs/event-log.md, "Fault injection").
+  if (const char* spec = std::getenv("CHOIR_FAULT_KILL"); spec != nullptr) {
+    const std::string text(spec);
+    const auto colon = text.rfind(':');
+    if (colon != std::string::npos) {
+      auto point = std::make_shared<std::string>(text.substr(0, colon));
+      auto remaining = std::make_shared<long>(std::atol(text.c_str() + colon + 1));
+      options.fault = [point, remaining](std::string_view at) {
+        if (at == *point && --*remaining <= 0) ::kill(::getpid(), SIGKILL);
+      };
+    }
+  }
+  return store::open_sqlite_store(path.empty() ? std::string(default_store_path) : path, options);
 }
 
 int drive(graph::application& app, const std::string& name, const run_options& options, const value& inputs,

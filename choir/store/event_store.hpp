@@ -8,6 +8,7 @@
 /// costs at most that many delta applications. `(run_id, sequence_id)` is unique: a step commits
 /// exactly once.
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -82,8 +83,12 @@ struct store_options {
   /// `synchronous=FULL` (an fsync per commit) instead of the default `NORMAL` (durable against
   /// process crashes; the last commits may be lost to a power failure).
   bool full_sync = false;
-  /// A full state snapshot every this many steps of a run.
+  /// For states under 64 KiB, a full state snapshot at least every this many steps of a run.
   std::int64_t snapshot_interval = 100;
+  /// Fault injection for crash tests: called at named points of a commit (`step.begin`,
+  /// `step.inserted` — written but not committed —, `step.snapshot`, `step.committed`). A test
+  /// makes it kill the process at one of them. Null in production.
+  std::function<void(std::string_view point)> fault;
 };
 
 /// The store interface. Implementations are safe to use from one thread at a time.

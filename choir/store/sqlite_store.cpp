@@ -199,6 +199,7 @@ class sqlite_store final : public event_store {
   result<void> append_step(std::string_view run_id, const graph::step_record& step, const graph::state& after,
                            std::string_view graph_version) override {
     if (!prepare_step_statements()) return sqlite_error(store_errc::io_error, db_, "preparing the step statements");
+    fault("step.begin");
     if (begin_->step() != SQLITE_DONE) {
       auto e = sqlite_error(store_errc::io_error, db_, "committing a step");
       begin_->reset();
@@ -228,13 +229,19 @@ class sqlite_store final : public event_store {
                           "run " + std::string(run_id) + " already has step " + std::to_string(seq));
       }
       if (rc != SQLITE_DONE) return sqlite_error(store_errc::io_error, db_, "committing a step");
+      fault("step.inserted");
       snapshot_counters& counters = counters_[std::string(run_id)];
       counters.delta_bytes_since += static_cast<std::int64_t>(delta.size());
       ++counters.steps_since;
-      if (snapshot_due(counters)) return write_snapshot(run_id, seq, after);
+      if (snapshot_due(counters)) {
+        CHOIR_CHECK(write_snapshot(run_id, seq, after));
+        fault("step.snapshot");
+      }
       return {};
     }();
-    return finish_step_transaction(std::move(done));
+    CHOIR_CHECK(finish_step_transaction(std::move(done)));
+    fault("step.committed");
+    return {};
   }
 
   result<void> set_status(std::string_view run_id, std::string_view status) override {
@@ -381,6 +388,10 @@ class sqlite_store final : public event_store {
   /// weigh as much as it did (at least 4 KiB), so snapshots add at most as many bytes as the deltas
   /// and storage stays linear in a run's length however large its state grows; and, for states
   /// under 64 KiB, also every `snapshot_interval` steps, so that few deltas are replayed.
+  void fault(std::string_view point) const {
+    if (options_.fault) options_.fault(point);
+  }
+
   [[nodiscard]] bool snapshot_due(const snapshot_counters& c) const {
     constexpr std::int64_t min_bytes = 4 << 10;
     constexpr std::int64_t small_state = 64 << 10;
