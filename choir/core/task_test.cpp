@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <future>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -23,7 +24,16 @@ struct resume_on_other_thread {
   std::thread* worker;
   [[nodiscard]] bool await_ready() const noexcept { return false; }
   void await_suspend(std::coroutine_handle<> h) const {
-    *worker = std::thread([h] { h.resume(); });
+    // The resumed coroutine may finish (destroying this awaiter) before we return, so read our
+    // members first, and let the thread resume only once it is stored where the test joins it.
+    std::thread* slot = worker;
+    std::promise<void> stored;
+    std::future<void> go = stored.get_future();
+    *slot = std::thread([h, go = std::move(go)]() mutable {
+      go.wait();
+      h.resume();
+    });
+    stored.set_value();
   }
   void await_resume() const noexcept {}
 };
