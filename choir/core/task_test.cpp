@@ -2,7 +2,8 @@
 
 #include <gtest/gtest.h>
 
-#include <future>
+#include "choir/core/test_support.hpp"
+
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -19,24 +20,7 @@ task<void> throws() {
   co_return;
 }
 
-/// Suspends and is resumed from another thread, like an I/O completion would be.
-struct resume_on_other_thread {
-  std::thread* worker;
-  [[nodiscard]] bool await_ready() const noexcept { return false; }
-  void await_suspend(std::coroutine_handle<> h) const {
-    // The resumed coroutine may finish (destroying this awaiter) before we return, so read our
-    // members first, and let the thread resume only once it is stored where the test joins it.
-    std::thread* slot = worker;
-    std::promise<void> stored;
-    std::future<void> go = stored.get_future();
-    *slot = std::thread([h, go = std::move(go)]() mutable {
-      go.wait();
-      h.resume();
-    });
-    stored.set_value();
-  }
-  void await_resume() const noexcept {}
-};
+using test_support::resume_on_other_thread;
 
 task<std::string> hops(std::thread* worker) {
   co_await resume_on_other_thread{worker};

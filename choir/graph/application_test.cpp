@@ -2,7 +2,8 @@
 
 #include <gtest/gtest.h>
 
-#include <future>
+#include "choir/core/test_support.hpp"
+
 #include <stdexcept>
 #include <thread>
 
@@ -349,31 +350,14 @@ TEST(Application, StreamRunsUpToTheStreamingActionAndHandsOverItsChunks) {
   EXPECT_EQ(app->stream("ghost", [](const value&) {}).err().message, "cannot stream 'ghost': no such action");
 }
 
-/// Resumes the awaiting coroutine from another thread, as an I/O completion would.
-struct off_thread {
-  std::thread* worker;
-  bool await_ready() const noexcept { return false; }
-  void await_suspend(std::coroutine_handle<> h) const {
-    // The resumed coroutine may finish (destroying this awaiter) before we return, so read our
-    // members first, and let the thread resume only once it is stored where the test joins it.
-    std::thread* slot = worker;
-    std::promise<void> stored;
-    std::future<void> go = stored.get_future();
-    *slot = std::thread([h, go = std::move(go)]() mutable {
-      go.wait();
-      h.resume();
-    });
-    stored.set_value();
-  }
-  void await_resume() const noexcept {}
-};
+using choir::test_support::resume_on_other_thread;
 
 TEST(Application, AsyncActionsAreAwaitedWithoutTheEngineOwningThreads) {
   std::thread worker;
   auto fetch = action_builder("fetch").reads({"count"}).writes({"count"}).run_async(
       [&](state_view s) -> task<result<action_output>> {
         const auto n = s.at("count").get<int>();
-        co_await off_thread{&worker};
+        co_await resume_on_other_thread{&worker};
         action_output out;
         out.changes.set("count", n + 10);
         co_return out;
