@@ -167,6 +167,10 @@ action_builder& action_builder::on_error(std::string to, std::string capture) {
   spec_.on_error = error_route{std::move(to), std::move(capture)};
   return *this;
 }
+action_builder& action_builder::awaits_input(bool on) {
+  spec_.awaits_input = on;
+  return *this;
+}
 
 std::shared_ptr<action> action_builder::run(action_fn fn) {
   return std::make_shared<function_action>(spec_, std::move(fn));

@@ -72,6 +72,10 @@ struct action_spec {
   std::optional<latency_class> latency;  ///< overrides the agent's class for this action
   retry_policy retry;
   std::optional<error_route> on_error;
+  /// The run waits before this action (`run`, `run_async` and `iterate` halt with
+  /// `halt_reason::waiting_input`, running nothing) until the inputs given to the step include
+  /// every required input. Set by the `human` type.
+  bool awaits_input = false;
   std::string type = "function";  ///< the action type (`set`, `pass`, `function`, …)
   value config;                   ///< the type's own settings, for display and export
 
@@ -196,6 +200,9 @@ class action_builder {
   action_builder& latency(latency_class c);
   action_builder& retry(retry_policy policy);
   action_builder& on_error(std::string to, std::string capture = "error");
+  /// Makes a run wait before this action until its required inputs are given (see
+  /// `action_spec::awaits_input`).
+  action_builder& awaits_input(bool on = true);
 
   [[nodiscard]] std::shared_ptr<action> run(action_fn fn);
   [[nodiscard]] std::shared_ptr<action> stream(streaming_action_fn fn);

@@ -46,6 +46,7 @@ value graph::describe() const {
                     {"max_backoff_ms", s.retry.max_backoff.count()}};
     }
     if (s.on_error) a["on_error"] = {{"to", s.on_error->to}, {"capture", s.on_error->capture}};
+    if (s.awaits_input) a["awaits_input"] = true;
     if (!s.config.is_null()) a["config"] = s.config;
     actions.push_back(std::move(a));
   }
@@ -80,6 +81,7 @@ std::string_view to_string(halt_reason r) {
     case halt_reason::completed: return "completed";
     case halt_reason::max_steps: return "max_steps";
     case halt_reason::failed: return "failed";
+    case halt_reason::waiting_input: return "waiting_input";
   }
   return "?";
 }
@@ -385,12 +387,23 @@ result<application::halt_set> application::resolve_halts(const run_options& opti
 
 namespace {
 
-/// The halt checks shared by `run`, `run_async` and `iterate`.
-std::optional<halt_reason> halt_before_step(const std::optional<std::size_t>& next, std::uint64_t steps,
-                                            const run_options& options, const std::vector<char>& before) {
+/// Whether `spec` awaits input and `inputs` lack one of its required inputs.
+bool lacks_awaited_input(const action_spec& spec, const value& inputs) {
+  if (!spec.awaits_input) return false;
+  return std::any_of(spec.inputs.begin(), spec.inputs.end(), [&](const input_spec& in) {
+    return in.required && !(inputs.is_object() && inputs.contains(in.name));
+  });
+}
+
+/// The halt checks shared by `run`, `run_async` and `iterate`. `step_inputs` are the inputs the
+/// step would be given.
+std::optional<halt_reason> halt_before_step(const graph& g, const std::optional<std::size_t>& next, std::uint64_t steps,
+                                            const run_options& options, const std::vector<char>& before,
+                                            const value& step_inputs) {
   if (!next) return halt_reason::completed;
   if (options.max_steps && steps >= *options.max_steps) return halt_reason::max_steps;
   if (before[*next] != 0) return halt_reason::halted_before;
+  if (lacks_awaited_input(g.nodes()[*next].act->spec(), step_inputs)) return halt_reason::waiting_input;
   return std::nullopt;
 }
 
@@ -405,6 +418,10 @@ std::optional<halt_reason> halt_after_step(const step_record& record, std::size_
 
 }  // namespace
 
+bool application::awaiting_input(const value& inputs) const {
+  return next_ && lacks_awaited_input(graph_->nodes()[*next_].act->spec(), inputs);
+}
+
 result<run_outcome> application::run(const run_options& options, const value& inputs) {
   CHOIR_TRY(halt_set halts, resolve_halts(options));
   for (const auto& h : hooks_) h->pre_run(identity_.app_id);
@@ -412,11 +429,12 @@ result<run_outcome> application::run(const run_options& options, const value& in
   run_outcome outcome;
   step_record record;  // reused by every step of the run
   for (;;) {
-    if (auto stop = halt_before_step(next_, outcome.steps, options, halts.before)) {
+    const value& step_inputs = outcome.steps == 0 ? inputs : empty_object();
+    if (auto stop = halt_before_step(*graph_, next_, outcome.steps, options, halts.before, step_inputs)) {
       outcome.reason = *stop;
       break;
     }
-    auto stepped = step_into(record, outcome.steps == 0 ? inputs : empty_object());
+    auto stepped = step_into(record, step_inputs);
     if (!stepped.ok()) {
       on_chunk_ = nullptr;
       return std::move(stepped).err();
@@ -441,12 +459,12 @@ task<result<run_outcome>> application::run_async(run_options options, value inpu
   on_chunk_ = &options.on_chunk;
   run_outcome outcome;
   for (;;) {
-    if (auto stop = halt_before_step(next_, outcome.steps, options, halts->before)) {
+    // A named argument: g++ 12 destroys temporaries inside a co_await expression twice.
+    value step_inputs = outcome.steps == 0 ? inputs : value::object();
+    if (auto stop = halt_before_step(*graph_, next_, outcome.steps, options, halts->before, step_inputs)) {
       outcome.reason = *stop;
       break;
     }
-    // A named argument: g++ 12 destroys temporaries inside a co_await expression twice.
-    value step_inputs = outcome.steps == 0 ? inputs : value::object();
     auto stepped = co_await step_async(std::move(step_inputs));
     if (!stepped.ok()) {
       on_chunk_ = nullptr;
@@ -518,7 +536,8 @@ void step_range::advance() {
     done_ = true;
     return;
   }
-  if (auto stop = halt_before_step(app_->next_, outcome_.steps, opts_, halt_before_)) {
+  const value& step_inputs = outcome_.steps == 0 ? inputs_ : empty_object();
+  if (auto stop = halt_before_step(app_->graph_def(), app_->next_, outcome_.steps, opts_, halt_before_, step_inputs)) {
     outcome_.reason = *stop;
     outcome_.last_step = std::move(current_);
     done_ = true;
@@ -526,7 +545,7 @@ void step_range::advance() {
   }
   app_->on_chunk_ = &opts_.on_chunk;
   step_record& record = current_ ? *current_ : current_.emplace();
-  auto stepped = app_->step_into(record, outcome_.steps == 0 ? inputs_ : empty_object());
+  auto stepped = app_->step_into(record, step_inputs);
   app_->on_chunk_ = nullptr;
   if (!stepped.ok()) {
     error_ = std::move(stepped).err();

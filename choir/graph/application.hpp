@@ -161,6 +161,7 @@ enum class halt_reason {
   completed,      ///< no transition applies: nothing is left to run
   max_steps,      ///< `max_steps` steps ran
   failed,         ///< a step failed and the action has no `on_error` route
+  waiting_input,  ///< the next action awaits input that this call did not give; nothing ran
 };
 [[nodiscard]] std::string_view to_string(halt_reason r);
 
@@ -225,10 +226,14 @@ class application {
   /// Runs the next action. Returns nothing if no action is left. Inputs go to this step only.
   /// A failing action yields a record with status `failed` (the application then stays at that
   /// action, unless the action routes errors with `on_error`); the error result is for problems
-  /// outside the action: a missing required input, or a persister that could not save.
+  /// outside the action: a missing required input (`missing_input`, also for an action that
+  /// awaits input: check `awaiting_input` first), or a persister that could not save.
   [[nodiscard]] result<std::optional<step_record>> step(const value& inputs = value::object());
   /// Steps until a halt condition, completion, `max_steps`, or a failed step. `inputs` go to the
-  /// first step only. `halt_before` naming the next action runs nothing.
+  /// first step only. `halt_before` naming the next action runs nothing. Before each step, in
+  /// this order: completed, `max_steps`, `halt_before`, then `waiting_input` if the next action
+  /// awaits input (`action_spec::awaits_input`) and the step's inputs (`inputs` on the first step,
+  /// none after) lack one of its required inputs. To continue, call again with those inputs.
   [[nodiscard]] result<run_outcome> run(const run_options& options = {}, const value& inputs = value::object());
   /// Runs until the streaming action `action_name` has run, passing every chunk it yields to
   /// `on_chunk` as it is produced (Burr's `stream_result`); the steps before it run as in `run`.
@@ -247,6 +252,10 @@ class application {
   /// The action the next step runs, or empty if the run is complete.
   [[nodiscard]] std::string next_action() const;
   [[nodiscard]] bool has_next_action() const noexcept { return next_.has_value(); }
+  /// Whether the next action awaits input (`action_spec::awaits_input`) and `inputs` lack one of
+  /// its required inputs: then `run`, `run_async` and `iterate` halt with `waiting_input` and
+  /// `step` fails with `missing_input`. False when the run is complete.
+  [[nodiscard]] bool awaiting_input(const value& inputs = value::object()) const;
   [[nodiscard]] const run_identity& identity() const noexcept { return identity_; }
   [[nodiscard]] const graph& graph_def() const noexcept { return *graph_; }
 

@@ -265,6 +265,47 @@ TEST(Application, EachStepRecordShowsOnlyItsOwnStep) {
   EXPECT_EQ(range.outcome().last_step->action, "recover");
 }
 
+TEST(Application, AnActionThatAwaitsInputHaltsTheRunBeforeItUntilGiven) {
+  int ran = 0;
+  auto ask = action_builder("ask").inputs({"answer"}).writes({"answer"}).awaits_input().run([&](const state_view& s) {
+    ++ran;
+    action_output out;
+    out.changes.set("answer", s.input("answer"));
+    return result<action_output>(std::move(out));
+  });
+  auto app = *application_builder()
+                  .with_actions({increment(), ask})
+                  .with_transition("increment", "ask")
+                  .with_entrypoint("increment")
+                  .with_state(value{{"count", 0}})
+                  .build();
+  auto waiting = app->run();
+  ASSERT_TRUE(waiting.ok()) << waiting.err().message;
+  EXPECT_EQ(waiting->reason, halt_reason::waiting_input);
+  EXPECT_EQ(waiting->steps, 1u);
+  EXPECT_EQ(ran, 0);
+  EXPECT_EQ(app->current_state().get("count"), 1);
+  EXPECT_TRUE(app->awaiting_input(value::object()));
+  EXPECT_FALSE(app->awaiting_input(value{{"answer", 7}}));
+
+  auto done = app->run({}, value{{"answer", 7}});
+  ASSERT_TRUE(done.ok()) << done.err().message;
+  EXPECT_EQ(done->reason, halt_reason::completed);
+  EXPECT_EQ(ran, 1);
+  EXPECT_EQ(app->current_state().get("answer"), 7);
+}
+
+TEST(Application, AnActionWithoutTheFlagFailsOnAMissingInputInsteadOfWaiting) {
+  auto ask = action_builder("ask").inputs({"answer"}).run([](const state_view&) {
+    return result<action_output>(action_output{});
+  });
+  auto app = *application_builder().with_actions({ask}).with_entrypoint("ask").build();
+  EXPECT_FALSE(app->awaiting_input(value::object()));
+  auto outcome = app->run();
+  ASSERT_FALSE(outcome.ok());
+  EXPECT_EQ(outcome.err().code, graph_errc::missing_input);
+}
+
 TEST(Application, IterateYieldsEveryStepThenTheOutcome) {
   auto app = *counter(2).build();
   std::vector<std::string> seen;

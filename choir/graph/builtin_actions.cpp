@@ -1,5 +1,5 @@
-// The built-in action types that need no C++ and have no effect on the world: `set` and `pass`.
-// Their YAML form is documented in docs/graph-yaml.md.
+// The built-in action types that need no C++ and have no effect on the world: `set`, `pass` and
+// `human`. Their YAML form is documented in docs/graph-yaml.md.
 #include <algorithm>
 #include <set>
 
@@ -92,6 +92,23 @@ class pass_action final : public action {
   result<action_output> execute(const state_view& /*view*/, stream_sink& /*sink*/) override { return action_output{}; }
 };
 
+/// `human`: the run waits before it until a person gives its required inputs; it copies each input
+/// that is in `writes` into the state key of the same name, and its result is the inputs received.
+class human_action final : public action {
+ public:
+  using action::action;
+  result<action_output> execute(const state_view& view, stream_sink& /*sink*/) override {
+    action_output out;
+    out.result = value::object();
+    for (const auto& in : spec().inputs) {
+      const value& given = view.input(in.name);
+      if (spec().writes_key(in.name)) out.changes.set(in.name, given);
+      out.result[in.name] = given;
+    }
+    return out;
+  }
+};
+
 result<std::shared_ptr<action>> make_set(const action_decl& decl) {
   action_spec spec = decl.spec();
   const value& config = decl.config();
@@ -171,12 +188,37 @@ result<std::shared_ptr<action>> make_pass(const action_decl& decl) {
   return std::shared_ptr<action>(std::make_shared<pass_action>(std::move(spec)));
 }
 
+result<std::shared_ptr<action>> make_human(const action_decl& decl) {
+  action_spec spec = decl.spec();
+  const bool any_required =
+      std::any_of(spec.inputs.begin(), spec.inputs.end(), [](const input_spec& in) { return in.required; });
+  if (!any_required) {
+    return decl.fail("inputs", "a human action needs at least one required input (the answer it waits for)");
+  }
+  for (const auto& key : spec.writes) {
+    const bool is_input =
+        std::any_of(spec.inputs.begin(), spec.inputs.end(), [&](const input_spec& in) { return in.name == key; });
+    if (!is_input)
+      return decl.fail("writes", "'" + key + "' is not one of its inputs (a human action writes only those)");
+  }
+  value shown = value::object();
+  if (decl.config().contains("prompt")) {
+    const value& prompt = decl.config()["prompt"];
+    if (!prompt.is_string()) return decl.fail("prompt", "expected a string");
+    shown["prompt"] = prompt;
+  }
+  spec.config = std::move(shown);
+  spec.awaits_input = true;
+  return std::shared_ptr<action>(std::make_shared<human_action>(std::move(spec)));
+}
+
 }  // namespace
 
 action_registry action_registry::with_builtins() {
   action_registry registry;
   registry.add("set", {"update", "append", "extend", "increment", "remove"}, make_set);
   registry.add("pass", {}, make_pass);
+  registry.add("human", {"prompt"}, make_human);
   return registry;
 }
 

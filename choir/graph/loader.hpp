@@ -3,8 +3,8 @@
 /// transitions). The format is documented in docs/graph-yaml.md. Errors give the file, line,
 /// column and field path of the offending node: `counter.yaml:12:7: actions.increment.update.count: …`.
 ///
-/// Action types are looked up in an `action_registry`: `set` and `pass` are built in; C++ code and
-/// later layers (`llm`, `tool`, `human`, `map`, `agent`, `verify`) register more.
+/// Action types are looked up in an `action_registry`: `set`, `pass` and `human` are built in; C++
+/// code and later layers (`llm`, `tool`, `map`, `agent`, `verify`) register more.
 #include <functional>
 #include <memory>
 #include <string>
@@ -60,7 +60,7 @@ class action_registry {
   [[nodiscard]] bool contains(std::string_view type) const;
   [[nodiscard]] std::vector<std::string> types() const;
 
-  /// A registry with the built-in types `set` and `pass`.
+  /// A registry with the built-in types `set`, `pass` and `human`.
   [[nodiscard]] static action_registry with_builtins();
 
  private:

@@ -115,7 +115,7 @@ entrypoint: a
 actions:
   a: {type: teleport}
 )"),
-            "g.yaml:6:13: actions.a.type: unknown action type 'teleport' (known: pass, set)");
+            "g.yaml:6:13: actions.a.type: unknown action type 'teleport' (known: human, pass, set)");
 }
 
 TEST(Loader, RejectsUnknownFields) {
@@ -269,6 +269,212 @@ transitions:
   auto g = *doc->builder.build_graph();
   EXPECT_EQ(g->nodes()[0].act->name(), "zeta");
   EXPECT_EQ(g->nodes()[1].act->name(), "alpha");
+}
+
+constexpr const char* approval_yaml = R"(apiVersion: agentos/v0.2
+kind: Graph
+name: approval
+entrypoint: start
+actions:
+  start:
+    type: set
+    update: {plan: "'ship it'"}
+  approve:
+    type: human
+    prompt: "Approve the plan?"
+    inputs: [answer, note]
+    writes: [answer]
+  done:
+    type: set
+    reads: [answer]
+    update: {approved: answer == 'yes'}
+transitions:
+  - {from: start, to: approve}
+  - {from: approve, to: done}
+)";
+
+std::unique_ptr<application> approval_app() {
+  auto doc = load_graph(approval_yaml, "approval.yaml", registry());
+  EXPECT_TRUE(doc.ok()) << doc.err().message;
+  auto app = doc->builder.build();
+  EXPECT_TRUE(app.ok()) << app.err().message;
+  return std::move(app).value();
+}
+
+value answer_yes() { return value{{"answer", "yes"}, {"note", "fine"}}; }
+
+TEST(HumanAction, RunHaltsWaitingForInputAfterTheStepsBeforeIt) {
+  auto app = approval_app();
+  auto outcome = app->run();
+  ASSERT_TRUE(outcome.ok()) << outcome.err().message;
+  EXPECT_EQ(outcome->reason, halt_reason::waiting_input);
+  EXPECT_EQ(to_string(outcome->reason), "waiting_input");
+  EXPECT_EQ(outcome->steps, 1u);
+  EXPECT_EQ(outcome->last_step->action, "start");
+  EXPECT_FALSE(outcome->failure.has_value());
+  EXPECT_EQ(app->next_action(), "approve");
+  EXPECT_EQ(app->sequence_id(), 1u);
+  EXPECT_FALSE(app->current_state().contains("answer"));
+}
+
+TEST(HumanAction, InputsGivenToALaterStepDoNotReachIt) {
+  auto app = approval_app();
+  // The inputs go to the first step (start), so approve still waits.
+  auto outcome = app->run({}, answer_yes());
+  ASSERT_TRUE(outcome.ok()) << outcome.err().message;
+  EXPECT_EQ(outcome->reason, halt_reason::waiting_input);
+  EXPECT_EQ(outcome->steps, 1u);
+}
+
+TEST(HumanAction, RunningAgainWithTheInputRunsItAndContinues) {
+  auto app = approval_app();
+  ASSERT_EQ(app->run()->reason, halt_reason::waiting_input);
+  auto outcome = app->run({}, answer_yes());
+  ASSERT_TRUE(outcome.ok()) << outcome.err().message;
+  EXPECT_EQ(outcome->reason, halt_reason::completed);
+  EXPECT_EQ(outcome->steps, 2u);
+  EXPECT_EQ(app->current_state().get("answer"), "yes");
+  EXPECT_FALSE(app->current_state().contains("note"));  // not in writes: only recorded as an input
+  EXPECT_EQ(app->current_state().get("approved"), true);
+}
+
+TEST(HumanAction, ItsStepRecordsTheInputsAndReturnsThem) {
+  auto app = approval_app();
+  ASSERT_EQ(app->run()->reason, halt_reason::waiting_input);
+  std::vector<step_record> steps;
+  auto range = app->iterate({}, answer_yes());
+  for (const auto& s : range) steps.push_back(s);
+  ASSERT_EQ(steps.size(), 2u);
+  EXPECT_EQ(steps[0].action, "approve");
+  EXPECT_EQ(steps[0].inputs, answer_yes());
+  EXPECT_EQ(steps[0].result, answer_yes());
+  EXPECT_EQ(steps[0].delta.to_json(), value::parse(R"([{"op":"set","key":"answer","value":"yes"}])"));
+}
+
+TEST(HumanAction, IterateWaitsAndResumesLikeRun) {
+  auto app = approval_app();
+  std::vector<std::string> seen;
+  auto first = app->iterate();
+  for (const auto& s : first) seen.push_back(s.action);
+  EXPECT_EQ(seen, std::vector<std::string>{"start"});
+  EXPECT_EQ(first.outcome().reason, halt_reason::waiting_input);
+  EXPECT_EQ(first.outcome().steps, 1u);
+  EXPECT_FALSE(first.engine_error().has_value());
+
+  seen.clear();
+  auto second = app->iterate({}, answer_yes());
+  for (const auto& s : second) seen.push_back(s.action);
+  EXPECT_EQ(seen, (std::vector<std::string>{"approve", "done"}));
+  EXPECT_EQ(second.outcome().reason, halt_reason::completed);
+  EXPECT_EQ(app->current_state().get("answer"), "yes");
+}
+
+TEST(HumanAction, RunAsyncWaitsAndResumesLikeRun) {
+  auto app = approval_app();
+  auto waiting = sync_wait(app->run_async());
+  ASSERT_TRUE(waiting.ok()) << waiting.err().message;
+  EXPECT_EQ(waiting->reason, halt_reason::waiting_input);
+  EXPECT_EQ(waiting->steps, 1u);
+  EXPECT_EQ(app->next_action(), "approve");
+
+  auto done = sync_wait(app->run_async({}, answer_yes()));
+  ASSERT_TRUE(done.ok()) << done.err().message;
+  EXPECT_EQ(done->reason, halt_reason::completed);
+  EXPECT_EQ(done->steps, 2u);
+  EXPECT_EQ(app->current_state().get("answer"), "yes");
+}
+
+TEST(HumanAction, AwaitingInputSaysWhetherTheNextActionLacksItsInput) {
+  auto app = approval_app();
+  EXPECT_FALSE(app->awaiting_input(value::object()));  // start comes first
+  ASSERT_EQ(app->run()->reason, halt_reason::waiting_input);
+  EXPECT_TRUE(app->awaiting_input(value::object()));
+  EXPECT_TRUE(app->awaiting_input(value{{"answer", "yes"}}));  // `note` is required too
+  EXPECT_FALSE(app->awaiting_input(answer_yes()));
+  ASSERT_TRUE(app->run({}, answer_yes()).ok());
+  EXPECT_FALSE(app->awaiting_input(value::object()));  // the run is complete
+}
+
+TEST(HumanAction, StepStillFailsWithMissingInput) {
+  auto app = approval_app();
+  ASSERT_EQ(app->run()->reason, halt_reason::waiting_input);
+  auto stepped = app->step();
+  ASSERT_FALSE(stepped.ok());
+  EXPECT_EQ(stepped.err().code, graph_errc::missing_input);
+  EXPECT_EQ(app->next_action(), "approve");
+}
+
+TEST(HumanAction, HaltBeforeItWinsOverWaitingForInput) {
+  auto app = approval_app();
+  auto outcome = app->run({.halt_before = {"approve"}});
+  ASSERT_TRUE(outcome.ok()) << outcome.err().message;
+  EXPECT_EQ(outcome->reason, halt_reason::halted_before);
+  EXPECT_EQ(outcome->steps, 1u);
+}
+
+TEST(HumanAction, MaxStepsWinsOverWaitingForInput) {
+  auto app = approval_app();
+  auto outcome = app->run({.max_steps = 1});
+  ASSERT_TRUE(outcome.ok()) << outcome.err().message;
+  EXPECT_EQ(outcome->reason, halt_reason::max_steps);
+}
+
+TEST(HumanAction, OptionalInputsAreDefaultedWhenTheRequiredOnesAreGiven) {
+  auto doc = load_graph(R"(apiVersion: agentos/v0.2
+kind: Graph
+name: ask
+entrypoint: ask
+actions:
+  ask:
+    type: human
+    inputs: {answer: null, note: {default: none}}
+    writes: [answer, note]
+)",
+                        "ask.yaml", registry());
+  ASSERT_TRUE(doc.ok()) << doc.err().message;
+  auto app = *doc->builder.build();
+  EXPECT_EQ(app->run()->reason, halt_reason::waiting_input);
+  EXPECT_EQ(app->sequence_id(), 0u);
+  auto outcome = app->run({}, value{{"answer", 42}});
+  ASSERT_TRUE(outcome.ok()) << outcome.err().message;
+  EXPECT_EQ(outcome->reason, halt_reason::completed);
+  EXPECT_EQ(app->current_state().to_json(), value::parse(R"({"answer":42,"note":"none"})"));
+}
+
+TEST(HumanAction, AwaitsInputAndShowsItsPrompt) {
+  auto doc = load_graph(approval_yaml, "approval.yaml", registry());
+  ASSERT_TRUE(doc.ok()) << doc.err().message;
+  auto g = *doc->builder.build_graph();
+  const action_spec& approve = g->nodes()[*g->index_of("approve")].act->spec();
+  EXPECT_TRUE(approve.awaits_input);
+  EXPECT_EQ(approve.type, "human");
+  EXPECT_EQ(approve.config, value::parse(R"({"prompt":"Approve the plan?"})"));
+  EXPECT_FALSE(g->nodes()[*g->index_of("start")].act->spec().awaits_input);
+  const value described = g->describe()["actions"][1];
+  EXPECT_EQ(described["config"]["prompt"], "Approve the plan?");
+  EXPECT_EQ(described["awaits_input"], true);
+  EXPECT_FALSE(g->describe()["actions"][0].contains("awaits_input"));
+}
+
+TEST(HumanAction, NeedsARequiredInput) {
+  const std::string head = "apiVersion: agentos/v0.2\nkind: Graph\nname: x\nentrypoint: a\nactions:\n  a:\n";
+  EXPECT_EQ(load_error(head + "    type: human\n    prompt: Go?\n"),
+            "g.yaml:7:5: actions.a.inputs: a human action needs at least one required input (the answer it waits "
+            "for)");
+  EXPECT_EQ(load_error(head + "    type: human\n    inputs: {answer: {default: no}}\n"),
+            "g.yaml:8:13: actions.a.inputs: a human action needs at least one required input (the answer it waits "
+            "for)");
+}
+
+TEST(HumanAction, RejectsAWriteThatIsNotAnInputAndANonStringPrompt) {
+  const std::string head =
+      "apiVersion: agentos/v0.2\nkind: Graph\nname: x\nentrypoint: a\nactions:\n  a:\n    type: human\n    "
+      "inputs: [answer]\n";
+  EXPECT_EQ(load_error(head + "    writes: [anwser]\n"),
+            "g.yaml:9:13: actions.a.writes: 'anwser' is not one of its inputs (a human action writes only those)");
+  EXPECT_EQ(load_error(head + "    prompt: [1]\n"), "g.yaml:9:13: actions.a.prompt: expected a string");
+  EXPECT_EQ(load_error(head + "    update: {x: 1}\n"),
+            "g.yaml:9:13: actions.a.update: unknown field for an action of type 'human'");
 }
 
 }  // namespace
