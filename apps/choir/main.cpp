@@ -61,13 +61,16 @@ int main(int argc, char** argv) {
   run->add_option("--max-steps", run_opts.max_steps, "Stop after this many steps; 0 means no limit")
       ->default_val(100000);
   run->add_flag("--json", run_opts.json, "Print one JSON object per step, then the outcome");
-  run->add_option("--store", run_opts.store, "The event store file (default: .choir/choir.db)");
+  run->add_option("--store", run_opts.store,
+                  "The event store: a SQLite file (default: .choir/choir.db) or postgresql://…");
   run->add_flag("--no-store", run_opts.no_store, "Run in memory only; record nothing");
+  run->add_flag("--pin", run_opts.pin, "Resume this run only under the graph version it starts with");
 
   choir::cli::runs_options runs_opts;
-  auto* runs = app.add_subcommand("runs", "Inspect, resume and fork runs kept in the event store");
+  auto* runs = app.add_subcommand("runs", "Inspect, resume, fork, replay and prune runs kept in the event store");
   runs->require_subcommand(1);
-  runs->add_option("--store", runs_opts.store, "The event store file (default: .choir/choir.db)");
+  runs->add_option("--store", runs_opts.store,
+                   "The event store: a SQLite file (default: .choir/choir.db) or postgresql://…");
   runs->add_flag("--json", runs_opts.json, "Print JSON");
   auto* runs_list = runs->add_subcommand("list", "List runs, newest first");
   runs_list->add_option("--limit", runs_opts.limit, "At most this many")->default_val(50);
@@ -84,10 +87,27 @@ int main(int argc, char** argv) {
   runs_resume->add_option("--halt-before", runs_opts.run.halt_before, "Stop before this action would run");
   runs_resume->add_option("--max-steps", runs_opts.run.max_steps, "Stop after this many steps; 0: no limit")
       ->default_val(100000);
+  runs_resume->add_option("--graph", runs_opts.graph_file,
+                          "Continue under this graph file's version, if the change is safe (docs/upgrades.md)");
+  auto* runs_input = runs->add_subcommand("input", "Give a waiting run its input and continue it");
+  runs_input->add_option("run", runs_opts.run_id, "The run id")->required();
+  runs_input->add_option("inputs", runs_opts.run.inputs, "key=value (value: JSON or text)")->required();
+  runs_input->add_option("--halt-after", runs_opts.run.halt_after, "Stop after this action runs");
+  runs_input->add_option("--halt-before", runs_opts.run.halt_before, "Stop before this action would run");
+  runs_input->add_option("--max-steps", runs_opts.run.max_steps, "Stop after this many steps; 0: no limit")
+      ->default_val(100000);
+  auto* runs_replay = runs->add_subcommand("replay", "Re-execute a run's steps and report the first divergence");
+  runs_replay->add_option("run", runs_opts.run_id, "The run id")->required();
+  auto* runs_prune = runs->add_subcommand("prune", "Delete finished runs by age or count (retention)");
+  runs_prune->add_option("--older-than", runs_opts.older_than, "Finished runs older than this (30d, 12h, 45m, 90s)");
+  runs_prune->add_option("--keep-last", runs_opts.keep_last, "Keep only the newest N finished runs per partition");
+  runs_prune->add_option("--partition", runs_opts.partition, "Only this partition");
   auto* runs_fork = runs->add_subcommand("fork", "Start a new run from the state after a step of another");
   runs_fork->add_option("run", runs_opts.run_id, "The run id")->required();
   runs_fork->add_option("--at", runs_opts.at, "The step to fork after (default: the last)");
-  for (auto* sub : {runs_list, runs_show, runs_state, runs_resume, runs_fork}) sub->fallthrough();  // --store, --json
+  for (auto* sub : {runs_list, runs_show, runs_state, runs_resume, runs_input, runs_replay, runs_prune, runs_fork}) {
+    sub->fallthrough();  // --store, --json
+  }
 
   std::string graph_file;
   std::string graph_format = "mermaid";
@@ -110,6 +130,9 @@ int main(int argc, char** argv) {
   if (runs_state->parsed()) return choir::cli::runs_state(runs_opts, std::cout, std::cerr);
   if (runs_resume->parsed()) return choir::cli::runs_resume(runs_opts, std::cout, std::cerr);
   if (runs_fork->parsed()) return choir::cli::runs_fork(runs_opts, std::cout, std::cerr);
+  if (runs_input->parsed()) return choir::cli::runs_input(runs_opts, std::cout, std::cerr);
+  if (runs_replay->parsed()) return choir::cli::runs_replay(runs_opts, std::cout, std::cerr);
+  if (runs_prune->parsed()) return choir::cli::runs_prune(runs_opts, std::cout, std::cerr);
   if (graph->parsed()) return graph_command(graph_file, graph_format);
   return choir::cli::exit_invalid;
 }

@@ -24,6 +24,19 @@ std::string shorten(std::string text, std::size_t limit = 96) {
   return text + "…";
 }
 
+/// What a run waiting at a `human` action waits for: `{action, inputs, prompt}`.
+value waiting_for(const graph::application& app) {
+  value out = {{"action", app.next_action()}, {"inputs", value::array()}};
+  if (auto index = app.graph_def().index_of(app.next_action())) {
+    const auto& spec = app.graph_def().nodes()[*index].act->spec();
+    for (const auto& in : spec.inputs) {
+      if (in.required) out["inputs"].push_back(in.name);
+    }
+    if (spec.config.is_object() && spec.config.contains("prompt")) out["prompt"] = spec.config["prompt"];
+  }
+  return out;
+}
+
 std::string describe_change(const graph::state_op& op) {
   switch (op.op) {
     case graph::state_op::kind::set: return op.key + " = " + shorten(dump_json(op.operand));
@@ -120,7 +133,7 @@ result<std::unique_ptr<store::event_store>> open_store(const std::string& path) 
       };
     }
   }
-  return store::open_sqlite_store(path.empty() ? std::string(default_store_path) : path, options);
+  return store::open_store(path.empty() ? std::string(default_store_path) : path, options);
 }
 
 int drive(graph::application& app, const std::string& name, const run_options& options, const value& inputs,
@@ -143,19 +156,27 @@ int drive(graph::application& app, const std::string& name, const run_options& o
                       step.failure ? step.failure->message : std::string(), step.delta);
     }
   }
+  const std::string& run_id = app.identity().app_id;
   if (range.engine_error()) {
     err << command << ": " << range.engine_error()->message << "\n";
-    if (store != nullptr) (void)store->set_status(app.identity().app_id, "halted");
+    if (store != nullptr) {
+      (void)store->set_status(run_id, "halted");
+      (void)store->release_lease(run_id);
+    }
     return exit_invalid;
   }
   const auto& outcome = range.outcome();
   std::string status = "halted";
   if (outcome.reason == graph::halt_reason::completed) status = "completed";
   if (outcome.reason == graph::halt_reason::failed) status = "failed";
+  if (outcome.reason == graph::halt_reason::waiting_input) status = "waiting";
   if (store != nullptr) {
-    auto saved = store->set_status(app.identity().app_id, status);
+    auto saved = store->set_status(run_id, status);
     if (!saved.ok()) err << command << ": " << saved.err().message << "\n";
+    (void)store->release_lease(run_id);
   }
+  value waiting;
+  if (outcome.reason == graph::halt_reason::waiting_input) waiting = waiting_for(app);
   const value final_state = app.current_state().to_json();
   if (options.json) {
     value summary = {{"outcome", std::string(graph::to_string(outcome.reason))},
@@ -164,6 +185,7 @@ int drive(graph::application& app, const std::string& name, const run_options& o
                      {"next", app.has_next_action() ? value(app.next_action()) : value()},
                      {"state", final_state}};
     if (outcome.failure) summary["error"] = outcome.failure->message;
+    if (!waiting.is_null()) summary["waiting_for"] = waiting;
     out << dump_json(summary) << "\n";
   } else {
     std::string why;
@@ -173,6 +195,14 @@ int drive(graph::application& app, const std::string& name, const run_options& o
       case graph::halt_reason::halted_before: why = "halted before " + app.next_action(); break;
       case graph::halt_reason::max_steps: why = "stopped at --max-steps"; break;
       case graph::halt_reason::failed: why = "failed at " + outcome.last_step->action; break;
+      case graph::halt_reason::waiting_input: {
+        std::string needs;
+        for (const auto& in : waiting["inputs"]) needs += (needs.empty() ? "" : " ") + in.get<std::string>() + "=…";
+        why = "waiting for input at " + app.next_action();
+        if (waiting.contains("prompt")) why += " (" + waiting["prompt"].get<std::string>() + ")";
+        if (store != nullptr) why += "; answer with: choir runs input " + run_id + " " + needs + "\n";
+        break;
+      }
     }
     out << why << " after " << outcome.steps << (outcome.steps == 1 ? " step" : " steps")
         << "; state: " << shorten(dump_json(final_state), 400) << "\n";
@@ -217,13 +247,20 @@ int run_command(const run_options& options, std::ostream& out, std::ostream& err
     record.graph_version = g.fingerprint();
     record.status = "running";
     record.next_action = g.nodes()[g.entrypoint()].act->name();
+    record.pinned = options.pin;
     auto created = store->put_graph({record.graph_version, loaded->doc.name, loaded->source});
     if (created.ok()) created = store->create_run(record, g.initial_state(), -1);
     if (!created.ok()) {
       err << command << ": " << created.err().message << "\n";
       return exit_invalid;
     }
-    loaded->doc.builder.with_persister(std::make_shared<store::run_persister>(*store, run_id, record.graph_version));
+    auto leased = store->acquire_lease(run_id, lease_ttl_ms);
+    if (!leased.ok()) {
+      err << command << ": " << leased.err().message << "\n";
+      return exit_invalid;
+    }
+    loaded->doc.builder.with_persister(
+        std::make_shared<store::run_persister>(*store, run_id, record.graph_version, lease_ttl_ms));
   }
   loaded->doc.builder.with_identifiers(run_id);
   auto app = loaded->doc.builder.build(loaded->g);

@@ -27,7 +27,11 @@ struct run_options {
   bool json = false;
   std::string store;      ///< the store file; empty: the default store
   bool no_store = false;  ///< run in memory only
+  bool pin = false;       ///< the run resumes only under the graph version it started with
 };
+
+/// How long a `choir` process's lease on the run it drives lasts; it is renewed every third of it.
+inline constexpr std::int64_t lease_ttl_ms = 30'000;
 
 /// The store `choir` uses when none is named: a SQLite file under the current folder.
 inline constexpr const char* default_store_path = ".choir/choir.db";
@@ -41,10 +45,10 @@ struct loaded_graph {
 [[nodiscard]] result<loaded_graph> load_graph_text(const std::string& text, const std::string& label);
 /// Parses `key=value` inputs and checks that some action declares each.
 [[nodiscard]] result<value> checked_inputs(const loaded_graph& loaded, const std::vector<std::string>& pairs);
-/// Opens the SQLite store at `path` (the default store if empty).
+/// Opens the store at `path`: a SQLite file, or `postgresql://…` (the default store if empty).
 [[nodiscard]] result<std::unique_ptr<store::event_store>> open_store(const std::string& path);
 /// Runs `app` as `options` say, printing each step, and records the run's final status in
-/// `store` (if any). Returns the exit code.
+/// `store` (if any), releasing this process's lease on it. Returns the exit code.
 int drive(graph::application& app, const std::string& name, const run_options& options, const value& inputs,
           store::event_store* store, std::ostream& out, std::ostream& err, const std::string& command);
 /// Prints one step as a line: sequence id, action, and its changes or its failure.
@@ -68,12 +72,19 @@ struct runs_options {
   std::optional<std::int64_t> at;
   std::size_t limit = 50;
   bool json = false;
-  run_options run;  ///< for resume: inputs, halts, max steps
+  run_options run;         ///< for resume and input: inputs, halts, max steps
+  std::string graph_file;  ///< resume: continue under this graph file's version (a checked upgrade)
+  std::string older_than;  ///< prune: an age such as 30d, 12h, 45m
+  std::optional<std::size_t> keep_last;
+  std::optional<std::string> partition;
 };
 int runs_list(const runs_options& options, std::ostream& out, std::ostream& err);
 int runs_show(const runs_options& options, std::ostream& out, std::ostream& err);
 int runs_state(const runs_options& options, std::ostream& out, std::ostream& err);
 int runs_resume(const runs_options& options, std::ostream& out, std::ostream& err);
 int runs_fork(const runs_options& options, std::ostream& out, std::ostream& err);
+int runs_input(const runs_options& options, std::ostream& out, std::ostream& err);
+int runs_replay(const runs_options& options, std::ostream& out, std::ostream& err);
+int runs_prune(const runs_options& options, std::ostream& out, std::ostream& err);
 
 }  // namespace choir::cli

@@ -1,11 +1,14 @@
-// `choir runs list|show|state|resume|fork`: runs kept in the event store.
+// `choir runs list|show|state|resume|input|fork|replay|prune`: runs kept in the event store.
 #include <fmt/core.h>
 
 #include <ctime>
+#include <limits>
+#include <map>
 #include <ostream>
 
 #include "apps/choir/run_command.hpp"
 #include "choir/core/id.hpp"
+#include "choir/store/upgrade.hpp"
 
 namespace choir::cli {
 namespace {
@@ -19,11 +22,6 @@ std::string utc_time(std::int64_t unix_ms) {
   return buf;
 }
 
-/// The sequence id a run's next step follows: its last step, or where it started.
-std::int64_t position_of(const store::run_record& run) {
-  return run.last_sequence.value_or(run.parent_step.value_or(-1));
-}
-
 /// Opens the store or prints why not.
 std::unique_ptr<store::event_store> open_or_report(const runs_options& options, std::ostream& err,
                                                    const std::string& command) {
@@ -33,6 +31,12 @@ std::unique_ptr<store::event_store> open_or_report(const runs_options& options, 
     return nullptr;
   }
   return std::move(opened).value();
+}
+
+std::string shorten_json(const value& v) {
+  std::string text = dump_json(v);
+  if (text.size() > 200) text = text.substr(0, 199) + "…";
+  return text;
 }
 
 int report(std::ostream& err, const std::string& command, const error& e) {
@@ -96,39 +100,232 @@ int runs_state(const runs_options& options, std::ostream& out, std::ostream& err
   if (!store) return exit_invalid;
   auto run = store->get_run(options.run_id);
   if (!run.ok()) return report(err, command, run.err());
-  auto st = store->state_at(options.run_id, options.at.value_or(position_of(*run)));
+  auto st = store->state_at(options.run_id, options.at.value_or(run->position()));
   if (!st.ok()) return report(err, command, st.err());
   out << dump_json(st->to_json(), options.json ? -1 : 2) << "\n";
   return exit_ok;
 }
 
-int runs_resume(const runs_options& options, std::ostream& out, std::ostream& err) {
-  const std::string command = "choir runs resume";
-  auto store = open_or_report(options, err, command);
-  if (!store) return exit_invalid;
-  auto run = store->get_run(options.run_id);
+namespace {
+
+/// The graph a run continues under: its own version, or — with `--graph FILE` — that file's
+/// version if the upgrade is safe (docs/upgrades.md). Prints what it did.
+result<loaded_graph> graph_for(store::event_store& s, const store::run_record& run, const runs_options& options,
+                               std::ostream& out) {
+  CHOIR_TRY(store::graph_record stored, s.get_graph(run.graph_version));
+  CHOIR_TRY(loaded_graph current, load_graph_text(stored.source, "stored graph " + run.graph_version));
+  if (options.graph_file.empty()) return current;
+  CHOIR_TRY(std::string text, read_file(options.graph_file));
+  CHOIR_TRY(loaded_graph next, load_graph_text(text, options.graph_file));
+  const std::string version = next.g->fingerprint();
+  if (version == run.graph_version) return next;
+  if (run.pinned) {
+    return make_error(store::store_errc::invalid_argument,
+                      "run " + run.run_id + " is pinned to graph version " + run.graph_version + "; " +
+                          options.graph_file + " is version " + version + ". Resume it without --graph");
+  }
+  auto safe = store::check_upgrade(*current.g, *next.g, run.next_action);
+  if (!safe.ok()) {
+    return make_error(safe.err().code, "cannot move run " + run.run_id + " from graph " + run.graph_version + " to " +
+                                           version + ": " + safe.err().message);
+  }
+  CHOIR_CHECK(s.put_graph({version, next.doc.name, next.source}));
+  CHOIR_CHECK(s.set_graph_version(run.run_id, version));
+  if (!options.json)
+    out << "run " << run.run_id << " moves from graph " << run.graph_version << " to " << version << "\n";
+  return next;
+}
+
+/// `resume` and `input`: continue a run from its last committed step, as its single owner.
+int continue_run(const runs_options& options, std::ostream& out, std::ostream& err, const std::string& command,
+                 bool delivering_input) {
+  auto s = open_or_report(options, err, command);
+  if (!s) return exit_invalid;
+  auto run = s->get_run(options.run_id);
   if (!run.ok()) return report(err, command, run.err());
   if (run->next_action.empty()) {
     out << "run " << run->run_id << " is complete: nothing to resume\n";
-    return exit_ok;
+    return delivering_input ? exit_invalid : exit_ok;
   }
-  auto stored = store->get_graph(run->graph_version);
-  if (!stored.ok()) return report(err, command, stored.err());
-  auto loaded = load_graph_text(stored->source, "stored graph " + run->graph_version);
-  if (!loaded.ok()) return report(err, command, loaded.err());
+  if (delivering_input && run->status != "waiting") {
+    err << command << ": run " << run->run_id << " is not waiting for input (it is " << run->status << ", next "
+        << run->next_action << "); use choir runs resume\n";
+    return exit_invalid;
+  }
+  auto leased = s->acquire_lease(run->run_id, lease_ttl_ms);
+  if (!leased.ok() && leased.err().code == store::store_errc::run_leased && store::owner_known_dead(run->owner)) {
+    // Its owner was a process of this machine that died (killed, crashed): take the run over now
+    // rather than when the lease runs out.
+    leased = s->acquire_lease(run->run_id, lease_ttl_ms, run->owner);
+    if (leased.ok() && !options.json)
+      out << "took over run " << run->run_id << " from " << run->owner << ", which is gone\n";
+  }
+  if (!leased.ok()) return report(err, command, leased.err());
+  auto fail = [&](const error& e) {
+    (void)s->release_lease(options.run_id);
+    return report(err, command, e);
+  };
+  auto loaded = graph_for(*s, *run, options, out);
+  if (!loaded.ok()) return fail(loaded.err());
   auto inputs = checked_inputs(*loaded, options.run.inputs);
-  if (!inputs.ok()) return report(err, command, inputs.err());
-  const std::int64_t base = position_of(*run);
-  auto st = store->state_at(run->run_id, base);
-  if (!st.ok()) return report(err, command, st.err());
+  if (!inputs.ok()) return fail(inputs.err());
+  const std::string version = loaded->g->fingerprint();
+  const std::int64_t base = run->position();
+  auto st = s->state_at(run->run_id, base);
+  if (!st.ok()) return fail(st.err());
   loaded->doc.builder.with_identifiers(run->run_id, run->partition_key)
       .with_position(run->next_action, *st, static_cast<std::uint64_t>(base + 1))
-      .with_persister(std::make_shared<store::run_persister>(*store, run->run_id, run->graph_version));
+      .with_persister(std::make_shared<store::run_persister>(*s, run->run_id, version, lease_ttl_ms));
   auto app = loaded->doc.builder.build(loaded->g);
-  if (!app.ok()) return report(err, command, app.err());
-  auto running = store->set_status(run->run_id, "running");
-  if (!running.ok()) return report(err, command, running.err());
-  return drive(**app, loaded->doc.name, options.run, *inputs, store.get(), out, err, command);
+  if (!app.ok()) return fail(app.err());
+  if (delivering_input && (*app)->awaiting_input(*inputs)) {
+    std::string needs;
+    if (auto index = (*app)->graph_def().index_of(run->next_action)) {
+      for (const auto& in : (*app)->graph_def().nodes()[*index].act->spec().inputs) {
+        if (in.required && !inputs->contains(in.name)) needs += (needs.empty() ? "" : ", ") + in.name;
+      }
+    }
+    return fail(make_error(core_errc::invalid_argument,
+                           "run " + run->run_id + " waits at " + run->next_action + " for: " + needs));
+  }
+  auto running = s->set_status(run->run_id, "running");
+  if (!running.ok()) return fail(running.err());
+  return drive(**app, loaded->doc.name, options.run, *inputs, s.get(), out, err, command);
+}
+
+/// Parses 90s, 45m, 12h, 30d into milliseconds.
+result<std::int64_t> parse_age(const std::string& text) {
+  std::size_t used = 0;
+  long long n = -1;
+  try {
+    n = std::stoll(text, &used);
+  } catch (const std::exception&) {
+    n = -1;
+  }
+  const std::string unit = text.substr(used);
+  std::int64_t scale = 0;
+  if (unit == "s") scale = 1000;
+  if (unit == "m") scale = 60'000;
+  if (unit == "h") scale = 3'600'000;
+  if (unit == "d") scale = 86'400'000;
+  if (n < 0 || scale == 0 || n > std::numeric_limits<std::int64_t>::max() / scale) {
+    return make_error(core_errc::invalid_argument,
+                      "'" + text + "' is not an age: use a whole number and s, m, h or d (as in 30d)");
+  }
+  return static_cast<std::int64_t>(n) * scale;
+}
+
+}  // namespace
+
+int runs_resume(const runs_options& options, std::ostream& out, std::ostream& err) {
+  return continue_run(options, out, err, "choir runs resume", /*delivering_input=*/false);
+}
+
+int runs_input(const runs_options& options, std::ostream& out, std::ostream& err) {
+  return continue_run(options, out, err, "choir runs input", /*delivering_input=*/true);
+}
+
+int runs_replay(const runs_options& options, std::ostream& out, std::ostream& err) {
+  const std::string command = "choir runs replay";
+  auto s = open_or_report(options, err, command);
+  if (!s) return exit_invalid;
+  auto run = s->get_run(options.run_id);
+  if (!run.ok()) return report(err, command, run.err());
+  const std::int64_t start = run->parent_step.value_or(-1);
+  auto st = s->state_at(run->run_id, start);
+  if (!st.ok()) return report(err, command, st.err());
+  graph::state state = std::move(st).value();
+  std::map<std::string, loaded_graph> graphs;
+  std::int64_t replayed = 0;
+  auto diverged = [&](const store::step_entry& e, const std::string& field, const value& recorded, const value& now) {
+    if (options.json) {
+      out << dump_json(value{{"run_id", run->run_id},
+                             {"identical", false},
+                             {"replayed", replayed},
+                             {"sequence_id", e.sequence_id},
+                             {"action", e.action},
+                             {"field", field},
+                             {"recorded", recorded},
+                             {"replayed_value", now}})
+          << "\n";
+    } else {
+      out << "run " << run->run_id << " diverges at step " << e.sequence_id << " (" << e.action << "): " << field
+          << " was " << shorten_json(recorded) << ", replay gives " << shorten_json(now) << "\n";
+    }
+    return exit_step_failed;
+  };
+  for (std::int64_t from = start + 1;;) {
+    auto page = s->steps(run->run_id, from, 1000);
+    if (!page.ok()) return report(err, command, page.err());
+    if (page->empty()) break;
+    for (const auto& e : *page) {
+      auto found = graphs.find(e.graph_version);
+      if (found == graphs.end()) {
+        auto stored = s->get_graph(e.graph_version);
+        if (!stored.ok()) return report(err, command, stored.err());
+        auto loaded = load_graph_text(stored->source, "stored graph " + e.graph_version);
+        if (!loaded.ok()) return report(err, command, loaded.err());
+        found = graphs.emplace(e.graph_version, std::move(loaded).value()).first;
+      }
+      loaded_graph& lg = found->second;
+      lg.doc.builder.with_identifiers(run->run_id, run->partition_key)
+          .with_position(e.action, state, static_cast<std::uint64_t>(e.sequence_id));
+      auto app = lg.doc.builder.build(lg.g);
+      if (!app.ok()) return report(err, command, app.err());
+      auto stepped = (*app)->step(e.inputs.is_object() ? e.inputs : value::object());
+      if (!stepped.ok()) return diverged(e, "outcome", value(e.status), value(stepped.err().message));
+      const graph::step_record& r = **stepped;
+      const std::string status = r.status == graph::step_status::failed ? "failed" : "completed";
+      if (status != e.status) return diverged(e, "status", value(e.status), value(status));
+      if (r.delta.to_json() != e.delta) return diverged(e, "delta", e.delta, r.delta.to_json());
+      if (r.result != e.result) return diverged(e, "result", e.result, r.result);
+      if (r.next_action != e.next_action) return diverged(e, "next action", value(e.next_action), value(r.next_action));
+      if (r.failure && e.error.is_object() && e.error.value("message", std::string()) != r.failure->message) {
+        return diverged(e, "error", e.error["message"], value(r.failure->message));
+      }
+      auto delta = graph::state_delta::from_json(e.delta);
+      if (!delta.ok()) return report(err, command, delta.err());
+      auto next = state.apply(*delta);
+      if (!next.ok()) return report(err, command, next.err());
+      state = std::move(next).value();
+      ++replayed;
+      from = e.sequence_id + 1;
+    }
+  }
+  if (options.json) {
+    out << dump_json(value{{"run_id", run->run_id}, {"identical", true}, {"replayed", replayed}}) << "\n";
+  } else {
+    out << "replayed " << replayed << (replayed == 1 ? " step" : " steps") << " of run " << run->run_id
+        << ": identical to the record\n";
+  }
+  return exit_ok;
+}
+
+int runs_prune(const runs_options& options, std::ostream& out, std::ostream& err) {
+  const std::string command = "choir runs prune";
+  store::retention_policy policy;
+  if (!options.older_than.empty()) {
+    auto age = parse_age(options.older_than);
+    if (!age.ok()) return report(err, command, age.err());
+    policy.older_than_ms = *age;
+  }
+  policy.keep_last = options.keep_last;
+  policy.partition = options.partition;
+  auto s = open_or_report(options, err, command);
+  if (!s) return exit_invalid;
+  auto pruned = s->prune(policy);
+  if (!pruned.ok()) return report(err, command, pruned.err());
+  if (options.json) {
+    out << dump_json(value{{"runs", pruned->runs},
+                           {"steps", pruned->steps},
+                           {"snapshots", pruned->snapshots},
+                           {"effects", pruned->effects}})
+        << "\n";
+  } else {
+    out << "pruned " << pruned->runs << (pruned->runs == 1 ? " run" : " runs") << " (" << pruned->steps << " steps, "
+        << pruned->snapshots << " snapshots, " << pruned->effects << " effects)\n";
+  }
+  return exit_ok;
 }
 
 int runs_fork(const runs_options& options, std::ostream& out, std::ostream& err) {
@@ -137,7 +334,7 @@ int runs_fork(const runs_options& options, std::ostream& out, std::ostream& err)
   if (!store) return exit_invalid;
   auto parent = store->get_run(options.run_id);
   if (!parent.ok()) return report(err, command, parent.err());
-  const std::int64_t at = options.at.value_or(position_of(*parent));
+  const std::int64_t at = options.at.value_or(parent->position());
   auto steps = store->steps(parent->run_id, at, 1);
   if (!steps.ok()) return report(err, command, steps.err());
   if (steps->empty() || steps->front().sequence_id != at) {
@@ -151,6 +348,8 @@ int runs_fork(const runs_options& options, std::ostream& out, std::ostream& err)
   fork.parent_run = parent->run_id;
   fork.parent_step = at;
   fork.status = "halted";
+  fork.owner.clear();
+  fork.lease_expires_ms = 0;
   fork.next_action = steps->front().next_action;
   fork.last_sequence.reset();
   auto created = store->create_run(fork, *st, at);

@@ -1,6 +1,13 @@
 #include "choir/store/event_store.hpp"
 
+#include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
+
 #include <string>
+
+#include "choir/core/id.hpp"
 
 namespace choir::store {
 namespace {
@@ -19,6 +26,11 @@ class store_category_impl final : public std::error_category {
       case store_errc::duplicate_step: return "step already committed";
       case store_errc::duplicate_run: return "run already exists";
       case store_errc::io_error: return "store i/o error";
+      case store_errc::run_leased: return "run leased by another owner";
+      case store_errc::lease_lost: return "lease lost";
+      case store_errc::effect_outcome_unknown: return "effect outcome unknown";
+      case store_errc::invalid_argument: return "invalid argument";
+      case store_errc::effect_failed: return "effect failed";
     }
     return "unknown store error";
   }
@@ -43,6 +55,9 @@ value run_record::to_json() const {
           {"status", status},
           {"next_action", next_action.empty() ? value() : value(next_action)},
           {"last_sequence", last_sequence ? value(*last_sequence) : value()},
+          {"pinned", pinned},
+          {"owner", owner.empty() ? value() : value(owner)},
+          {"lease_expires_ms", owner.empty() ? value() : value(lease_expires_ms)},
           {"created_ms", created_ms},
           {"updated_ms", updated_ms}};
 }
@@ -62,8 +77,83 @@ value step_entry::to_json() const {
   return out;
 }
 
+value effect_record::to_json() const {
+  return {{"key", key},
+          {"run_id", run_id},
+          {"sequence_id", sequence_id},
+          {"kind", kind},
+          {"request", request},
+          {"status", status},
+          {"outcome", outcome},
+          {"created_ms", created_ms},
+          {"completed_ms", completed_ms == 0 ? value() : value(completed_ms)}};
+}
+
+step_write make_step_write(std::string run_id, const graph::step_record& step, graph::state after,
+                           std::string graph_version) {
+  step_write w;
+  w.run_id = std::move(run_id);
+  w.sequence_id = static_cast<std::int64_t>(step.sequence_id);
+  w.action = step.action;
+  w.failed = step.status == graph::step_status::failed;
+  w.inputs = dump_json(step.inputs);
+  w.result = dump_json(step.result);
+  w.delta = dump_json(step.delta.to_json());
+  w.error = step.failure ? dump_json(value{{"code", step.failure->code.message()}, {"message", step.failure->message}})
+                         : std::string("null");
+  w.attempts = step.attempts;
+  w.next_action = step.next_action;
+  w.graph_version = std::move(graph_version);
+  w.after = std::move(after);
+  return w;
+}
+
+result<void> event_store::append_step(std::string_view run_id, const graph::step_record& step,
+                                      const graph::state& after, std::string_view graph_version) {
+  const step_write w = make_step_write(std::string(run_id), step, after, std::string(graph_version));
+  auto results = append_steps(std::span<const step_write>(&w, 1));
+  return std::move(results.front());
+}
+
+std::string default_owner() {
+  char host[256] = {};
+  if (::gethostname(host, sizeof host - 1) != 0) host[0] = '\0';
+  static const std::string suffix = new_id().to_string().substr(24);
+  return std::string(host[0] != '\0' ? host : "localhost") + "/" + std::to_string(::getpid()) + "/" + suffix;
+}
+
+bool owner_known_dead(const std::string& owner) {
+  const auto first = owner.find('/');
+  const auto second = first == std::string::npos ? std::string::npos : owner.find('/', first + 1);
+  if (second == std::string::npos) return false;
+  char host[256] = {};
+  if (::gethostname(host, sizeof host - 1) != 0 || owner.compare(0, first, host) != 0) return false;
+  const std::string pid_text = owner.substr(first + 1, second - first - 1);
+  if (pid_text.empty() || pid_text.size() > 9 || pid_text.find_first_not_of("0123456789") != std::string::npos) {
+    return false;
+  }
+  const pid_t pid = static_cast<pid_t>(std::stol(pid_text));
+  if (pid <= 0 || pid == ::getpid()) return false;
+  return ::kill(pid, 0) != 0 && errno == ESRCH;
+}
+
+result<std::unique_ptr<event_store>> open_store(const std::string& where, const store_options& options,
+                                                const clock& time) {
+  if (where.rfind("postgresql://", 0) == 0 || where.rfind("postgres://", 0) == 0) {
+    return open_pg_store(where, options, time);
+  }
+  return open_sqlite_store(where, options, time);
+}
+
 result<void> run_persister::save_step(const graph::run_identity& /*who*/, const graph::step_record& record,
                                       const graph::state& after) {
+  if (lease_ttl_ms_ > 0) {
+    const auto now = std::chrono::steady_clock::now();
+    if (now - renewed_ >= std::chrono::milliseconds(lease_ttl_ms_ / 3)) {
+      CHOIR_CHECK(store_->renew_lease(run_id_, lease_ttl_ms_));
+      renewed_ = now;
+    }
+  }
   return store_->append_step(run_id_, record, after, graph_version_);
 }
 

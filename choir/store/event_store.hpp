@@ -7,10 +7,12 @@
 /// delta; every `snapshot_interval` steps the full state is stored too, so the state at any step
 /// costs at most that many delta applications. `(run_id, sequence_id)` is unique: a step commits
 /// exactly once.
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -25,15 +27,20 @@
 namespace choir::store {
 
 enum class store_errc {
-  open_failed = 1,  ///< the database file could not be opened or created
-  not_a_store,      ///< the file is a database (or something else) that ChoirOS did not create
-  newer_schema,     ///< the store was written by a newer ChoirOS; nothing was changed
-  corrupt,          ///< the store fails its integrity checks or holds a malformed record
-  run_not_found,    ///< no run has that id
-  step_not_found,   ///< the run has no step with that sequence id
-  duplicate_step,   ///< a step with that (run_id, sequence_id) is already committed
-  duplicate_run,    ///< a run with that id already exists
-  io_error,         ///< the database refused a read or write
+  open_failed = 1,         ///< the database could not be opened or created
+  not_a_store,             ///< the file or database is something ChoirOS did not create
+  newer_schema,            ///< the store was written by a newer ChoirOS; nothing was changed
+  corrupt,                 ///< the store fails its integrity checks or holds a malformed record
+  run_not_found,           ///< no run has that id
+  step_not_found,          ///< the run has no step with that sequence id
+  duplicate_step,          ///< a step with that (run_id, sequence_id) is already committed
+  duplicate_run,           ///< a run with that id already exists
+  io_error,                ///< the database refused a read or write
+  run_leased,              ///< another live owner holds the run's lease
+  lease_lost,              ///< this owner's lease on the run expired and was taken, or was never held
+  effect_outcome_unknown,  ///< an effect that is not idempotent was in flight when its process died
+  invalid_argument,        ///< a malformed request (an empty owner, a bad retention policy, …)
+  effect_failed,           ///< the effect failed when it ran; its recorded failure is returned again
 };
 [[nodiscard]] const std::error_category& store_category() noexcept;
 [[nodiscard]] std::error_code make_error_code(store_errc e) noexcept;
@@ -53,12 +60,17 @@ struct run_record {
   std::string graph_version;
   std::string parent_run;                     ///< for forks: the run forked from (empty otherwise)
   std::optional<std::int64_t> parent_step;    ///< for forks: the step forked at
-  std::string status;                         ///< `running`, `completed`, `halted`, `failed`
+  std::string status;                         ///< `running`, `waiting`, `completed`, `halted`, `failed`
   std::string next_action;                    ///< where the run continues (empty when complete)
   std::optional<std::int64_t> last_sequence;  ///< the last committed step, if any
+  bool pinned = false;                        ///< resumes only under `graph_version`, never an upgrade
+  std::string owner;                          ///< the lease holder (empty: none)
+  std::int64_t lease_expires_ms = 0;          ///< the lease is live until then
   std::int64_t created_ms = 0;
   std::int64_t updated_ms = 0;
 
+  /// The sequence id the run's next step follows: its last step, or where it started.
+  [[nodiscard]] std::int64_t position() const { return last_sequence.value_or(parent_step.value_or(-1)); }
   [[nodiscard]] value to_json() const;
 };
 
@@ -79,16 +91,74 @@ struct step_entry {
   [[nodiscard]] value to_json() const;
 };
 
+/// A step ready to be written: its JSON columns already serialized (on the caller's thread), and
+/// the state after it, serialized only if the store decides a snapshot is due.
+struct step_write {
+  std::string run_id;
+  std::int64_t sequence_id = 0;
+  std::string action;
+  bool failed = false;
+  std::string inputs;
+  std::string result;
+  std::string delta;
+  std::string error;
+  int attempts = 1;
+  std::string next_action;
+  std::string graph_version;
+  graph::state after;
+};
+[[nodiscard]] step_write make_step_write(std::string run_id, const graph::step_record& step, graph::state after,
+                                         std::string graph_version);
+
+/// One effect in the journal (docs/event-log.md, "The effect journal"). The intent is written
+/// before the effect runs, the outcome after.
+struct effect_record {
+  std::string key;  ///< the idempotency key: unique in the store
+  std::string run_id;
+  std::int64_t sequence_id = 0;
+  std::string kind;                ///< what the effect is: `tool:fs.write`, `model:openai`, …
+  value request;                   ///< what was asked
+  std::string status = "pending";  ///< `pending` (intent only), `succeeded`, `failed`
+  value outcome;                   ///< the result, or `{code, message}` when failed
+  std::int64_t created_ms = 0;
+  std::int64_t completed_ms = 0;
+
+  [[nodiscard]] value to_json() const;
+};
+
+/// What `begin_effect` found.
+struct effect_begin {
+  effect_record record;  ///< as stored
+  bool fresh = false;    ///< true if this call wrote the intent; false if the key was known
+};
+
+/// Which finished runs `prune` deletes. Runs that are running, waiting or halted are never pruned.
+struct retention_policy {
+  std::optional<std::int64_t> older_than_ms;  ///< finished runs last updated longer ago than this
+  std::optional<std::size_t> keep_last;       ///< keep only the newest N finished runs (per partition)
+  std::optional<std::string> partition;       ///< only this partition (default: every partition)
+};
+struct prune_report {
+  std::size_t runs = 0;
+  std::size_t steps = 0;
+  std::size_t snapshots = 0;
+  std::size_t effects = 0;
+};
+
 struct store_options {
   /// `synchronous=FULL` (an fsync per commit) instead of the default `NORMAL` (durable against
-  /// process crashes; the last commits may be lost to a power failure).
+  /// process crashes; the last commits may be lost to a power failure). SQLite only.
   bool full_sync = false;
   /// For states under 64 KiB, a full state snapshot at least every this many steps of a run.
   std::int64_t snapshot_interval = 100;
+  /// This process's identity as a lease owner (default: `host/pid/random`).
+  std::string owner;
   /// Fault injection for crash tests: called at named points of a commit (`step.begin`,
-  /// `step.inserted` — written but not committed —, `step.snapshot`, `step.committed`). A test
-  /// makes it kill the process at one of them. Null in production.
+  /// `step.inserted` — written but not committed —, `step.snapshot`, `step.committed`,
+  /// `effect.intent`, `effect.outcome`). A test makes it kill the process at one of them.
   std::function<void(std::string_view point)> fault;
+  /// Tests of migrations only: create a new store at this older schema version (0: the newest).
+  std::int64_t create_schema_version = 0;
 };
 
 /// The store interface. Implementations are safe to use from one thread at a time.
@@ -96,20 +166,46 @@ class event_store {
  public:
   virtual ~event_store() = default;
 
+  /// `sqlite` or `postgresql`.
+  [[nodiscard]] virtual std::string_view backend() const = 0;
+  /// The owner identity this store writes leases with.
+  [[nodiscard]] virtual const std::string& owner() const = 0;
+
   /// Stores a graph version if it is not stored yet.
   [[nodiscard]] virtual result<void> put_graph(const graph_record& g) = 0;
   [[nodiscard]] virtual result<graph_record> get_graph(std::string_view version) = 0;
 
   /// Creates a run with the state it starts from (stored as a snapshot at `start_after`, the
-  /// sequence id its first step follows: -1 for a new run, the fork point for a fork).
+  /// sequence id its first step follows: -1 for a new run, the fork point for a fork). The run's
+  /// `owner` and lease are taken from `run` (empty: unowned).
   [[nodiscard]] virtual result<void> create_run(const run_record& run, const graph::state& initial,
                                                 std::int64_t start_after) = 0;
-  /// Commits one step and the run's new position in one transaction. Fails with
-  /// `duplicate_step` if that sequence id is already committed (nothing is written then).
-  [[nodiscard]] virtual result<void> append_step(std::string_view run_id, const graph::step_record& step,
-                                                 const graph::state& after, std::string_view graph_version) = 0;
-  /// Sets a run's status (`completed`, `halted`, `failed`, `running`).
+
+  /// Commits steps — of one run or of many — in one transaction, each with the run's new position
+  /// (and a snapshot when one is due). Returns one result per step: `duplicate_step` if that
+  /// sequence id is already committed, `run_not_found`, or `run_leased` if another live owner
+  /// holds the run; a refused step writes nothing and does not affect the others. If the
+  /// transaction itself fails, every step gets that error.
+  [[nodiscard]] virtual std::vector<result<void>> append_steps(std::span<const step_write> steps) = 0;
+  /// One step in its own transaction.
+  [[nodiscard]] result<void> append_step(std::string_view run_id, const graph::step_record& step,
+                                         const graph::state& after, std::string_view graph_version);
+
+  /// Sets a run's status (`running`, `waiting`, `completed`, `halted`, `failed`). Refused with
+  /// `run_leased` if another live owner holds the run.
   [[nodiscard]] virtual result<void> set_status(std::string_view run_id, std::string_view status) = 0;
+  /// Moves a run to another stored graph version (a checked upgrade, `choir/store/upgrade.hpp`).
+  [[nodiscard]] virtual result<void> set_graph_version(std::string_view run_id, std::string_view version) = 0;
+
+  /// Single activation: takes the run's lease for this store's owner for `ttl_ms` if it is free,
+  /// expired, already ours or held by `replacing` (an owner known to be dead: see
+  /// `owner_known_dead`); `run_leased` (naming the holder and the expiry) otherwise.
+  [[nodiscard]] virtual result<void> acquire_lease(std::string_view run_id, std::int64_t ttl_ms,
+                                                   std::string_view replacing = {}) = 0;
+  /// Extends our lease; `lease_lost` if it is no longer ours.
+  [[nodiscard]] virtual result<void> renew_lease(std::string_view run_id, std::int64_t ttl_ms) = 0;
+  /// Gives the lease up (nothing happens if it is not ours).
+  [[nodiscard]] virtual result<void> release_lease(std::string_view run_id) = 0;
 
   [[nodiscard]] virtual result<run_record> get_run(std::string_view run_id) = 0;
   /// Runs, newest first, at most `limit`.
@@ -120,20 +216,54 @@ class event_store {
   /// The state after step `sequence_id` (or the run's initial state for the sequence id it starts
   /// after): the nearest snapshot at or before it plus the deltas since.
   [[nodiscard]] virtual result<graph::state> state_at(std::string_view run_id, std::int64_t sequence_id) = 0;
+
+  /// The effect journal: writes the intent unless `intent.key` is known, and returns the stored record.
+  [[nodiscard]] virtual result<effect_begin> begin_effect(const effect_record& intent) = 0;
+  /// Records an effect's outcome (`succeeded` or `failed`).
+  [[nodiscard]] virtual result<void> finish_effect(std::string_view key, std::string_view status,
+                                                   const value& outcome) = 0;
+  [[nodiscard]] virtual result<std::optional<effect_record>> get_effect(std::string_view key) = 0;
+  /// A run's effects in the order they began.
+  [[nodiscard]] virtual result<std::vector<effect_record>> effects(std::string_view run_id) = 0;
+
+  /// Retention: deletes the finished runs the policy selects, with their steps, snapshots and
+  /// effects. A fork keeps its own starting snapshot, so pruning its parent never breaks it.
+  [[nodiscard]] virtual result<prune_report> prune(const retention_policy& policy) = 0;
 };
 
 /// Opens (creating if absent, with its parent folder) a SQLite store at `path`. A file that is not
 /// a ChoirOS store (`not_a_store`), is from a newer version (`newer_schema`) or fails SQLite's
-/// quick check (`corrupt`) is refused and left unchanged.
+/// quick check (`corrupt`) is refused and left unchanged. An older schema is migrated forward.
 [[nodiscard]] result<std::unique_ptr<event_store>> open_sqlite_store(const std::string& path,
                                                                      const store_options& options = {},
                                                                      const clock& time = system_clock());
+/// Connects to a PostgreSQL store (`postgresql://…` or a libpq `key=value` string), creating or
+/// migrating its tables (in the connection's schema) as `open_sqlite_store` does.
+[[nodiscard]] result<std::unique_ptr<event_store>> open_pg_store(const std::string& conninfo,
+                                                                 const store_options& options = {},
+                                                                 const clock& time = system_clock());
+/// `postgresql://…` / `postgres://…` → PostgreSQL; anything else is a SQLite file path.
+[[nodiscard]] result<std::unique_ptr<event_store>> open_store(const std::string& where,
+                                                              const store_options& options = {},
+                                                              const clock& time = system_clock());
 
-/// Persists an application's steps into a run of the store (graph's persister interface).
+/// This process's default owner identity: `host/pid/random`.
+[[nodiscard]] std::string default_owner();
+/// Whether `owner` (as `default_owner` makes them) is a process of this host that no longer runs,
+/// so that its lease may be taken before it expires. False whenever in doubt.
+[[nodiscard]] bool owner_known_dead(const std::string& owner);
+
+/// Persists an application's steps into a run of the store (graph's persister interface). With a
+/// lease duration, it also renews the run's lease every third of it, so a run driven step after
+/// step keeps its single owner (`lease_lost` / `run_leased` stop the run otherwise).
 class run_persister final : public graph::persister {
  public:
-  run_persister(event_store& store, std::string run_id, std::string graph_version)
-      : store_(&store), run_id_(std::move(run_id)), graph_version_(std::move(graph_version)) {}
+  run_persister(event_store& store, std::string run_id, std::string graph_version, std::int64_t lease_ttl_ms = 0)
+      : store_(&store),
+        run_id_(std::move(run_id)),
+        graph_version_(std::move(graph_version)),
+        lease_ttl_ms_(lease_ttl_ms),
+        renewed_(std::chrono::steady_clock::now()) {}
   [[nodiscard]] result<void> save_step(const graph::run_identity& who, const graph::step_record& record,
                                        const graph::state& after) override;
 
@@ -141,6 +271,8 @@ class run_persister final : public graph::persister {
   event_store* store_;
   std::string run_id_;
   std::string graph_version_;
+  std::int64_t lease_ttl_ms_;
+  std::chrono::steady_clock::time_point renewed_;
 };
 
 }  // namespace choir::store

@@ -5,21 +5,27 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <utility>
 
 #include "choir/store/event_store.hpp"
+#include "choir/store/store_detail.hpp"
 
 namespace choir::store {
 namespace {
 
-/// The schema version this code writes. Opening a store with a higher version is refused.
-constexpr std::int64_t schema_version = 1;
 /// Written as SQLite's application_id so that other tools (and we) can tell the file apart.
 constexpr std::int32_t application_id = 0x43484F52;  // "CHOR"
 
-constexpr const char* schema_v1 = R"sql(
+/// The schema, as the migrations that build it: `migrations[i]` takes a store from version i to
+/// i + 1 (version 0 is an empty file). A new store runs them all; an older store runs the rest.
+/// Never edit a released migration: add one.
+constexpr const char* migrations[] = {
+    // 0 -> 1: graphs, runs, steps, snapshots.
+    R"sql(
 CREATE TABLE choir_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+INSERT INTO choir_meta VALUES ('format', 'choir-event-store');
 CREATE TABLE graphs (
   version TEXT PRIMARY KEY,
   name TEXT NOT NULL,
@@ -61,7 +67,29 @@ CREATE TABLE snapshots (
   state TEXT NOT NULL,
   PRIMARY KEY (run_id, sequence_id)
 ) WITHOUT ROWID;
-)sql";
+)sql",
+    // 1 -> 2: owner leases, version pinning, the effect journal, retention by partition.
+    R"sql(
+ALTER TABLE runs ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE runs ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+ALTER TABLE runs ADD COLUMN lease_expires_ms INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX runs_by_partition ON runs(partition_key, updated_ms);
+CREATE TABLE effects (
+  key TEXT PRIMARY KEY,
+  run_id TEXT NOT NULL REFERENCES runs(run_id),
+  sequence_id INTEGER NOT NULL,
+  kind TEXT NOT NULL,
+  request TEXT NOT NULL,
+  status TEXT NOT NULL,
+  outcome TEXT NOT NULL,
+  created_ms INTEGER NOT NULL,
+  completed_ms INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE INDEX effects_by_run ON effects(run_id, created_ms);
+)sql",
+};
+/// The schema version this code writes. Opening a store with a higher version is refused.
+constexpr std::int64_t schema_version = std::size(migrations);
 
 error sqlite_error(store_errc code, sqlite3* db, const std::string& what) {
   return make_error(code, what + ": " + (db != nullptr ? sqlite3_errmsg(db) : "out of memory"));
@@ -116,28 +144,43 @@ class statement {
   sqlite3_stmt* stmt_ = nullptr;
 };
 
-result<value> parse_column(const std::string& text, const std::string& what) {
-  value v = value::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (v.is_discarded()) return make_error(store_errc::corrupt, what + " is not valid JSON");
-  return v;
-}
+/// A cached statement in use: reset (ending any read it holds) when the scope ends.
+class statement_use {
+ public:
+  explicit statement_use(statement& s) : s_(&s) {}
+  statement_use(const statement_use&) = delete;
+  statement_use& operator=(const statement_use&) = delete;
+  ~statement_use() { s_->reset(); }
+  statement& operator*() const { return *s_; }
+  template <class T>
+  statement& bind(int i, T&& v) {
+    return s_->bind(i, std::forward<T>(v));
+  }
+  statement& bind_null(int i) { return s_->bind_null(i); }
+  int step() { return s_->step(); }
+  void reset() { s_->reset(); }
+  [[nodiscard]] bool valid() const { return s_->valid(); }
+  [[nodiscard]] std::string text(int col) const { return s_->text(col); }
+  [[nodiscard]] std::int64_t integer(int col) const { return s_->integer(col); }
+  [[nodiscard]] bool is_null(int col) const { return s_->is_null(col); }
 
-/// What decides a run's next snapshot (see `sqlite_store::snapshot_due`).
-struct snapshot_counters {
-  std::int64_t snapshot_bytes = 0;
-  std::int64_t delta_bytes_since = 0;
-  std::int64_t steps_since = 0;
+ private:
+  statement* s_;
 };
 
 class sqlite_store final : public event_store {
  public:
-  sqlite_store(sqlite3* db, store_options options, const clock& time) : db_(db), options_(options), clock_(&time) {}
+  sqlite_store(sqlite3* db, store_options options, const clock& time)
+      : db_(db), options_(std::move(options)), clock_(&time) {
+    if (options_.owner.empty()) options_.owner = default_owner();
+  }
   ~sqlite_store() override {
-    begin_.reset();
-    commit_.reset();
-    insert_step_.reset();
+    cached_.clear();  // statements are finalized before the connection closes
     sqlite3_close_v2(db_);
   }
+
+  std::string_view backend() const override { return "sqlite"; }
+  const std::string& owner() const override { return options_.owner; }
 
   result<void> exec(const char* sql, const std::string& what) {
     char* message = nullptr;
@@ -150,19 +193,19 @@ class sqlite_store final : public event_store {
   }
 
   result<void> put_graph(const graph_record& g) override {
-    statement s(db_, "INSERT OR IGNORE INTO graphs(version, name, source, created_ms) VALUES (?, ?, ?, ?)");
-    if (!s.valid()) return sqlite_error(store_errc::io_error, db_, "storing graph " + g.version);
+    auto s = cached("INSERT OR IGNORE INTO graphs(version, name, source, created_ms) VALUES (?, ?, ?, ?)");
     s.bind(1, g.version).bind(2, g.name).bind(3, g.source).bind(4, clock_->unix_ms());
     if (s.step() != SQLITE_DONE) return sqlite_error(store_errc::io_error, db_, "storing graph " + g.version);
     return {};
   }
 
   result<graph_record> get_graph(std::string_view version) override {
-    statement s(db_, "SELECT version, name, source FROM graphs WHERE version = ?");
+    auto s = cached("SELECT version, name, source FROM graphs WHERE version = ?");
     s.bind(1, version);
     const int rc = s.step();
-    if (rc == SQLITE_DONE)
+    if (rc == SQLITE_DONE) {
       return make_error(store_errc::corrupt, "graph version " + std::string(version) + " is not stored");
+    }
     if (rc != SQLITE_ROW) return sqlite_error(store_errc::io_error, db_, "reading graph");
     return graph_record{s.text(0), s.text(1), s.text(2)};
   }
@@ -170,10 +213,10 @@ class sqlite_store final : public event_store {
   result<void> create_run(const run_record& run, const graph::state& initial, std::int64_t start_after) override {
     CHOIR_CHECK(exec("BEGIN IMMEDIATE", "creating run"));
     auto done = [&]() -> result<void> {
-      statement s(db_,
-                  "INSERT INTO runs(run_id, partition_key, agent, graph_version, parent_run, parent_step, status, "
-                  "start_action, start_after, created_ms, updated_ms) "
-                  "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+      auto s = cached(
+          "INSERT INTO runs(run_id, partition_key, agent, graph_version, parent_run, parent_step, status, "
+          "start_action, start_after, created_ms, updated_ms, pinned, owner, lease_expires_ms) "
+          "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
       const std::int64_t now = clock_->unix_ms();
       s.bind(1, run.run_id).bind(2, run.partition_key).bind(3, run.agent).bind(4, run.graph_version);
       if (run.parent_run.empty()) {
@@ -187,95 +230,130 @@ class sqlite_store final : public event_store {
         s.bind_null(6);
       }
       s.bind(7, run.status).bind(8, run.next_action).bind(9, start_after).bind(10, now).bind(11, now);
+      s.bind(12, static_cast<std::int64_t>(run.pinned ? 1 : 0)).bind(13, run.owner).bind(14, run.lease_expires_ms);
       const int rc = s.step();
-      if (rc == SQLITE_CONSTRAINT)
+      const int extended = sqlite3_extended_errcode(db_);
+      if (extended == SQLITE_CONSTRAINT_FOREIGNKEY) {
+        return make_error(store_errc::invalid_argument, "graph version " + run.graph_version + " is not stored");
+      }
+      if (rc == SQLITE_CONSTRAINT) {
         return make_error(store_errc::duplicate_run, "run " + run.run_id + " already exists");
+      }
       if (rc != SQLITE_DONE) return sqlite_error(store_errc::io_error, db_, "creating run " + run.run_id);
       return write_snapshot(run.run_id, start_after, initial);
     }();
     return finish_transaction(std::move(done));
   }
 
-  result<void> append_step(std::string_view run_id, const graph::step_record& step, const graph::state& after,
-                           std::string_view graph_version) override {
-    if (!prepare_step_statements()) return sqlite_error(store_errc::io_error, db_, "preparing the step statements");
+  std::vector<result<void>> append_steps(std::span<const step_write> batch) override {
+    std::vector<result<void>> out;
+    out.reserve(batch.size());
     fault("step.begin");
-    if (begin_->step() != SQLITE_DONE) {
-      auto e = sqlite_error(store_errc::io_error, db_, "committing a step");
-      begin_->reset();
-      return e;
+    if (auto began = exec_cached("BEGIN IMMEDIATE", "committing steps"); !began.ok()) {
+      out.assign(batch.size(), began);
+      return out;
     }
-    begin_->reset();
-    auto done = [&]() -> result<void> {
-      const auto seq = static_cast<std::int64_t>(step.sequence_id);
-      value err;
-      if (step.failure) err = {{"code", step.failure->code.message()}, {"message", step.failure->message}};
-      const std::int64_t now = clock_->unix_ms();
-      const std::string delta = dump_json(step.delta.to_json());
-      statement& s = *insert_step_;
-      s.bind(1, run_id).bind(2, seq).bind(3, step.action);
-      s.bind(4, step.status == graph::step_status::completed ? "completed" : "failed");
-      s.bind(5, dump_json(step.inputs)).bind(6, dump_json(step.result)).bind(7, delta);
-      s.bind(8, dump_json(err)).bind(9, static_cast<std::int64_t>(step.attempts)).bind(10, step.next_action);
-      s.bind(11, graph_version).bind(12, now);
-      CHOIR_CHECK(load_counters(run_id));
-      const int rc = s.step();
-      const int extended = sqlite3_extended_errcode(db_);
-      s.reset();
-      if (extended == SQLITE_CONSTRAINT_FOREIGNKEY)
-        return make_error(store_errc::run_not_found, "no run " + std::string(run_id));
-      if (rc == SQLITE_CONSTRAINT) {
-        return make_error(store_errc::duplicate_step,
-                          "run " + std::string(run_id) + " already has step " + std::to_string(seq));
+    const std::int64_t now = clock_->unix_ms();
+    bool any = false;
+    for (const step_write& w : batch) {
+      out.push_back(insert_step(w, now));
+      any = any || out.back().ok();
+    }
+    if (any) fault("step.inserted");
+    result<void> committed = finish_transaction(result<void>());
+    if (!committed.ok()) {
+      counters_.clear();  // they counted rows that are not there: reload them when needed
+      for (auto& r : out) {
+        if (r.ok()) r = committed;
       }
-      if (rc != SQLITE_DONE) return sqlite_error(store_errc::io_error, db_, "committing a step");
-      fault("step.inserted");
-      snapshot_counters& counters = counters_[std::string(run_id)];
-      counters.delta_bytes_since += static_cast<std::int64_t>(delta.size());
-      ++counters.steps_since;
-      if (snapshot_due(counters)) {
-        CHOIR_CHECK(write_snapshot(run_id, seq, after));
-        fault("step.snapshot");
-      }
-      return {};
-    }();
-    CHOIR_CHECK(finish_step_transaction(std::move(done)));
+      return out;
+    }
     fault("step.committed");
-    return {};
+    return out;
   }
 
   result<void> set_status(std::string_view run_id, std::string_view status) override {
-    statement s(db_, "UPDATE runs SET status = ?, updated_ms = ? WHERE run_id = ?");
-    s.bind(1, status).bind(2, clock_->unix_ms()).bind(3, run_id);
+    const std::int64_t now = clock_->unix_ms();
+    auto s = cached(
+        "UPDATE runs SET status = ?, updated_ms = ? WHERE run_id = ? AND "
+        "(owner = '' OR owner = ? OR lease_expires_ms <= ?)");
+    s.bind(1, status).bind(2, now).bind(3, run_id).bind(4, options_.owner).bind(5, now);
     if (s.step() != SQLITE_DONE) return sqlite_error(store_errc::io_error, db_, "updating run status");
-    if (sqlite3_changes(db_) != 1) return make_error(store_errc::run_not_found, "no run " + std::string(run_id));
+    if (sqlite3_changes(db_) != 1) return why_not_written(run_id, now);
+    return {};
+  }
+
+  result<void> set_graph_version(std::string_view run_id, std::string_view version) override {
+    const std::int64_t now = clock_->unix_ms();
+    auto s = cached(
+        "UPDATE runs SET graph_version = ?, updated_ms = ? WHERE run_id = ? AND "
+        "(owner = '' OR owner = ? OR lease_expires_ms <= ?)");
+    s.bind(1, version).bind(2, now).bind(3, run_id).bind(4, options_.owner).bind(5, now);
+    const int rc = s.step();
+    if (sqlite3_extended_errcode(db_) == SQLITE_CONSTRAINT_FOREIGNKEY) {
+      return make_error(store_errc::invalid_argument, "graph version " + std::string(version) + " is not stored");
+    }
+    if (rc != SQLITE_DONE) return sqlite_error(store_errc::io_error, db_, "updating the run's graph version");
+    if (sqlite3_changes(db_) != 1) return why_not_written(run_id, now);
+    return {};
+  }
+
+  result<void> acquire_lease(std::string_view run_id, std::int64_t ttl_ms, std::string_view replacing) override {
+    if (ttl_ms <= 0) return make_error(store_errc::invalid_argument, "a lease needs a positive duration");
+    const std::int64_t now = clock_->unix_ms();
+    auto s = cached(
+        "UPDATE runs SET owner = ?, lease_expires_ms = ? WHERE run_id = ? AND "
+        "(owner = '' OR owner = ? OR lease_expires_ms <= ? OR owner = ?)");
+    s.bind(1, options_.owner).bind(2, now + ttl_ms).bind(3, run_id).bind(4, options_.owner).bind(5, now);
+    s.bind(6, replacing.empty() ? std::string_view(options_.owner) : replacing);
+    if (s.step() != SQLITE_DONE) return sqlite_error(store_errc::io_error, db_, "taking a lease");
+    if (sqlite3_changes(db_) != 1) return why_not_written(run_id, now);
+    return {};
+  }
+
+  result<void> renew_lease(std::string_view run_id, std::int64_t ttl_ms) override {
+    if (ttl_ms <= 0) return make_error(store_errc::invalid_argument, "a lease needs a positive duration");
+    const std::int64_t now = clock_->unix_ms();
+    auto s = cached("UPDATE runs SET lease_expires_ms = ? WHERE run_id = ? AND owner = ?");
+    s.bind(1, now + ttl_ms).bind(2, run_id).bind(3, options_.owner);
+    if (s.step() != SQLITE_DONE) return sqlite_error(store_errc::io_error, db_, "renewing a lease");
+    if (sqlite3_changes(db_) == 1) return {};
+    CHOIR_CHECK(get_run(run_id));
+    return make_error(store_errc::lease_lost,
+                      "the lease on run " + std::string(run_id) + " is no longer " + options_.owner + "'s");
+  }
+
+  result<void> release_lease(std::string_view run_id) override {
+    auto s = cached("UPDATE runs SET owner = '', lease_expires_ms = 0 WHERE run_id = ? AND owner = ?");
+    s.bind(1, run_id).bind(2, options_.owner);
+    if (s.step() != SQLITE_DONE) return sqlite_error(store_errc::io_error, db_, "releasing a lease");
     return {};
   }
 
   result<run_record> get_run(std::string_view run_id) override {
-    statement s(db_, run_select("WHERE r.run_id = ?"));
+    auto s = cached(run_select("WHERE r.run_id = ?"));
     s.bind(1, run_id);
     const int rc = s.step();
     if (rc == SQLITE_DONE) return make_error(store_errc::run_not_found, "no run " + std::string(run_id));
     if (rc != SQLITE_ROW) return sqlite_error(store_errc::io_error, db_, "reading run");
-    return read_run(s);
+    return read_run(*s);
   }
 
   result<std::vector<run_record>> list_runs(std::size_t limit) override {
-    statement s(db_, run_select("ORDER BY r.created_ms DESC, r.run_id DESC LIMIT ?"));
+    auto s = cached(run_select("ORDER BY r.created_ms DESC, r.run_id DESC LIMIT ?"));
     s.bind(1, static_cast<std::int64_t>(limit));
     std::vector<run_record> out;
     int rc = 0;
-    while ((rc = s.step()) == SQLITE_ROW) out.push_back(read_run(s));
+    while ((rc = s.step()) == SQLITE_ROW) out.push_back(read_run(*s));
     if (rc != SQLITE_DONE) return sqlite_error(store_errc::io_error, db_, "listing runs");
     return out;
   }
 
   result<std::vector<step_entry>> steps(std::string_view run_id, std::int64_t from, std::size_t limit) override {
-    statement s(db_,
-                "SELECT sequence_id, action, status, inputs, result, delta, error, attempts, next_action, "
-                "graph_version, committed_ms FROM steps WHERE run_id = ? AND sequence_id >= ? "
-                "ORDER BY sequence_id LIMIT ?");
+    auto s = cached(
+        "SELECT sequence_id, action, status, inputs, result, delta, error, attempts, next_action, "
+        "graph_version, committed_ms FROM steps WHERE run_id = ? AND sequence_id >= ? "
+        "ORDER BY sequence_id LIMIT ?");
     s.bind(1, run_id).bind(2, from).bind(3, static_cast<std::int64_t>(limit));
     std::vector<step_entry> out;
     int rc = 0;
@@ -285,10 +363,10 @@ class sqlite_store final : public event_store {
       e.action = s.text(1);
       e.status = s.text(2);
       const std::string where = "step " + std::to_string(e.sequence_id) + " of run " + std::string(run_id);
-      CHOIR_TRY(e.inputs, parse_column(s.text(3), where + ": inputs"));
-      CHOIR_TRY(e.result, parse_column(s.text(4), where + ": result"));
-      CHOIR_TRY(e.delta, parse_column(s.text(5), where + ": delta"));
-      CHOIR_TRY(e.error, parse_column(s.text(6), where + ": error"));
+      CHOIR_TRY(e.inputs, detail::parse_column(s.text(3), where + ": inputs"));
+      CHOIR_TRY(e.result, detail::parse_column(s.text(4), where + ": result"));
+      CHOIR_TRY(e.delta, detail::parse_column(s.text(5), where + ": delta"));
+      CHOIR_TRY(e.error, detail::parse_column(s.text(6), where + ": error"));
       e.attempts = static_cast<int>(s.integer(7));
       e.next_action = s.text(8);
       e.graph_version = s.text(9);
@@ -300,9 +378,9 @@ class sqlite_store final : public event_store {
   }
 
   result<graph::state> state_at(std::string_view run_id, std::int64_t sequence_id) override {
-    statement snap(db_,
-                   "SELECT sequence_id, state FROM snapshots WHERE run_id = ? AND sequence_id <= ? "
-                   "ORDER BY sequence_id DESC LIMIT 1");
+    auto snap = cached(
+        "SELECT sequence_id, state FROM snapshots WHERE run_id = ? AND sequence_id <= ? "
+        "ORDER BY sequence_id DESC LIMIT 1");
     snap.bind(1, run_id).bind(2, sequence_id);
     const int rc = snap.step();
     if (rc == SQLITE_DONE) {
@@ -312,49 +390,154 @@ class sqlite_store final : public event_store {
     }
     if (rc != SQLITE_ROW) return sqlite_error(store_errc::io_error, db_, "reading a snapshot");
     const std::int64_t base = snap.integer(0);
-    CHOIR_TRY(value snapshot, parse_column(snap.text(1), "snapshot " + std::to_string(base)));
-    auto parsed = graph::state::from_json(snapshot);
-    if (!parsed.ok())
-      return make_error(store_errc::corrupt, "snapshot " + std::to_string(base) + ": " + parsed.err().message);
-    graph::state s = std::move(parsed).value();
-    if (base == sequence_id) return s;
-
-    statement deltas(db_,
-                     "SELECT sequence_id, delta FROM steps WHERE run_id = ? AND sequence_id > ? AND sequence_id <= ? "
-                     "ORDER BY sequence_id");
+    const std::string snapshot = snap.text(1);
+    snap.reset();
+    auto deltas = cached(
+        "SELECT sequence_id, delta FROM steps WHERE run_id = ? AND sequence_id > ? AND sequence_id <= ? "
+        "ORDER BY sequence_id");
     deltas.bind(1, run_id).bind(2, base).bind(3, sequence_id);
-    std::int64_t expected = base + 1;
-    int step_rc = 0;
-    while ((step_rc = deltas.step()) == SQLITE_ROW) {
-      const std::int64_t seq = deltas.integer(0);
-      if (seq != expected)
-        return make_error(store_errc::corrupt,
-                          "run " + std::string(run_id) + " is missing step " + std::to_string(expected));
-      CHOIR_TRY(value json, parse_column(deltas.text(1), "delta of step " + std::to_string(seq)));
-      auto delta = graph::state_delta::from_json(json);
-      if (!delta.ok())
-        return make_error(store_errc::corrupt, "step " + std::to_string(seq) + ": " + delta.err().message);
-      auto applied = s.apply(*delta);
-      if (!applied.ok())
-        return make_error(store_errc::corrupt, "step " + std::to_string(seq) + ": " + applied.err().message);
-      s = std::move(applied).value();
-      ++expected;
+    return detail::rebuild_state(run_id, base, snapshot, sequence_id,
+                                 [&](std::int64_t& seq, std::string& text) -> result<bool> {
+                                   const int step_rc = deltas.step();
+                                   if (step_rc == SQLITE_DONE) return false;
+                                   if (step_rc != SQLITE_ROW) {
+                                     return sqlite_error(store_errc::io_error, db_, "reading deltas");
+                                   }
+                                   seq = deltas.integer(0);
+                                   text = deltas.text(1);
+                                   return true;
+                                 });
+  }
+
+  result<effect_begin> begin_effect(const effect_record& intent) override {
+    if (intent.key.empty()) return make_error(store_errc::invalid_argument, "an effect needs an idempotency key");
+    auto s = cached(
+        "INSERT INTO effects(key, run_id, sequence_id, kind, request, status, outcome, created_ms) "
+        "VALUES (?, ?, ?, ?, ?, 'pending', 'null', ?) ON CONFLICT(key) DO NOTHING");
+    s.bind(1, intent.key).bind(2, intent.run_id).bind(3, intent.sequence_id).bind(4, intent.kind);
+    s.bind(5, dump_json(intent.request)).bind(6, clock_->unix_ms());
+    const int rc = s.step();
+    if (sqlite3_extended_errcode(db_) == SQLITE_CONSTRAINT_FOREIGNKEY) {
+      return make_error(store_errc::run_not_found, "no run " + intent.run_id);
     }
-    if (step_rc != SQLITE_DONE) return sqlite_error(store_errc::io_error, db_, "reading deltas");
-    if (expected != sequence_id + 1) {
-      return make_error(store_errc::step_not_found,
-                        "run " + std::string(run_id) + " has no step " + std::to_string(sequence_id));
+    if (rc != SQLITE_DONE) return sqlite_error(store_errc::io_error, db_, "journaling an effect's intent");
+    const bool fresh = sqlite3_changes(db_) == 1;
+    s.reset();
+    if (fresh) fault("effect.intent");
+    CHOIR_TRY(auto stored, get_effect(intent.key));
+    if (!stored) return make_error(store_errc::corrupt, "effect " + intent.key + " vanished");
+    return effect_begin{std::move(*stored), fresh};
+  }
+
+  result<void> finish_effect(std::string_view key, std::string_view status, const value& outcome) override {
+    if (status != "succeeded" && status != "failed") {
+      return make_error(store_errc::invalid_argument,
+                        "an effect's outcome is succeeded or failed, not " + std::string(status));
     }
-    return s;
+    auto s =
+        cached("UPDATE effects SET status = ?, outcome = ?, completed_ms = ? WHERE key = ? AND status = 'pending'");
+    s.bind(1, status).bind(2, dump_json(outcome)).bind(3, clock_->unix_ms()).bind(4, key);
+    if (s.step() != SQLITE_DONE) return sqlite_error(store_errc::io_error, db_, "journaling an effect's outcome");
+    if (sqlite3_changes(db_) != 1) {
+      s.reset();
+      CHOIR_TRY(auto stored, get_effect(key));
+      if (!stored) return make_error(store_errc::invalid_argument, "no effect " + std::string(key) + " was begun");
+      return make_error(store_errc::invalid_argument,
+                        "effect " + std::string(key) + " already has an outcome (" + stored->status + ")");
+    }
+    fault("effect.outcome");
+    return {};
+  }
+
+  result<std::optional<effect_record>> get_effect(std::string_view key) override {
+    auto s = cached(std::string(effect_columns) + " WHERE key = ?");
+    s.bind(1, key);
+    const int rc = s.step();
+    if (rc == SQLITE_DONE) return std::optional<effect_record>();
+    if (rc != SQLITE_ROW) return sqlite_error(store_errc::io_error, db_, "reading an effect");
+    CHOIR_TRY(effect_record e, read_effect(*s));
+    return std::optional<effect_record>(std::move(e));
+  }
+
+  result<std::vector<effect_record>> effects(std::string_view run_id) override {
+    auto s = cached(std::string(effect_columns) + " WHERE run_id = ? ORDER BY created_ms, sequence_id, key");
+    s.bind(1, run_id);
+    std::vector<effect_record> out;
+    int rc = 0;
+    while ((rc = s.step()) == SQLITE_ROW) {
+      CHOIR_TRY(effect_record e, read_effect(*s));
+      out.push_back(std::move(e));
+    }
+    if (rc != SQLITE_DONE) return sqlite_error(store_errc::io_error, db_, "reading effects");
+    return out;
+  }
+
+  result<prune_report> prune(const retention_policy& policy) override {
+    CHOIR_CHECK(detail::check_policy(policy));
+    CHOIR_CHECK(exec("BEGIN IMMEDIATE", "pruning"));
+    prune_report report;
+    auto done = [&]() -> result<void> {
+      const std::int64_t now = clock_->unix_ms();
+      std::string sql =
+          "CREATE TEMP TABLE IF NOT EXISTS pruned(run_id TEXT PRIMARY KEY); DELETE FROM pruned; "
+          "INSERT INTO pruned SELECT run_id FROM (SELECT run_id, updated_ms, partition_key, "
+          "row_number() OVER (PARTITION BY partition_key ORDER BY updated_ms DESC, run_id DESC) AS rank "
+          "FROM runs WHERE status IN " +
+          std::string(detail::finished_statuses_sql) + ") WHERE (0";
+      if (policy.older_than_ms) sql += " OR updated_ms < ?1";
+      if (policy.keep_last) sql += " OR rank > ?2";
+      sql += ")";
+      if (policy.partition) sql += " AND partition_key = ?3";
+      CHOIR_CHECK(exec(sql.substr(0, sql.find("INSERT")).c_str(), "pruning"));
+      statement select(db_, sql.substr(sql.find("INSERT")));
+      if (!select.valid()) return sqlite_error(store_errc::io_error, db_, "pruning");
+      if (policy.older_than_ms) select.bind(1, now - *policy.older_than_ms);
+      if (policy.keep_last) select.bind(2, static_cast<std::int64_t>(*policy.keep_last));
+      if (policy.partition) select.bind(3, *policy.partition);
+      if (select.step() != SQLITE_DONE) return sqlite_error(store_errc::io_error, db_, "pruning");
+      report.runs = static_cast<std::size_t>(sqlite3_changes(db_));
+      auto remove = [&](const char* table, std::size_t& count) -> result<void> {
+        statement del(db_, std::string("DELETE FROM ") + table + " WHERE run_id IN (SELECT run_id FROM pruned)");
+        if (del.step() != SQLITE_DONE) return sqlite_error(store_errc::io_error, db_, "pruning");
+        count = static_cast<std::size_t>(sqlite3_changes(db_));
+        return {};
+      };
+      std::size_t ignored = 0;
+      CHOIR_CHECK(remove("effects", report.effects));
+      CHOIR_CHECK(remove("snapshots", report.snapshots));
+      CHOIR_CHECK(remove("steps", report.steps));
+      CHOIR_CHECK(remove("runs", ignored));
+      return exec("DELETE FROM pruned", "pruning");
+    }();
+    CHOIR_CHECK(finish_transaction(std::move(done)));
+    counters_.clear();
+    return report;
   }
 
  private:
+  static constexpr const char* effect_columns =
+      "SELECT key, run_id, sequence_id, kind, request, status, outcome, created_ms, completed_ms FROM effects";
+
+  static result<effect_record> read_effect(const statement& s) {
+    effect_record e;
+    e.key = s.text(0);
+    e.run_id = s.text(1);
+    e.sequence_id = s.integer(2);
+    e.kind = s.text(3);
+    CHOIR_TRY(e.request, detail::parse_column(s.text(4), "effect " + e.key + ": request"));
+    e.status = s.text(5);
+    CHOIR_TRY(e.outcome, detail::parse_column(s.text(6), "effect " + e.key + ": outcome"));
+    e.created_ms = s.integer(7);
+    e.completed_ms = s.integer(8);
+    return e;
+  }
+
   static std::string run_select(const char* tail) {
     return std::string(
                "SELECT r.run_id, r.partition_key, r.agent, r.graph_version, r.parent_run, r.parent_step, r.status, "
                "COALESCE(s.next_action, r.start_action), s.sequence_id, r.created_ms, "
-               "max(r.updated_ms, COALESCE(s.committed_ms, 0)) FROM runs r LEFT JOIN steps s "
-               "ON s.run_id = r.run_id AND s.sequence_id = "
+               "max(r.updated_ms, COALESCE(s.committed_ms, 0)), r.pinned, r.owner, r.lease_expires_ms "
+               "FROM runs r LEFT JOIN steps s ON s.run_id = r.run_id AND s.sequence_id = "
                "(SELECT max(sequence_id) FROM steps WHERE run_id = r.run_id) ") +
            tail;
   }
@@ -371,102 +554,127 @@ class sqlite_store final : public event_store {
     if (!s.is_null(8)) r.last_sequence = s.integer(8);
     r.created_ms = s.integer(9);
     r.updated_ms = s.integer(10);
+    r.pinned = s.integer(11) != 0;
+    r.owner = s.text(12);
+    r.lease_expires_ms = s.integer(13);
     return r;
+  }
+
+  /// Why a conditional write to a run changed nothing: no such run, or another live owner.
+  error why_not_written(std::string_view run_id, std::int64_t now) {
+    auto run = get_run(run_id);
+    if (!run.ok()) return std::move(run).err();
+    if (!run->owner.empty() && run->owner != options_.owner && run->lease_expires_ms > now) {
+      return detail::leased_error(run_id, run->owner, run->lease_expires_ms, now);
+    }
+    return make_error(store_errc::io_error, "run " + std::string(run_id) + " changed while it was written");
+  }
+
+  /// Writes one step inside the open transaction; a refused step writes nothing.
+  result<void> insert_step(const step_write& w, std::int64_t now) {
+    auto lease = cached("SELECT owner, lease_expires_ms FROM runs WHERE run_id = ?");
+    lease.bind(1, w.run_id);
+    const int found = lease.step();
+    if (found == SQLITE_DONE) return make_error(store_errc::run_not_found, "no run " + w.run_id);
+    if (found != SQLITE_ROW) return sqlite_error(store_errc::io_error, db_, "committing a step");
+    const std::string holder = lease.text(0);
+    const std::int64_t expires = lease.integer(1);
+    lease.reset();
+    if (!holder.empty() && holder != options_.owner && expires > now) {
+      return detail::leased_error(w.run_id, holder, expires, now);
+    }
+    CHOIR_CHECK(load_counters(w.run_id));
+    auto s = cached(
+        "INSERT INTO steps(run_id, sequence_id, action, status, inputs, result, delta, error, attempts, "
+        "next_action, graph_version, committed_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT DO NOTHING");
+    s.bind(1, w.run_id).bind(2, w.sequence_id).bind(3, w.action).bind(4, w.failed ? "failed" : "completed");
+    s.bind(5, w.inputs).bind(6, w.result).bind(7, w.delta).bind(8, w.error);
+    s.bind(9, static_cast<std::int64_t>(w.attempts)).bind(10, w.next_action).bind(11, w.graph_version).bind(12, now);
+    if (s.step() != SQLITE_DONE) return sqlite_error(store_errc::io_error, db_, "committing a step");
+    if (sqlite3_changes(db_) != 1) {
+      return make_error(store_errc::duplicate_step,
+                        "run " + w.run_id + " already has step " + std::to_string(w.sequence_id));
+    }
+    detail::snapshot_counters& counters = counters_[w.run_id];
+    counters.delta_bytes_since += static_cast<std::int64_t>(w.delta.size());
+    ++counters.steps_since;
+    if (counters.due(options_.snapshot_interval)) {
+      CHOIR_CHECK(write_snapshot(w.run_id, w.sequence_id, w.after));
+      fault("step.snapshot");
+    }
+    return {};
   }
 
   /// Stores the whole state after step `seq` and restarts the run's snapshot counters.
   result<void> write_snapshot(std::string_view run_id, std::int64_t seq, const graph::state& st) {
     const std::string text = dump_json(st.to_json());
-    statement s(db_, "INSERT OR REPLACE INTO snapshots(run_id, sequence_id, state) VALUES (?, ?, ?)");
+    auto s = cached("INSERT OR REPLACE INTO snapshots(run_id, sequence_id, state) VALUES (?, ?, ?)");
     s.bind(1, run_id).bind(2, seq).bind(3, text);
     if (s.step() != SQLITE_DONE) return sqlite_error(store_errc::io_error, db_, "writing a snapshot");
-    counters_[std::string(run_id)] = snapshot_counters{static_cast<std::int64_t>(text.size()), 0, 0};
+    counters_[std::string(run_id)] = detail::snapshot_counters{static_cast<std::int64_t>(text.size()), 0, 0};
     return {};
   }
 
-  /// The snapshot policy (docs/event-log.md): a new snapshot once the deltas since the last one
-  /// weigh as much as it did (at least 4 KiB), so snapshots add at most as many bytes as the deltas
-  /// and storage stays linear in a run's length however large its state grows; and, for states
-  /// under 64 KiB, also every `snapshot_interval` steps, so that few deltas are replayed.
   void fault(std::string_view point) const {
     if (options_.fault) options_.fault(point);
   }
 
-  [[nodiscard]] bool snapshot_due(const snapshot_counters& c) const {
-    constexpr std::int64_t min_bytes = 4 << 10;
-    constexpr std::int64_t small_state = 64 << 10;
-    if (c.delta_bytes_since >= std::max(c.snapshot_bytes, min_bytes)) return true;
-    return options_.snapshot_interval > 0 && c.steps_since >= options_.snapshot_interval &&
-           c.snapshot_bytes < small_state;
-  }
-
   /// Reads a run's snapshot counters from the tables the first time this process appends to it.
-  result<void> load_counters(std::string_view run_id) {
-    if (counters_.count(std::string(run_id)) != 0) return {};
-    statement snap(db_,
-                   "SELECT sequence_id, length(state) FROM snapshots WHERE run_id = ? "
-                   "ORDER BY sequence_id DESC LIMIT 1");
+  result<void> load_counters(const std::string& run_id) {
+    if (counters_.count(run_id) != 0) return {};
+    auto snap =
+        cached("SELECT sequence_id, length(state) FROM snapshots WHERE run_id = ? ORDER BY sequence_id DESC LIMIT 1");
     snap.bind(1, run_id);
     const int rc = snap.step();
-    if (rc == SQLITE_DONE) return {};  // no such run: the insert reports it
+    if (rc == SQLITE_DONE) return {};
     if (rc != SQLITE_ROW) return sqlite_error(store_errc::io_error, db_, "reading snapshot counters");
-    snapshot_counters c{snap.integer(1), 0, 0};
-    statement since(db_,
-                    "SELECT count(*), COALESCE(sum(length(delta)), 0) FROM steps WHERE run_id = ? AND sequence_id > ?");
-    since.bind(1, run_id).bind(2, snap.integer(0));
+    detail::snapshot_counters c{snap.integer(1), 0, 0};
+    const std::int64_t base = snap.integer(0);
+    snap.reset();
+    auto since =
+        cached("SELECT count(*), COALESCE(sum(length(delta)), 0) FROM steps WHERE run_id = ? AND sequence_id > ?");
+    since.bind(1, run_id).bind(2, base);
     if (since.step() != SQLITE_ROW) return sqlite_error(store_errc::io_error, db_, "reading snapshot counters");
     c.steps_since = since.integer(0);
     c.delta_bytes_since = since.integer(1);
-    counters_[std::string(run_id)] = c;
+    counters_[run_id] = c;
     return {};
   }
 
-  bool prepare_step_statements() {
-    if (insert_step_) return insert_step_->valid() && begin_->valid() && commit_->valid();
-    begin_ = std::make_unique<statement>(db_, "BEGIN IMMEDIATE");
-    commit_ = std::make_unique<statement>(db_, "COMMIT");
-    insert_step_ = std::make_unique<statement>(
-        db_,
-        "INSERT INTO steps(run_id, sequence_id, action, status, inputs, result, delta, error, attempts, "
-        "next_action, graph_version, committed_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
-    return insert_step_->valid() && begin_->valid() && commit_->valid();
+  /// A statement prepared once per connection, lent out until the end of the scope.
+  statement_use cached(const std::string& sql) {
+    auto it = cached_.find(sql);
+    if (it == cached_.end()) it = cached_.emplace(sql, std::make_unique<statement>(db_, sql)).first;
+    return statement_use(*it->second);
   }
 
-  /// Like `finish_transaction`, with the cached COMMIT.
-  result<void> finish_step_transaction(result<void> outcome) {
-    if (!outcome.ok()) {
-      (void)exec("ROLLBACK", "rolling back");
-      return outcome;
-    }
-    const int rc = commit_->step();
-    commit_->reset();
-    if (rc != SQLITE_DONE) {
-      auto e = sqlite_error(store_errc::io_error, db_, "committing");
-      (void)exec("ROLLBACK", "rolling back");
-      return e;
-    }
+  result<void> exec_cached(const char* sql, const std::string& what) {
+    auto s = cached(sql);
+    if (s.step() != SQLITE_DONE) return sqlite_error(store_errc::io_error, db_, what);
     return {};
   }
 
   /// Commits if `outcome` succeeded, rolls back otherwise; returns the first error.
   result<void> finish_transaction(result<void> outcome) {
     if (!outcome.ok()) {
-      (void)exec("ROLLBACK", "rolling back");
+      (void)exec_cached("ROLLBACK", "rolling back");
+      counters_.clear();
       return outcome;
     }
-    auto committed = exec("COMMIT", "committing");
-    if (!committed.ok()) (void)exec("ROLLBACK", "rolling back");
+    auto committed = exec_cached("COMMIT", "committing");
+    if (!committed.ok()) {
+      (void)exec_cached("ROLLBACK", "rolling back");
+      counters_.clear();
+    }
     return committed;
   }
 
   sqlite3* db_;
   store_options options_;
   const clock* clock_;
-  std::unordered_map<std::string, snapshot_counters> counters_;
-  // Statements of the hot path, prepared once (finalized before the connection closes).
-  std::unique_ptr<statement> begin_;
-  std::unique_ptr<statement> commit_;
-  std::unique_ptr<statement> insert_step_;
+  std::unordered_map<std::string, detail::snapshot_counters> counters_;
+  std::unordered_map<std::string, std::unique_ptr<statement>> cached_;
 };
 
 result<std::int64_t> single_integer(sqlite3* db, const char* sql) {
@@ -515,6 +723,10 @@ result<std::unique_ptr<event_store>> open_sqlite_store(const std::string& path, 
   if (!app_id.ok()) return make_error(store_errc::not_a_store, path + ": " + app_id.err().message);
   auto user_version = single_integer(raw, "PRAGMA user_version");
   if (!user_version.ok()) return make_error(store_errc::not_a_store, path + ": " + user_version.err().message);
+  if (options.create_schema_version < 0 || options.create_schema_version > schema_version) {
+    return make_error(store_errc::invalid_argument,
+                      "no schema version " + std::to_string(options.create_schema_version));
+  }
   if (*app_id == 0) {
     // Possibly a new store: create the schema in one transaction. Another process may be doing
     // the same right now, so decide only once the write lock is held.
@@ -523,10 +735,12 @@ result<std::unique_ptr<event_store>> open_sqlite_store(const std::string& path, 
       auto tables = single_integer(raw, "SELECT count(*) FROM sqlite_master");
       if (!tables.ok()) return make_error(store_errc::corrupt, path + ": " + tables.err().message);
       if (*tables != 0) return {};  // someone else's database, or a store another process just made
-      CHOIR_CHECK(store->exec(schema_v1, path + ": creating the schema"));
+      const std::int64_t target = options.create_schema_version > 0 ? options.create_schema_version : schema_version;
+      for (std::int64_t v = 0; v < target; ++v) {
+        CHOIR_CHECK(store->exec(migrations[v], path + ": creating the schema (version " + std::to_string(v + 1) + ")"));
+      }
       const std::string stamp = "PRAGMA application_id = " + std::to_string(application_id) +
-                                "; PRAGMA user_version = " + std::to_string(schema_version) +
-                                "; INSERT INTO choir_meta VALUES ('format', 'choir-event-store');";
+                                "; PRAGMA user_version = " + std::to_string(target) + ";";
       return store->exec(stamp.c_str(), path + ": stamping the schema");
     }();
     if (!created.ok()) {
@@ -539,15 +753,46 @@ result<std::unique_ptr<event_store>> open_sqlite_store(const std::string& path, 
   }
   if (*app_id != application_id) {
     return make_error(store_errc::not_a_store, path + ": not a ChoirOS store (a database of another program)");
-  } else if (*user_version > schema_version) {
+  }
+  if (*user_version > schema_version) {
     return make_error(store_errc::newer_schema, path + ": written by a newer ChoirOS (schema " +
                                                     std::to_string(*user_version) + ", this one reads up to " +
                                                     std::to_string(schema_version) + "); nothing was changed");
   }
+  if (*user_version < 1 ||
+      single_text(raw, "SELECT value FROM choir_meta WHERE key = 'format'") != "choir-event-store") {
+    return make_error(store_errc::corrupt, path + ": a ChoirOS store without its schema");
+  }
   if (single_text(raw, "PRAGMA quick_check") != "ok") {
     return make_error(store_errc::corrupt, path + ": fails SQLite's integrity check");
   }
-  CHOIR_CHECK(store->exec("PRAGMA journal_mode = WAL", path));
+  if (*user_version < schema_version && options.create_schema_version == 0) {
+    // Migrate forward in one transaction; re-read the version under the write lock, since
+    // another process may have migrated it meanwhile.
+    CHOIR_CHECK(store->exec("BEGIN IMMEDIATE", path));
+    auto migrated = [&]() -> result<void> {
+      CHOIR_TRY(std::int64_t from, single_integer(raw, "PRAGMA user_version"));
+      for (std::int64_t v = from; v < schema_version; ++v) {
+        CHOIR_CHECK(store->exec(migrations[v], path + ": migrating the schema from version " + std::to_string(v)));
+      }
+      const std::string stamp = "PRAGMA user_version = " + std::to_string(schema_version) + ";";
+      return store->exec(stamp.c_str(), path + ": stamping the schema");
+    }();
+    if (!migrated.ok()) {
+      (void)store->exec("ROLLBACK", path);
+      return std::move(migrated).err();
+    }
+    CHOIR_CHECK(store->exec("COMMIT", path));
+  }
+  // Switching to WAL needs the file to itself, and SQLite reports a busy file at once rather than
+  // calling the busy handler: retry while other processes open the same new store.
+  for (int attempt = 0;; ++attempt) {
+    if (single_text(raw, "PRAGMA journal_mode") == "wal") break;
+    auto wal = store->exec("PRAGMA journal_mode = WAL", path + ": switching to WAL");
+    if (wal.ok()) break;
+    if (sqlite3_errcode(raw) != SQLITE_BUSY || attempt >= 1000) return std::move(wal).err();
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
   CHOIR_CHECK(store->exec(options.full_sync ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL", path));
   CHOIR_CHECK(store->exec("PRAGMA foreign_keys = ON", path));
   return std::unique_ptr<event_store>(std::move(store));

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 #include <sqlite3.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -91,113 +92,6 @@ TEST_F(SqliteStore, ManyProcessesMayCreateTheSameStoreAtOnce) {
   EXPECT_EQ(opened.load(), 6);
 }
 
-TEST_F(SqliteStore, RecordsRunsAndTheirSteps) {
-  auto s = open();
-  fill(*s, "run-1", 3);
-  auto run = s->get_run("run-1");
-  ASSERT_TRUE(run.ok());
-  EXPECT_EQ(run->agent, "counter");
-  EXPECT_EQ(*run->last_sequence, 2);
-  EXPECT_EQ(run->next_action, "increment");
-  EXPECT_EQ(run->created_ms, 1'700'000'000'000);
-  auto steps = s->steps("run-1", 1, 10);
-  ASSERT_TRUE(steps.ok());
-  ASSERT_EQ(steps->size(), 2u);
-  EXPECT_EQ((*steps)[0].sequence_id, 1);
-  EXPECT_EQ((*steps)[0].delta, value::parse(R"([{"op":"set","key":"count","value":2}])"));
-  EXPECT_EQ((*steps)[1].result, 3);
-}
-
-TEST_F(SqliteStore, AStepCommitsExactlyOnce) {
-  auto s = open();
-  fill(*s, "run-1", 2);
-  auto again = s->append_step("run-1", step(1, 99), graph::state(), "v1");
-  ASSERT_FALSE(again.ok());
-  EXPECT_EQ(again.err().code, store_errc::duplicate_step);
-  EXPECT_EQ((*s->steps("run-1", 1, 1))[0].result, 2);  // the first commit stands
-}
-
-TEST_F(SqliteStore, StateAtAnyStepComesFromTheNearestSnapshotAndDeltas) {
-  auto s = open({.snapshot_interval = 4});
-  fill(*s, "run-1", 10);
-  for (std::int64_t seq = -1; seq < 10; ++seq) {
-    auto st = s->state_at("run-1", seq);
-    ASSERT_TRUE(st.ok()) << st.err().message;
-    EXPECT_EQ(st->get("count"), seq + 1) << "at " << seq;
-  }
-  EXPECT_EQ(s->state_at("run-1", 10).err().code, store_errc::step_not_found);
-  EXPECT_EQ(s->state_at("nope", 0).err().code, store_errc::run_not_found);
-}
-
-TEST_F(SqliteStore, SnapshotsOfAGrowingStateStayFewSoStorageIsLinear) {
-  auto s = open();
-  ASSERT_TRUE(s->put_graph({"v1", "chat", "source"}).ok());
-  ASSERT_TRUE(s->create_run(make_run("chat"), graph::state(), -1).ok());
-  graph::state st;
-  const value message = {{"role", "user"}, {"text", std::string(200, 'm')}};
-  for (int i = 0; i < 2000; ++i) {
-    graph::step_record rec;
-    rec.sequence_id = static_cast<std::uint64_t>(i);
-    rec.action = "chat";
-    rec.delta.append("history", message);
-    st = *st.apply(rec.delta);
-    ASSERT_TRUE(s->append_step("chat", rec, st, "v1").ok());
-  }
-  sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
-  sqlite3_stmt* count = nullptr;
-  sqlite3_prepare_v2(db, "SELECT count(*), sum(length(state)) FROM snapshots", -1, &count, nullptr);
-  ASSERT_EQ(sqlite3_step(count), SQLITE_ROW);
-  const auto snapshots = sqlite3_column_int64(count, 0);
-  const auto snapshot_bytes = sqlite3_column_int64(count, 1);
-  sqlite3_finalize(count);
-  sqlite3_close(db);
-  // Every 100 steps would be 20 snapshots averaging 1,000 messages: ~4.4 MB. Sized by the
-  // deltas since the last one, they add at most about as much as the deltas themselves (~0.45 MB).
-  EXPECT_LT(snapshots, 15);
-  EXPECT_LT(snapshot_bytes, 1'000'000);
-  EXPECT_EQ(s->state_at("chat", 1999)->get("history").size(), 2000u);
-  EXPECT_EQ(s->state_at("chat", 777)->get("history").size(), 778u);
-}
-
-TEST_F(SqliteStore, StepsOfAnUnknownRunAreRefused) {
-  auto s = open();
-  ASSERT_TRUE(s->put_graph({"v1", "counter", "source"}).ok());
-  EXPECT_EQ(s->append_step("ghost", step(0, 1), graph::state(), "v1").err().code, store_errc::run_not_found);
-  EXPECT_TRUE(s->steps("ghost", 0, 10)->empty());
-  EXPECT_EQ(s->get_run("ghost").err().code, store_errc::run_not_found);
-}
-
-TEST_F(SqliteStore, ListsRunsNewestFirst) {
-  auto s = open();
-  fill(*s, "a", 1);
-  clock_.advance(std::chrono::seconds(1));
-  ASSERT_TRUE(s->create_run(make_run("b"), graph::state(), -1).ok());
-  auto runs = s->list_runs(10);
-  ASSERT_EQ(runs->size(), 2u);
-  EXPECT_EQ((*runs)[0].run_id, "b");
-  EXPECT_EQ(s->create_run(make_run("b"), graph::state(), -1).err().code, store_errc::duplicate_run);
-}
-
-TEST_F(SqliteStore, KeepsGraphsByVersion) {
-  auto s = open();
-  ASSERT_TRUE(s->put_graph({"v9", "g", "kind: Graph"}).ok());
-  ASSERT_TRUE(s->put_graph({"v9", "g", "ignored: the first stays"}).ok());
-  EXPECT_EQ(s->get_graph("v9")->source, "kind: Graph");
-  EXPECT_FALSE(s->get_graph("v0").ok());
-}
-
-TEST_F(SqliteStore, DataSurvivesReopening) {
-  {
-    auto s = open();
-    fill(*s, "run-1", 5);
-    ASSERT_TRUE(s->set_status("run-1", "halted").ok());
-  }
-  auto s = open();
-  EXPECT_EQ(s->get_run("run-1")->status, "halted");
-  EXPECT_EQ(s->state_at("run-1", 4)->get("count"), 5);
-}
-
 TEST_F(SqliteStore, RefusesAFileThatIsNotAStoreAndLeavesItUnchanged) {
   fs::create_directories(fs::path(path_).parent_path());
   { std::ofstream(path_) << "hello, I am a text file\n"; }
@@ -233,42 +127,20 @@ TEST_F(SqliteStore, RefusesAStoreFromANewerVersion) {
   EXPECT_NE(s.err().message.find("schema 99"), std::string::npos) << s.err().message;
 }
 
-TEST_F(SqliteStore, ACorruptDeltaIsReportedNotTrusted) {
-  {
-    auto s = open();
-    fill(*s, "run-1", 2);
-  }
-  sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(db, "UPDATE steps SET delta = '{not json' WHERE sequence_id = 1", nullptr, nullptr, nullptr),
-            SQLITE_OK);
-  sqlite3_close(db);
-  auto s = open();
-  auto st = s->state_at("run-1", 1);
-  ASSERT_FALSE(st.ok());
-  EXPECT_EQ(st.err().code, store_errc::corrupt);
-}
-
-TEST_F(SqliteStore, ThePersisterCommitsAnApplicationsSteps) {
-  auto s = open();
-  ASSERT_TRUE(s->put_graph({"v1", "counter", "source"}).ok());
-  ASSERT_TRUE(s->create_run(make_run("run-1"), *graph::state::from_json({{"count", 0}}), -1).ok());
-  auto inc = graph::action_builder("increment").reads({"count"}).writes({"count"}).run([](const graph::state_view& v) {
-    graph::action_output out;
-    out.changes.set("count", v.at("count").get<int>() + 1);
-    return result<graph::action_output>(std::move(out));
-  });
-  auto app = *graph::application_builder()
-                  .with_action(inc)
-                  .with_transition("increment", "increment", graph::condition::expr("count < 5"))
-                  .with_entrypoint("increment")
-                  .with_state(value{{"count", 0}})
-                  .with_persister(std::make_shared<run_persister>(*s, "run-1", "v1"))
-                  .build();
-  ASSERT_TRUE(app->run().ok());
-  EXPECT_EQ(*s->get_run("run-1")->last_sequence, 4);
-  EXPECT_EQ(s->get_run("run-1")->next_action, "");
-  EXPECT_EQ(s->state_at("run-1", 4)->get("count"), 5);
+TEST(Owners, AnOwnerIsKnownDeadOnlyIfItIsAGoneProcessOfThisHost) {
+  const std::string me = default_owner();
+  EXPECT_FALSE(owner_known_dead(me));
+  const pid_t child = ::fork();
+  if (child == 0) ::_exit(0);
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  const std::string host = me.substr(0, me.find('/'));
+  EXPECT_TRUE(owner_known_dead(host + "/" + std::to_string(child) + "/abc"));
+  EXPECT_FALSE(owner_known_dead("another-host/" + std::to_string(child) + "/abc"));
+  EXPECT_FALSE(owner_known_dead(host + "/1/abc"));  // init runs
+  EXPECT_FALSE(owner_known_dead(host + "/not-a-pid/abc"));
+  EXPECT_FALSE(owner_known_dead("owner-a"));
+  EXPECT_FALSE(owner_known_dead(""));
 }
 
 }  // namespace

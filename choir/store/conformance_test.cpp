@@ -1,0 +1,650 @@
+// The event store's conformance suite: every test runs against SQLite and against a real
+// PostgreSQL (CHOIR_TEST_PG, a libpq key=value string; each test gets a fresh schema). Without
+// CHOIR_TEST_PG the PostgreSQL cases skip — unless CHOIR_REQUIRE_PG=1 (as in CI), when they fail.
+#include <gtest/gtest.h>
+#include <libpq-fe.h>
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <thread>
+
+#include "choir/store/effects.hpp"
+#include "choir/store/event_store.hpp"
+#include "choir/store/group_commit.hpp"
+#include "choir/store/upgrade.hpp"
+
+namespace choir::store {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string test_name() {
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  std::string name = std::string(info->name()) + "_" + std::to_string(::getpid());
+  for (char& c : name) {
+    if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+  }
+  return name;
+}
+
+class Conformance : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    name_ = test_name();
+    if (backend() == "sqlite") {
+      dir_ = fs::path(::testing::TempDir()) / ("choir-conf-" + name_);
+      fs::remove_all(dir_);
+      where_ = (dir_ / "choir.db").string();
+      return;
+    }
+    const char* pg = std::getenv("CHOIR_TEST_PG");
+    if (pg == nullptr || *pg == '\0') {
+      const char* require = std::getenv("CHOIR_REQUIRE_PG");
+      if (require != nullptr && std::string(require) == "1") FAIL() << "CHOIR_REQUIRE_PG=1 but CHOIR_TEST_PG is unset";
+      GTEST_SKIP() << "set CHOIR_TEST_PG to run the PostgreSQL cases";
+    }
+    schema_ = "t_" + name_;
+    for (char& c : schema_) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    base_ = pg;
+    raw_exec("DROP SCHEMA IF EXISTS " + schema_ + " CASCADE; CREATE SCHEMA " + schema_, /*in_schema=*/false);
+    where_ = base_ + " options='-csearch_path=" + schema_ + "'";
+  }
+  void TearDown() override {
+    if (!dir_.empty()) fs::remove_all(dir_);
+    if (!schema_.empty() && !HasFailure()) raw_exec("DROP SCHEMA IF EXISTS " + schema_ + " CASCADE", false);
+  }
+
+  [[nodiscard]] const std::string& backend() const { return GetParam(); }
+
+  std::unique_ptr<event_store> open(store_options options = {}) {
+    if (options.owner.empty()) options.owner = "owner-a";
+    auto s =
+        backend() == "sqlite" ? open_sqlite_store(where_, options, clock_) : open_pg_store(where_, options, clock_);
+    EXPECT_TRUE(s.ok()) << s.err().message;
+    return s.ok() ? std::move(s).value() : nullptr;
+  }
+  result<std::unique_ptr<event_store>> try_open(store_options options = {}) {
+    return backend() == "sqlite" ? open_sqlite_store(where_, options, clock_) : open_pg_store(where_, options, clock_);
+  }
+
+  /// Runs SQL on the store's database behind its back (to plant old schemas and corrupt rows).
+  void raw_exec(const std::string& sql, bool in_schema = true) {
+    if (backend() == "sqlite") {
+      sqlite3* db = nullptr;
+      ASSERT_EQ(sqlite3_open(where_.c_str(), &db), SQLITE_OK);
+      char* message = nullptr;
+      const int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &message);
+      const std::string text = message != nullptr ? message : "";
+      sqlite3_free(message);
+      sqlite3_close(db);
+      ASSERT_EQ(rc, SQLITE_OK) << text;
+      return;
+    }
+    PGconn* conn = PQconnectdb(in_schema ? where_.c_str() : base_.c_str());
+    ASSERT_EQ(PQstatus(conn), CONNECTION_OK) << PQerrorMessage(conn);
+    PGresult* r = PQexec(conn, ("SET client_min_messages = warning; " + sql).c_str());
+    const auto status = PQresultStatus(r);
+    const std::string text = PQresultErrorMessage(r);
+    PQclear(r);
+    PQfinish(conn);
+    ASSERT_TRUE(status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) << text;
+  }
+  /// The first column of the first row of a query, as an integer.
+  std::int64_t raw_int(const std::string& sql) {
+    if (backend() == "sqlite") {
+      sqlite3* db = nullptr;
+      sqlite3_open(where_.c_str(), &db);
+      sqlite3_stmt* st = nullptr;
+      sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr);
+      const std::int64_t v = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+      sqlite3_finalize(st);
+      sqlite3_close(db);
+      return v;
+    }
+    PGconn* conn = PQconnectdb(where_.c_str());
+    PGresult* r = PQexec(conn, sql.c_str());
+    const std::int64_t v = PQntuples(r) > 0 ? std::atoll(PQgetvalue(r, 0, 0)) : -1;
+    PQclear(r);
+    PQfinish(conn);
+    return v;
+  }
+
+  static run_record make_run(const std::string& id) {
+    run_record r;
+    r.run_id = id;
+    r.agent = "counter";
+    r.graph_version = "v1";
+    r.status = "running";
+    r.next_action = "increment";
+    return r;
+  }
+
+  static graph::step_record step(std::uint64_t seq, std::int64_t count) {
+    graph::step_record r;
+    r.sequence_id = seq;
+    r.action = "increment";
+    r.delta.set("count", count);
+    r.result = count;
+    r.next_action = "increment";
+    return r;
+  }
+
+  static graph::state counted(std::int64_t n) { return *graph::state::from_json({{"count", n}}); }
+
+  /// Creates run `id` and appends `n` steps that count 1..n.
+  void fill(event_store& s, const std::string& id, int n, run_record run = {}) {
+    ASSERT_TRUE(s.put_graph({"v1", "counter", "source"}).ok());
+    if (run.run_id.empty()) run = make_run(id);
+    auto created = s.create_run(run, counted(0), -1);
+    ASSERT_TRUE(created.ok()) << created.err().message;
+    for (int i = 0; i < n; ++i) {
+      auto appended = s.append_step(id, step(static_cast<std::uint64_t>(i), i + 1), counted(i + 1), "v1");
+      ASSERT_TRUE(appended.ok()) << appended.err().message;
+    }
+  }
+
+  manual_clock clock_{1'700'000'000'000};
+  std::string name_;
+  fs::path dir_;
+  std::string schema_;
+  std::string base_;
+  std::string where_;
+};
+
+INSTANTIATE_TEST_SUITE_P(Backends, Conformance, ::testing::Values("sqlite", "postgresql"),
+                         [](const auto& p) { return p.param; });
+
+// ---- runs and steps ----------------------------------------------------------------------------
+
+TEST_P(Conformance, RecordsRunsAndTheirSteps) {
+  auto s = open();
+  run_record run = make_run("run-1");
+  run.partition_key = "tenant-7";
+  run.pinned = true;
+  fill(*s, "run-1", 3, run);
+  auto got = s->get_run("run-1");
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->agent, "counter");
+  EXPECT_EQ(got->partition_key, "tenant-7");
+  EXPECT_TRUE(got->pinned);
+  EXPECT_EQ(*got->last_sequence, 2);
+  EXPECT_EQ(got->position(), 2);
+  EXPECT_EQ(got->next_action, "increment");
+  EXPECT_EQ(got->created_ms, 1'700'000'000'000);
+  EXPECT_TRUE(got->parent_run.empty());
+  auto steps = s->steps("run-1", 1, 10);
+  ASSERT_TRUE(steps.ok());
+  ASSERT_EQ(steps->size(), 2u);
+  EXPECT_EQ((*steps)[0].sequence_id, 1);
+  EXPECT_EQ((*steps)[0].delta, value::parse(R"([{"op":"set","key":"count","value":2}])"));
+  EXPECT_EQ((*steps)[1].result, 3);
+  EXPECT_EQ((*steps)[1].status, "completed");
+  EXPECT_EQ((*steps)[1].graph_version, "v1");
+}
+
+TEST_P(Conformance, AStepCommitsExactlyOnce) {
+  auto s = open();
+  fill(*s, "run-1", 2);
+  auto again = s->append_step("run-1", step(1, 99), counted(99), "v1");
+  ASSERT_FALSE(again.ok());
+  EXPECT_EQ(again.err().code, store_errc::duplicate_step);
+  EXPECT_EQ((*s->steps("run-1", 1, 1))[0].result, 2);  // the first commit stands
+}
+
+TEST_P(Conformance, ARefusedStepInABatchDoesNotAffectTheOthers) {
+  auto s = open();
+  fill(*s, "a", 2);
+  fill(*s, "b", 0);
+  std::vector<step_write> batch;
+  batch.push_back(make_step_write("a", step(2, 3), counted(3), "v1"));
+  batch.push_back(make_step_write("a", step(1, 99), counted(99), "v1"));  // already committed
+  batch.push_back(make_step_write("ghost", step(0, 1), counted(1), "v1"));
+  batch.push_back(make_step_write("b", step(0, 1), counted(1), "v1"));
+  auto results = s->append_steps(batch);
+  ASSERT_EQ(results.size(), 4u);
+  EXPECT_TRUE(results[0].ok());
+  EXPECT_EQ(results[1].err().code, store_errc::duplicate_step);
+  EXPECT_EQ(results[2].err().code, store_errc::run_not_found);
+  EXPECT_TRUE(results[3].ok());
+  EXPECT_EQ(*s->get_run("a")->last_sequence, 2);
+  EXPECT_EQ(s->state_at("a", 2)->get("count"), 3);
+  EXPECT_EQ(s->state_at("b", 0)->get("count"), 1);
+}
+
+TEST_P(Conformance, StateAtAnyStepComesFromTheNearestSnapshotAndDeltas) {
+  auto s = open({.snapshot_interval = 4});
+  fill(*s, "run-1", 10);
+  for (std::int64_t seq = -1; seq < 10; ++seq) {
+    auto st = s->state_at("run-1", seq);
+    ASSERT_TRUE(st.ok()) << st.err().message;
+    EXPECT_EQ(st->get("count"), seq + 1) << "at " << seq;
+  }
+  EXPECT_EQ(raw_int("SELECT count(*) FROM snapshots"), 3);  // the start, after steps 3 and 7
+  EXPECT_EQ(s->state_at("run-1", 10).err().code, store_errc::step_not_found);
+  EXPECT_EQ(s->state_at("nope", 0).err().code, store_errc::run_not_found);
+}
+
+TEST_P(Conformance, SnapshotsOfAGrowingStateStayFewSoStorageIsLinear) {
+  auto s = open();
+  ASSERT_TRUE(s->put_graph({"v1", "chat", "source"}).ok());
+  ASSERT_TRUE(s->create_run(make_run("chat"), graph::state(), -1).ok());
+  graph::state st;
+  const value message = {{"role", "user"}, {"text", std::string(200, 'm')}};
+  std::vector<step_write> batch;
+  for (int i = 0; i < 2000; ++i) {
+    graph::step_record rec;
+    rec.sequence_id = static_cast<std::uint64_t>(i);
+    rec.action = "chat";
+    rec.delta.append("history", message);
+    st = *st.apply(rec.delta);
+    batch.push_back(make_step_write("chat", rec, st, "v1"));
+    if (batch.size() == 100) {  // batches, so that PostgreSQL takes seconds, not minutes
+      for (const auto& r : s->append_steps(batch)) ASSERT_TRUE(r.ok()) << r.err().message;
+      batch.clear();
+    }
+  }
+  // Every 100 steps would be 20 snapshots averaging 1,000 messages: ~4.4 MB. Sized by the
+  // deltas since the last one, they add at most about as much as the deltas themselves (~0.45 MB).
+  EXPECT_LT(raw_int("SELECT count(*) FROM snapshots"), 15);
+  EXPECT_LT(raw_int("SELECT sum(length(state)) FROM snapshots"), 1'000'000);
+  EXPECT_EQ(s->state_at("chat", 1999)->get("history").size(), 2000u);
+  EXPECT_EQ(s->state_at("chat", 777)->get("history").size(), 778u);
+}
+
+TEST_P(Conformance, StepsOfAnUnknownRunAreRefused) {
+  auto s = open();
+  ASSERT_TRUE(s->put_graph({"v1", "counter", "source"}).ok());
+  EXPECT_EQ(s->append_step("ghost", step(0, 1), graph::state(), "v1").err().code, store_errc::run_not_found);
+  EXPECT_TRUE(s->steps("ghost", 0, 10)->empty());
+  EXPECT_EQ(s->get_run("ghost").err().code, store_errc::run_not_found);
+  EXPECT_EQ(s->set_status("ghost", "halted").err().code, store_errc::run_not_found);
+}
+
+TEST_P(Conformance, ARunNeedsAStoredGraphVersion) {
+  auto s = open();
+  EXPECT_EQ(s->create_run(make_run("r"), graph::state(), -1).err().code, store_errc::invalid_argument);
+  fill(*s, "r", 1);
+  EXPECT_EQ(s->set_graph_version("r", "v2").err().code, store_errc::invalid_argument);
+  ASSERT_TRUE(s->put_graph({"v2", "counter", "source 2"}).ok());
+  ASSERT_TRUE(s->set_graph_version("r", "v2").ok());
+  EXPECT_EQ(s->get_run("r")->graph_version, "v2");
+}
+
+TEST_P(Conformance, ListsRunsNewestFirst) {
+  auto s = open();
+  fill(*s, "a", 1);
+  clock_.advance(std::chrono::seconds(1));
+  ASSERT_TRUE(s->create_run(make_run("b"), graph::state(), -1).ok());
+  auto runs = s->list_runs(10);
+  ASSERT_EQ(runs->size(), 2u);
+  EXPECT_EQ((*runs)[0].run_id, "b");
+  EXPECT_EQ(s->list_runs(1)->size(), 1u);
+  EXPECT_EQ(s->create_run(make_run("b"), graph::state(), -1).err().code, store_errc::duplicate_run);
+}
+
+TEST_P(Conformance, KeepsGraphsByVersion) {
+  auto s = open();
+  ASSERT_TRUE(s->put_graph({"v9", "g", "kind: Graph"}).ok());
+  ASSERT_TRUE(s->put_graph({"v9", "g", "ignored: the first stays"}).ok());
+  EXPECT_EQ(s->get_graph("v9")->source, "kind: Graph");
+  EXPECT_FALSE(s->get_graph("v0").ok());
+}
+
+TEST_P(Conformance, DataSurvivesReopening) {
+  {
+    auto s = open();
+    fill(*s, "run-1", 5);
+    ASSERT_TRUE(s->set_status("run-1", "halted").ok());
+  }
+  auto s = open();
+  EXPECT_EQ(s->get_run("run-1")->status, "halted");
+  EXPECT_EQ(s->state_at("run-1", 4)->get("count"), 5);
+}
+
+TEST_P(Conformance, AForkStartsFromItsParentsStateAndRecordsItsParent) {
+  auto s = open();
+  fill(*s, "parent", 5);
+  run_record fork = make_run("child");
+  fork.parent_run = "parent";
+  fork.parent_step = 2;
+  ASSERT_TRUE(s->create_run(fork, *s->state_at("parent", 2), 2).ok());
+  auto child = s->get_run("child");
+  EXPECT_EQ(child->parent_run, "parent");
+  EXPECT_EQ(*child->parent_step, 2);
+  EXPECT_EQ(child->position(), 2);
+  EXPECT_EQ(s->state_at("child", 2)->get("count"), 3);
+  ASSERT_TRUE(s->append_step("child", step(3, 100), counted(100), "v1").ok());
+  EXPECT_EQ(s->state_at("child", 3)->get("count"), 100);
+  EXPECT_EQ(s->state_at("parent", 3)->get("count"), 4);  // the parent is unchanged
+}
+
+// ---- hostile rows ------------------------------------------------------------------------------
+
+TEST_P(Conformance, ACorruptDeltaOrSnapshotIsReportedNotTrusted) {
+  {
+    auto s = open();
+    fill(*s, "run-1", 3);
+  }
+  raw_exec("UPDATE steps SET delta = '{not json' WHERE sequence_id = 1");
+  raw_exec("UPDATE steps SET delta = '[{\"op\":\"explode\",\"key\":\"count\"}]' WHERE sequence_id = 2");
+  auto s = open();
+  EXPECT_EQ(s->state_at("run-1", 0)->get("count"), 1);
+  EXPECT_EQ(s->state_at("run-1", 1).err().code, store_errc::corrupt);
+  EXPECT_EQ(s->state_at("run-1", 2).err().code, store_errc::corrupt);
+  raw_exec("UPDATE snapshots SET state = '[1, 2]'");
+  EXPECT_EQ(s->state_at("run-1", 0).err().code, store_errc::corrupt);
+  raw_exec("DELETE FROM steps WHERE sequence_id = 0");
+  raw_exec("UPDATE snapshots SET state = '{\"count\": 0}'");
+  auto gap = s->state_at("run-1", 1);
+  EXPECT_EQ(gap.err().code, store_errc::corrupt);
+  EXPECT_NE(gap.err().message.find("missing step 0"), std::string::npos) << gap.err().message;
+}
+
+// ---- schema versions ---------------------------------------------------------------------------
+
+TEST_P(Conformance, AnOlderSchemaIsMigratedForwardWithItsData) {
+  ASSERT_NE(try_open({.create_schema_version = 1}).value(), nullptr);
+  // A run as schema 1 stored it.
+  raw_exec(
+      "INSERT INTO graphs VALUES ('v1', 'counter', 'source', 1);"
+      "INSERT INTO runs VALUES ('old', '', 'counter', 'v1', NULL, NULL, 'halted', 'increment', -1, 1, 1);"
+      "INSERT INTO snapshots VALUES ('old', -1, '{\"count\":0}');"
+      "INSERT INTO steps VALUES ('old', 0, 'increment', 'completed', 'null', '1', "
+      "'[{\"op\":\"set\",\"key\":\"count\",\"value\":1}]', 'null', 1, 'increment', 'v1', 2);");
+  auto s = open();
+  ASSERT_NE(s, nullptr);
+  auto old = s->get_run("old");
+  ASSERT_TRUE(old.ok()) << old.err().message;
+  EXPECT_EQ(old->status, "halted");
+  EXPECT_FALSE(old->pinned);
+  EXPECT_TRUE(old->owner.empty());
+  EXPECT_EQ(s->state_at("old", 0)->get("count"), 1);
+  // The new tables work on the migrated store.
+  ASSERT_TRUE(s->acquire_lease("old", 1000).ok());
+  ASSERT_TRUE(s->append_step("old", step(1, 2), counted(2), "v1").ok());
+  EXPECT_TRUE(s->begin_effect({.key = "k", .run_id = "old", .sequence_id = 1, .kind = "tool:x"})->fresh);
+}
+
+TEST_P(Conformance, ANewerSchemaIsRefusedAndLeftUnchanged) {
+  ASSERT_NE(open(), nullptr);
+  if (backend() == "sqlite") {
+    raw_exec("PRAGMA user_version = 99");
+  } else {
+    raw_exec("UPDATE choir_meta SET value = '99' WHERE key = 'schema_version'");
+  }
+  auto refused = try_open();
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.err().code, store_errc::newer_schema);
+  EXPECT_NE(refused.err().message.find("newer"), std::string::npos);
+  EXPECT_EQ(raw_int(backend() == "sqlite" ? "PRAGMA user_version"
+                                          : "SELECT value::int FROM choir_meta WHERE key = 'schema_version'"),
+            99);
+}
+
+TEST_P(Conformance, AnotherProgramsTablesAreRefusedAndLeftUnchanged) {
+  if (backend() == "sqlite") {
+    fs::create_directories(dir_);
+    raw_exec("CREATE TABLE steps (x INTEGER); INSERT INTO steps VALUES (7)");
+  } else {
+    raw_exec("CREATE TABLE steps (x INTEGER); INSERT INTO steps VALUES (7)");
+  }
+  auto refused = try_open();
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.err().code, store_errc::not_a_store);
+  EXPECT_EQ(raw_int("SELECT x FROM steps"), 7);
+}
+
+// ---- single activation -------------------------------------------------------------------------
+
+TEST_P(Conformance, OneOwnerAtATimeDrivesARun) {
+  auto a = open({.owner = "node-a/1/x"});
+  auto b = open({.owner = "node-b/2/y"});
+  fill(*a, "run-1", 1);
+  ASSERT_TRUE(a->acquire_lease("run-1", 30'000).ok());
+  EXPECT_EQ(a->get_run("run-1")->owner, "node-a/1/x");
+
+  auto taken = b->acquire_lease("run-1", 30'000);
+  ASSERT_FALSE(taken.ok());
+  EXPECT_EQ(taken.err().code, store_errc::run_leased);
+  EXPECT_NE(taken.err().message.find("node-a/1/x"), std::string::npos) << taken.err().message;
+  EXPECT_NE(taken.err().message.find("30 s"), std::string::npos) << taken.err().message;
+  // Every other writer is refused too, and writes nothing.
+  EXPECT_EQ(b->append_step("run-1", step(1, 2), counted(2), "v1").err().code, store_errc::run_leased);
+  EXPECT_EQ(b->set_status("run-1", "halted").err().code, store_errc::run_leased);
+  EXPECT_EQ(*a->get_run("run-1")->last_sequence, 0);
+  EXPECT_EQ(a->get_run("run-1")->status, "running");
+  // The owner goes on and renews.
+  ASSERT_TRUE(a->append_step("run-1", step(1, 2), counted(2), "v1").ok());
+  ASSERT_TRUE(a->renew_lease("run-1", 30'000).ok());
+  // Released: the other may take it.
+  ASSERT_TRUE(a->release_lease("run-1").ok());
+  ASSERT_TRUE(b->acquire_lease("run-1", 30'000).ok());
+  EXPECT_EQ(a->renew_lease("run-1", 30'000).err().code, store_errc::lease_lost);
+  EXPECT_EQ(a->append_step("run-1", step(2, 3), counted(3), "v1").err().code, store_errc::run_leased);
+  // A live lease is taken early only from the owner named as dead.
+  EXPECT_EQ(a->acquire_lease("run-1", 30'000, "someone-else").err().code, store_errc::run_leased);
+  ASSERT_TRUE(a->acquire_lease("run-1", 30'000, "node-b/2/y").ok());
+  EXPECT_EQ(a->get_run("run-1")->owner, "node-a/1/x");
+}
+
+TEST_P(Conformance, AnExpiredLeaseCanBeTakenOverAndFencesItsFormerOwner) {
+  auto a = open({.owner = "a"});
+  auto b = open({.owner = "b"});
+  fill(*a, "run-1", 1);
+  ASSERT_TRUE(a->acquire_lease("run-1", 5'000).ok());
+  clock_.advance(std::chrono::milliseconds(4'999));
+  EXPECT_EQ(b->acquire_lease("run-1", 5'000).err().code, store_errc::run_leased);
+  clock_.advance(std::chrono::milliseconds(1));  // a died: its lease ran out
+  ASSERT_TRUE(b->acquire_lease("run-1", 5'000).ok());
+  // a wakes up: its writes are refused, so two processes never both drive the run.
+  EXPECT_EQ(a->append_step("run-1", step(1, 2), counted(2), "v1").err().code, store_errc::run_leased);
+  EXPECT_EQ(a->renew_lease("run-1", 5'000).err().code, store_errc::lease_lost);
+  ASSERT_TRUE(b->append_step("run-1", step(1, 2), counted(2), "v1").ok());
+  EXPECT_EQ(a->acquire_lease("ghost", 5'000).err().code, store_errc::run_not_found);
+  EXPECT_EQ(a->acquire_lease("run-1", 0).err().code, store_errc::invalid_argument);
+}
+
+TEST_P(Conformance, ConcurrentAcquirersGetTheLeaseExactlyOnce) {
+  { fill(*open(), "run-1", 0); }
+  std::atomic<int> winners{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 6; ++i) {
+    threads.emplace_back([&, i] {
+      auto s = backend() == "sqlite" ? open_sqlite_store(where_, {.owner = "p" + std::to_string(i)}, clock_)
+                                     : open_pg_store(where_, {.owner = "p" + std::to_string(i)}, clock_);
+      if (s.ok() && (*s)->acquire_lease("run-1", 60'000).ok()) ++winners;
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(winners.load(), 1);
+}
+
+// ---- the effect journal ------------------------------------------------------------------------
+
+TEST_P(Conformance, TheEffectJournalKeepsIntentsAndOutcomesByKey) {
+  auto s = open();
+  fill(*s, "run-1", 1);
+  effect_record intent{.key = "run-1/1/fs.write",
+                       .run_id = "run-1",
+                       .sequence_id = 1,
+                       .kind = "tool:fs.write",
+                       .request = {{"path", "a.txt"}}};
+  auto first = s->begin_effect(intent);
+  ASSERT_TRUE(first.ok()) << first.err().message;
+  EXPECT_TRUE(first->fresh);
+  EXPECT_EQ(first->record.status, "pending");
+  auto again = s->begin_effect(intent);
+  EXPECT_FALSE(again->fresh);
+  ASSERT_TRUE(s->finish_effect(intent.key, "succeeded", {{"bytes", 12}}).ok());
+  EXPECT_EQ(s->finish_effect(intent.key, "failed", nullptr).err().code, store_errc::invalid_argument);
+  EXPECT_EQ(s->finish_effect("unknown", "failed", nullptr).err().code, store_errc::invalid_argument);
+  EXPECT_EQ(s->finish_effect(intent.key, "maybe", nullptr).err().code, store_errc::invalid_argument);
+  auto stored = s->get_effect(intent.key);
+  ASSERT_TRUE(stored.ok() && stored->has_value());
+  EXPECT_EQ((*stored)->status, "succeeded");
+  EXPECT_EQ((*stored)->outcome, (value{{"bytes", 12}}));
+  EXPECT_EQ((*stored)->request, (value{{"path", "a.txt"}}));
+  EXPECT_FALSE(s->get_effect("nope")->has_value());
+  EXPECT_EQ(s->begin_effect({.key = "k2", .run_id = "ghost"}).err().code, store_errc::run_not_found);
+  EXPECT_EQ(s->begin_effect({.key = "", .run_id = "run-1"}).err().code, store_errc::invalid_argument);
+  ASSERT_TRUE(s->begin_effect({.key = "k3", .run_id = "run-1", .sequence_id = 2, .kind = "model:x"}).ok());
+  auto listed = s->effects("run-1");
+  ASSERT_EQ(listed->size(), 2u);
+  EXPECT_EQ((*listed)[0].key, intent.key);
+}
+
+TEST_P(Conformance, AnEffectRunsAtMostOnceAndAnUnknownOutcomeIsNeverGuessed) {
+  auto s = open();
+  fill(*s, "run-1", 0);
+  int runs = 0;
+  auto effect = [&]() -> result<value> {
+    ++runs;
+    return value{{"sent", runs}};
+  };
+  effect_call call{.key = "run-1/0/mail", .run_id = "run-1", .sequence_id = 0, .kind = "tool:mail.send"};
+  auto first = perform_effect(*s, call, effect);
+  ASSERT_TRUE(first.ok());
+  EXPECT_EQ(first->source, effect_source::ran);
+  auto second = perform_effect(*s, call, effect);
+  ASSERT_TRUE(second.ok());
+  EXPECT_EQ(second->source, effect_source::recorded);
+  EXPECT_EQ(second->outcome, (value{{"sent", 1}}));
+  EXPECT_EQ(runs, 1);
+
+  // The process died between the intent and the outcome:
+  ASSERT_TRUE(s->begin_effect({.key = "run-1/0/pay", .run_id = "run-1", .kind = "tool:pay"}).ok());
+  auto unknown = perform_effect(*s, {.key = "run-1/0/pay", .run_id = "run-1", .kind = "tool:pay"}, effect);
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_EQ(unknown.err().code, store_errc::effect_outcome_unknown);
+  EXPECT_EQ(runs, 1);
+  ASSERT_TRUE(s->begin_effect({.key = "run-1/0/write", .run_id = "run-1", .kind = "tool:fs.write"}).ok());
+  auto rerun = perform_effect(
+      *s, {.key = "run-1/0/write", .run_id = "run-1", .kind = "tool:fs.write", .idempotent = true}, effect);
+  ASSERT_TRUE(rerun.ok());
+  EXPECT_EQ(rerun->source, effect_source::rerun);
+  EXPECT_EQ(runs, 2);
+
+  // A failure is journaled and returned again, without running again.
+  auto failing = [&]() -> result<value> {
+    ++runs;
+    return make_error(core_errc::io_error, "disk full");
+  };
+  EXPECT_EQ(perform_effect(*s, {.key = "f", .run_id = "run-1"}, failing).err().code, core_errc::io_error);
+  auto replayed = perform_effect(*s, {.key = "f", .run_id = "run-1"}, failing);
+  EXPECT_EQ(replayed.err().code, store_errc::effect_failed);
+  EXPECT_NE(replayed.err().message.find("disk full"), std::string::npos);
+  EXPECT_EQ(runs, 3);
+}
+
+// ---- retention ---------------------------------------------------------------------------------
+
+TEST_P(Conformance, RetentionDropsOldFinishedRunsAndKeepsTheRest) {
+  auto s = open();
+  auto finished = [&](const std::string& id, const std::string& partition, const std::string& status) {
+    run_record r = make_run(id);
+    r.partition_key = partition;
+    fill(*s, id, 3, r);
+    ASSERT_TRUE(s->set_status(id, status).ok());
+    clock_.advance(std::chrono::hours(1));
+  };
+  finished("old-1", "p", "completed");
+  finished("old-2", "p", "failed");
+  finished("held", "p", "halted");  // halted runs can be resumed: never pruned
+  finished("new-1", "p", "completed");
+  finished("other", "q", "completed");
+  ASSERT_TRUE(s->begin_effect({.key = "e", .run_id = "old-1"}).ok());
+  // A fork of a run that is pruned keeps its own starting snapshot.
+  run_record fork = make_run("fork");
+  fork.parent_run = "old-1";
+  fork.parent_step = 1;
+  ASSERT_TRUE(s->create_run(fork, *s->state_at("old-1", 1), 1).ok());
+
+  EXPECT_EQ(s->prune({}).err().code, store_errc::invalid_argument);
+  auto report = s->prune({.keep_last = 1, .partition = std::string("p")});
+  ASSERT_TRUE(report.ok()) << report.err().message;
+  EXPECT_EQ(report->runs, 2u);
+  EXPECT_EQ(report->steps, 6u);
+  EXPECT_EQ(report->effects, 1u);
+  EXPECT_GE(report->snapshots, 2u);
+  EXPECT_EQ(s->get_run("old-1").err().code, store_errc::run_not_found);
+  EXPECT_EQ(s->get_run("old-2").err().code, store_errc::run_not_found);
+  EXPECT_TRUE(s->get_run("held").ok());
+  EXPECT_TRUE(s->get_run("new-1").ok());
+  EXPECT_TRUE(s->get_run("other").ok());
+  EXPECT_EQ(s->state_at("fork", 1)->get("count"), 2);
+
+  // By age: "other" finished 1 h before "new-1" and both are older than 30 minutes.
+  auto by_age = s->prune({.older_than_ms = 30 * 60 * 1000});
+  ASSERT_TRUE(by_age.ok());
+  EXPECT_EQ(by_age->runs, 2u);
+  EXPECT_TRUE(s->get_run("held").ok());
+  EXPECT_TRUE(s->get_run("fork").ok());
+}
+
+// ---- group commit ------------------------------------------------------------------------------
+
+TEST_P(Conformance, GroupCommitSharesTransactionsAndCommitsEveryStepOnce) {
+  auto s = open();
+  constexpr int runs = 16;
+  constexpr int steps = 40;
+  for (int r = 0; r < runs; ++r) fill(*s, "run-" + std::to_string(r), 0);
+  {
+    group_committer committer(*s, 64);
+    std::vector<std::thread> threads;
+    std::atomic<int> failures{0};
+    for (int r = 0; r < runs; ++r) {
+      threads.emplace_back([&, r] {
+        const std::string id = "run-" + std::to_string(r);
+        for (int i = 0; i < steps; ++i) {
+          if (!committer.commit(make_step_write(id, step(static_cast<std::uint64_t>(i), i + 1), counted(i + 1), "v1"))
+                   .ok()) {
+            ++failures;
+          }
+        }
+        // A duplicate is refused through the committer too.
+        if (committer.commit(make_step_write(id, step(0, 1), counted(1), "v1")).err().code !=
+            store_errc::duplicate_step) {
+          ++failures;
+        }
+      });
+    }
+    for (auto& t : threads) t.join();
+    EXPECT_EQ(failures.load(), 0);
+    EXPECT_EQ(committer.steps(), static_cast<std::size_t>(runs * (steps + 1)));
+    EXPECT_LE(committer.transactions(), committer.steps());
+  }
+  EXPECT_EQ(raw_int("SELECT count(*) FROM steps"), runs * steps);
+  for (int r = 0; r < runs; ++r) {
+    const std::string id = "run-" + std::to_string(r);
+    EXPECT_EQ(*s->get_run(id)->last_sequence, steps - 1);
+    EXPECT_EQ(s->state_at(id, steps - 1)->get("count"), steps);
+  }
+}
+
+TEST_P(Conformance, ThePersisterCommitsAnApplicationsSteps) {
+  auto s = open();
+  ASSERT_TRUE(s->put_graph({"v1", "counter", "source"}).ok());
+  ASSERT_TRUE(s->create_run(make_run("run-1"), counted(0), -1).ok());
+  auto inc = graph::action_builder("increment").reads({"count"}).writes({"count"}).run([](const graph::state_view& v) {
+    graph::action_output out;
+    out.changes.set("count", v.at("count").get<int>() + 1);
+    return result<graph::action_output>(std::move(out));
+  });
+  auto app = *graph::application_builder()
+                  .with_action(inc)
+                  .with_transition("increment", "increment", graph::condition::expr("count < 5"))
+                  .with_entrypoint("increment")
+                  .with_state(value{{"count", 0}})
+                  .with_persister(std::make_shared<run_persister>(*s, "run-1", "v1"))
+                  .build();
+  ASSERT_TRUE(app->run().ok());
+  EXPECT_EQ(*s->get_run("run-1")->last_sequence, 4);
+  EXPECT_EQ(s->get_run("run-1")->next_action, "");
+  EXPECT_EQ(s->state_at("run-1", 4)->get("count"), 5);
+}
+
+}  // namespace
+}  // namespace choir::store

@@ -1,0 +1,71 @@
+#pragma once
+/// Group commit: the steps of many concurrent runs share transactions. Callers hand steps to a
+/// committer thread, which writes everything queued so far in one transaction and then tells each
+/// caller. A step's completion still means exactly what it means alone — its transaction has
+/// committed — so a run moves on only after its step is durable; what is shared is the commit's
+/// cost. While a committer exists, only its thread uses the store.
+#include <condition_variable>
+#include <cstddef>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <thread>
+
+#include "choir/store/event_store.hpp"
+
+namespace choir::store {
+
+class group_committer {
+ public:
+  using callback = std::function<void(result<void>)>;
+
+  /// At most `max_batch` steps per transaction.
+  explicit group_committer(event_store& store, std::size_t max_batch = 512);
+  /// Commits what is queued, then stops the committer thread.
+  ~group_committer();
+  group_committer(const group_committer&) = delete;
+  group_committer& operator=(const group_committer&) = delete;
+
+  /// Queues a step. `done` runs on the committer thread once the transaction holding the step has
+  /// committed (or with the error that refused it); it must not block.
+  void submit(step_write step, callback done);
+  /// Queues a step and waits for its commit.
+  [[nodiscard]] result<void> commit(step_write step);
+
+  /// Transactions committed so far, and steps in them.
+  [[nodiscard]] std::size_t transactions() const;
+  [[nodiscard]] std::size_t steps() const;
+
+ private:
+  struct pending {
+    step_write step;
+    callback done;
+  };
+  void loop();
+
+  event_store* store_;
+  std::size_t max_batch_;
+  mutable std::mutex mutex_;
+  std::condition_variable wake_;
+  std::deque<pending> queue_;
+  bool stopping_ = false;
+  std::size_t transactions_ = 0;
+  std::size_t steps_ = 0;
+  std::thread thread_;
+};
+
+/// Persists an application's steps through a group committer (graph's persister interface).
+class group_persister final : public graph::persister {
+ public:
+  group_persister(group_committer& committer, std::string run_id, std::string graph_version)
+      : committer_(&committer), run_id_(std::move(run_id)), graph_version_(std::move(graph_version)) {}
+  [[nodiscard]] result<void> save_step(const graph::run_identity& who, const graph::step_record& record,
+                                       const graph::state& after) override;
+
+ private:
+  group_committer* committer_;
+  std::string run_id_;
+  std::string graph_version_;
+};
+
+}  // namespace choir::store
