@@ -5,11 +5,18 @@
 #include <sqlite3.h>
 #include <unistd.h>
 
+#include <libpq-fe.h>
+
+#include <condition_variable>
+#include <cstdlib>
+#include <deque>
 #include <filesystem>
+#include <mutex>
 #include <string>
 
 #include "choir/graph/application.hpp"
 #include "choir/store/event_store.hpp"
+#include "choir/store/group_commit.hpp"
 
 namespace {
 
@@ -167,5 +174,128 @@ void BM_sqlite_chat_storage(benchmark::State& bench) {
   bench.counters["bytes_per_step"] = static_cast<double>(bytes) / static_cast<double>(n);
 }
 BENCHMARK(BM_sqlite_chat_storage)->Arg(1'000)->Arg(10'000)->Unit(benchmark::kMillisecond)->Iterations(1)->UseRealTime();
+
+/// 64 runs progressing at once, each step committed before that run's next step starts; the
+/// steps of all runs share transactions through a group committer. A producer thread builds and
+/// serializes steps (as the runs' actors will) while the committer thread writes.
+void group_commit_64_runs(benchmark::State& bench, store::event_store& s, const std::string& prefix) {
+  constexpr int runs = 64;
+  constexpr std::int64_t steps_per_run = 200;
+  (void)s.put_graph({"bench-v1", "counter", "(benchmark)"});
+  std::uint64_t total = 0;
+  std::size_t transactions = 0;
+  int round = 0;
+  for (auto _ : bench) {
+    bench.PauseTiming();
+    std::vector<std::string> ids;
+    for (int r = 0; r < runs; ++r) {
+      store::run_record record;
+      record.run_id = prefix + std::to_string(round) + "-" + std::to_string(r);
+      record.agent = "counter";
+      record.graph_version = "bench-v1";
+      record.status = "running";
+      record.next_action = "increment";
+      // Each run is driven by its single owner, as the runtime drives them.
+      if (!s.create_run(record, *graph::state::from_json({{"count", 0}}), -1).ok() ||
+          !s.acquire_lease(record.run_id, 600'000).ok()) {
+        bench.SkipWithError("cannot create the runs");
+      }
+      ids.push_back(record.run_id);
+    }
+    ++round;
+    std::mutex mutex;
+    std::condition_variable ready_cv;
+    std::deque<int> ready;
+    for (int r = 0; r < runs; ++r) ready.push_back(r);
+    std::vector<std::int64_t> next(runs, 0);
+    std::int64_t failures = 0;
+    bench.ResumeTiming();
+    {
+      store::group_committer committer(s);
+      std::int64_t submitted = 0;
+      while (submitted < runs * steps_per_run) {
+        int r = 0;
+        {
+          std::unique_lock lock(mutex);
+          ready_cv.wait(lock, [&] { return !ready.empty(); });
+          r = ready.front();
+          ready.pop_front();
+        }
+        graph::step_record step;
+        step.sequence_id = static_cast<std::uint64_t>(next[r]);
+        step.action = "increment";
+        step.delta.set("count", next[r] + 1);
+        step.result = next[r] + 1;
+        step.next_action = "increment";
+        graph::state after = *graph::state::from_json({{"count", next[r] + 1}});
+        ++next[r];
+        ++submitted;
+        const bool more = next[r] < steps_per_run;
+        committer.submit(store::make_step_write(ids[r], step, std::move(after), "bench-v1"),
+                         [&, r, more](result<void> done) {
+                           std::lock_guard lock(mutex);
+                           if (!done.ok()) ++failures;
+                           if (more) {
+                             ready.push_back(r);
+                             ready_cv.notify_one();
+                           }
+                         });
+      }
+      bench.PauseTiming();  // the committer's destructor waits for the last commits
+      bench.ResumeTiming();
+      transactions += committer.transactions();
+    }
+    if (failures != 0) bench.SkipWithError("a step was refused");
+    total += static_cast<std::uint64_t>(runs * steps_per_run);
+  }
+  bench.SetItemsProcessed(static_cast<std::int64_t>(total));
+  bench.counters["steps_per_txn"] =
+      transactions == 0 ? 0.0 : static_cast<double>(total) / static_cast<double>(transactions);
+}
+
+void BM_sqlite_group_commit_64_runs(benchmark::State& bench) {
+  temp_db file("group");
+  auto s = *store::open_sqlite_store(file.path());
+  group_commit_64_runs(bench, *s, "run-");
+}
+BENCHMARK(BM_sqlite_group_commit_64_runs)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+/// The same on the PostgreSQL that CHOIR_TEST_PG names (libpq key=value), in a fresh schema.
+void BM_pg_group_commit_64_runs(benchmark::State& bench) {
+  const char* conninfo = std::getenv("CHOIR_TEST_PG");
+  if (conninfo == nullptr || *conninfo == '\0') {
+    bench.SkipWithError("set CHOIR_TEST_PG to a PostgreSQL database (scripts/pg-throwaway.sh start)");
+    for (auto _ : bench) {
+    }
+    return;
+  }
+  const std::string schema = "bench_" + std::to_string(::getpid());
+  auto admin = [&](const std::string& sql) {
+    PGconn* conn = PQconnectdb(conninfo);
+    PGresult* r = PQexec(conn, ("SET client_min_messages = warning; " + sql).c_str());
+    const bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    PQclear(r);
+    PQfinish(conn);
+    return ok;
+  };
+  if (!admin("DROP SCHEMA IF EXISTS " + schema + " CASCADE; CREATE SCHEMA " + schema)) {
+    bench.SkipWithError("cannot create a schema in CHOIR_TEST_PG");
+    for (auto _ : bench) {
+    }
+    return;
+  }
+  {
+    auto s = store::open_pg_store(std::string(conninfo) + " options='-csearch_path=" + schema + "'");
+    if (!s.ok()) {
+      bench.SkipWithError(s.err().message.c_str());
+      for (auto _ : bench) {
+      }
+    } else {
+      group_commit_64_runs(bench, **s, "run-");
+    }
+  }
+  admin("DROP SCHEMA IF EXISTS " + schema + " CASCADE");
+}
+BENCHMARK(BM_pg_group_commit_64_runs)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace

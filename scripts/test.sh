@@ -4,6 +4,9 @@
 #   2. TSan build of the runtime's and store's tests (when those layers exist)
 #   3. libFuzzer targets: replay the corpus, then a few seconds of fuzzing each
 #   4. benchmarks as a smoke test (tiny iteration counts)
+# The store's conformance suite and benchmarks also run against a throwaway PostgreSQL cluster on
+# 127.0.0.1 that this script starts and stops (scripts/pg-throwaway.sh), unless CHOIR_TEST_PG
+# already names a database. Without PostgreSQL's server binaries those cases skip.
 # Environment for stage 3: CHOIR_FUZZ_SECONDS (default 5: a cap per target) and CHOIR_FUZZ_RUNS
 # (default 20000 inputs per target, from a fixed seed so that CI is reproducible; long, randomly
 # seeded runs happen locally: `build/fuzz/fuzz/<name>_fuzz -max_total_time=60 <scratch> fuzz/corpus/<name>`).
@@ -15,6 +18,22 @@ fuzz_runs="${CHOIR_FUZZ_RUNS:-20000}"
 start_all=$(date +%s)
 stage() { echo; echo "=== $1"; stage_start=$(date +%s); }
 stage_done() { echo "=== $1 took $(( $(date +%s) - stage_start ))s"; }
+
+stage "postgresql: a throwaway cluster"
+if [ -z "${CHOIR_TEST_PG:-}" ]; then
+  if pg_env=$(scripts/pg-throwaway.sh start); then
+    eval "$pg_env"
+    export CHOIR_REQUIRE_PG=1
+    trap 'scripts/pg-throwaway.sh stop "$CHOIR_PG_ROOT"' EXIT
+    echo "started: $CHOIR_TEST_PG"
+  else
+    echo "no PostgreSQL server here: its conformance cases skip"
+  fi
+else
+  export CHOIR_REQUIRE_PG=1
+  echo "using CHOIR_TEST_PG"
+fi
+stage_done "postgresql"
 
 stage "asan: configure and build"
 cmake --preset asan >/dev/null

@@ -7,7 +7,13 @@
 #include <fstream>
 #include <string>
 
+#include <libpq-fe.h>
+#include <sqlite3.h>
+#include <unistd.h>
+
 #include <nlohmann/json.hpp>
+
+#include "choir/store/event_store.hpp"
 
 namespace {
 
@@ -255,6 +261,186 @@ TEST_F(ChoirRuns, AFileThatIsNotAStoreIsRefused) {
   auto r = run_choir("runs list" + store());
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.out.find("not a ChoirOS store"), std::string::npos) << r.out;
+}
+
+TEST_F(ChoirRuns, AWaitingRunTakesItsInputLaterEvenFromAnotherProcess) {
+  auto first = run_choir("run " + example("approval.yaml") + store());
+  ASSERT_EQ(first.exit_code, 0) << first.out;
+  EXPECT_NE(first.out.find("waiting for input at approve (Ship this plan?"), std::string::npos) << first.out;
+  EXPECT_NE(first.out.find("answer with: choir runs input"), std::string::npos) << first.out;
+  const std::string id = last_run_id();
+  auto listed = json_lines(run_choir("runs list --json" + store()).out);
+  EXPECT_EQ(listed[0]["status"], "waiting");
+  EXPECT_EQ(listed[0]["next_action"], "approve");
+  EXPECT_TRUE(listed[0]["owner"].is_null());  // the lease was released
+
+  auto missing = run_choir("runs input " + id + " note=later" + store());
+  EXPECT_EQ(missing.exit_code, 2) << missing.out;
+  auto no = run_choir("runs input " + id + " answer=no --json" + store());
+  ASSERT_EQ(no.exit_code, 0) << no.out;
+  const auto outcome = json_lines(no.out).back();
+  EXPECT_EQ(outcome["outcome"], "waiting_input");
+  EXPECT_EQ(outcome["waiting_for"]["action"], "approve");
+  EXPECT_EQ(outcome["waiting_for"]["inputs"], nlohmann::json::array({"answer"}));
+  auto yes = run_choir("runs input " + id + " answer=yes --json" + store());
+  ASSERT_EQ(yes.exit_code, 0) << yes.out;
+  EXPECT_EQ(json_lines(yes.out).back()["state"]["shipped"], "plan v2");
+  auto done = run_choir("runs input " + id + " answer=yes" + store());
+  EXPECT_EQ(done.exit_code, 2);
+  EXPECT_NE(done.out.find("is complete"), std::string::npos) << done.out;
+}
+
+TEST_F(ChoirRuns, InputIsOnlyForAWaitingRun) {
+  ASSERT_EQ(run_choir("run " + example("counter.yaml") + " --halt-after increment" + store()).exit_code, 0);
+  auto r = run_choir("runs input " + last_run_id() + " n=4" + store());
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.out.find("is not waiting for input"), std::string::npos) << r.out;
+}
+
+TEST_F(ChoirRuns, ReplayReportsTheFirstDivergenceFromTheRecord) {
+  ASSERT_EQ(run_choir("run " + example("counter.yaml") + " --input n=3" + store()).exit_code, 0);
+  const std::string id = last_run_id();
+  auto same = run_choir("runs replay " + id + store());
+  EXPECT_EQ(same.exit_code, 0) << same.out;
+  EXPECT_NE(same.out.find("replayed 8 steps"), std::string::npos) << same.out;
+  EXPECT_NE(same.out.find("identical to the record"), std::string::npos) << same.out;
+  // Tamper with what step 3 recorded: the replay must notice exactly there.
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(store_.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db,
+                         "UPDATE steps SET delta = '[{\"op\":\"set\",\"key\":\"count\",\"value\":42}]' "
+                         "WHERE sequence_id = 3",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+  auto diverged = run_choir("runs replay " + id + " --json" + store());
+  EXPECT_EQ(diverged.exit_code, 1) << diverged.out;
+  const auto report = nlohmann::json::parse(diverged.out);
+  EXPECT_EQ(report["identical"], false);
+  EXPECT_EQ(report["sequence_id"], 3);
+  EXPECT_EQ(report["field"], "delta");
+  EXPECT_EQ(report["recorded"][0]["value"], 42);
+  EXPECT_EQ(report["replayed_value"][0]["value"], 2);
+}
+
+TEST_F(ChoirRuns, PruneDeletesFinishedRunsByCount) {
+  for (int i = 0; i < 3; ++i) ASSERT_EQ(run_choir("run " + example("counter.yaml") + store()).exit_code, 0);
+  ASSERT_EQ(run_choir("run " + example("counter.yaml") + " --halt-after increment" + store()).exit_code, 0);
+  auto pruned = run_choir("runs prune --keep-last 1 --json" + store());
+  ASSERT_EQ(pruned.exit_code, 0) << pruned.out;
+  EXPECT_EQ(nlohmann::json::parse(pruned.out)["runs"], 2);
+  EXPECT_EQ(json_lines(run_choir("runs list --json" + store()).out).size(), 2u);  // 1 kept, 1 halted
+  auto bad = run_choir("runs prune --older-than soon" + store());
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.out.find("is not an age"), std::string::npos) << bad.out;
+  EXPECT_EQ(run_choir("runs prune" + store()).exit_code, 2);  // neither an age nor a count
+}
+
+/// The counter example with `text` replaced by `with`.
+std::string counter_variant(const std::string& name, const std::string& text, const std::string& with) {
+  std::ifstream in(example("counter.yaml"));
+  std::string yaml((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const auto at = yaml.find(text);
+  EXPECT_NE(at, std::string::npos) << text;
+  if (at != std::string::npos) yaml.replace(at, text.size(), with);
+  return write_temp(name, yaml);
+}
+
+TEST_F(ChoirRuns, AnUpgradeMustKeepTheActionWhereTheRunContinues) {
+  ASSERT_EQ(run_choir("run " + example("counter.yaml") + " --input n=3 --halt-after increment" + store()).exit_code, 0);
+  const std::string id = last_run_id();  // next: check (reads count, limit)
+  const std::string unsafe =
+      counter_variant("counter-unsafe.yaml", "reads: [count, limit]", "reads: [count, limit, message]");
+  auto refused = run_choir("runs resume " + id + " --graph " + unsafe + store());
+  EXPECT_EQ(refused.exit_code, 2) << refused.out;
+  EXPECT_NE(refused.out.find("the run continues at 'check', which the new graph changes: it now reads count, "
+                             "limit, message (was: count, limit)"),
+            std::string::npos)
+      << refused.out;
+  const auto before = nlohmann::json::parse(run_choir("runs show " + id + " --json" + store()).out);
+  const std::string safe = counter_variant("counter-safe.yaml", "'counted to '", "'counted up to '");
+  auto moved = run_choir("runs resume " + id + " --graph " + safe + store());
+  ASSERT_EQ(moved.exit_code, 0) << moved.out;
+  EXPECT_NE(moved.out.find("moves from graph " + std::string(before["graph_version"])), std::string::npos) << moved.out;
+  EXPECT_NE(moved.out.find("counted up to 3"), std::string::npos) << moved.out;
+  const auto after = nlohmann::json::parse(run_choir("runs show " + id + " --json" + store()).out);
+  EXPECT_NE(after["graph_version"], before["graph_version"]);
+  EXPECT_EQ(after["steps"][0]["graph_version"], before["graph_version"]);  // each step keeps its version
+  EXPECT_EQ(after["steps"].back()["graph_version"], after["graph_version"]);
+}
+
+TEST_F(ChoirRuns, APinnedRunResumesOnlyUnderItsOwnVersion) {
+  ASSERT_EQ(run_choir("run " + example("counter.yaml") + " --pin --halt-after increment" + store()).exit_code, 0);
+  const std::string id = last_run_id();
+  const std::string safe = counter_variant("counter-pinned.yaml", "'counted to '", "'counted up to '");
+  auto refused = run_choir("runs resume " + id + " --graph " + safe + store());
+  EXPECT_EQ(refused.exit_code, 2);
+  EXPECT_NE(refused.out.find("is pinned to graph version"), std::string::npos) << refused.out;
+  EXPECT_EQ(run_choir("runs resume " + id + " --graph " + example("counter.yaml") + store()).exit_code, 0);
+}
+
+TEST_F(ChoirRuns, ARunDrivenByALiveOwnerIsRefusedAndADeadOnesIsTakenOver) {
+  ASSERT_EQ(run_choir("run " + example("counter.yaml") + " --halt-after increment" + store()).exit_code, 0);
+  const std::string id = last_run_id();
+  {
+    auto other = choir::store::open_sqlite_store(store_, {.owner = "another-host/4242/abcd"});
+    ASSERT_TRUE(other.ok());
+    ASSERT_TRUE((*other)->acquire_lease(id, 60'000).ok());
+  }
+  auto refused = run_choir("runs resume " + id + store());
+  EXPECT_EQ(refused.exit_code, 2);
+  EXPECT_NE(refused.out.find("is being driven by another-host/4242/abcd"), std::string::npos) << refused.out;
+  EXPECT_EQ(run_choir("runs input " + id + " n=2" + store()).exit_code, 2);
+
+  // A process of this machine that is gone: its lease is taken over at once.
+  const pid_t child = ::fork();
+  if (child == 0) ::_exit(0);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  const std::string me = choir::store::default_owner();
+  const std::string dead = me.substr(0, me.find('/')) + "/" + std::to_string(child) + "/dead";
+  {
+    auto gone = choir::store::open_sqlite_store(store_, {.owner = dead});
+    ASSERT_TRUE(gone.ok());
+    ASSERT_TRUE((*gone)->release_lease(id).ok());
+    auto other = choir::store::open_sqlite_store(store_, {.owner = "another-host/4242/abcd"});
+    ASSERT_TRUE((*other)->release_lease(id).ok());
+    ASSERT_TRUE((*gone)->acquire_lease(id, 60'000).ok());
+  }
+  auto resumed = run_choir("runs resume " + id + store());
+  EXPECT_EQ(resumed.exit_code, 0) << resumed.out;
+  EXPECT_NE(resumed.out.find("took over run " + id + " from " + dead), std::string::npos) << resumed.out;
+  EXPECT_NE(resumed.out.find("completed"), std::string::npos) << resumed.out;
+}
+
+TEST(ChoirPostgres, RunsAndResumesOnAPostgreSQLStore) {
+  const char* pg = std::getenv("CHOIR_TEST_PG");
+  if (pg == nullptr || *pg == '\0') {
+    const char* require = std::getenv("CHOIR_REQUIRE_PG");
+    if (require != nullptr && std::string(require) == "1") FAIL() << "CHOIR_REQUIRE_PG=1 but CHOIR_TEST_PG is unset";
+    GTEST_SKIP() << "set CHOIR_TEST_PG to run the PostgreSQL case";
+  }
+  const std::string schema = "cli_" + std::to_string(::getpid());
+  auto admin = [&](const std::string& sql) {
+    PGconn* conn = PQconnectdb(pg);
+    PGresult* r = PQexec(conn, ("SET client_min_messages = warning; " + sql).c_str());
+    const bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    PQclear(r);
+    PQfinish(conn);
+    return ok;
+  };
+  ASSERT_TRUE(admin("DROP SCHEMA IF EXISTS " + schema + " CASCADE; CREATE SCHEMA " + schema));
+  const std::string where = " --store \"" + std::string(pg) + " options='-csearch_path=" + schema + "'\"";
+  auto halted = run_choir("run " + example("counter.yaml") + " --input n=2 --halt-after increment" + where);
+  ASSERT_EQ(halted.exit_code, 0) << halted.out;
+  const auto runs = json_lines(run_choir("runs list --json" + where).out);
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(runs[0]["status"], "halted");
+  auto resumed = run_choir("runs resume " + std::string(runs[0]["run_id"]) + " --json" + where);
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.out;
+  EXPECT_EQ(json_lines(resumed.out).back()["state"]["message"], "counted to 2");
+  EXPECT_EQ(run_choir("runs replay " + std::string(runs[0]["run_id"]) + where).exit_code, 0);
+  admin("DROP SCHEMA IF EXISTS " + schema + " CASCADE");
 }
 
 }  // namespace

@@ -189,6 +189,7 @@ int drive(graph::application& app, const std::string& name, const run_options& o
     out << dump_json(summary) << "\n";
   } else {
     std::string why;
+    std::string answer;
     switch (outcome.reason) {
       case graph::halt_reason::completed: why = "completed"; break;
       case graph::halt_reason::halted_after: why = "halted after " + outcome.last_step->action; break;
@@ -200,12 +201,13 @@ int drive(graph::application& app, const std::string& name, const run_options& o
         for (const auto& in : waiting["inputs"]) needs += (needs.empty() ? "" : " ") + in.get<std::string>() + "=…";
         why = "waiting for input at " + app.next_action();
         if (waiting.contains("prompt")) why += " (" + waiting["prompt"].get<std::string>() + ")";
-        if (store != nullptr) why += "; answer with: choir runs input " + run_id + " " + needs + "\n";
+        if (store != nullptr) answer = "answer with: choir runs input " + run_id + " " + needs + "\n";
         break;
       }
     }
     out << why << " after " << outcome.steps << (outcome.steps == 1 ? " step" : " steps")
-        << "; state: " << shorten(dump_json(final_state), 400) << "\n";
+        << "; state: " << shorten(dump_json(final_state), 400) << "\n"
+        << answer;
   }
   switch (outcome.reason) {
     case graph::halt_reason::failed: return exit_step_failed;
@@ -266,6 +268,10 @@ int run_command(const run_options& options, std::ostream& out, std::ostream& err
   auto app = loaded->doc.builder.build(loaded->g);
   if (!app.ok()) {
     err << command << ": " << app.err().message << "\n";
+    if (store) {
+      (void)store->set_status(run_id, "halted");
+      (void)store->release_lease(run_id);
+    }
     return exit_invalid;
   }
   return drive(**app, loaded->doc.name, options, *inputs, store.get(), out, err, command);

@@ -109,9 +109,9 @@ int runs_state(const runs_options& options, std::ostream& out, std::ostream& err
 namespace {
 
 /// The graph a run continues under: its own version, or — with `--graph FILE` — that file's
-/// version if the upgrade is safe (docs/upgrades.md). Prints what it did.
-result<loaded_graph> graph_for(store::event_store& s, const store::run_record& run, const runs_options& options,
-                               std::ostream& out) {
+/// version if the upgrade is safe (docs/upgrades.md). Nothing is written here: the caller moves
+/// the run once everything else is checked.
+result<loaded_graph> graph_for(store::event_store& s, const store::run_record& run, const runs_options& options) {
   CHOIR_TRY(store::graph_record stored, s.get_graph(run.graph_version));
   CHOIR_TRY(loaded_graph current, load_graph_text(stored.source, "stored graph " + run.graph_version));
   if (options.graph_file.empty()) return current;
@@ -129,10 +129,6 @@ result<loaded_graph> graph_for(store::event_store& s, const store::run_record& r
     return make_error(safe.err().code, "cannot move run " + run.run_id + " from graph " + run.graph_version + " to " +
                                            version + ": " + safe.err().message);
   }
-  CHOIR_CHECK(s.put_graph({version, next.doc.name, next.source}));
-  CHOIR_CHECK(s.set_graph_version(run.run_id, version));
-  if (!options.json)
-    out << "run " << run.run_id << " moves from graph " << run.graph_version << " to " << version << "\n";
   return next;
 }
 
@@ -144,8 +140,12 @@ int continue_run(const runs_options& options, std::ostream& out, std::ostream& e
   auto run = s->get_run(options.run_id);
   if (!run.ok()) return report(err, command, run.err());
   if (run->next_action.empty()) {
+    if (delivering_input) {
+      err << command << ": run " << run->run_id << " is complete: it waits for nothing\n";
+      return exit_invalid;
+    }
     out << "run " << run->run_id << " is complete: nothing to resume\n";
-    return delivering_input ? exit_invalid : exit_ok;
+    return exit_ok;
   }
   if (delivering_input && run->status != "waiting") {
     err << command << ": run " << run->run_id << " is not waiting for input (it is " << run->status << ", next "
@@ -165,7 +165,7 @@ int continue_run(const runs_options& options, std::ostream& out, std::ostream& e
     (void)s->release_lease(options.run_id);
     return report(err, command, e);
   };
-  auto loaded = graph_for(*s, *run, options, out);
+  auto loaded = graph_for(*s, *run, options);
   if (!loaded.ok()) return fail(loaded.err());
   auto inputs = checked_inputs(*loaded, options.run.inputs);
   if (!inputs.ok()) return fail(inputs.err());
@@ -187,6 +187,14 @@ int continue_run(const runs_options& options, std::ostream& out, std::ostream& e
     }
     return fail(make_error(core_errc::invalid_argument,
                            "run " + run->run_id + " waits at " + run->next_action + " for: " + needs));
+  }
+  if (version != run->graph_version) {
+    auto moved = s->put_graph({version, loaded->doc.name, loaded->source});
+    if (moved.ok()) moved = s->set_graph_version(run->run_id, version);
+    if (!moved.ok()) return fail(moved.err());
+    if (!options.json) {
+      out << "run " << run->run_id << " moves from graph " << run->graph_version << " to " << version << "\n";
+    }
   }
   auto running = s->set_status(run->run_id, "running");
   if (!running.ok()) return fail(running.err());

@@ -563,12 +563,18 @@ TEST_P(Conformance, RetentionDropsOldFinishedRunsAndKeepsTheRest) {
   ASSERT_TRUE(s->create_run(fork, *s->state_at("old-1", 1), 1).ok());
 
   EXPECT_EQ(s->prune({}).err().code, store_errc::invalid_argument);
+  // Both limits: only runs that are old *and* beyond the newest N go. "old-2" is the second newest
+  // finished run of p and "old-1" the third, both older than 2 h; keeping 2 leaves "old-2".
+  auto both = s->prune({.older_than_ms = 2 * 3600 * 1000 + 1, .keep_last = 2, .partition = std::string("p")});
+  ASSERT_TRUE(both.ok()) << both.err().message;
+  EXPECT_EQ(both->runs, 1u);
+  EXPECT_EQ(s->get_run("old-1").err().code, store_errc::run_not_found);
+  EXPECT_TRUE(s->get_run("old-2").ok());
   auto report = s->prune({.keep_last = 1, .partition = std::string("p")});
   ASSERT_TRUE(report.ok()) << report.err().message;
-  EXPECT_EQ(report->runs, 2u);
-  EXPECT_EQ(report->steps, 6u);
-  EXPECT_EQ(report->effects, 1u);
-  EXPECT_GE(report->snapshots, 2u);
+  EXPECT_EQ(report->runs, 1u);
+  EXPECT_EQ(report->steps, 3u);
+  EXPECT_GE(report->snapshots, 1u);
   EXPECT_EQ(s->get_run("old-1").err().code, store_errc::run_not_found);
   EXPECT_EQ(s->get_run("old-2").err().code, store_errc::run_not_found);
   EXPECT_TRUE(s->get_run("held").ok());

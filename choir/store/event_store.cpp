@@ -139,7 +139,9 @@ bool owner_known_dead(const std::string& owner) {
 
 result<std::unique_ptr<event_store>> open_store(const std::string& where, const store_options& options,
                                                 const clock& time) {
-  if (where.rfind("postgresql://", 0) == 0 || where.rfind("postgres://", 0) == 0) {
+  const auto starts = [&](const char* prefix) { return where.rfind(prefix, 0) == 0; };
+  if (starts("postgresql://") || starts("postgres://") || starts("host=") || starts("dbname=") || starts("service=") ||
+      starts("user=")) {
     return open_pg_store(where, options, time);
   }
   return open_sqlite_store(where, options, time);

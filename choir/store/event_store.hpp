@@ -132,7 +132,9 @@ struct effect_begin {
   bool fresh = false;    ///< true if this call wrote the intent; false if the key was known
 };
 
-/// Which finished runs `prune` deletes. Runs that are running, waiting or halted are never pruned.
+/// Which finished (completed or failed) runs `prune` deletes: those older than the age, beyond the
+/// newest N of their partition, or — with both — both. Runs that are running, waiting or halted
+/// are never pruned.
 struct retention_policy {
   std::optional<std::int64_t> older_than_ms;  ///< finished runs last updated longer ago than this
   std::optional<std::size_t> keep_last;       ///< keep only the newest N finished runs (per partition)
@@ -184,8 +186,9 @@ class event_store {
   /// Commits steps — of one run or of many — in one transaction, each with the run's new position
   /// (and a snapshot when one is due). Returns one result per step: `duplicate_step` if that
   /// sequence id is already committed, `run_not_found`, or `run_leased` if another live owner
-  /// holds the run; a refused step writes nothing and does not affect the others. If the
-  /// transaction itself fails, every step gets that error.
+  /// holds the run; a refused step writes nothing and does not affect the others. If a write
+  /// fails (the disk, a snapshot), the transaction is rolled back and every step that was not
+  /// refused gets that error.
   [[nodiscard]] virtual std::vector<result<void>> append_steps(std::span<const step_write> steps) = 0;
   /// One step in its own transaction.
   [[nodiscard]] result<void> append_step(std::string_view run_id, const graph::step_record& step,
@@ -242,7 +245,8 @@ class event_store {
 [[nodiscard]] result<std::unique_ptr<event_store>> open_pg_store(const std::string& conninfo,
                                                                  const store_options& options = {},
                                                                  const clock& time = system_clock());
-/// `postgresql://…` / `postgres://…` → PostgreSQL; anything else is a SQLite file path.
+/// `postgresql://…`, `postgres://…` or a libpq `key=value` string (starting `host=`, `dbname=`,
+/// `service=` or `user=`) → PostgreSQL; anything else is a SQLite file path.
 [[nodiscard]] result<std::unique_ptr<event_store>> open_store(const std::string& where,
                                                               const store_options& options = {},
                                                               const clock& time = system_clock());

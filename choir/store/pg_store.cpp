@@ -534,14 +534,14 @@ class pg_store final : public event_store {
     prune_report report;
     auto done = [&]() -> result<void> {
       params p;
-      std::string where = "false";
+      std::string where = "true";
       if (policy.older_than_ms) {
         p.add(clock_->unix_ms() - *policy.older_than_ms);
-        where += " OR updated_ms < $" + std::to_string(p.size()) + "::bigint";
+        where += " AND updated_ms < $" + std::to_string(p.size()) + "::bigint";
       }
       if (policy.keep_last) {
         p.add(static_cast<std::int64_t>(*policy.keep_last));
-        where += " OR rank > $" + std::to_string(p.size()) + "::bigint";
+        where += " AND rank > $" + std::to_string(p.size()) + "::bigint";
       }
       where = "(" + where + ")";
       if (policy.partition) {

@@ -68,8 +68,28 @@ CREATE TABLE snapshots (
   PRIMARY KEY (run_id, sequence_id)
 ) WITHOUT ROWID;
 )sql",
-    // 1 -> 2: owner leases, version pinning, the effect journal, retention by partition.
+    // 1 -> 2: owner leases, version pinning, the effect journal, retention by partition; steps
+    // kept in commit order (a rowid table with a unique index by run), so that a transaction
+    // holding the steps of many runs appends to a few pages instead of touching one per run.
     R"sql(
+CREATE TABLE steps_v2 (
+  run_id TEXT NOT NULL REFERENCES runs(run_id),
+  sequence_id INTEGER NOT NULL,
+  action TEXT NOT NULL,
+  status TEXT NOT NULL,
+  inputs TEXT NOT NULL,
+  result TEXT NOT NULL,
+  delta TEXT NOT NULL,
+  error TEXT NOT NULL,
+  attempts INTEGER NOT NULL,
+  next_action TEXT NOT NULL,
+  graph_version TEXT NOT NULL,
+  committed_ms INTEGER NOT NULL
+);
+INSERT INTO steps_v2 SELECT * FROM steps ORDER BY committed_ms, run_id, sequence_id;
+DROP TABLE steps;
+ALTER TABLE steps_v2 RENAME TO steps;
+CREATE UNIQUE INDEX steps_by_run ON steps(run_id, sequence_id);
 ALTER TABLE runs ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE runs ADD COLUMN owner TEXT NOT NULL DEFAULT '';
 ALTER TABLE runs ADD COLUMN lease_expires_ms INTEGER NOT NULL DEFAULT 0;
@@ -255,16 +275,22 @@ class sqlite_store final : public event_store {
     }
     const std::int64_t now = clock_->unix_ms();
     bool any = false;
+    result<void> failure;  // a write that failed (not a refused step) fails the whole transaction
     for (const step_write& w : batch) {
       out.push_back(insert_step(w, now));
       any = any || out.back().ok();
+      if (!out.back().ok() && !refusal(out.back().err())) {
+        failure = out.back();
+        break;
+      }
     }
-    if (any) fault("step.inserted");
-    result<void> committed = finish_transaction(result<void>());
+    if (failure.ok() && any) fault("step.inserted");
+    result<void> committed = finish_transaction(std::move(failure));
     if (!committed.ok()) {
       counters_.clear();  // they counted rows that are not there: reload them when needed
+      out.resize(batch.size(), committed);
       for (auto& r : out) {
-        if (r.ok()) r = committed;
+        if (r.ok() || !refusal(r.err())) r = committed;
       }
       return out;
     }
@@ -308,6 +334,7 @@ class sqlite_store final : public event_store {
     s.bind(6, replacing.empty() ? std::string_view(options_.owner) : replacing);
     if (s.step() != SQLITE_DONE) return sqlite_error(store_errc::io_error, db_, "taking a lease");
     if (sqlite3_changes(db_) != 1) return why_not_written(run_id, now);
+    held_[std::string(run_id)] = now + ttl_ms;
     return {};
   }
 
@@ -317,13 +344,18 @@ class sqlite_store final : public event_store {
     auto s = cached("UPDATE runs SET lease_expires_ms = ? WHERE run_id = ? AND owner = ?");
     s.bind(1, now + ttl_ms).bind(2, run_id).bind(3, options_.owner);
     if (s.step() != SQLITE_DONE) return sqlite_error(store_errc::io_error, db_, "renewing a lease");
-    if (sqlite3_changes(db_) == 1) return {};
+    if (sqlite3_changes(db_) == 1) {
+      held_[std::string(run_id)] = now + ttl_ms;
+      return {};
+    }
+    held_.erase(std::string(run_id));
     CHOIR_CHECK(get_run(run_id));
     return make_error(store_errc::lease_lost,
                       "the lease on run " + std::string(run_id) + " is no longer " + options_.owner + "'s");
   }
 
   result<void> release_lease(std::string_view run_id) override {
+    held_.erase(std::string(run_id));
     auto s = cached("UPDATE runs SET owner = '', lease_expires_ms = 0 WHERE run_id = ? AND owner = ?");
     s.bind(1, run_id).bind(2, options_.owner);
     if (s.step() != SQLITE_DONE) return sqlite_error(store_errc::io_error, db_, "releasing a lease");
@@ -483,9 +515,9 @@ class sqlite_store final : public event_store {
           "INSERT INTO pruned SELECT run_id FROM (SELECT run_id, updated_ms, partition_key, "
           "row_number() OVER (PARTITION BY partition_key ORDER BY updated_ms DESC, run_id DESC) AS rank "
           "FROM runs WHERE status IN " +
-          std::string(detail::finished_statuses_sql) + ") WHERE (0";
-      if (policy.older_than_ms) sql += " OR updated_ms < ?1";
-      if (policy.keep_last) sql += " OR rank > ?2";
+          std::string(detail::finished_statuses_sql) + ") WHERE (1";
+      if (policy.older_than_ms) sql += " AND updated_ms < ?1";
+      if (policy.keep_last) sql += " AND rank > ?2";
       sql += ")";
       if (policy.partition) sql += " AND partition_key = ?3";
       CHOIR_CHECK(exec(sql.substr(0, sql.find("INSERT")).c_str(), "pruning"));
@@ -570,18 +602,28 @@ class sqlite_store final : public event_store {
     return make_error(store_errc::io_error, "run " + std::string(run_id) + " changed while it was written");
   }
 
+  /// A step refused on its own (the others of its batch go on), as opposed to a failed write.
+  static bool refusal(const error& e) {
+    return e.code == store_errc::duplicate_step || e.code == store_errc::run_not_found ||
+           e.code == store_errc::run_leased;
+  }
+
   /// Writes one step inside the open transaction; a refused step writes nothing.
   result<void> insert_step(const step_write& w, std::int64_t now) {
-    auto lease = cached("SELECT owner, lease_expires_ms FROM runs WHERE run_id = ?");
-    lease.bind(1, w.run_id);
-    const int found = lease.step();
-    if (found == SQLITE_DONE) return make_error(store_errc::run_not_found, "no run " + w.run_id);
-    if (found != SQLITE_ROW) return sqlite_error(store_errc::io_error, db_, "committing a step");
-    const std::string holder = lease.text(0);
-    const std::int64_t expires = lease.integer(1);
-    lease.reset();
-    if (!holder.empty() && holder != options_.owner && expires > now) {
-      return detail::leased_error(w.run_id, holder, expires, now);
+    // A lease this store took and that has not run out cannot have been taken by anyone else
+    // (one machine, one clock): skip reading it. Otherwise check who holds the run.
+    const auto ours = held_.find(w.run_id);
+    if (ours == held_.end() || now >= ours->second) {
+      auto lease = cached("SELECT owner, lease_expires_ms FROM runs WHERE run_id = ?");
+      lease.bind(1, w.run_id);
+      const int found = lease.step();
+      if (found == SQLITE_DONE) return make_error(store_errc::run_not_found, "no run " + w.run_id);
+      if (found != SQLITE_ROW) return sqlite_error(store_errc::io_error, db_, "committing a step");
+      const std::string holder = lease.text(0);
+      const std::int64_t expires = lease.integer(1);
+      if (!holder.empty() && holder != options_.owner && expires > now) {
+        return detail::leased_error(w.run_id, holder, expires, now);
+      }
     }
     CHOIR_CHECK(load_counters(w.run_id));
     auto s = cached(
@@ -591,7 +633,12 @@ class sqlite_store final : public event_store {
     s.bind(1, w.run_id).bind(2, w.sequence_id).bind(3, w.action).bind(4, w.failed ? "failed" : "completed");
     s.bind(5, w.inputs).bind(6, w.result).bind(7, w.delta).bind(8, w.error);
     s.bind(9, static_cast<std::int64_t>(w.attempts)).bind(10, w.next_action).bind(11, w.graph_version).bind(12, now);
-    if (s.step() != SQLITE_DONE) return sqlite_error(store_errc::io_error, db_, "committing a step");
+    if (s.step() != SQLITE_DONE) {
+      if (sqlite3_extended_errcode(db_) == SQLITE_CONSTRAINT_FOREIGNKEY) {
+        return make_error(store_errc::run_not_found, "no run " + w.run_id);
+      }
+      return sqlite_error(store_errc::io_error, db_, "committing a step");
+    }
     if (sqlite3_changes(db_) != 1) {
       return make_error(store_errc::duplicate_step,
                         "run " + w.run_id + " already has step " + std::to_string(w.sequence_id));
@@ -674,6 +721,7 @@ class sqlite_store final : public event_store {
   store_options options_;
   const clock* clock_;
   std::unordered_map<std::string, detail::snapshot_counters> counters_;
+  std::unordered_map<std::string, std::int64_t> held_;  // leases this store took: run -> expiry
   std::unordered_map<std::string, std::unique_ptr<statement>> cached_;
 };
 
