@@ -129,6 +129,7 @@ std::unique_ptr<graph::application> counter_app(std::int64_t limit, bool chat, s
   record.next_action = "increment";
   (void)s.put_graph({record.graph_version, "counter", "(benchmark)"});
   (void)s.create_run(record, g->initial_state(), -1);
+  (void)s.acquire_lease(run_id, 600'000);  // driven by its single owner, as `choir` and the runtime do
   b.with_persister(std::make_shared<store::run_persister>(s, run_id, record.graph_version));
   return *b.build(g);
 }

@@ -43,7 +43,7 @@ CREATE TABLE runs (
 );
 CREATE INDEX runs_by_created ON runs(created_ms DESC);
 CREATE TABLE steps (
-  run_id TEXT NOT NULL REFERENCES runs(run_id),
+  run_id TEXT NOT NULL,  -- no foreign key: append_steps checks the run (FOR SHARE) once per batch
   sequence_id BIGINT NOT NULL,
   action TEXT NOT NULL,
   status TEXT NOT NULL,
@@ -253,87 +253,179 @@ class pg_store final : public event_store {
 
   std::vector<result<void>> append_steps(std::span<const step_write> batch) override {
     std::vector<result<void>> out(batch.size());
+    if (batch.empty()) return out;
     fault("step.begin");
-    if (auto began = exec("BEGIN", "committing steps"); !began.ok()) {
-      out.assign(batch.size(), began);
-      return out;
-    }
     const std::int64_t now = clock_->unix_ms();
-    auto written = [&]() -> result<void> {
-      // The runs, locked against lease changes until the commit.
-      std::vector<std::string> ids;
-      std::unordered_set<std::string> seen;
-      for (const auto& w : batch) {
-        if (seen.insert(w.run_id).second) ids.push_back(w.run_id);
+    // Snapshot counters as of before this batch (one query per run, the first time only).
+    for (const auto& w : batch) {
+      if (auto loaded = load_counters(w.run_id); !loaded.ok()) {
+        out.assign(batch.size(), loaded);
+        return out;
       }
-      reply leases = run("SELECT run_id, owner, lease_expires_ms FROM runs WHERE run_id = ANY($1::text[]) FOR SHARE",
-                         params().add(text_array(ids)));
-      if (!leases.ok()) return io("committing steps", leases);
-      std::unordered_map<std::string, std::pair<std::string, std::int64_t>> holders;
+    }
+    // One statement checks every run's lease (locking the runs until the commit, so a lease
+    // cannot change under it) and inserts the steps that may be written; the rows it returns are
+    // the steps it committed. BEGIN travels in the same round trip.
+    // Each column travels as one array, so that one prepared statement serves every batch size.
+    std::vector<std::string> cols[9];
+    std::string seqs = "{";
+    std::string attempts = "{";
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      const auto& w = batch[i];
+      cols[0].push_back(w.run_id);
+      cols[1].push_back(w.action);
+      cols[2].push_back(w.failed ? "failed" : "completed");
+      cols[3].push_back(w.inputs);
+      cols[4].push_back(w.result);
+      cols[5].push_back(w.delta);
+      cols[6].push_back(w.error);
+      cols[7].push_back(w.next_action);
+      cols[8].push_back(w.graph_version);
+      seqs += (i == 0 ? "" : ",") + std::to_string(w.sequence_id);
+      attempts += (i == 0 ? "" : ",") + std::to_string(w.attempts);
+    }
+    params p;
+    p.add(text_array(cols[0])).add(seqs + "}").add(text_array(cols[1])).add(text_array(cols[2]));
+    p.add(text_array(cols[3])).add(text_array(cols[4])).add(text_array(cols[5])).add(text_array(cols[6]));
+    p.add(attempts + "}").add(text_array(cols[7])).add(text_array(cols[8])).add(now).add(options_.owner);
+    const std::string sql = insert_steps_sql;
+    auto replies = pipeline({{"BEGIN", params()}, {sql, p}}, /*prepare_last=*/true);
+    auto abort = [&](const reply& r) {
+      (void)exec("ROLLBACK", "rolling back");
+      counters_.clear();
+      out.assign(batch.size(), io("committing steps", r));
+      return out;
+    };
+    if (!replies[0].ok()) return abort(replies[0]);
+    if (!replies[1].ok()) return abort(replies[1]);
+    std::unordered_set<std::string> committed;
+    for (int i = 0; i < replies[1].rows(); ++i) {
+      committed.insert(replies[1].text(i, 0) + "#" + replies[1].text(i, 1));
+    }
+    // Why the others were refused (rare: a second read, only then).
+    std::vector<std::string> refused_runs;
+    for (const auto& w : batch) {
+      if (committed.count(w.run_id + "#" + std::to_string(w.sequence_id)) == 0) refused_runs.push_back(w.run_id);
+    }
+    std::unordered_map<std::string, std::pair<std::string, std::int64_t>> holders;
+    if (!refused_runs.empty()) {
+      reply leases = run("SELECT run_id, owner, lease_expires_ms FROM runs WHERE run_id = ANY($1::text[])",
+                         params().add(text_array(refused_runs)));
+      if (!leases.ok()) return abort(leases);
       for (int i = 0; i < leases.rows(); ++i) holders[leases.text(i, 0)] = {leases.text(i, 1), leases.integer(i, 2)};
-
-      std::vector<std::size_t> candidates;
-      for (std::size_t i = 0; i < batch.size(); ++i) {
-        const auto& w = batch[i];
+    }
+    std::vector<snapshot_row> snapshots;
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      const auto& w = batch[i];
+      if (committed.count(w.run_id + "#" + std::to_string(w.sequence_id)) == 0) {
         auto h = holders.find(w.run_id);
         if (h == holders.end()) {
           out[i] = make_error(store_errc::run_not_found, "no run " + w.run_id);
         } else if (!h->second.first.empty() && h->second.first != options_.owner && h->second.second > now) {
           out[i] = detail::leased_error(w.run_id, h->second.first, h->second.second, now);
         } else {
-          candidates.push_back(i);
-        }
-      }
-      if (candidates.empty()) return {};
-      for (std::size_t i : candidates) CHOIR_CHECK(load_counters(batch[i].run_id));  // as of before this batch
-      // One multi-row INSERT; the rows it returns are the steps that were not already committed.
-      std::string sql =
-          "INSERT INTO steps(run_id, sequence_id, action, status, inputs, result, delta, error, attempts, "
-          "next_action, graph_version, committed_ms) VALUES ";
-      params p;
-      int n = 0;
-      for (std::size_t k = 0; k < candidates.size(); ++k) {
-        const auto& w = batch[candidates[k]];
-        sql += k == 0 ? "(" : ", (";
-        for (int c = 0; c < 12; ++c) sql += (c == 0 ? "$" : ", $") + std::to_string(++n);
-        sql += ")";
-        p.add(w.run_id).add(w.sequence_id).add(w.action).add(w.failed ? "failed" : "completed").add(w.inputs);
-        p.add(w.result).add(w.delta).add(w.error).add(static_cast<std::int64_t>(w.attempts)).add(w.next_action);
-        p.add(w.graph_version).add(now);
-      }
-      sql += " ON CONFLICT DO NOTHING RETURNING run_id, sequence_id";
-      reply inserted = run(sql, p, /*prepare=*/candidates.size() == 1);
-      if (!inserted.ok()) return io("committing steps", inserted);
-      std::unordered_set<std::string> committed;
-      for (int i = 0; i < inserted.rows(); ++i) committed.insert(inserted.text(i, 0) + "#" + inserted.text(i, 1));
-      std::vector<snapshot_row> snapshots;
-      for (std::size_t i : candidates) {
-        const auto& w = batch[i];
-        if (committed.count(w.run_id + "#" + std::to_string(w.sequence_id)) == 0) {
           out[i] = make_error(store_errc::duplicate_step,
                               "run " + w.run_id + " already has step " + std::to_string(w.sequence_id));
-          continue;
         }
-        detail::snapshot_counters& counters = counters_[w.run_id];
-        counters.delta_bytes_since += static_cast<std::int64_t>(w.delta.size());
-        ++counters.steps_since;
-        if (counters.due(options_.snapshot_interval)) {
-          snapshots.push_back({w.run_id, w.sequence_id, dump_json(w.after.to_json())});
-          counters = detail::snapshot_counters{static_cast<std::int64_t>(snapshots.back().state.size()), 0, 0};
-        }
+        continue;
       }
-      fault("step.inserted");
-      if (!snapshots.empty()) {
-        CHOIR_CHECK(write_snapshots(snapshots));
-        fault("step.snapshot");
+      detail::snapshot_counters& counters = counters_[w.run_id];
+      counters.delta_bytes_since += static_cast<std::int64_t>(w.delta.size());
+      ++counters.steps_since;
+      if (counters.due(options_.snapshot_interval)) {
+        snapshots.push_back({w.run_id, w.sequence_id, dump_json(w.after.to_json())});
+        counters = detail::snapshot_counters{static_cast<std::int64_t>(snapshots.back().state.size()), 0, 0};
       }
-      return {};
-    }();
-    auto committed = finish_transaction(std::move(written));
-    for (auto& r : out) {
-      if (r.ok() && !committed.ok()) r = committed;
     }
-    if (committed.ok()) fault("step.committed");
+    if (!committed.empty()) fault("step.inserted");
+    if (!snapshots.empty()) {
+      if (auto written = write_snapshots(snapshots); !written.ok()) {
+        (void)exec("ROLLBACK", "rolling back");
+        counters_.clear();
+        for (auto& r : out) {
+          if (r.ok()) r = written;
+        }
+        return out;
+      }
+      fault("step.snapshot");
+    }
+    auto done = exec("COMMIT", "committing steps");
+    if (!done.ok()) {
+      (void)exec("ROLLBACK", "rolling back");
+      counters_.clear();
+      for (auto& r : out) {
+        if (r.ok()) r = done;
+      }
+      return out;
+    }
+    fault("step.committed");
+    return out;
+  }
+
+  /// Sends `queries` in one round trip (libpq pipeline mode), one reply each; the last one as a
+  /// statement prepared once per connection if `prepare_last`. Once one fails, the rest are not
+  /// run and report that.
+  std::vector<reply> pipeline(const std::vector<std::pair<std::string, params>>& queries, bool prepare_last = false) {
+    std::vector<reply> out;
+    std::string prepared_name;
+    if (prepare_last) {
+      const auto& [sql, p] = queries.back();
+      auto it = prepared_.find(sql);
+      if (it == prepared_.end()) {
+        const std::string name = "choir_" + std::to_string(prepared_.size());
+        pg_result made(PQprepare(conn_, name.c_str(), sql.c_str(), p.size(), nullptr));
+        if (PQresultStatus(made.get()) != PGRES_COMMAND_OK) {
+          for (std::size_t i = 0; i < queries.size(); ++i) out.push_back(failure(made.get()));
+          return out;
+        }
+        it = prepared_.emplace(sql, name).first;
+      }
+      prepared_name = it->second;
+    }
+    if (PQenterPipelineMode(conn_) != 1) {
+      for (const auto& [sql, p] : queries) out.push_back(run(sql, p, &sql == &queries.back().first && prepare_last));
+      return out;
+    }
+    bool sent = true;
+    for (std::size_t i = 0; i < queries.size(); ++i) {
+      const auto& [sql, p] = queries[i];
+      const auto values = p.pointers();
+      if (prepare_last && i + 1 == queries.size()) {
+        sent = sent &&
+               PQsendQueryPrepared(conn_, prepared_name.c_str(), p.size(), values.data(), nullptr, nullptr, 0) == 1;
+      } else {
+        sent =
+            sent && PQsendQueryParams(conn_, sql.c_str(), p.size(), nullptr, values.data(), nullptr, nullptr, 0) == 1;
+      }
+    }
+    sent = sent && PQpipelineSync(conn_) == 1;
+    for (std::size_t i = 0; i < queries.size(); ++i) {
+      PGresult* raw = sent ? PQgetResult(conn_) : nullptr;
+      if (raw == nullptr) {
+        out.push_back(failure(nullptr));
+        continue;
+      }
+      const auto status = PQresultStatus(raw);
+      if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) {
+        out.push_back(reply{pg_result(raw), {}, {}});
+      } else if (status == PGRES_PIPELINE_ABORTED) {
+        PQclear(raw);
+        reply r;
+        r.message = "not run: an earlier statement of its pipeline failed";
+        out.push_back(std::move(r));
+      } else {
+        out.push_back(failure(raw));
+        PQclear(raw);
+      }
+      while (PGresult* rest = PQgetResult(conn_)) PQclear(rest);  // the end of this query's results
+    }
+    // The sync's own result, then back to ordinary mode.
+    while (PGresult* rest = PQgetResult(conn_)) {
+      const bool sync = PQresultStatus(rest) == PGRES_PIPELINE_SYNC;
+      PQclear(rest);
+      if (sync) break;
+    }
+    PQexitPipelineMode(conn_);
     return out;
   }
 
@@ -583,6 +675,18 @@ class pg_store final : public event_store {
     std::string state;
   };
 
+  /// Inserts a batch of steps given as column arrays, those of runs whose lease allows it (the
+  /// runs are locked until the commit), and returns the steps it committed.
+  static constexpr const char* insert_steps_sql =
+      "INSERT INTO steps(run_id, sequence_id, action, status, inputs, result, delta, error, attempts, next_action, "
+      "graph_version, committed_ms) "
+      "SELECT v.run_id, v.sequence_id, v.action, v.status, v.inputs, v.result, v.delta, v.error, v.attempts, "
+      "v.next_action, v.graph_version, $12::bigint FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], "
+      "$5::text[], $6::text[], $7::text[], $8::text[], $9::integer[], $10::text[], $11::text[]) "
+      "AS v(run_id, sequence_id, action, status, inputs, result, delta, error, attempts, next_action, graph_version) "
+      "JOIN runs r ON r.run_id = v.run_id WHERE r.owner = '' OR r.owner = $13 OR r.lease_expires_ms <= $12::bigint "
+      "FOR SHARE OF r ON CONFLICT DO NOTHING RETURNING run_id, sequence_id";
+
   static constexpr const char* effect_columns =
       "SELECT key, run_id, sequence_id, kind, request, status, outcome, created_ms, completed_ms FROM effects";
 
@@ -676,7 +780,7 @@ class pg_store final : public event_store {
         run("SELECT sequence_id, length(state) FROM snapshots WHERE run_id = $1 ORDER BY sequence_id DESC LIMIT 1",
             params().add(run_id));
     if (!snap.ok()) return io("reading snapshot counters", snap);
-    if (snap.rows() == 0) return make_error(store_errc::corrupt, "run " + run_id + " has no starting snapshot");
+    if (snap.rows() == 0) return {};  // no such run: its steps are refused as run_not_found
     detail::snapshot_counters c{snap.integer(0, 1), 0, 0};
     reply since =
         run("SELECT count(*), COALESCE(sum(length(delta)), 0) FROM steps WHERE run_id = $1 AND sequence_id > $2",
