@@ -68,11 +68,11 @@ CREATE TABLE snapshots (
   PRIMARY KEY (run_id, sequence_id)
 ) WITHOUT ROWID;
 )sql",
-    // 1 -> 2: owner leases, version pinning, the effect journal, retention by partition; steps
-    // kept in commit order (a rowid table with a unique index by run), so that a transaction
-    // holding the steps of many runs appends to a few pages instead of touching one per run.
+    // 1 -> 2: owner leases, version pinning, the effect journal, retention by partition, and the
+    // steps tail: batches of several steps land in `steps_tail` (rows in commit order, a small
+    // index) and move into `steps` a thousand at a time, sorted by run (see `append_steps`).
     R"sql(
-CREATE TABLE steps_v2 (
+CREATE TABLE steps_tail (
   run_id TEXT NOT NULL REFERENCES runs(run_id),
   sequence_id INTEGER NOT NULL,
   action TEXT NOT NULL,
@@ -86,10 +86,7 @@ CREATE TABLE steps_v2 (
   graph_version TEXT NOT NULL,
   committed_ms INTEGER NOT NULL
 );
-INSERT INTO steps_v2 SELECT * FROM steps ORDER BY committed_ms, run_id, sequence_id;
-DROP TABLE steps;
-ALTER TABLE steps_v2 RENAME TO steps;
-CREATE UNIQUE INDEX steps_by_run ON steps(run_id, sequence_id);
+CREATE UNIQUE INDEX steps_tail_by_run ON steps_tail(run_id, sequence_id);
 ALTER TABLE runs ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE runs ADD COLUMN owner TEXT NOT NULL DEFAULT '';
 ALTER TABLE runs ADD COLUMN lease_expires_ms INTEGER NOT NULL DEFAULT 0;
@@ -276,17 +273,31 @@ class sqlite_store final : public event_store {
     const std::int64_t now = clock_->unix_ms();
     bool any = false;
     result<void> failure;  // a write that failed (not a refused step) fails the whole transaction
+    // A step committed alone goes straight to `steps`, clustered by run. The steps of a batch go
+    // to the tail, in commit order, and move to `steps` a thousand at a time, sorted by run: a
+    // transaction of many runs' steps then touches a few pages instead of one or more per run.
+    const bool to_tail = batch.size() > 1;
+    if (to_tail && tail_rows_ < 0) {
+      auto count = cached("SELECT count(*) FROM steps_tail");
+      tail_rows_ = count.step() == SQLITE_ROW ? count.integer(0) : 0;
+    }
     for (const step_write& w : batch) {
-      out.push_back(insert_step(w, now));
+      out.push_back(insert_step(w, now, to_tail));
       any = any || out.back().ok();
       if (!out.back().ok() && !refusal(out.back().err())) {
         failure = out.back();
         break;
       }
     }
+    if (failure.ok() && tail_rows_ >= tail_merge_rows) {
+      failure = exec("INSERT INTO steps SELECT * FROM steps_tail ORDER BY run_id, sequence_id; DELETE FROM steps_tail",
+                     "moving the steps tail");
+      if (failure.ok()) tail_rows_ = 0;
+    }
     if (failure.ok() && any) fault("step.inserted");
     result<void> committed = finish_transaction(std::move(failure));
     if (!committed.ok()) {
+      tail_rows_ = -1;    // recount
       counters_.clear();  // they counted rows that are not there: reload them when needed
       out.resize(batch.size(), committed);
       for (auto& r : out) {
@@ -368,7 +379,9 @@ class sqlite_store final : public event_store {
     const int rc = s.step();
     if (rc == SQLITE_DONE) return make_error(store_errc::run_not_found, "no run " + std::string(run_id));
     if (rc != SQLITE_ROW) return sqlite_error(store_errc::io_error, db_, "reading run");
-    return read_run(*s);
+    run_record r = read_run(*s);
+    s.reset();
+    return with_position(std::move(r));
   }
 
   result<std::vector<run_record>> list_runs(std::size_t limit) override {
@@ -378,14 +391,21 @@ class sqlite_store final : public event_store {
     int rc = 0;
     while ((rc = s.step()) == SQLITE_ROW) out.push_back(read_run(*s));
     if (rc != SQLITE_DONE) return sqlite_error(store_errc::io_error, db_, "listing runs");
+    s.reset();
+    for (auto& r : out) {
+      CHOIR_TRY(r, with_position(std::move(r)));
+    }
     return out;
   }
 
   result<std::vector<step_entry>> steps(std::string_view run_id, std::int64_t from, std::size_t limit) override {
     auto s = cached(
-        "SELECT sequence_id, action, status, inputs, result, delta, error, attempts, next_action, "
-        "graph_version, committed_ms FROM steps WHERE run_id = ? AND sequence_id >= ? "
-        "ORDER BY sequence_id LIMIT ?");
+        "SELECT * FROM (SELECT sequence_id, action, status, inputs, result, delta, error, attempts, next_action, "
+        "graph_version, committed_ms FROM steps WHERE run_id = ?1 AND sequence_id >= ?2 "
+        "ORDER BY sequence_id LIMIT ?3) UNION ALL "
+        "SELECT * FROM (SELECT sequence_id, action, status, inputs, result, delta, error, attempts, next_action, "
+        "graph_version, committed_ms FROM steps_tail WHERE run_id = ?1 AND sequence_id >= ?2 "
+        "ORDER BY sequence_id LIMIT ?3) ORDER BY 1 LIMIT ?3");
     s.bind(1, run_id).bind(2, from).bind(3, static_cast<std::int64_t>(limit));
     std::vector<step_entry> out;
     int rc = 0;
@@ -425,8 +445,9 @@ class sqlite_store final : public event_store {
     const std::string snapshot = snap.text(1);
     snap.reset();
     auto deltas = cached(
-        "SELECT sequence_id, delta FROM steps WHERE run_id = ? AND sequence_id > ? AND sequence_id <= ? "
-        "ORDER BY sequence_id");
+        "SELECT sequence_id, delta FROM steps WHERE run_id = ?1 AND sequence_id > ?2 AND sequence_id <= ?3 "
+        "UNION ALL SELECT sequence_id, delta FROM steps_tail WHERE run_id = ?1 AND sequence_id > ?2 "
+        "AND sequence_id <= ?3 ORDER BY 1");
     deltas.bind(1, run_id).bind(2, base).bind(3, sequence_id);
     return detail::rebuild_state(run_id, base, snapshot, sequence_id,
                                  [&](std::int64_t& seq, std::string& text) -> result<bool> {
@@ -538,6 +559,10 @@ class sqlite_store final : public event_store {
       CHOIR_CHECK(remove("effects", report.effects));
       CHOIR_CHECK(remove("snapshots", report.snapshots));
       CHOIR_CHECK(remove("steps", report.steps));
+      std::size_t tail = 0;
+      CHOIR_CHECK(remove("steps_tail", tail));
+      report.steps += tail;
+      tail_rows_ = -1;
       CHOIR_CHECK(remove("runs", ignored));
       return exec("DELETE FROM pruned", "pruning");
     }();
@@ -567,10 +592,7 @@ class sqlite_store final : public event_store {
   static std::string run_select(const char* tail) {
     return std::string(
                "SELECT r.run_id, r.partition_key, r.agent, r.graph_version, r.parent_run, r.parent_step, r.status, "
-               "COALESCE(s.next_action, r.start_action), s.sequence_id, r.created_ms, "
-               "max(r.updated_ms, COALESCE(s.committed_ms, 0)), r.pinned, r.owner, r.lease_expires_ms "
-               "FROM runs r LEFT JOIN steps s ON s.run_id = r.run_id AND s.sequence_id = "
-               "(SELECT max(sequence_id) FROM steps WHERE run_id = r.run_id) ") +
+               "r.start_action, r.created_ms, r.updated_ms, r.pinned, r.owner, r.lease_expires_ms FROM runs r ") +
            tail;
   }
   static run_record read_run(const statement& s) {
@@ -583,12 +605,30 @@ class sqlite_store final : public event_store {
     if (!s.is_null(5)) r.parent_step = s.integer(5);
     r.status = s.text(6);
     r.next_action = s.text(7);
-    if (!s.is_null(8)) r.last_sequence = s.integer(8);
-    r.created_ms = s.integer(9);
-    r.updated_ms = s.integer(10);
-    r.pinned = s.integer(11) != 0;
-    r.owner = s.text(12);
-    r.lease_expires_ms = s.integer(13);
+    r.created_ms = s.integer(8);
+    r.updated_ms = s.integer(9);
+    r.pinned = s.integer(10) != 0;
+    r.owner = s.text(11);
+    r.lease_expires_ms = s.integer(12);
+    return r;
+  }
+
+  /// A run's position comes from its last committed step (in `steps` or in the tail): its
+  /// sequence id, its next action and its time.
+  result<run_record> with_position(run_record r) {
+    auto s = cached(
+        "SELECT * FROM (SELECT sequence_id, next_action, committed_ms FROM steps WHERE run_id = ?1 "
+        "ORDER BY sequence_id DESC LIMIT 1) UNION ALL SELECT * FROM (SELECT sequence_id, next_action, committed_ms "
+        "FROM steps_tail WHERE run_id = ?1 ORDER BY sequence_id DESC LIMIT 1) ORDER BY 1 DESC LIMIT 1");
+    s.bind(1, r.run_id);
+    const int rc = s.step();
+    if (rc == SQLITE_ROW) {
+      r.last_sequence = s.integer(0);
+      r.next_action = s.text(1);
+      r.updated_ms = std::max(r.updated_ms, s.integer(2));
+    } else if (rc != SQLITE_DONE) {
+      return sqlite_error(store_errc::io_error, db_, "reading run");
+    }
     return r;
   }
 
@@ -609,7 +649,7 @@ class sqlite_store final : public event_store {
   }
 
   /// Writes one step inside the open transaction; a refused step writes nothing.
-  result<void> insert_step(const step_write& w, std::int64_t now) {
+  result<void> insert_step(const step_write& w, std::int64_t now, bool to_tail) {
     // A lease this store took and that has not run out cannot have been taken by anyone else
     // (one machine, one clock): skip reading it. Otherwise check who holds the run.
     const auto ours = held_.find(w.run_id);
@@ -626,10 +666,16 @@ class sqlite_store final : public event_store {
       }
     }
     CHOIR_CHECK(load_counters(w.run_id));
-    auto s = cached(
-        "INSERT INTO steps(run_id, sequence_id, action, status, inputs, result, delta, error, attempts, "
-        "next_action, graph_version, committed_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-        "ON CONFLICT DO NOTHING");
+    // A step goes to the table the other does not hold it in: `(run_id, sequence_id)` is unique
+    // across both.
+    auto s = cached(to_tail ? "INSERT INTO steps_tail(run_id, sequence_id, action, status, inputs, result, delta, "
+                              "error, attempts, next_action, graph_version, committed_ms) SELECT ?1, ?2, ?3, ?4, ?5, "
+                              "?6, ?7, ?8, ?9, ?10, ?11, ?12 WHERE NOT EXISTS (SELECT 1 FROM steps WHERE run_id = ?1 "
+                              "AND sequence_id = ?2) ON CONFLICT DO NOTHING"
+                            : "INSERT INTO steps(run_id, sequence_id, action, status, inputs, result, delta, error, "
+                              "attempts, next_action, graph_version, committed_ms) SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, "
+                              "?8, ?9, ?10, ?11, ?12 WHERE NOT EXISTS (SELECT 1 FROM steps_tail WHERE run_id = ?1 AND "
+                              "sequence_id = ?2) ON CONFLICT DO NOTHING");
     s.bind(1, w.run_id).bind(2, w.sequence_id).bind(3, w.action).bind(4, w.failed ? "failed" : "completed");
     s.bind(5, w.inputs).bind(6, w.result).bind(7, w.delta).bind(8, w.error);
     s.bind(9, static_cast<std::int64_t>(w.attempts)).bind(10, w.next_action).bind(11, w.graph_version).bind(12, now);
@@ -643,6 +689,7 @@ class sqlite_store final : public event_store {
       return make_error(store_errc::duplicate_step,
                         "run " + w.run_id + " already has step " + std::to_string(w.sequence_id));
     }
+    if (to_tail) ++tail_rows_;
     detail::snapshot_counters& counters = counters_[w.run_id];
     counters.delta_bytes_since += static_cast<std::int64_t>(w.delta.size());
     ++counters.steps_since;
@@ -679,8 +726,9 @@ class sqlite_store final : public event_store {
     detail::snapshot_counters c{snap.integer(1), 0, 0};
     const std::int64_t base = snap.integer(0);
     snap.reset();
-    auto since =
-        cached("SELECT count(*), COALESCE(sum(length(delta)), 0) FROM steps WHERE run_id = ? AND sequence_id > ?");
+    auto since = cached(
+        "SELECT count(*), COALESCE(sum(length(delta)), 0) FROM (SELECT delta FROM steps WHERE run_id = ?1 "
+        "AND sequence_id > ?2 UNION ALL SELECT delta FROM steps_tail WHERE run_id = ?1 AND sequence_id > ?2)");
     since.bind(1, run_id).bind(2, base);
     if (since.step() != SQLITE_ROW) return sqlite_error(store_errc::io_error, db_, "reading snapshot counters");
     c.steps_since = since.integer(0);
@@ -722,6 +770,9 @@ class sqlite_store final : public event_store {
   const clock* clock_;
   std::unordered_map<std::string, detail::snapshot_counters> counters_;
   std::unordered_map<std::string, std::int64_t> held_;  // leases this store took: run -> expiry
+  /// Rows in `steps_tail` (-1: not counted yet); at `tail_merge_rows` they move to `steps`.
+  std::int64_t tail_rows_ = -1;
+  static constexpr std::int64_t tail_merge_rows = 1024;
   std::unordered_map<std::string, std::unique_ptr<statement>> cached_;
 };
 
