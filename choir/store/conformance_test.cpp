@@ -496,6 +496,12 @@ TEST_P(Conformance, TheEffectJournalKeepsIntentsAndOutcomesByKey) {
   EXPECT_FALSE(s->get_effect("nope")->has_value());
   EXPECT_EQ(s->begin_effect({.key = "k2", .run_id = "ghost"}).err().code, store_errc::run_not_found);
   EXPECT_EQ(s->begin_effect({.key = "", .run_id = "run-1"}).err().code, store_errc::invalid_argument);
+  // Fenced like steps: a process that lost the run cannot journal (and so start) an effect.
+  auto other = open({.owner = "someone-else"});
+  ASSERT_TRUE(other->acquire_lease("run-1", 60'000).ok());
+  EXPECT_EQ(s->begin_effect({.key = "k4", .run_id = "run-1"}).err().code, store_errc::run_leased);
+  EXPECT_FALSE(s->get_effect("k4")->has_value());
+  ASSERT_TRUE(other->release_lease("run-1").ok());
   ASSERT_TRUE(s->begin_effect({.key = "k3", .run_id = "run-1", .sequence_id = 2, .kind = "model:x"}).ok());
   auto listed = s->effects("run-1");
   ASSERT_EQ(listed->size(), 2u);

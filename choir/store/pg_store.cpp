@@ -562,22 +562,26 @@ class pg_store final : public event_store {
 
   result<effect_begin> begin_effect(const effect_record& intent) override {
     if (intent.key.empty()) return make_error(store_errc::invalid_argument, "an effect needs an idempotency key");
+    // Fenced like a step: only while no other live owner holds the run.
+    const std::int64_t now = clock_->unix_ms();
     reply r =
         run("INSERT INTO effects(key, run_id, sequence_id, kind, request, status, outcome, created_ms) "
-            "VALUES ($1, $2, $3, $4, $5, 'pending', 'null', $6) ON CONFLICT (key) DO NOTHING RETURNING key",
+            "SELECT $1, $2, $3::bigint, $4, $5, 'pending', 'null', $6::bigint WHERE EXISTS (SELECT 1 FROM runs "
+            "WHERE run_id = $2 AND (owner = '' OR owner = $7 OR lease_expires_ms <= $6::bigint) FOR SHARE) "
+            "ON CONFLICT (key) DO NOTHING RETURNING key",
             params()
                 .add(intent.key)
                 .add(intent.run_id)
                 .add(intent.sequence_id)
                 .add(intent.kind)
                 .add(dump_json(intent.request))
-                .add(clock_->unix_ms()));
-    if (r.sqlstate == "23503") return make_error(store_errc::run_not_found, "no run " + intent.run_id);
+                .add(now)
+                .add(options_.owner));
     if (!r.ok()) return io("journaling an effect's intent", r);
     const bool fresh = r.rows() == 1;
     if (fresh) fault("effect.intent");
     CHOIR_TRY(auto stored, get_effect(intent.key));
-    if (!stored) return make_error(store_errc::corrupt, "effect " + intent.key + " vanished");
+    if (!stored) return why_not_written(intent.run_id, now);
     return effect_begin{std::move(*stored), fresh};
   }
 
@@ -845,8 +849,9 @@ result<std::unique_ptr<event_store>> open_pg_store(const std::string& conninfo, 
   auto ready = [&]() -> result<void> {
     CHOIR_CHECK(store->exec(schema_lock, where));
     reply meta = store->run(
-        "SELECT to_regclass('choir_meta') IS NOT NULL, to_regclass('runs') IS NOT NULL, "
-        "to_regclass('steps') IS NOT NULL",
+        "SELECT to_regclass('choir_meta') IS NOT NULL, to_regclass('runs') IS NOT NULL OR "
+        "to_regclass('graphs') IS NOT NULL OR to_regclass('snapshots') IS NOT NULL OR to_regclass('effects') IS NOT "
+        "NULL, to_regclass('steps') IS NOT NULL",
         {}, false);
     if (!meta.ok()) return make_error(store_errc::io_error, where + ": " + meta.message);
     std::int64_t version = 0;

@@ -464,21 +464,20 @@ class sqlite_store final : public event_store {
 
   result<effect_begin> begin_effect(const effect_record& intent) override {
     if (intent.key.empty()) return make_error(store_errc::invalid_argument, "an effect needs an idempotency key");
+    // Fenced like a step: only while no other live owner holds the run.
+    const std::int64_t now = clock_->unix_ms();
     auto s = cached(
         "INSERT INTO effects(key, run_id, sequence_id, kind, request, status, outcome, created_ms) "
-        "VALUES (?, ?, ?, ?, ?, 'pending', 'null', ?) ON CONFLICT(key) DO NOTHING");
+        "SELECT ?1, ?2, ?3, ?4, ?5, 'pending', 'null', ?6 WHERE EXISTS (SELECT 1 FROM runs WHERE run_id = ?2 AND "
+        "(owner = '' OR owner = ?7 OR lease_expires_ms <= ?6)) ON CONFLICT(key) DO NOTHING");
     s.bind(1, intent.key).bind(2, intent.run_id).bind(3, intent.sequence_id).bind(4, intent.kind);
-    s.bind(5, dump_json(intent.request)).bind(6, clock_->unix_ms());
-    const int rc = s.step();
-    if (sqlite3_extended_errcode(db_) == SQLITE_CONSTRAINT_FOREIGNKEY) {
-      return make_error(store_errc::run_not_found, "no run " + intent.run_id);
-    }
-    if (rc != SQLITE_DONE) return sqlite_error(store_errc::io_error, db_, "journaling an effect's intent");
+    s.bind(5, dump_json(intent.request)).bind(6, now).bind(7, options_.owner);
+    if (s.step() != SQLITE_DONE) return sqlite_error(store_errc::io_error, db_, "journaling an effect's intent");
     const bool fresh = sqlite3_changes(db_) == 1;
     s.reset();
     if (fresh) fault("effect.intent");
     CHOIR_TRY(auto stored, get_effect(intent.key));
-    if (!stored) return make_error(store_errc::corrupt, "effect " + intent.key + " vanished");
+    if (!stored) return why_not_written(intent.run_id, now);
     return effect_begin{std::move(*stored), fresh};
   }
 
