@@ -194,6 +194,47 @@ TEST_P(Conformance, AStepCommitsExactlyOnce) {
   EXPECT_EQ((*s->steps("run-1", 1, 1))[0].result, 2);  // the first commit stands
 }
 
+TEST_P(Conformance, TwoWritersRacingForTheSameStepCommitItOnce) {
+  { fill(*open(), "run-1", 0); }
+  constexpr int steps = 40;
+  std::atomic<int> committed{0};
+  std::atomic<int> duplicates{0};
+  std::atomic<int> others{0};
+  auto writer = [&](const std::string& owner, std::int64_t mark) {
+    auto s = backend() == "sqlite" ? open_sqlite_store(where_, {.owner = owner}, clock_)
+                                   : open_pg_store(where_, {.owner = owner}, clock_);
+    if (!s.ok()) {
+      ++others;
+      return;
+    }
+    for (int i = 0; i < steps; ++i) {
+      // Alone and in batches, so that both of SQLite's tables are raced for.
+      std::vector<step_write> batch;
+      batch.push_back(make_step_write("run-1", step(static_cast<std::uint64_t>(i), mark + i), counted(mark + i), "v1"));
+      if (i % 2 == 1) batch.push_back(make_step_write("run-1", step(1000, 0), counted(0), "v1"));
+      auto r = (*s)->append_steps(batch).front();
+      if (r.ok()) {
+        ++committed;
+      } else if (r.err().code == store_errc::duplicate_step) {
+        ++duplicates;
+      } else {
+        ++others;
+      }
+    }
+  };
+  std::thread a(writer, "writer-a", 0);
+  std::thread b(writer, "writer-b", 100'000);
+  a.join();
+  b.join();
+  EXPECT_EQ(others.load(), 0);
+  EXPECT_EQ(committed.load(), steps);
+  EXPECT_EQ(duplicates.load(), steps);
+  auto s = open();
+  auto all = s->steps("run-1", 0, 2000);
+  ASSERT_EQ(all->size(), static_cast<std::size_t>(steps + 1));  // and step 1000, once
+  for (int i = 0; i < steps; ++i) EXPECT_EQ((*all)[static_cast<std::size_t>(i)].sequence_id, i);
+}
+
 TEST_P(Conformance, ARefusedStepInABatchDoesNotAffectTheOthers) {
   auto s = open();
   fill(*s, "a", 2);
