@@ -210,6 +210,9 @@ TEST_F(ChoirRuns, ARunIsRecordedWithItsStepsAndStatus) {
   const auto run = nlohmann::json::parse(shown.out);
   EXPECT_EQ(run["steps"].size(), 6u);
   EXPECT_EQ(run["steps"][1]["delta"][0]["key"], "count");
+  EXPECT_EQ(run["effects"], nlohmann::json::array());
+  EXPECT_EQ(run["pinned"], false);
+  EXPECT_TRUE(run["owner"].is_null());  // released when the run stopped
 }
 
 TEST_F(ChoirRuns, AHaltedRunResumesToTheSameEndAsAnUninterruptedOne) {

@@ -74,10 +74,14 @@ int runs_show(const runs_options& options, std::ostream& out, std::ostream& err)
   if (!run.ok()) return report(err, command, run.err());
   auto steps = store->steps(options.run_id, 0, options.limit);
   if (!steps.ok()) return report(err, command, steps.err());
+  auto effects = store->effects(options.run_id);
+  if (!effects.ok()) return report(err, command, effects.err());
   if (options.json) {
     value shown = run->to_json();
     shown["steps"] = value::array();
     for (const auto& s : *steps) shown["steps"].push_back(s.to_json());
+    shown["effects"] = value::array();
+    for (const auto& e : *effects) shown["effects"].push_back(e.to_json());
     out << dump_json(shown) << "\n";
     return exit_ok;
   }
@@ -85,11 +89,18 @@ int runs_show(const runs_options& options, std::ostream& out, std::ostream& err)
   out << "status " << run->status << ", next " << (run->next_action.empty() ? "-" : run->next_action) << ", created "
       << utc_time(run->created_ms) << " UTC\n";
   if (!run->parent_run.empty()) out << "forked from " << run->parent_run << " at step " << *run->parent_step << "\n";
+  if (!run->owner.empty()) {
+    out << "leased by " << run->owner << " until " << utc_time(run->lease_expires_ms) << " UTC\n";
+  }
+  if (run->pinned) out << "pinned to its graph version\n";
   for (const auto& s : *steps) {
     auto delta = graph::state_delta::from_json(s.delta);
     print_step_line(out, s.sequence_id, s.action, s.status == "failed", s.attempts,
                     s.error.is_object() ? s.error.value("message", std::string()) : std::string(),
                     delta.ok() ? *delta : graph::state_delta());
+  }
+  for (const auto& e : *effects) {
+    out << fmt::format("effect {} at step {}: {} {}\n", e.key, e.sequence_id, e.kind, e.status);
   }
   return exit_ok;
 }
