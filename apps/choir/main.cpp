@@ -73,10 +73,12 @@ int main(int argc, char** argv) {
                    "The event store: a SQLite file (default: .choir/choir.db) or postgresql://…");
   runs->add_flag("--json", runs_opts.json, "Print JSON");
   auto* runs_list = runs->add_subcommand("list", "List runs, newest first");
-  runs_list->add_option("--limit", runs_opts.limit, "At most this many")->default_val(50);
+  std::size_t list_limit = 50;
+  runs_list->add_option("--limit", list_limit, "At most this many")->default_val(50);
   auto* runs_show = runs->add_subcommand("show", "Show a run and its steps");
   runs_show->add_option("run", runs_opts.run_id, "The run id")->required();
-  runs_show->add_option("--limit", runs_opts.limit, "At most this many steps")->default_val(1000);
+  std::size_t show_limit = 1000;
+  runs_show->add_option("--limit", show_limit, "At most this many steps")->default_val(1000);
   auto* runs_state = runs->add_subcommand("state", "Print a run's state after a step");
   runs_state->add_option("run", runs_opts.run_id, "The run id")->required();
   runs_state->add_option("--at", runs_opts.at, "The step (default: the last)");
@@ -125,6 +127,7 @@ int main(int argc, char** argv) {
   if (run->parsed()) return choir::cli::run_command(run_opts, std::cout, std::cerr);
   runs_opts.run.json = runs_opts.json;
   runs_opts.run.store = runs_opts.store;
+  runs_opts.limit = runs_list->parsed() ? list_limit : show_limit;
   if (runs_list->parsed()) return choir::cli::runs_list(runs_opts, std::cout, std::cerr);
   if (runs_show->parsed()) return choir::cli::runs_show(runs_opts, std::cout, std::cerr);
   if (runs_state->parsed()) return choir::cli::runs_state(runs_opts, std::cout, std::cerr);

@@ -172,8 +172,11 @@ int drive(graph::application& app, const std::string& name, const run_options& o
   if (outcome.reason == graph::halt_reason::waiting_input) status = "waiting";
   if (store != nullptr) {
     auto saved = store->set_status(run_id, status);
-    if (!saved.ok()) err << command << ": " << saved.err().message << "\n";
     (void)store->release_lease(run_id);
+    if (!saved.ok()) {
+      err << command << ": the run's status could not be recorded: " << saved.err().message << "\n";
+      return exit_invalid;
+    }
   }
   value waiting;
   if (outcome.reason == graph::halt_reason::waiting_input) waiting = waiting_for(app);
@@ -250,15 +253,13 @@ int run_command(const run_options& options, std::ostream& out, std::ostream& err
     record.status = "running";
     record.next_action = g.nodes()[g.entrypoint()].act->name();
     record.pinned = options.pin;
+    // Created already leased by this process, so that no other can take it before its first step.
+    record.owner = store->owner();
+    record.lease_expires_ms = system_clock().unix_ms() + lease_ttl_ms;
     auto created = store->put_graph({record.graph_version, loaded->doc.name, loaded->source});
     if (created.ok()) created = store->create_run(record, g.initial_state(), -1);
     if (!created.ok()) {
       err << command << ": " << created.err().message << "\n";
-      return exit_invalid;
-    }
-    auto leased = store->acquire_lease(run_id, lease_ttl_ms);
-    if (!leased.ok()) {
-      err << command << ": " << leased.err().message << "\n";
       return exit_invalid;
     }
     loaded->doc.builder.with_persister(

@@ -148,9 +148,28 @@ int continue_run(const runs_options& options, std::ostream& out, std::ostream& e
                  bool delivering_input) {
   auto s = open_or_report(options, err, command);
   if (!s) return exit_invalid;
+  auto seen = s->get_run(options.run_id);
+  if (!seen.ok()) return report(err, command, seen.err());
+  // Take the run first, then read it again: what it looked like before the lease may be stale
+  // (another process may just have continued it).
+  auto leased = s->acquire_lease(seen->run_id, lease_ttl_ms);
+  if (!leased.ok() && leased.err().code == store::store_errc::run_leased && store::owner_known_dead(seen->owner)) {
+    // Its owner was a process of this machine that died (killed, crashed): take the run over now
+    // rather than when the lease runs out.
+    leased = s->acquire_lease(seen->run_id, lease_ttl_ms, seen->owner);
+    if (leased.ok() && !options.json) {
+      out << "took over run " << seen->run_id << " from " << seen->owner << ", which is gone\n";
+    }
+  }
+  if (!leased.ok()) return report(err, command, leased.err());
+  auto fail = [&](const error& e) {
+    (void)s->release_lease(options.run_id);
+    return report(err, command, e);
+  };
   auto run = s->get_run(options.run_id);
-  if (!run.ok()) return report(err, command, run.err());
+  if (!run.ok()) return fail(run.err());
   if (run->next_action.empty()) {
+    (void)s->release_lease(options.run_id);
     if (delivering_input) {
       err << command << ": run " << run->run_id << " is complete: it waits for nothing\n";
       return exit_invalid;
@@ -159,23 +178,11 @@ int continue_run(const runs_options& options, std::ostream& out, std::ostream& e
     return exit_ok;
   }
   if (delivering_input && run->status != "waiting") {
+    (void)s->release_lease(options.run_id);
     err << command << ": run " << run->run_id << " is not waiting for input (it is " << run->status << ", next "
         << run->next_action << "); use choir runs resume\n";
     return exit_invalid;
   }
-  auto leased = s->acquire_lease(run->run_id, lease_ttl_ms);
-  if (!leased.ok() && leased.err().code == store::store_errc::run_leased && store::owner_known_dead(run->owner)) {
-    // Its owner was a process of this machine that died (killed, crashed): take the run over now
-    // rather than when the lease runs out.
-    leased = s->acquire_lease(run->run_id, lease_ttl_ms, run->owner);
-    if (leased.ok() && !options.json)
-      out << "took over run " << run->run_id << " from " << run->owner << ", which is gone\n";
-  }
-  if (!leased.ok()) return report(err, command, leased.err());
-  auto fail = [&](const error& e) {
-    (void)s->release_lease(options.run_id);
-    return report(err, command, e);
-  };
   auto loaded = graph_for(*s, *run, options);
   if (!loaded.ok()) return fail(loaded.err());
   auto inputs = checked_inputs(*loaded, options.run.inputs);

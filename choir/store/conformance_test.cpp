@@ -235,6 +235,19 @@ TEST_P(Conformance, TwoWritersRacingForTheSameStepCommitItOnce) {
   for (int i = 0; i < steps; ++i) EXPECT_EQ((*all)[static_cast<std::size_t>(i)].sequence_id, i);
 }
 
+TEST_P(Conformance, TheSameStepTwiceInOneBatchCommitsOnce) {
+  auto s = open();
+  fill(*s, "a", 0);
+  std::vector<step_write> batch;
+  batch.push_back(make_step_write("a", step(0, 1), counted(1), "v1"));
+  batch.push_back(make_step_write("a", step(0, 7), counted(7), "v1"));
+  auto results = s->append_steps(batch);
+  EXPECT_TRUE(results[0].ok());
+  EXPECT_EQ(results[1].err().code, store_errc::duplicate_step);
+  EXPECT_EQ((*s->steps("a", 0, 10))[0].result, 1);
+  EXPECT_EQ(s->steps("a", 0, 10)->size(), 1u);
+}
+
 TEST_P(Conformance, ARefusedStepInABatchDoesNotAffectTheOthers) {
   auto s = open();
   fill(*s, "a", 2);
@@ -542,6 +555,13 @@ TEST_P(Conformance, TheEffectJournalKeepsIntentsAndOutcomesByKey) {
   ASSERT_TRUE(other->acquire_lease("run-1", 60'000).ok());
   EXPECT_EQ(s->begin_effect({.key = "k4", .run_id = "run-1"}).err().code, store_errc::run_leased);
   EXPECT_FALSE(s->get_effect("k4")->has_value());
+  // Nor reuse or re-run one it knows: the journal is the live owner's.
+  EXPECT_EQ(s->begin_effect(intent).err().code, store_errc::run_leased);
+  EXPECT_EQ(perform_effect(*s, {.key = "k3", .run_id = "run-1", .idempotent = true},
+                           []() -> result<value> { return value(1); })
+                .err()
+                .code,
+            store_errc::run_leased);
   ASSERT_TRUE(other->release_lease("run-1").ok());
   ASSERT_TRUE(s->begin_effect({.key = "k3", .run_id = "run-1", .sequence_id = 2, .kind = "model:x"}).ok());
   auto listed = s->effects("run-1");

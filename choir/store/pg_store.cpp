@@ -3,6 +3,7 @@
 // a time; a step batch is one transaction of a few round trips whatever its size.
 #include <libpq-fe.h>
 
+#include <limits>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -298,34 +299,60 @@ class pg_store final : public event_store {
     };
     if (!replies[0].ok()) return abort(replies[0]);
     if (!replies[1].ok()) return abort(replies[1]);
+    // The steps it wrote; each is claimed by the first batch entry with its key, so a second entry
+    // for the same step in this batch is a duplicate.
     std::unordered_set<std::string> committed;
     for (int i = 0; i < replies[1].rows(); ++i) {
       committed.insert(replies[1].text(i, 0) + "#" + replies[1].text(i, 1));
     }
-    // Why the others were refused (rare: a second read, only then).
+    std::vector<char> wrote(batch.size(), 0);
     std::vector<std::string> refused_runs;
-    for (const auto& w : batch) {
-      if (committed.count(w.run_id + "#" + std::to_string(w.sequence_id)) == 0) refused_runs.push_back(w.run_id);
+    std::vector<std::string> refused_keys;
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      const auto& w = batch[i];
+      const std::string key = w.run_id + "#" + std::to_string(w.sequence_id);
+      if (committed.erase(key) == 1) {
+        wrote[i] = 1;
+      } else {
+        refused_runs.push_back(w.run_id);
+        refused_keys.push_back(key);
+      }
     }
+    // Why the others were refused (rare: a second read, only then): whether the step exists, and
+    // who holds the run.
     std::unordered_map<std::string, std::pair<std::string, std::int64_t>> holders;
+    std::unordered_set<std::string> existing;
     if (!refused_runs.empty()) {
       reply leases = run("SELECT run_id, owner, lease_expires_ms FROM runs WHERE run_id = ANY($1::text[])",
                          params().add(text_array(refused_runs)));
       if (!leases.ok()) return abort(leases);
       for (int i = 0; i < leases.rows(); ++i) holders[leases.text(i, 0)] = {leases.text(i, 1), leases.integer(i, 2)};
+      std::string refused_seqs = "{";
+      for (std::size_t k = 0; k < refused_keys.size(); ++k) {
+        refused_seqs += (k == 0 ? "" : ",") + refused_keys[k].substr(refused_keys[k].rfind('#') + 1);
+      }
+      reply found =
+          run("SELECT s.run_id || '#' || s.sequence_id FROM unnest($1::text[], $2::bigint[]) AS k(run_id, sequence_id) "
+              "JOIN steps s ON s.run_id = k.run_id AND s.sequence_id = k.sequence_id",
+              params().add(text_array(refused_runs)).add(refused_seqs + "}"));
+      if (!found.ok()) return abort(found);
+      for (int i = 0; i < found.rows(); ++i) existing.insert(found.text(i, 0));
     }
     std::vector<snapshot_row> snapshots;
     for (std::size_t i = 0; i < batch.size(); ++i) {
       const auto& w = batch[i];
-      if (committed.count(w.run_id + "#" + std::to_string(w.sequence_id)) == 0) {
+      if (wrote[i] == 0) {
         auto h = holders.find(w.run_id);
         if (h == holders.end()) {
           out[i] = make_error(store_errc::run_not_found, "no run " + w.run_id);
+        } else if (existing.count(w.run_id + "#" + std::to_string(w.sequence_id)) != 0) {
+          out[i] = make_error(store_errc::duplicate_step,
+                              "run " + w.run_id + " already has step " + std::to_string(w.sequence_id));
         } else if (!h->second.first.empty() && h->second.first != options_.owner && h->second.second > now) {
           out[i] = detail::leased_error(w.run_id, h->second.first, h->second.second, now);
         } else {
-          out[i] = make_error(store_errc::duplicate_step,
-                              "run " + w.run_id + " already has step " + std::to_string(w.sequence_id));
+          out[i] = make_error(store_errc::run_leased,
+                              "run " + w.run_id + " was leased by another owner while the step was written");
         }
         continue;
       }
@@ -582,6 +609,7 @@ class pg_store final : public event_store {
     if (fresh) fault("effect.intent");
     CHOIR_TRY(auto stored, get_effect(intent.key));
     if (!stored) return why_not_written(intent.run_id, now);
+    if (!fresh) CHOIR_CHECK(not_leased_by_another(stored->run_id, now));
     return effect_begin{std::move(*stored), fresh};
   }
 
@@ -636,7 +664,8 @@ class pg_store final : public event_store {
         where += " AND updated_ms < $" + std::to_string(p.size()) + "::bigint";
       }
       if (policy.keep_last) {
-        p.add(static_cast<std::int64_t>(*policy.keep_last));
+        p.add(static_cast<std::int64_t>(
+            std::min<std::size_t>(*policy.keep_last, std::numeric_limits<std::int64_t>::max())));
         where += " AND rank > $" + std::to_string(p.size()) + "::bigint";
       }
       where = "(" + where + ")";
@@ -646,14 +675,28 @@ class pg_store final : public event_store {
       }
       CHOIR_CHECK(
           exec("CREATE TEMP TABLE IF NOT EXISTS pruned(run_id TEXT PRIMARY KEY) ON COMMIT DELETE ROWS", "pruning"));
+      p.add(clock_->unix_ms());
+      const std::string now_param = "$" + std::to_string(p.size()) + "::bigint";
       reply chosen =
-          run("INSERT INTO pruned SELECT run_id FROM (SELECT run_id, updated_ms, partition_key, "
-              "row_number() OVER (PARTITION BY partition_key ORDER BY updated_ms DESC, run_id DESC) AS rank "
-              "FROM runs WHERE status IN " +
-                  std::string(detail::finished_statuses_sql) + ") AS finished WHERE " + where,
+          run("INSERT INTO pruned SELECT run_id FROM (SELECT run_id, updated_ms, partition_key, owner, "
+              "lease_expires_ms, row_number() OVER (PARTITION BY partition_key ORDER BY updated_ms DESC, run_id DESC) "
+              "AS rank FROM runs WHERE status IN " +
+                  std::string(detail::finished_statuses_sql) + ") AS finished WHERE " + where +
+                  " AND (owner = '' OR lease_expires_ms <= " + now_param + ")",
               p, /*prepare=*/false);
       if (!chosen.ok()) return io("pruning", chosen);
-      report.runs = static_cast<std::size_t>(chosen.affected());
+      // Lock them against writers (who read runs FOR SHARE), then drop any that a writer took or
+      // changed meanwhile: a run being resumed is never pruned under it.
+      reply locked = run("SELECT 1 FROM runs WHERE run_id IN (SELECT run_id FROM pruned) FOR UPDATE", {}, false);
+      if (!locked.ok()) return io("pruning", locked);
+      reply recheck = run("DELETE FROM pruned p USING runs r WHERE r.run_id = p.run_id AND (r.status NOT IN " +
+                              std::string(detail::finished_statuses_sql) +
+                              " OR (r.owner <> '' AND r.lease_expires_ms > $1::bigint))",
+                          params().add(clock_->unix_ms()), false);
+      if (!recheck.ok()) return io("pruning", recheck);
+      reply counted = run("SELECT count(*) FROM pruned", {}, false);
+      if (!counted.ok()) return io("pruning", counted);
+      report.runs = static_cast<std::size_t>(counted.integer(0, 0));
       auto remove = [&](const char* table, std::size_t& count) -> result<void> {
         reply r = run(std::string("DELETE FROM ") + table + " WHERE run_id IN (SELECT run_id FROM pruned)", {},
                       /*prepare=*/false);
@@ -689,7 +732,7 @@ class pg_store final : public event_store {
       "$5::text[], $6::text[], $7::text[], $8::text[], $9::integer[], $10::text[], $11::text[]) "
       "AS v(run_id, sequence_id, action, status, inputs, result, delta, error, attempts, next_action, graph_version) "
       "JOIN runs r ON r.run_id = v.run_id WHERE r.owner = '' OR r.owner = $13 OR r.lease_expires_ms <= $12::bigint "
-      "FOR SHARE OF r ON CONFLICT DO NOTHING RETURNING run_id, sequence_id";
+      "ORDER BY v.run_id, v.sequence_id FOR SHARE OF r ON CONFLICT DO NOTHING RETURNING run_id, sequence_id";
 
   static constexpr const char* effect_columns =
       "SELECT key, run_id, sequence_id, kind, request, status, outcome, created_ms, completed_ms FROM effects";
@@ -748,6 +791,16 @@ class pg_store final : public event_store {
 
   static error io(const std::string& what, const reply& r) {
     return make_error(store_errc::io_error, what + ": " + r.message);
+  }
+
+  /// `run_leased` if another live owner holds the run: a known effect is not this store's to
+  /// reuse or run again then.
+  result<void> not_leased_by_another(std::string_view run_id, std::int64_t now) {
+    CHOIR_TRY(run_record found, get_run(run_id));
+    if (!found.owner.empty() && found.owner != options_.owner && found.lease_expires_ms > now) {
+      return detail::leased_error(run_id, found.owner, found.lease_expires_ms, now);
+    }
+    return {};
   }
 
   error why_not_written(std::string_view run_id, std::int64_t now) {

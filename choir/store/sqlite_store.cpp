@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -257,7 +258,9 @@ class sqlite_store final : public event_store {
         return make_error(store_errc::duplicate_run, "run " + run.run_id + " already exists");
       }
       if (rc != SQLITE_DONE) return sqlite_error(store_errc::io_error, db_, "creating run " + run.run_id);
-      return write_snapshot(run.run_id, start_after, initial);
+      CHOIR_CHECK(write_snapshot(run.run_id, start_after, initial));
+      if (!run.owner.empty() && run.owner == options_.owner) held_[run.run_id] = run.lease_expires_ms;
+      return {};
     }();
     return finish_transaction(std::move(done));
   }
@@ -478,6 +481,7 @@ class sqlite_store final : public event_store {
     if (fresh) fault("effect.intent");
     CHOIR_TRY(auto stored, get_effect(intent.key));
     if (!stored) return why_not_written(intent.run_id, now);
+    if (!fresh) CHOIR_CHECK(not_leased_by_another(stored->run_id, now));
     return effect_begin{std::move(*stored), fresh};
   }
 
@@ -532,10 +536,10 @@ class sqlite_store final : public event_store {
       const std::int64_t now = clock_->unix_ms();
       std::string sql =
           "CREATE TEMP TABLE IF NOT EXISTS pruned(run_id TEXT PRIMARY KEY); DELETE FROM pruned; "
-          "INSERT INTO pruned SELECT run_id FROM (SELECT run_id, updated_ms, partition_key, "
+          "INSERT INTO pruned SELECT run_id FROM (SELECT run_id, updated_ms, partition_key, owner, lease_expires_ms, "
           "row_number() OVER (PARTITION BY partition_key ORDER BY updated_ms DESC, run_id DESC) AS rank "
           "FROM runs WHERE status IN " +
-          std::string(detail::finished_statuses_sql) + ") WHERE (1";
+          std::string(detail::finished_statuses_sql) + ") WHERE (owner = '' OR lease_expires_ms <= ?4) AND (1";
       if (policy.older_than_ms) sql += " AND updated_ms < ?1";
       if (policy.keep_last) sql += " AND rank > ?2";
       sql += ")";
@@ -544,8 +548,12 @@ class sqlite_store final : public event_store {
       statement select(db_, sql.substr(sql.find("INSERT")));
       if (!select.valid()) return sqlite_error(store_errc::io_error, db_, "pruning");
       if (policy.older_than_ms) select.bind(1, now - *policy.older_than_ms);
-      if (policy.keep_last) select.bind(2, static_cast<std::int64_t>(*policy.keep_last));
+      if (policy.keep_last) {
+        select.bind(2, static_cast<std::int64_t>(
+                           std::min<std::size_t>(*policy.keep_last, std::numeric_limits<std::int64_t>::max())));
+      }
       if (policy.partition) select.bind(3, *policy.partition);
+      select.bind(4, now);
       if (select.step() != SQLITE_DONE) return sqlite_error(store_errc::io_error, db_, "pruning");
       report.runs = static_cast<std::size_t>(sqlite3_changes(db_));
       auto remove = [&](const char* table, std::size_t& count) -> result<void> {
@@ -629,6 +637,16 @@ class sqlite_store final : public event_store {
       return sqlite_error(store_errc::io_error, db_, "reading run");
     }
     return r;
+  }
+
+  /// `run_leased` if another live owner holds the run: a known effect is not this store's to
+  /// reuse or run again then.
+  result<void> not_leased_by_another(std::string_view run_id, std::int64_t now) {
+    CHOIR_TRY(run_record found, get_run(run_id));
+    if (!found.owner.empty() && found.owner != options_.owner && found.lease_expires_ms > now) {
+      return detail::leased_error(run_id, found.owner, found.lease_expires_ms, now);
+    }
+    return {};
   }
 
   /// Why a conditional write to a run changed nothing: no such run, or another live owner.
@@ -754,12 +772,14 @@ class sqlite_store final : public event_store {
     if (!outcome.ok()) {
       (void)exec_cached("ROLLBACK", "rolling back");
       counters_.clear();
+      held_.clear();  // a lease written in the transaction may not be there
       return outcome;
     }
     auto committed = exec_cached("COMMIT", "committing");
     if (!committed.ok()) {
       (void)exec_cached("ROLLBACK", "rolling back");
       counters_.clear();
+      held_.clear();  // a lease written in the transaction may not be there
     }
     return committed;
   }
