@@ -729,10 +729,11 @@ class pg_store final : public event_store {
       "graph_version, committed_ms) "
       "SELECT v.run_id, v.sequence_id, v.action, v.status, v.inputs, v.result, v.delta, v.error, v.attempts, "
       "v.next_action, v.graph_version, $12::bigint FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], "
-      "$5::text[], $6::text[], $7::text[], $8::text[], $9::integer[], $10::text[], $11::text[]) "
-      "AS v(run_id, sequence_id, action, status, inputs, result, delta, error, attempts, next_action, graph_version) "
+      "$5::text[], $6::text[], $7::text[], $8::text[], $9::integer[], $10::text[], $11::text[]) WITH ORDINALITY "
+      "AS v(run_id, sequence_id, action, status, inputs, result, delta, error, attempts, next_action, graph_version, "
+      "n) "
       "JOIN runs r ON r.run_id = v.run_id WHERE r.owner = '' OR r.owner = $13 OR r.lease_expires_ms <= $12::bigint "
-      "ORDER BY v.run_id, v.sequence_id FOR SHARE OF r ON CONFLICT DO NOTHING RETURNING run_id, sequence_id";
+      "ORDER BY v.run_id, v.sequence_id, v.n FOR SHARE OF r ON CONFLICT DO NOTHING RETURNING run_id, sequence_id";
 
   static constexpr const char* effect_columns =
       "SELECT key, run_id, sequence_id, kind, request, status, outcome, created_ms, completed_ms FROM effects";
