@@ -3,6 +3,7 @@
 // state must equal that of an uninterrupted run, sequence ids must have no gap and no duplicate, and
 // SQLite's integrity check must pass. Fixed seed; the test reaps every child it starts.
 #include <gtest/gtest.h>
+#include <libpq-fe.h>
 #include <sqlite3.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -55,15 +56,15 @@ pid_t spawn(const std::vector<std::string>& args, const std::string& fault) {
   _exit(127);
 }
 
-TEST(Crash, AKilledRunResumesToTheStateOfAnUninterruptedRun) {
-  const fs::path dir = fs::path(::testing::TempDir()) / ("choir-crash-" + std::to_string(getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  const std::string store = (dir / "choir.db").string();
+/// Runs the counter example to `limit` on `store` (a SQLite path or a PostgreSQL connection string),
+/// killing it `wanted_kills` times — after random delays and at injected points inside a step's
+/// commit — and resuming it after each kill. Then checks the final state and that sequence ids
+/// have no gap and no duplicate. Returns the run id.
+std::string kill_and_resume(const std::string& store, int limit, int wanted_kills) {
   const std::string counter = std::string(CHOIR_SOURCE_DIR) + "/examples/counter.yaml";
-  constexpr int limit = 5000;  // 10,002 steps: start, 5,000 × (increment, check), done
-  constexpr int wanted_kills = 30;
+  const std::string quoted = "\"" + store + "\"";
   const std::array<const char*, 4> points = {"step.begin", "step.inserted", "step.snapshot", "step.committed"};
+  const std::size_t steps = 2 * static_cast<std::size_t>(limit) + 2;  // start, limit × (increment, check), done
 
   std::mt19937 rng(20261128);
   std::string run_id;
@@ -87,38 +88,53 @@ TEST(Crash, AKilledRunResumesToTheStateOfAnUninterruptedRun) {
       fault = std::string(point) + ":" + std::to_string(nth);
     }
     const pid_t pid = spawn(args, fault);
-    ASSERT_GT(pid, 0);
+    EXPECT_GT(pid, 0);
+    if (pid <= 0) return run_id;
     if (killing && fault.empty()) {
       std::this_thread::sleep_for(std::chrono::milliseconds(10 + rng() % 70));
       kill(pid, SIGKILL);
     }
     int status = 0;
-    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    EXPECT_EQ(waitpid(pid, &status, 0), pid);
     if (WIFEXITED(status)) {
-      ASSERT_EQ(WEXITSTATUS(status), 0) << "attempt " << attempt;
+      EXPECT_EQ(WEXITSTATUS(status), 0) << "attempt " << attempt;
+      if (WEXITSTATUS(status) != 0) return run_id;
       finished = true;
     } else {
-      ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "attempt " << attempt;
+      EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "attempt " << attempt;
       ++kills;
     }
     if (run_id.empty()) {
-      const std::string listed = capture("runs list --json --store " + store);
+      const std::string listed = capture("runs list --json --store " + quoted);
       if (!listed.empty()) run_id = nlohmann::json::parse(listed.substr(0, listed.find('\n')))["run_id"];
     }
   }
-  ASSERT_TRUE(finished);
+  EXPECT_TRUE(finished);
   EXPECT_GE(kills, wanted_kills);
   std::printf("%d kills (%d at injected points inside a commit)\n", kills, injected);
 
-  const auto state = nlohmann::json::parse(capture("runs state " + run_id + " --json --store " + store));
-  EXPECT_EQ(state, nlohmann::json::parse(R"({"count":5000,"limit":5000,"message":"counted to 5000"})"));
-
-  const auto shown = nlohmann::json::parse(capture("runs show " + run_id + " --json --limit 100000 --store " + store));
-  ASSERT_EQ(shown["steps"].size(), 10002u);
+  const auto state = nlohmann::json::parse(capture("runs state " + run_id + " --json --store " + quoted));
+  const std::string n = std::to_string(limit);
+  EXPECT_EQ(state, nlohmann::json::parse(R"({"count":)" + n + R"(,"limit":)" + n + R"(,"message":"counted to )" + n +
+                                         R"("})"));
+  const auto shown = nlohmann::json::parse(capture("runs show " + run_id + " --json --limit 100000 --store " + quoted));
+  EXPECT_EQ(shown["steps"].size(), steps);
   for (std::size_t i = 0; i < shown["steps"].size(); ++i) {
-    ASSERT_EQ(shown["steps"][i]["sequence_id"], i) << "a gap or a duplicate at " << i;
+    if (shown["steps"][i]["sequence_id"] != i) {
+      ADD_FAILURE() << "a gap or a duplicate at " << i;
+      break;
+    }
   }
   EXPECT_EQ(shown["status"], "completed");
+  return run_id;
+}
+
+TEST(Crash, AKilledRunResumesToTheStateOfAnUninterruptedRun) {
+  const fs::path dir = fs::path(::testing::TempDir()) / ("choir-crash-" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const std::string store = (dir / "choir.db").string();
+  kill_and_resume(store, 5000, 30);  // 10,002 steps
 
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(store.c_str(), &db), SQLITE_OK);
@@ -129,6 +145,27 @@ TEST(Crash, AKilledRunResumesToTheStateOfAnUninterruptedRun) {
   sqlite3_finalize(check);
   sqlite3_close(db);
   fs::remove_all(dir);
+}
+
+TEST(Crash, AKilledRunResumesOnPostgreSQLToo) {
+  const char* pg = std::getenv("CHOIR_TEST_PG");
+  if (pg == nullptr || *pg == '\0') {
+    const char* require = std::getenv("CHOIR_REQUIRE_PG");
+    if (require != nullptr && std::string(require) == "1") FAIL() << "CHOIR_REQUIRE_PG=1 but CHOIR_TEST_PG is unset";
+    GTEST_SKIP() << "set CHOIR_TEST_PG to run the PostgreSQL case";
+  }
+  const std::string schema = "crash_" + std::to_string(getpid());
+  auto admin = [&](const std::string& sql) {
+    PGconn* conn = PQconnectdb(pg);
+    PGresult* r = PQexec(conn, ("SET client_min_messages = warning; " + sql).c_str());
+    const bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    PQclear(r);
+    PQfinish(conn);
+    return ok;
+  };
+  ASSERT_TRUE(admin("DROP SCHEMA IF EXISTS " + schema + " CASCADE; CREATE SCHEMA " + schema));
+  kill_and_resume(std::string(pg) + " options='-csearch_path=" + schema + "'", 5000, 20);  // 10,002 steps
+  if (!::testing::Test::HasFailure()) admin("DROP SCHEMA IF EXISTS " + schema + " CASCADE");
 }
 
 }  // namespace
