@@ -24,13 +24,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (lines.empty()) return 0;
   const std::int64_t target = static_cast<std::int64_t>(lines.size()) - 1;
   std::size_t next = 1;
-  auto rebuilt = choir::store::detail::rebuild_state(
-      "fuzz", 0 - 1, lines[0], target - 1, [&](std::int64_t& seq, std::string& delta) -> choir::result<bool> {
-        if (next >= lines.size()) return false;
-        seq = static_cast<std::int64_t>(next) - 1;
-        delta = lines[next++];
-        return true;
-      });
+  auto rebuilt = choir::store::detail::rebuild_state("fuzz", 0 - 1, lines[0], target - 1,
+                                                     [&](std::int64_t& seq, std::string& delta) -> choir::result<bool> {
+                                                       if (next >= lines.size()) return false;
+                                                       seq = static_cast<std::int64_t>(next) - 1;
+                                                       delta = lines[next++];
+                                                       return true;
+                                                     });
   if (rebuilt.ok()) {
     // A state that loads must survive its own round trip through JSON.
     auto again = choir::graph::state::from_json(rebuilt->to_json());

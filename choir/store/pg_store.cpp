@@ -464,7 +464,7 @@ class pg_store final : public event_store {
             "(owner = '' OR owner = $4 OR lease_expires_ms <= $2)",
             params().add(status).add(now).add(run_id).add(options_.owner));
     if (!r.ok()) return io("updating run status", r);
-    if (r.affected() != 1) return why_not_written(run_id, now);
+    if (r.affected() != 1) return detail::why_not_written(*this, run_id, now);
     return {};
   }
 
@@ -478,7 +478,7 @@ class pg_store final : public event_store {
       return make_error(store_errc::invalid_argument, "graph version " + std::string(version) + " is not stored");
     }
     if (!r.ok()) return io("updating the run's graph version", r);
-    if (r.affected() != 1) return why_not_written(run_id, now);
+    if (r.affected() != 1) return detail::why_not_written(*this, run_id, now);
     return {};
   }
 
@@ -495,7 +495,7 @@ class pg_store final : public event_store {
                 .add(now)
                 .add(replacing.empty() ? std::string_view(options_.owner) : replacing));
     if (!r.ok()) return io("taking a lease", r);
-    if (r.affected() != 1) return why_not_written(run_id, now);
+    if (r.affected() != 1) return detail::why_not_written(*this, run_id, now);
     return {};
   }
 
@@ -609,8 +609,8 @@ class pg_store final : public event_store {
     const bool fresh = r.rows() == 1;
     if (fresh) fault("effect.intent");
     CHOIR_TRY(auto stored, get_effect(intent.key));
-    if (!stored) return why_not_written(intent.run_id, now);
-    if (!fresh) CHOIR_CHECK(not_leased_by_another(stored->run_id, now));
+    if (!stored) return detail::why_not_written(*this, intent.run_id, now);
+    if (!fresh) CHOIR_CHECK(detail::not_leased_by_another(*this, stored->run_id, now));
     return effect_begin{std::move(*stored), fresh};
   }
 
@@ -793,25 +793,6 @@ class pg_store final : public event_store {
 
   static error io(const std::string& what, const reply& r) {
     return make_error(store_errc::io_error, what + ": " + r.message);
-  }
-
-  /// `run_leased` if another live owner holds the run: a known effect is not this store's to
-  /// reuse or run again then.
-  result<void> not_leased_by_another(std::string_view run_id, std::int64_t now) {
-    CHOIR_TRY(run_record found, get_run(run_id));
-    if (!found.owner.empty() && found.owner != options_.owner && found.lease_expires_ms > now) {
-      return detail::leased_error(run_id, found.owner, found.lease_expires_ms, now);
-    }
-    return {};
-  }
-
-  error why_not_written(std::string_view run_id, std::int64_t now) {
-    auto found = get_run(run_id);
-    if (!found.ok()) return std::move(found).err();
-    if (!found->owner.empty() && found->owner != options_.owner && found->lease_expires_ms > now) {
-      return detail::leased_error(run_id, found->owner, found->lease_expires_ms, now);
-    }
-    return make_error(store_errc::io_error, "run " + std::string(run_id) + " changed while it was written");
   }
 
   result<void> write_snapshots(const std::vector<snapshot_row>& rows) {

@@ -319,7 +319,7 @@ class sqlite_store final : public event_store {
         "(owner = '' OR owner = ? OR lease_expires_ms <= ?)");
     s.bind(1, status).bind(2, now).bind(3, run_id).bind(4, options_.owner).bind(5, now);
     if (s.step() != SQLITE_DONE) return sqlite_error(store_errc::io_error, db_, "updating run status");
-    if (sqlite3_changes(db_) != 1) return why_not_written(run_id, now);
+    if (sqlite3_changes(db_) != 1) return detail::why_not_written(*this, run_id, now);
     return {};
   }
 
@@ -334,7 +334,7 @@ class sqlite_store final : public event_store {
       return make_error(store_errc::invalid_argument, "graph version " + std::string(version) + " is not stored");
     }
     if (rc != SQLITE_DONE) return sqlite_error(store_errc::io_error, db_, "updating the run's graph version");
-    if (sqlite3_changes(db_) != 1) return why_not_written(run_id, now);
+    if (sqlite3_changes(db_) != 1) return detail::why_not_written(*this, run_id, now);
     return {};
   }
 
@@ -347,7 +347,7 @@ class sqlite_store final : public event_store {
     s.bind(1, options_.owner).bind(2, now + ttl_ms).bind(3, run_id).bind(4, options_.owner).bind(5, now);
     s.bind(6, replacing.empty() ? std::string_view(options_.owner) : replacing);
     if (s.step() != SQLITE_DONE) return sqlite_error(store_errc::io_error, db_, "taking a lease");
-    if (sqlite3_changes(db_) != 1) return why_not_written(run_id, now);
+    if (sqlite3_changes(db_) != 1) return detail::why_not_written(*this, run_id, now);
     held_[std::string(run_id)] = now + ttl_ms;
     return {};
   }
@@ -480,8 +480,8 @@ class sqlite_store final : public event_store {
     s.reset();
     if (fresh) fault("effect.intent");
     CHOIR_TRY(auto stored, get_effect(intent.key));
-    if (!stored) return why_not_written(intent.run_id, now);
-    if (!fresh) CHOIR_CHECK(not_leased_by_another(stored->run_id, now));
+    if (!stored) return detail::why_not_written(*this, intent.run_id, now);
+    if (!fresh) CHOIR_CHECK(detail::not_leased_by_another(*this, stored->run_id, now));
     return effect_begin{std::move(*stored), fresh};
   }
 
@@ -637,26 +637,6 @@ class sqlite_store final : public event_store {
       return sqlite_error(store_errc::io_error, db_, "reading run");
     }
     return r;
-  }
-
-  /// `run_leased` if another live owner holds the run: a known effect is not this store's to
-  /// reuse or run again then.
-  result<void> not_leased_by_another(std::string_view run_id, std::int64_t now) {
-    CHOIR_TRY(run_record found, get_run(run_id));
-    if (!found.owner.empty() && found.owner != options_.owner && found.lease_expires_ms > now) {
-      return detail::leased_error(run_id, found.owner, found.lease_expires_ms, now);
-    }
-    return {};
-  }
-
-  /// Why a conditional write to a run changed nothing: no such run, or another live owner.
-  error why_not_written(std::string_view run_id, std::int64_t now) {
-    auto run = get_run(run_id);
-    if (!run.ok()) return std::move(run).err();
-    if (!run->owner.empty() && run->owner != options_.owner && run->lease_expires_ms > now) {
-      return detail::leased_error(run_id, run->owner, run->lease_expires_ms, now);
-    }
-    return make_error(store_errc::io_error, "run " + std::string(run_id) + " changed while it was written");
   }
 
   /// A step refused on its own (the others of its batch go on), as opposed to a failed write.

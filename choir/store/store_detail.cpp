@@ -53,6 +53,20 @@ error leased_error(std::string_view run_id, const std::string& owner, std::int64
                                                 " s unless renewed); only one process may drive a run");
 }
 
+result<void> not_leased_by_another(event_store& s, std::string_view run_id, std::int64_t now) {
+  CHOIR_TRY(run_record found, s.get_run(run_id));
+  if (!found.owner.empty() && found.owner != s.owner() && found.lease_expires_ms > now) {
+    return leased_error(run_id, found.owner, found.lease_expires_ms, now);
+  }
+  return {};
+}
+
+error why_not_written(event_store& s, std::string_view run_id, std::int64_t now) {
+  auto free = not_leased_by_another(s, run_id, now);
+  if (!free.ok()) return std::move(free).err();
+  return make_error(store_errc::io_error, "run " + std::string(run_id) + " changed while it was written");
+}
+
 result<void> check_policy(const retention_policy& policy) {
   if (!policy.older_than_ms && !policy.keep_last) {
     return make_error(store_errc::invalid_argument, "a retention policy needs an age or a count to keep");

@@ -44,6 +44,14 @@ struct snapshot_counters {
 [[nodiscard]] error leased_error(std::string_view run_id, const std::string& owner, std::int64_t expires_ms,
                                  std::int64_t now_ms);
 
+/// `run_leased` if an owner other than `s.owner()` holds the run with a lease live at `now` (a
+/// known effect is then not `s`'s to reuse or run again); `run_not_found` if there is no run.
+[[nodiscard]] result<void> not_leased_by_another(event_store& s, std::string_view run_id, std::int64_t now);
+
+/// Why a conditional write to a run changed nothing: no such run, or another live owner (else an
+/// `io_error`: the run changed under the write).
+[[nodiscard]] error why_not_written(event_store& s, std::string_view run_id, std::int64_t now);
+
 /// Checks a retention policy; `invalid_argument` if it selects nothing by construction.
 [[nodiscard]] result<void> check_policy(const retention_policy& policy);
 
