@@ -5,8 +5,6 @@
 #include <sqlite3.h>
 #include <unistd.h>
 
-#include <libpq-fe.h>
-
 #include <condition_variable>
 #include <cstdlib>
 #include <deque>
@@ -17,6 +15,7 @@
 #include "choir/graph/application.hpp"
 #include "choir/store/event_store.hpp"
 #include "choir/store/group_commit.hpp"
+#include "choir/store/pg_test_support.hpp"
 
 namespace {
 
@@ -263,30 +262,18 @@ BENCHMARK(BM_sqlite_group_commit_64_runs)->Unit(benchmark::kMillisecond)->UseRea
 
 /// The same on the PostgreSQL that CHOIR_TEST_PG names (libpq key=value), in a fresh schema.
 void BM_pg_group_commit_64_runs(benchmark::State& bench) {
-  const char* conninfo = std::getenv("CHOIR_TEST_PG");
-  if (conninfo == nullptr || *conninfo == '\0') {
+  namespace pg = store::test_support;
+  const std::string db = pg::test_pg();
+  const std::string schema = "bench_" + std::to_string(::getpid());
+  const std::string conninfo = db.empty() ? std::string() : pg::fresh_pg_schema(db, schema);
+  if (conninfo.empty()) {
     bench.SkipWithError("set CHOIR_TEST_PG to a PostgreSQL database (scripts/pg-throwaway.sh start)");
     for (auto _ : bench) {
     }
     return;
   }
-  const std::string schema = "bench_" + std::to_string(::getpid());
-  auto admin = [&](const std::string& sql) {
-    PGconn* conn = PQconnectdb(conninfo);
-    PGresult* r = PQexec(conn, ("SET client_min_messages = warning; " + sql).c_str());
-    const bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-    PQclear(r);
-    PQfinish(conn);
-    return ok;
-  };
-  if (!admin("DROP SCHEMA IF EXISTS " + schema + " CASCADE; CREATE SCHEMA " + schema)) {
-    bench.SkipWithError("cannot create a schema in CHOIR_TEST_PG");
-    for (auto _ : bench) {
-    }
-    return;
-  }
   {
-    auto s = store::open_pg_store(std::string(conninfo) + " options='-csearch_path=" + schema + "'");
+    auto s = store::open_pg_store(conninfo);
     if (!s.ok()) {
       bench.SkipWithError(s.err().message.c_str());
       for (auto _ : bench) {
@@ -295,7 +282,7 @@ void BM_pg_group_commit_64_runs(benchmark::State& bench) {
       group_commit_64_runs(bench, **s, "run-");
     }
   }
-  admin("DROP SCHEMA IF EXISTS " + schema + " CASCADE");
+  pg::drop_pg_schema(db, schema);
 }
 BENCHMARK(BM_pg_group_commit_64_runs)->Unit(benchmark::kMillisecond)->UseRealTime();
 

@@ -7,13 +7,13 @@
 #include <fstream>
 #include <string>
 
-#include <libpq-fe.h>
 #include <sqlite3.h>
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
 #include "choir/store/event_store.hpp"
+#include "choir/store/pg_test_support.hpp"
 
 namespace {
 
@@ -417,23 +417,16 @@ TEST_F(ChoirRuns, ARunDrivenByALiveOwnerIsRefusedAndADeadOnesIsTakenOver) {
 }
 
 TEST(ChoirPostgres, RunsAndResumesOnAPostgreSQLStore) {
-  const char* pg = std::getenv("CHOIR_TEST_PG");
-  if (pg == nullptr || *pg == '\0') {
-    const char* require = std::getenv("CHOIR_REQUIRE_PG");
-    if (require != nullptr && std::string(require) == "1") FAIL() << "CHOIR_REQUIRE_PG=1 but CHOIR_TEST_PG is unset";
+  namespace pg = choir::store::test_support;
+  const std::string db = pg::test_pg();
+  if (db.empty()) {
+    if (pg::pg_required()) FAIL() << "CHOIR_REQUIRE_PG=1 but CHOIR_TEST_PG is unset";
     GTEST_SKIP() << "set CHOIR_TEST_PG to run the PostgreSQL case";
   }
   const std::string schema = "cli_" + std::to_string(::getpid());
-  auto admin = [&](const std::string& sql) {
-    PGconn* conn = PQconnectdb(pg);
-    PGresult* r = PQexec(conn, ("SET client_min_messages = warning; " + sql).c_str());
-    const bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-    PQclear(r);
-    PQfinish(conn);
-    return ok;
-  };
-  ASSERT_TRUE(admin("DROP SCHEMA IF EXISTS " + schema + " CASCADE; CREATE SCHEMA " + schema));
-  const std::string where = " --store \"" + std::string(pg) + " options='-csearch_path=" + schema + "'\"";
+  const std::string conninfo = pg::fresh_pg_schema(db, schema);
+  ASSERT_FALSE(conninfo.empty());
+  const std::string where = " --store \"" + conninfo + "\"";
   auto halted = run_choir("run " + example("counter.yaml") + " --input n=2 --halt-after increment" + where);
   ASSERT_EQ(halted.exit_code, 0) << halted.out;
   const auto runs = json_lines(run_choir("runs list --json" + where).out);
@@ -443,7 +436,7 @@ TEST(ChoirPostgres, RunsAndResumesOnAPostgreSQLStore) {
   ASSERT_EQ(resumed.exit_code, 0) << resumed.out;
   EXPECT_EQ(json_lines(resumed.out).back()["state"]["message"], "counted to 2");
   EXPECT_EQ(run_choir("runs replay " + std::string(runs[0]["run_id"]) + where).exit_code, 0);
-  admin("DROP SCHEMA IF EXISTS " + schema + " CASCADE");
+  pg::drop_pg_schema(db, schema);
 }
 
 }  // namespace

@@ -3,7 +3,6 @@
 // state must equal that of an uninterrupted run, sequence ids must have no gap and no duplicate, and
 // SQLite's integrity check must pass. Fixed seed; the test reaps every child it starts.
 #include <gtest/gtest.h>
-#include <libpq-fe.h>
 #include <sqlite3.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -19,6 +18,8 @@
 #include <vector>
 
 #include <nlohmann/json.hpp>
+
+#include "choir/store/pg_test_support.hpp"
 
 namespace {
 
@@ -148,24 +149,17 @@ TEST(Crash, AKilledRunResumesToTheStateOfAnUninterruptedRun) {
 }
 
 TEST(Crash, AKilledRunResumesOnPostgreSQLToo) {
-  const char* pg = std::getenv("CHOIR_TEST_PG");
-  if (pg == nullptr || *pg == '\0') {
-    const char* require = std::getenv("CHOIR_REQUIRE_PG");
-    if (require != nullptr && std::string(require) == "1") FAIL() << "CHOIR_REQUIRE_PG=1 but CHOIR_TEST_PG is unset";
+  namespace pg = choir::store::test_support;
+  const std::string db = pg::test_pg();
+  if (db.empty()) {
+    if (pg::pg_required()) FAIL() << "CHOIR_REQUIRE_PG=1 but CHOIR_TEST_PG is unset";
     GTEST_SKIP() << "set CHOIR_TEST_PG to run the PostgreSQL case";
   }
   const std::string schema = "crash_" + std::to_string(getpid());
-  auto admin = [&](const std::string& sql) {
-    PGconn* conn = PQconnectdb(pg);
-    PGresult* r = PQexec(conn, ("SET client_min_messages = warning; " + sql).c_str());
-    const bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-    PQclear(r);
-    PQfinish(conn);
-    return ok;
-  };
-  ASSERT_TRUE(admin("DROP SCHEMA IF EXISTS " + schema + " CASCADE; CREATE SCHEMA " + schema));
-  kill_and_resume(std::string(pg) + " options='-csearch_path=" + schema + "'", 5000, 20);  // 10,002 steps
-  if (!::testing::Test::HasFailure()) admin("DROP SCHEMA IF EXISTS " + schema + " CASCADE");
+  const std::string conninfo = pg::fresh_pg_schema(db, schema);
+  ASSERT_FALSE(conninfo.empty());
+  kill_and_resume(conninfo, 5000, 20);  // 10,002 steps
+  if (!::testing::Test::HasFailure()) pg::drop_pg_schema(db, schema);
 }
 
 }  // namespace

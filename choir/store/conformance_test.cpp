@@ -14,6 +14,7 @@
 #include "choir/store/effects.hpp"
 #include "choir/store/event_store.hpp"
 #include "choir/store/group_commit.hpp"
+#include "choir/store/pg_test_support.hpp"
 #include "choir/store/upgrade.hpp"
 
 namespace choir::store {
@@ -40,10 +41,9 @@ class Conformance : public ::testing::TestWithParam<std::string> {
       where_ = (dir_ / "choir.db").string();
       return;
     }
-    const char* pg = std::getenv("CHOIR_TEST_PG");
-    if (pg == nullptr || *pg == '\0') {
-      const char* require = std::getenv("CHOIR_REQUIRE_PG");
-      if (require != nullptr && std::string(require) == "1") FAIL() << "CHOIR_REQUIRE_PG=1 but CHOIR_TEST_PG is unset";
+    const std::string pg = test_support::test_pg();
+    if (pg.empty()) {
+      if (test_support::pg_required()) FAIL() << "CHOIR_REQUIRE_PG=1 but CHOIR_TEST_PG is unset";
       GTEST_SKIP() << "set CHOIR_TEST_PG to run the PostgreSQL cases";
     }
     schema_ = "t_" + name_;
