@@ -292,14 +292,17 @@ class pg_store final : public event_store {
     p.add(attempts + "}").add(text_array(cols[7])).add(text_array(cols[8])).add(now).add(options_.owner);
     const std::string sql = insert_steps_sql;
     auto replies = pipeline({{"BEGIN", params()}, {sql, p}}, /*prepare_last=*/true);
-    auto abort = [&](const reply& r) {
+    // A failed write rolls the batch back: every step not refused on its own gets the error.
+    auto abort = [&](const error& e) {
       (void)exec("ROLLBACK", "rolling back");
       counters_.clear();
-      out.assign(batch.size(), io("committing steps", r));
+      for (auto& r : out) {
+        if (r.ok()) r = e;
+      }
       return out;
     };
-    if (!replies[0].ok()) return abort(replies[0]);
-    if (!replies[1].ok()) return abort(replies[1]);
+    if (!replies[0].ok()) return abort(io("committing steps", replies[0]));
+    if (!replies[1].ok()) return abort(io("committing steps", replies[1]));
     // The steps it wrote; each is claimed by the first batch entry with its key, so a second entry
     // for the same step in this batch is a duplicate.
     std::unordered_set<std::string> committed;
@@ -326,7 +329,7 @@ class pg_store final : public event_store {
     if (!refused_runs.empty()) {
       reply leases = run("SELECT run_id, owner, lease_expires_ms FROM runs WHERE run_id = ANY($1::text[])",
                          params().add(text_array(refused_runs)));
-      if (!leases.ok()) return abort(leases);
+      if (!leases.ok()) return abort(io("committing steps", leases));
       for (int i = 0; i < leases.rows(); ++i) holders[leases.text(i, 0)] = {leases.text(i, 1), leases.integer(i, 2)};
       std::string refused_seqs = "{";
       for (std::size_t k = 0; k < refused_keys.size(); ++k) {
@@ -336,7 +339,7 @@ class pg_store final : public event_store {
           run("SELECT s.run_id || '#' || s.sequence_id FROM unnest($1::text[], $2::bigint[]) AS k(run_id, sequence_id) "
               "JOIN steps s ON s.run_id = k.run_id AND s.sequence_id = k.sequence_id",
               params().add(text_array(refused_runs)).add(refused_seqs + "}"));
-      if (!found.ok()) return abort(found);
+      if (!found.ok()) return abort(io("committing steps", found));
       for (int i = 0; i < found.rows(); ++i) existing.insert(found.text(i, 0));
     }
     std::vector<snapshot_row> snapshots;
@@ -367,25 +370,10 @@ class pg_store final : public event_store {
     }
     if (std::find(wrote.begin(), wrote.end(), 1) != wrote.end()) fault("step.inserted");
     if (!snapshots.empty()) {
-      if (auto written = write_snapshots(snapshots); !written.ok()) {
-        (void)exec("ROLLBACK", "rolling back");
-        counters_.clear();
-        for (auto& r : out) {
-          if (r.ok()) r = written;
-        }
-        return out;
-      }
+      if (auto written = write_snapshots(snapshots); !written.ok()) return abort(written.err());
       fault("step.snapshot");
     }
-    auto done = exec("COMMIT", "committing steps");
-    if (!done.ok()) {
-      (void)exec("ROLLBACK", "rolling back");
-      counters_.clear();
-      for (auto& r : out) {
-        if (r.ok()) r = done;
-      }
-      return out;
-    }
+    if (auto done = exec("COMMIT", "committing steps"); !done.ok()) return abort(done.err());
     fault("step.committed");
     return out;
   }
@@ -615,10 +603,7 @@ class pg_store final : public event_store {
   }
 
   result<void> finish_effect(std::string_view key, std::string_view status, const value& outcome) override {
-    if (status != "succeeded" && status != "failed") {
-      return make_error(store_errc::invalid_argument,
-                        "an effect's outcome is succeeded or failed, not " + std::string(status));
-    }
+    CHOIR_CHECK(detail::check_outcome_status(status));
     reply r =
         run("UPDATE effects SET status = $1, outcome = $2, completed_ms = $3 WHERE key = $4 AND status = 'pending'",
             params().add(status).add(dump_json(outcome)).add(clock_->unix_ms()).add(key));

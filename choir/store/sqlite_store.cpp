@@ -486,10 +486,7 @@ class sqlite_store final : public event_store {
   }
 
   result<void> finish_effect(std::string_view key, std::string_view status, const value& outcome) override {
-    if (status != "succeeded" && status != "failed") {
-      return make_error(store_errc::invalid_argument,
-                        "an effect's outcome is succeeded or failed, not " + std::string(status));
-    }
+    CHOIR_CHECK(detail::check_outcome_status(status));
     auto s =
         cached("UPDATE effects SET status = ?, outcome = ?, completed_ms = ? WHERE key = ? AND status = 'pending'");
     s.bind(1, status).bind(2, dump_json(outcome)).bind(3, clock_->unix_ms()).bind(4, key);

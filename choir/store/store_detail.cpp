@@ -67,6 +67,14 @@ error why_not_written(event_store& s, std::string_view run_id, std::int64_t now)
   return make_error(store_errc::io_error, "run " + std::string(run_id) + " changed while it was written");
 }
 
+result<void> check_outcome_status(std::string_view status) {
+  if (status != "succeeded" && status != "failed") {
+    return make_error(store_errc::invalid_argument,
+                      "an effect's outcome is succeeded or failed, not " + std::string(status));
+  }
+  return {};
+}
+
 result<void> check_policy(const retention_policy& policy) {
   if (!policy.older_than_ms && !policy.keep_last) {
     return make_error(store_errc::invalid_argument, "a retention policy needs an age or a count to keep");

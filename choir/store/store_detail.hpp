@@ -52,6 +52,9 @@ struct snapshot_counters {
 /// `io_error`: the run changed under the write).
 [[nodiscard]] error why_not_written(event_store& s, std::string_view run_id, std::int64_t now);
 
+/// `invalid_argument` unless an effect's outcome status is `succeeded` or `failed`.
+[[nodiscard]] result<void> check_outcome_status(std::string_view status);
+
 /// Checks a retention policy; `invalid_argument` if it selects nothing by construction.
 [[nodiscard]] result<void> check_policy(const retention_policy& policy);
 

@@ -31,39 +31,6 @@ class SqliteStore : public ::testing::Test {
     return s.ok() ? std::move(s).value() : nullptr;
   }
 
-  static run_record make_run(const std::string& id) {
-    run_record r;
-    r.run_id = id;
-    r.agent = "counter";
-    r.graph_version = "v1";
-    r.status = "running";
-    r.next_action = "increment";
-    return r;
-  }
-
-  static graph::step_record step(std::uint64_t seq, std::int64_t count) {
-    graph::step_record r;
-    r.sequence_id = seq;
-    r.action = "increment";
-    r.delta.set("count", count);
-    r.result = count;
-    r.next_action = "increment";
-    return r;
-  }
-
-  /// Creates run `id` and appends `n` steps that count 1..n.
-  void fill(event_store& s, const std::string& id, int n) {
-    ASSERT_TRUE(s.put_graph({"v1", "counter", "source"}).ok());
-    ASSERT_TRUE(s.create_run(make_run(id), *graph::state::from_json({{"count", 0}}), -1).ok());
-    graph::state st = *graph::state::from_json({{"count", 0}});
-    for (int i = 0; i < n; ++i) {
-      const auto rec = step(static_cast<std::uint64_t>(i), i + 1);
-      st = *st.apply(rec.delta);
-      auto appended = s.append_step(id, rec, st, "v1");
-      ASSERT_TRUE(appended.ok()) << appended.err().message;
-    }
-  }
-
   manual_clock clock_{1'700'000'000'000};
   fs::path dir_;
   std::string path_;
