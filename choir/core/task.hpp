@@ -5,8 +5,10 @@
 ///
 /// `task<T>` is lazy: the coroutine starts when it is first awaited (or passed to `sync_wait`).
 /// When it finishes it resumes its awaiter on the thread that finished it (symmetric transfer), so
-/// a task never owns or picks a thread. An exception that escapes the coroutine is stored and
-/// rethrown to the awaiter.
+/// a task never owns or picks a thread — unless the awaiter was running inside a `resume_context`
+/// (an actor of choir/runtime): then the awaiter continues inside that context, so an actor's
+/// coroutine never runs on a foreign thread beside the actor's other messages. An exception that
+/// escapes the coroutine is stored and rethrown to the awaiter.
 #include <condition_variable>
 #include <coroutine>
 #include <exception>
@@ -21,20 +23,62 @@ namespace choir {
 template <class T = void>
 class task;
 
+/// An execution context that coroutines return to, such as an actor: whoever completes what a
+/// coroutine inside the context awaited hands the coroutine back with `resume` instead of running
+/// it on its own thread. Implemented by choir/runtime; the context must outlive every coroutine
+/// suspended inside it.
+class resume_context {
+ public:
+  /// Arranges for `h` to run inside this context, later and on whichever thread the context
+  /// runs on. Called from any thread.
+  virtual void resume(std::coroutine_handle<> h) = 0;
+
+ protected:
+  ~resume_context() = default;
+};
+
+namespace detail {
+/// The context the calling thread is running inside, or null.
+inline thread_local resume_context* current_resume_context = nullptr;
+}  // namespace detail
+
+/// The context the calling thread is running inside, or null (a plain thread).
+[[nodiscard]] inline resume_context* current_resume_context() noexcept { return detail::current_resume_context; }
+
+/// Marks the calling thread as running inside `ctx` (or none) for the scope's lifetime.
+class resume_context_scope {
+ public:
+  explicit resume_context_scope(resume_context* ctx) noexcept
+      : saved_(std::exchange(detail::current_resume_context, ctx)) {}
+  ~resume_context_scope() { detail::current_resume_context = saved_; }
+  resume_context_scope(const resume_context_scope&) = delete;
+  resume_context_scope& operator=(const resume_context_scope&) = delete;
+
+ private:
+  resume_context* saved_;
+};
+
 namespace detail {
 
 struct task_final_awaiter {
   [[nodiscard]] bool await_ready() const noexcept { return false; }
   template <class Promise>
   std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> h) const noexcept {
-    auto next = h.promise().continuation_;
-    return next ? next : std::noop_coroutine();
+    auto& promise = h.promise();
+    auto next = promise.continuation_;
+    if (!next) return std::noop_coroutine();
+    if (promise.resume_in_ != nullptr && promise.resume_in_ != current_resume_context) {
+      promise.resume_in_->resume(next);  // the awaiter's context runs it
+      return std::noop_coroutine();
+    }
+    return next;
   }
   void await_resume() const noexcept {}
 };
 
 struct task_promise_base {
   std::coroutine_handle<> continuation_;
+  resume_context* resume_in_ = nullptr;  ///< the context the awaiter was suspended in
   std::exception_ptr exception_;
 
   std::suspend_always initial_suspend() const noexcept { return {}; }
@@ -96,6 +140,7 @@ class [[nodiscard]] task {
       [[nodiscard]] bool await_ready() const noexcept { return !handle || handle.done(); }
       std::coroutine_handle<> await_suspend(std::coroutine_handle<> awaiting) noexcept {
         handle.promise().continuation_ = awaiting;
+        handle.promise().resume_in_ = detail::current_resume_context;
         return handle;
       }
       T await_resume() { return handle.promise().take(); }
