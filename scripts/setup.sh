@@ -13,7 +13,7 @@ packages=(
   clang-14 libclang-rt-14-dev clang-format clang-tidy
   libboost1.81-dev libssl-dev libsqlite3-dev sqlite3 libpq-dev postgresql
   libyaml-cpp-dev nlohmann-json3-dev libfmt-dev libspdlog-dev libcli11-dev
-  libgtest-dev libgmock-dev libbenchmark-dev
+  libgtest-dev libgmock-dev libbenchmark-dev libcaf-dev
 )
 if [ "${1:-}" = "--with-browser" ]; then
   packages+=(chromium nodejs npm)
