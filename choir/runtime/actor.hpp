@@ -100,6 +100,29 @@ class actor_context {
   actor_system* system_;
 };
 
+namespace detail {
+/// One incarnation of an actor of type `T`, with the context its constructor may keep.
+template <class T>
+class incarnation_of final : public incarnation {
+ public:
+  template <class... A>
+  incarnation_of(cell& c, actor_system& sys, const A&... args) : context_(c, sys), object_(make(args...)) {}
+  [[nodiscard]] void* object() noexcept override { return &object_; }
+
+ private:
+  template <class... A>
+  T make(const A&... args) {
+    if constexpr (std::is_constructible_v<T, actor_context&, const A&...>) {
+      return T(context_, args...);
+    } else {
+      return T(args...);
+    }
+  }
+  actor_context context_;
+  T object_;
+};
+}  // namespace detail
+
 /// The answer to an `ask`: awaitable by a coroutine, or waited on by a plain thread. Move-only;
 /// its result can be taken once.
 template <class R>
@@ -263,6 +286,15 @@ class actor_ref {
   detail::cell_ptr cell_;
 };
 
+/// `co_await yield_to_mailbox()` inside an actor's coroutine lets the actor serve the messages
+/// already in its mailbox before the coroutine continues (a step boundary of a long handler).
+/// Outside an actor it does nothing.
+struct yield_to_mailbox {
+  [[nodiscard]] bool await_ready() const noexcept { return current_resume_context() == nullptr; }
+  void await_suspend(std::coroutine_handle<> h) const { current_resume_context()->resume(h); }
+  void await_resume() const noexcept {}
+};
+
 /// How the actor system runs.
 struct system_options {
   /// Worker threads; 0: one per core.
@@ -330,14 +362,9 @@ class actor_system {
 
  private:
   template <class T, class... A>
-  static detail::factory make_factory(A... args) {
-    return [args...](actor_context& ctx) -> std::shared_ptr<detail::incarnation> {
-      if constexpr (std::is_constructible_v<T, actor_context&, const A&...>) {
-        return std::make_shared<detail::incarnation_of<T>>(ctx, args...);
-      } else {
-        (void)ctx;
-        return std::make_shared<detail::incarnation_of<T>>(args...);
-      }
+  detail::factory make_factory(A... args) {
+    return [this, args...](detail::cell& c) -> std::shared_ptr<detail::incarnation> {
+      return std::make_shared<detail::incarnation_of<T>>(c, *this, args...);
     };
   }
   result<detail::cell_ptr> spawn_cell(const spawn_options& opts, const std::type_info& type, detail::factory make,

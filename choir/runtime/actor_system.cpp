@@ -600,9 +600,8 @@ result<void> cell::start(cell* owner, std::string name_key) {
 }
 
 bool cell::make_incarnation(std::string* why) {
-  actor_context ctx(*this, sys_->api());
   try {
-    incarnation_ = make_(ctx);
+    incarnation_ = make_(*this);
     object_ = incarnation_->object();
     return true;
   } catch (...) {

@@ -250,19 +250,8 @@ class incarnation {
   [[nodiscard]] virtual void* object() noexcept = 0;
 };
 
-template <class T>
-class incarnation_of final : public incarnation {
- public:
-  template <class... A>
-  explicit incarnation_of(A&&... args) : object_(std::forward<A>(args)...) {}
-  [[nodiscard]] void* object() noexcept override { return &object_; }
-
- private:
-  T object_;
-};
-
 /// Makes a new incarnation; called at spawn and again at every restart (the constructor re-runs).
-using factory = std::function<std::shared_ptr<incarnation>(actor_context&)>;
+using factory = std::function<std::shared_ptr<incarnation>(cell&)>;
 
 // ── Options as the cell keeps them ───────────────────────────────────────────────────────────────
 

@@ -1,0 +1,129 @@
+#include "choir/runtime/agent_run.hpp"
+
+#include "choir/core/clock.hpp"
+#include "choir/core/id.hpp"
+#include "choir/store/upgrade.hpp"
+
+namespace choir::runtime {
+
+std::string agent_definition::listening_action() const {
+  for (const auto& n : graph->nodes()) {
+    if (n.act->spec().awaits_input) return n.act->name();
+  }
+  return graph->nodes()[graph->entrypoint()].act->name();
+}
+
+result<std::shared_ptr<const agent_definition>> load_agent(std::string_view text, std::string_view label,
+                                                           const graph::action_registry& registry) {
+  CHOIR_TRY(auto doc, graph::load_graph(text, label, registry));
+  CHOIR_TRY(auto g, doc.builder.build_graph());
+  auto agent = std::make_shared<agent_definition>();
+  agent->name = doc.name;
+  agent->source = std::string(text);
+  agent->version = g->fingerprint();
+  agent->doc = std::move(doc);
+  agent->graph = std::move(g);
+  return std::shared_ptr<const agent_definition>(std::move(agent));
+}
+
+namespace {
+
+graph::application_builder hosted_builder(store::event_store& store, const agent_definition& agent,
+                                          const std::string& run_id, const std::string& partition,
+                                          const run_hosting& hosting) {
+  graph::application_builder b = agent.doc.builder;
+  b.with_identifiers(run_id, partition)
+      .with_persister(std::make_shared<store::run_persister>(store, run_id, agent.version, hosting.lease_ttl_ms));
+  for (const auto& h : hosting.hooks) b.with_hooks(h);
+  return b;
+}
+
+/// Gives the lease back when an open fails after taking it.
+template <class T>
+result<T> releasing(store::event_store& store, std::string_view run_id, result<T> r) {
+  if (!r.ok()) (void)store.release_lease(run_id);
+  return r;
+}
+
+}  // namespace
+
+result<std::unique_ptr<graph::application>> start_run(store::event_store& store, const agent_definition& agent,
+                                                      const run_start& start, const run_hosting& hosting) {
+  store::run_record record;
+  record.run_id = start.run_id.empty() ? new_id().to_string() : start.run_id;
+  record.partition_key = start.partition_key;
+  record.agent = agent.name;
+  record.graph_version = agent.version;
+  record.status = "running";
+  record.next_action = agent.graph->nodes()[agent.graph->entrypoint()].act->name();
+  record.pinned = start.pin;
+  record.owner = store.owner();
+  record.lease_expires_ms = system_clock().unix_ms() + hosting.lease_ttl_ms;
+  CHOIR_CHECK(store.put_graph({agent.version, agent.name, agent.source}));
+  CHOIR_CHECK(store.create_run(record, agent.graph->initial_state(), -1));
+  auto app = hosted_builder(store, agent, record.run_id, record.partition_key, hosting).build(agent.graph);
+  return releasing(store, record.run_id, std::move(app));
+}
+
+result<std::unique_ptr<graph::application>> open_run(store::event_store& store, std::string_view run_id,
+                                                     const agent_definition& agent, const run_hosting& hosting) {
+  CHOIR_TRY(auto seen, store.get_run(run_id));
+  auto leased = store.acquire_lease(run_id, hosting.lease_ttl_ms);
+  if (!leased.ok() && leased.err().code == store::store_errc::run_leased && store::owner_known_dead(seen.owner)) {
+    leased = store.acquire_lease(run_id, hosting.lease_ttl_ms, seen.owner);  // its owner died on this host
+  }
+  CHOIR_CHECK(leased);
+  // Read the run again under the lease: what it looked like before may be stale.
+  auto opened = [&]() -> result<std::unique_ptr<graph::application>> {
+    CHOIR_TRY(auto run, store.get_run(run_id));
+    if (run.graph_version != agent.version) {
+      if (run.pinned) {
+        return make_error(store::store_errc::invalid_argument, "run " + run.run_id + " is pinned to graph version " +
+                                                                   run.graph_version + "; the agent is now version " +
+                                                                   agent.version);
+      }
+      CHOIR_TRY(auto stored, store.get_graph(run.graph_version));
+      CHOIR_TRY(auto before, load_agent(stored.source, "stored graph " + run.graph_version,
+                                        graph::action_registry::with_builtins()));
+      if (auto safe = store::check_upgrade(*before->graph, *agent.graph, run.next_action); !safe.ok()) {
+        return make_error(safe.err().code, "cannot move run " + run.run_id + " from graph " + run.graph_version +
+                                               " to " + agent.version + ": " + safe.err().message);
+      }
+      CHOIR_CHECK(store.put_graph({agent.version, agent.name, agent.source}));
+      CHOIR_CHECK(store.set_graph_version(run.run_id, agent.version));
+    }
+    const std::int64_t base = run.position();
+    CHOIR_TRY(auto st, store.state_at(run.run_id, base));
+    auto b = hosted_builder(store, agent, run.run_id, run.partition_key, hosting);
+    b.with_position(run.next_action, std::move(st), static_cast<std::uint64_t>(base + 1));
+    return b.build(agent.graph);
+  }();
+  return releasing(store, run_id, std::move(opened));
+}
+
+result<std::unique_ptr<graph::application>> reposition(store::event_store& store, const graph::application& app,
+                                                       const agent_definition& agent, std::string_view action,
+                                                       const run_hosting& hosting) {
+  const auto& who = app.identity();
+  auto b = hosted_builder(store, agent, who.app_id, who.partition_key, hosting);
+  b.with_position(std::string(action), app.current_state(), app.sequence_id());
+  return b.build(agent.graph);
+}
+
+std::string_view status_after(graph::halt_reason reason) {
+  switch (reason) {
+    case graph::halt_reason::completed: return "completed";
+    case graph::halt_reason::failed: return "failed";
+    case graph::halt_reason::waiting_input: return "waiting";
+    default: return "halted";
+  }
+}
+
+result<void> settle_run(store::event_store& store, std::string_view run_id, std::string_view status) {
+  auto saved = store.set_status(run_id, status);
+  auto released = store.release_lease(run_id);
+  CHOIR_CHECK(saved);
+  return released;
+}
+
+}  // namespace choir::runtime

@@ -1,0 +1,79 @@
+#pragma once
+/// Durable runs of an agent: the one way ChoirOS starts a run in the event store, reopens it from
+/// its last committed step as its single owner, and records how it ended. The `choir` CLI and the
+/// conversation actors both go through here. No threads of its own; the store must be one the
+/// caller may use from its thread (see `store::synchronized`).
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "choir/core/result.hpp"
+#include "choir/graph/application.hpp"
+#include "choir/graph/loader.hpp"
+#include "choir/store/event_store.hpp"
+
+namespace choir::runtime {
+
+/// An agent's graph, loaded and validated once and shared by all of its runs.
+struct agent_definition {
+  std::string name;
+  std::string source;   ///< the YAML text it was loaded from (stored with each version)
+  std::string version;  ///< the graph's fingerprint
+  graph::graph_document doc;
+  std::shared_ptr<const graph::graph> graph;
+
+  /// The action a new message is delivered to: the first action (in the graph's order) that waits
+  /// for input, else the entrypoint.
+  [[nodiscard]] std::string listening_action() const;
+};
+
+/// Loads an agent's graph from YAML (`label` names it in errors).
+[[nodiscard]] result<std::shared_ptr<const agent_definition>> load_agent(std::string_view text, std::string_view label,
+                                                                         const graph::action_registry& registry);
+
+/// How a run is held and observed while this process drives it.
+struct run_hosting {
+  std::int64_t lease_ttl_ms = 30'000;                ///< renewed every third of it while steps commit
+  std::vector<std::shared_ptr<graph::hooks>> hooks;  ///< observers of every step
+};
+
+struct run_start {
+  std::string run_id;  ///< empty: a new id
+  std::string partition_key;
+  bool pin = false;  ///< the run resumes only under this graph version
+};
+
+/// Creates a run of `agent` (already leased by `store`'s owner, so no other process can take it
+/// before its first step) and returns its application, positioned at the entrypoint.
+[[nodiscard]] result<std::unique_ptr<graph::application>> start_run(store::event_store& store,
+                                                                    const agent_definition& agent,
+                                                                    const run_start& start, const run_hosting& hosting);
+
+/// Takes `run_id`'s lease (also from a dead process of this host) and rebuilds its application at
+/// its last committed step. The run continues under `agent`'s graph: if that is not the version
+/// the run was on, the change must keep the run's next action with its reads and writes
+/// (`store::check_upgrade`), the run must not be pinned, and the run moves to the new version.
+/// Errors: `run_not_found`, `run_leased` (a live owner drives it), `invalid_argument` (pinned, or
+/// an unsafe upgrade, explained).
+[[nodiscard]] result<std::unique_ptr<graph::application>> open_run(store::event_store& store, std::string_view run_id,
+                                                                   const agent_definition& agent,
+                                                                   const run_hosting& hosting);
+
+/// Rebuilds `app` at `action` with its current state and position: the next step runs `action`
+/// instead of what the transitions chose (a conversation starts a new message there after an
+/// interruption). Nothing is written until that step commits.
+[[nodiscard]] result<std::unique_ptr<graph::application>> reposition(store::event_store& store,
+                                                                     const graph::application& app,
+                                                                     const agent_definition& agent,
+                                                                     std::string_view action,
+                                                                     const run_hosting& hosting);
+
+/// The run status a halt is recorded as: `completed`, `failed`, `waiting` or `halted`.
+[[nodiscard]] std::string_view status_after(graph::halt_reason reason);
+
+/// Records `status` for the run and gives up this process's lease on it.
+[[nodiscard]] result<void> settle_run(store::event_store& store, std::string_view run_id, std::string_view status);
+
+}  // namespace choir::runtime

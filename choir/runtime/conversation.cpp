@@ -1,0 +1,277 @@
+#include "choir/runtime/conversation.hpp"
+
+#include <algorithm>
+
+#include "choir/core/id.hpp"
+
+namespace choir::runtime {
+
+value turn_result::to_json() const {
+  value out = {{"run_id", run_id}, {"ended", ended}, {"steps", steps}, {"state", state}};
+  out["next_action"] = next_action.empty() ? value() : value(next_action);
+  if (failure) out["error"] = failure->message;
+  return out;
+}
+
+/// Relays each committed step to the conversation's listeners (runs on the actor, inside the step).
+class conversation::step_relay final : public graph::hooks {
+ public:
+  explicit step_relay(conversation& c) : conv_(&c) {}
+  void post_step(const graph::step_record& record, const graph::state& /*after*/) override {
+    conv_->emit("step", record.to_json());
+  }
+
+ private:
+  conversation* conv_;
+};
+
+/// Waits for the conversation's turn: turns run one at a time, in the order they asked.
+struct conversation::gate {
+  conversation& conv;
+  [[nodiscard]] bool await_ready() const noexcept {
+    if (conv.busy_) return false;
+    conv.busy_ = true;
+    return true;
+  }
+  void await_suspend(std::coroutine_handle<> h) const { conv.waiting_turns_.push_back(h); }
+  void await_resume() const noexcept {}  // handed the turn with `busy_` still set
+};
+
+conversation::conversation(actor_context& ctx, conversation_options opts) : ctx_(&ctx), opts_(std::move(opts)) {
+  hosting_.lease_ttl_ms = opts_.lease_ttl_ms;
+  hosting_.hooks.push_back(std::make_shared<step_relay>(*this));
+}
+
+conversation::~conversation() {
+  // Dying in the middle of a turn: let another process take the run at once.
+  if (busy_ && app_) (void)opts_.store->release_lease(opts_.run_id);
+}
+
+std::uint64_t conversation::subscribe(conversation_listener listener) {
+  const auto id = next_listener_++;
+  listeners_.emplace_back(id, std::move(listener));
+  return id;
+}
+
+void conversation::unsubscribe(std::uint64_t id) {
+  std::erase_if(listeners_, [id](const auto& entry) { return entry.first == id; });
+}
+
+void conversation::emit(const std::string& kind, const value& data) {
+  const conversation_event event{kind, opts_.run_id, data};
+  // A listener that throws is dropped; the conversation goes on.
+  std::vector<std::uint64_t> failed;
+  for (const auto& [id, listener] : listeners_) {
+    try {
+      listener(event);
+    } catch (...) {
+      failed.push_back(id);
+    }
+  }
+  for (auto id : failed) unsubscribe(id);
+}
+
+value conversation::describe() const {
+  value out = {{"run_id", opts_.run_id}, {"agent", opts_.agent->name}, {"busy", busy_}, {"paused", paused_}};
+  if (app_) {
+    out["next_action"] = app_->has_next_action() ? value(app_->next_action()) : value();
+    out["state"] = app_->current_state().to_json();
+  }
+  return out;
+}
+
+result<void> conversation::ensure_run() {
+  auto& s = *opts_.store;
+  if (app_) {
+    // Take the run again and check that nobody moved it while this actor did not hold it.
+    auto seen = s.get_run(opts_.run_id);
+    if (!seen.ok()) {
+      app_.reset();
+      return std::move(seen).err();
+    }
+    auto leased = s.acquire_lease(opts_.run_id, hosting_.lease_ttl_ms);
+    if (!leased.ok() && leased.err().code == store::store_errc::run_leased && store::owner_known_dead(seen->owner)) {
+      leased = s.acquire_lease(opts_.run_id, hosting_.lease_ttl_ms, seen->owner);
+    }
+    CHOIR_CHECK(leased);
+    auto run = s.get_run(opts_.run_id);
+    if (run.ok() && static_cast<std::uint64_t>(run->position() + 1) == app_->sequence_id() &&
+        run->graph_version == opts_.agent->version) {
+      return {};
+    }
+    (void)s.release_lease(opts_.run_id);
+    app_.reset();
+  }
+  auto existing = s.get_run(opts_.run_id);
+  if (!existing.ok() && existing.err().code == store::store_errc::run_not_found) {
+    CHOIR_TRY(app_, start_run(s, *opts_.agent, run_start{.run_id = opts_.run_id}, hosting_));
+    return {};
+  }
+  if (!existing.ok()) return std::move(existing).err();
+  CHOIR_TRY(app_, open_run(s, opts_.run_id, *opts_.agent, hosting_));
+  return {};
+}
+
+void conversation::finish_turn() {
+  // Hand the turn to the next waiting message, which continues inside this actor later.
+  if (!waiting_turns_.empty()) {
+    auto next = waiting_turns_.front();
+    waiting_turns_.pop_front();
+    current_resume_context()->resume(next);
+    return;
+  }
+  busy_ = false;
+}
+
+task<result<turn_result>> conversation::say(value message) {
+  if (busy_ && opts_.when_busy == busy_policy::reject) {
+    co_return make_error(runtime_errc::rejected, "conversation " + opts_.run_id + " is busy with another message");
+  }
+  if (busy_ && opts_.when_busy == busy_policy::interrupt) stop_turn_ = true;
+  while (paused_) {
+    struct wait_resume {
+      conversation& conv;
+      [[nodiscard]] bool await_ready() const noexcept { return !conv.paused_; }
+      void await_suspend(std::coroutine_handle<> h) const { conv.waiting_resume_.push_back(h); }
+      void await_resume() const noexcept {}
+    };
+    co_await wait_resume{*this};
+  }
+  co_await gate{*this};
+  auto out = co_await turn(std::move(message));
+  finish_turn();
+  co_return out;
+}
+
+task<result<turn_result>> conversation::resume() {
+  paused_ = false;
+  co_await gate{*this};
+  // Messages that waited for the resume queue up behind this turn.
+  for (auto h : waiting_resume_) current_resume_context()->resume(h);
+  waiting_resume_.clear();
+  auto out = co_await turn(std::nullopt);
+  finish_turn();
+  co_return out;
+}
+
+void conversation::pause() {
+  paused_ = true;
+  if (busy_) stop_turn_ = true;
+}
+
+void conversation::terminate() {
+  paused_ = true;
+  if (busy_) stop_turn_ = true;
+  ctx_->self<conversation>().kill("the conversation was terminated");
+}
+
+task<result<turn_result>> conversation::turn(std::optional<value> message) {
+  stop_turn_ = false;
+  if (auto owned = ensure_run(); !owned.ok()) co_return std::move(owned).err();
+  auto& s = *opts_.store;
+  auto give_back = [&](const std::string& status) { (void)settle_run(s, opts_.run_id, status); };
+
+  value inputs = value::object();
+  if (message) {
+    if (!app_->has_next_action()) {
+      give_back("completed");
+      co_return make_error(runtime_errc::rejected, "run " + opts_.run_id + " of " + opts_.agent->name +
+                                                       " is complete: it takes no more messages");
+    }
+    inputs[opts_.message_input] = *message;
+    // Not waiting for a message (interrupted, paused, or never reached its listening action):
+    // the message starts at the listening action, from the state committed so far.
+    const std::string listen = opts_.agent->listening_action();
+    if (app_->next_action() != listen) {
+      auto moved = reposition(s, *app_, *opts_.agent, listen, hosting_);
+      if (!moved.ok()) {
+        give_back("halted");
+        co_return std::move(moved).err();
+      }
+      app_ = std::move(moved).value();
+    }
+  }
+  if (auto running = s.set_status(opts_.run_id, "running"); !running.ok()) {
+    give_back("halted");
+    co_return std::move(running).err();
+  }
+  emit("turn_started", message ? *message : value());
+
+  turn_result out;
+  out.run_id = opts_.run_id;
+  bool first = true;
+  for (;;) {
+    if (!app_->has_next_action()) {
+      out.ended = "completed";
+      break;
+    }
+    if (app_->awaiting_input(first ? inputs : value::object())) {
+      out.ended = "waiting";
+      break;
+    }
+    if (ctx_->stop_requested()) {
+      out.ended = "stopped";
+      break;
+    }
+    if (stop_turn_) {
+      out.ended = paused_ ? "paused" : "interrupted";
+      break;
+    }
+    if (out.steps >= opts_.max_steps_per_turn) {
+      out.ended = "halted";
+      break;
+    }
+    graph::run_options one;
+    one.max_steps = 1;
+    value step_inputs = first ? inputs : value::object();  // a named argument (g++ 12, co_await temporaries)
+    auto stepped = co_await app_->run_async(one, std::move(step_inputs));
+    first = false;
+    if (!stepped.ok()) {  // the engine or the store failed (a lost lease, a full disk): nothing more commits
+      give_back("halted");
+      app_.reset();
+      emit("turn_ended", value{{"run_id", opts_.run_id}, {"ended", "error"}, {"error", stepped.err().message}});
+      co_return std::move(stepped).err();
+    }
+    out.steps += stepped->steps;
+    if (stepped->reason == graph::halt_reason::failed) {
+      out.ended = "failed";
+      out.failure = stepped->failure;
+      break;
+    }
+    co_await yield_to_mailbox();  // a step boundary: let interrupts, pauses and kills in
+  }
+  out.next_action = app_->has_next_action() ? app_->next_action() : std::string();
+  out.state = app_->current_state().to_json();
+  std::string status = "halted";
+  if (out.ended == "completed" || out.ended == "failed") status = out.ended;
+  if (out.ended == "waiting") status = "waiting";
+  give_back(status);
+  emit("turn_ended", out.to_json());
+  co_return out;
+}
+
+result<actor_ref<conversation>> spawn_conversation(actor_system& sys, conversation_options opts, spawn_options spawn) {
+  if (!opts.agent || !opts.store) {
+    return make_error(runtime_errc::invalid_argument, "a conversation needs an agent and a store");
+  }
+  if (opts.message_input.empty()) return make_error(runtime_errc::invalid_argument, "message_input is empty");
+  const std::string listen = opts.agent->listening_action();
+  const auto index = opts.agent->graph->index_of(listen);
+  bool takes_message = false;
+  for (const auto& in : opts.agent->graph->nodes()[*index].act->spec().inputs) {
+    if (in.name == opts.message_input) takes_message = true;
+  }
+  if (!takes_message) {
+    return make_error(runtime_errc::invalid_argument,
+                      "agent " + opts.agent->name + " cannot hold a conversation: " + "its listening action '" +
+                          listen + "' does not take the input '" + opts.message_input + "'");
+  }
+  if (opts.run_id.empty()) opts.run_id = new_id().to_string();
+  if (spawn.name.empty()) {
+    spawn.name = opts.run_id;
+    if (spawn.name_space == "default") spawn.name_space = "conversations";
+  }
+  return sys.spawn<conversation>(std::move(spawn), std::move(opts));
+}
+
+}  // namespace choir::runtime

@@ -1,0 +1,119 @@
+#pragma once
+/// A conversation: one window of the desktop, an actor hosting one durable run of an agent.
+///
+/// Each user message is delivered to the agent's listening action (the first action that waits
+/// for input) as the input `message`, and the agent runs until it halts: it waits for the next
+/// message, completes, fails, or is stopped. Every committed step is streamed to subscribers as it
+/// happens. The run lives in the event store: the actor holds the run's lease only during a turn,
+/// and a restarted (or new) actor continues from the last committed step. docs/runtime.md.
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "choir/runtime/actor.hpp"
+#include "choir/runtime/agent_run.hpp"
+
+namespace choir::runtime {
+
+/// What a message that arrives while the agent is still working does.
+enum class busy_policy : std::uint8_t {
+  enqueue,    ///< waits for the turns before it (the default)
+  reject,     ///< fails at once with `rejected`
+  interrupt,  ///< stops the current turn at its next step boundary (what committed stays), then runs
+};
+
+/// One event of a conversation, as subscribers see it. `kind` is `turn_started` (data: the
+/// message, or null), `step` (data: the committed step, as `graph::step_record::to_json`) or
+/// `turn_ended` (data: the `turn_result`).
+struct conversation_event {
+  std::string kind;
+  std::string run_id;
+  value data;
+};
+
+using conversation_listener = std::function<void(const conversation_event&)>;
+
+/// How a turn ended.
+struct turn_result {
+  std::string run_id;
+  /// `waiting` (for the next message), `completed`, `failed`, `interrupted` (by a newer message),
+  /// `paused`, `stopped` (the actor was killed) or `halted` (the turn's step limit).
+  std::string ended;
+  std::uint64_t steps = 0;
+  std::string next_action;
+  value state;
+  std::optional<error> failure;  ///< the failed step's error
+  [[nodiscard]] value to_json() const;
+};
+
+struct conversation_options {
+  std::shared_ptr<const agent_definition> agent;
+  std::shared_ptr<store::event_store> store;  ///< shared by threads: see `store::synchronized`
+  std::string run_id;  ///< the run to continue; created on the first message if the store lacks it
+  busy_policy when_busy = busy_policy::enqueue;
+  std::string message_input = "message";  ///< the input the listening action takes the message as
+  std::uint64_t max_steps_per_turn = 10'000;
+  std::int64_t lease_ttl_ms = 30'000;
+};
+
+/// The actor. Spawn it with `spawn_conversation`; talk to it through its `actor_ref`:
+///     auto turn = co_await conv.ask([msg](conversation& c) { return c.say(msg); });
+class conversation {
+ public:
+  conversation(actor_context& ctx, conversation_options opts);
+  ~conversation();
+  conversation(const conversation&) = delete;
+  conversation& operator=(const conversation&) = delete;
+
+  /// A user message: runs the agent until it halts. Errors: `rejected` (busy under policy
+  /// `reject`, or the run is complete), store errors (`run_leased`: another process drives the
+  /// run), graph errors.
+  task<result<turn_result>> say(value message);
+  /// Continues the run without a new message (after `pause`, a step limit or a crash).
+  task<result<turn_result>> resume();
+  /// Stops the current turn at its next step boundary; messages wait until `resume`.
+  void pause();
+  /// Ends the conversation: the run stays in the store as it is, and the actor stops.
+  void terminate();
+
+  /// Registers a listener for this conversation's events; called on the actor, must not block.
+  std::uint64_t subscribe(conversation_listener listener);
+  void unsubscribe(std::uint64_t id);
+
+  /// The run id, whether a turn is running, whether paused, the next action and the state.
+  [[nodiscard]] value describe() const;
+  [[nodiscard]] const std::string& run_id() const noexcept { return opts_.run_id; }
+
+ private:
+  class step_relay;
+  struct gate;
+  task<result<turn_result>> turn(std::optional<value> message);
+  result<void> ensure_run();
+  void emit(const std::string& kind, const value& data);
+  void finish_turn();
+
+  actor_context* ctx_;
+  conversation_options opts_;
+  run_hosting hosting_;
+  std::unique_ptr<graph::application> app_;
+  bool busy_ = false;
+  bool paused_ = false;
+  bool stop_turn_ = false;
+  std::deque<std::coroutine_handle<>> waiting_turns_;
+  std::deque<std::coroutine_handle<>> waiting_resume_;
+  std::vector<std::pair<std::uint64_t, conversation_listener>> listeners_;
+  std::uint64_t next_listener_ = 1;
+};
+
+/// Spawns a conversation actor (named after its run id, in namespace `conversations`, unless
+/// `spawn.name` says otherwise). A new run id is made if `opts.run_id` is empty. Errors:
+/// `invalid_argument` (no agent or store, or the agent's listening action does not take the
+/// message input), and those of `actor_system::spawn`.
+[[nodiscard]] result<actor_ref<conversation>> spawn_conversation(actor_system& sys, conversation_options opts,
+                                                                 spawn_options spawn = {});
+
+}  // namespace choir::runtime

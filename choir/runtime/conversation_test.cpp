@@ -1,0 +1,245 @@
+#include "choir/runtime/conversation.hpp"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "choir/graph/loader.hpp"
+#include "choir/store/synchronized.hpp"
+
+namespace choir::runtime {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Listens for a message, counts to `rounds` (one step each), and echoes the message into history.
+constexpr const char* echo_agent = R"(
+apiVersion: agentos/v0.2
+kind: Graph
+name: echo
+entrypoint: listen
+state: {history: [], n: 0, rounds: 3}
+actions:
+  listen: {type: human, prompt: Say something, inputs: [message], writes: [message]}
+  start: {type: set, update: {n: 0}}
+  count: {type: set, reads: [n], update: {n: n + 1}}
+  reply: {type: set, reads: [message], append: {history: "'echo: ' + message"}}
+transitions:
+  - {from: listen, to: start}
+  - {from: start, to: count}
+  - {from: count, to: count, when: n < rounds}
+  - {from: count, to: reply}
+  - {from: reply, to: listen}
+)";
+
+class Conversation : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    path_ = (fs::temp_directory_path() / ("choir-conversation-" + std::to_string(::getpid()) + "-" +
+                                          ::testing::UnitTest::GetInstance()->current_test_info()->name() + ".db"))
+                .string();
+    remove_files();
+    store_ = store::synchronized(store::open_sqlite_store(path_).value());
+    agent_ = load_agent(echo_agent, "echo.yaml", graph::action_registry::with_builtins()).value();
+  }
+  void TearDown() override {
+    store_.reset();
+    remove_files();
+  }
+  void remove_files() {
+    for (const char* suffix : {"", "-wal", "-shm"}) fs::remove(path_ + suffix);
+  }
+  conversation_options options(busy_policy policy = busy_policy::enqueue, std::string run_id = "") {
+    return {.agent = agent_, .store = store_, .run_id = std::move(run_id), .when_busy = policy};
+  }
+  static auto say(const actor_ref<conversation>& c, std::string text) {
+    return c.ask([text](conversation& conv) { return conv.say(value(text)); });
+  }
+  static turn_result take(reply<turn_result>& r) {
+    auto got = r.try_get();
+    EXPECT_TRUE(got.has_value()) << "no answer yet";
+    if (!got) return {};
+    EXPECT_TRUE(got->ok()) << got->err().message;
+    return got->ok() ? std::move(*got).value() : turn_result{};
+  }
+
+  std::string path_;
+  std::shared_ptr<store::event_store> store_;
+  std::shared_ptr<const agent_definition> agent_;
+  actor_system sys_{{.deterministic = true}};
+};
+
+TEST_F(Conversation, AMessageRunsTheAgentUntilItWaitsForTheNext) {
+  auto conv = spawn_conversation(sys_, options()).value();
+  auto first = say(conv, "hi");
+  sys_.run_until_idle();
+  auto t1 = take(first);
+  EXPECT_EQ(t1.ended, "waiting");
+  EXPECT_EQ(t1.steps, 6U);  // listen, start, count ×3, reply
+  EXPECT_EQ(t1.next_action, "listen");
+  EXPECT_EQ(t1.state["history"], value::array({"echo: hi"}));
+  auto second = say(conv, "there");
+  sys_.run_until_idle();
+  EXPECT_EQ(take(second).state["history"], value::array({"echo: hi", "echo: there"}));
+  auto run = store_->get_run(t1.run_id).value();
+  EXPECT_EQ(run.status, "waiting");
+  EXPECT_EQ(run.last_sequence, 11);
+  EXPECT_TRUE(run.owner.empty());  // the lease is held only during a turn
+}
+
+TEST_F(Conversation, EveryCommittedStepIsStreamedToSubscribers) {
+  auto conv = spawn_conversation(sys_, options()).value();
+  std::vector<std::string> seen;
+  auto subscribed = conv.ask([&seen](conversation& c) {
+    return c.subscribe([&seen](const conversation_event& e) {
+      seen.push_back(e.kind == "step" ? e.data["action"].get<std::string>() : e.kind);
+    });
+  });
+  auto turn = say(conv, "hello");
+  sys_.run_until_idle();
+  ASSERT_TRUE(subscribed.try_get()->ok());
+  (void)take(turn);
+  EXPECT_EQ(seen, (std::vector<std::string>{"turn_started", "listen", "start", "count", "count", "count", "reply",
+                                            "turn_ended"}));
+}
+
+TEST_F(Conversation, MessagesThatArriveWhileBusyWaitTheirTurnByDefault) {
+  auto conv = spawn_conversation(sys_, options(busy_policy::enqueue)).value();
+  auto a = say(conv, "one");
+  auto b = say(conv, "two");
+  auto c = say(conv, "three");
+  sys_.run_until_idle();
+  (void)take(a);
+  (void)take(b);
+  EXPECT_EQ(take(c).state["history"], value::array({"echo: one", "echo: two", "echo: three"}));
+}
+
+TEST_F(Conversation, ARejectingConversationRefusesAMessageWhileBusy) {
+  auto conv = spawn_conversation(sys_, options(busy_policy::reject)).value();
+  auto a = say(conv, "one");
+  sys_.run_once();  // `one` starts and yields after its first step
+  auto b = say(conv, "two");
+  sys_.run_until_idle();
+  EXPECT_EQ(take(a).ended, "waiting");
+  auto refused = *b.try_get();
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.err().code, runtime_errc::rejected);
+}
+
+TEST_F(Conversation, AnInterruptingMessageStopsTheTurnAtAStepBoundaryAndKeepsWhatCommitted) {
+  auto conv = spawn_conversation(sys_, options(busy_policy::interrupt)).value();
+  auto a = say(conv, "long");
+  sys_.run_once();  // listen
+  sys_.run_once();  // start
+  auto b = say(conv, "urgent");
+  sys_.run_until_idle();
+  auto ta = take(a);
+  EXPECT_EQ(ta.ended, "interrupted");
+  EXPECT_GE(ta.steps, 2U);
+  EXPECT_LT(ta.steps, 6U);
+  auto tb = take(b);
+  EXPECT_EQ(tb.ended, "waiting");
+  EXPECT_EQ(tb.state["history"], value::array({"echo: urgent"}));  // `long` never reached its reply
+  auto steps = store_->steps(tb.run_id, 0, 100).value();
+  ASSERT_EQ(steps.size(), ta.steps + tb.steps);  // both turns' steps are in the log, in order
+  EXPECT_EQ(steps[ta.steps].action, "listen");
+}
+
+TEST_F(Conversation, ANewActorForTheRunContinuesFromItsLastCommittedStep) {
+  auto first = spawn_conversation(sys_, options()).value();
+  auto t = say(first, "before");
+  sys_.run_until_idle();
+  const auto run_id = take(t).run_id;
+  first.kill();
+  sys_.run_until_idle();
+  auto second = spawn_conversation(sys_, options(busy_policy::enqueue, run_id)).value();
+  auto after = say(second, "after");
+  sys_.run_until_idle();
+  EXPECT_EQ(take(after).state["history"], value::array({"echo: before", "echo: after"}));
+}
+
+TEST_F(Conversation, ARunAnotherLiveProcessDrivesIsRefused) {
+  auto conv = spawn_conversation(sys_, options()).value();
+  auto t = say(conv, "mine");
+  sys_.run_until_idle();
+  const auto run_id = take(t).run_id;
+  store::store_options other;
+  other.owner = "elsewhere/1/abc";
+  auto intruder = store::open_sqlite_store(path_, other).value();
+  ASSERT_TRUE(intruder->acquire_lease(run_id, 60'000).ok());
+  auto refused = say(conv, "again");
+  sys_.run_until_idle();
+  auto got = *refused.try_get();
+  ASSERT_FALSE(got.ok());
+  EXPECT_EQ(got.err().code, store::store_errc::run_leased);
+  ASSERT_TRUE(intruder->release_lease(run_id).ok());
+  auto retried = say(conv, "again");
+  sys_.run_until_idle();
+  EXPECT_EQ(take(retried).state["history"], value::array({"echo: mine", "echo: again"}));
+}
+
+TEST_F(Conversation, APausedConversationHoldsMessagesUntilResumed) {
+  auto conv = spawn_conversation(sys_, options()).value();
+  auto a = say(conv, "first");
+  sys_.run_once();
+  auto paused = conv.ask([](conversation& c) { c.pause(); });
+  sys_.run_until_idle();
+  ASSERT_TRUE(paused.try_get()->ok());
+  EXPECT_EQ(take(a).ended, "paused");
+  auto b = say(conv, "second");
+  sys_.run_until_idle();
+  EXPECT_FALSE(b.ready());  // held while paused
+  auto resumed = conv.ask([](conversation& c) { return c.resume(); });
+  sys_.run_until_idle();
+  auto tr = take(resumed);
+  EXPECT_EQ(tr.ended, "waiting");
+  EXPECT_EQ(tr.state["history"], value::array({"echo: first"}));  // the paused turn finished its work
+  EXPECT_EQ(take(b).state["history"], value::array({"echo: first", "echo: second"}));
+}
+
+TEST_F(Conversation, TerminateStopsTheActorAndLeavesTheRunResumable) {
+  auto conv = spawn_conversation(sys_, options()).value();
+  auto t = say(conv, "bye");
+  sys_.run_until_idle();
+  const auto run_id = take(t).run_id;
+  auto ended = conv.ask([](conversation& c) { c.terminate(); });
+  sys_.run_until_idle();
+  EXPECT_FALSE(conv.alive());
+  auto run = store_->get_run(run_id).value();
+  EXPECT_EQ(run.status, "waiting");
+  EXPECT_TRUE(run.owner.empty());
+}
+
+TEST_F(Conversation, AnAgentThatCannotTakeAMessageIsRefusedAtSpawn) {
+  auto mute = load_agent(R"(
+apiVersion: agentos/v0.2
+kind: Graph
+name: mute
+entrypoint: a
+actions:
+  a: {type: set, update: {x: 1}}
+)",
+                         "mute.yaml", graph::action_registry::with_builtins())
+                  .value();
+  auto opts = options();
+  opts.agent = mute;
+  auto refused = spawn_conversation(sys_, opts);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.err().code, runtime_errc::invalid_argument);
+  EXPECT_NE(refused.err().message.find("does not take the input 'message'"), std::string::npos);
+}
+
+TEST_F(Conversation, ConversationsAreFoundByTheirRunId) {
+  auto conv = spawn_conversation(sys_, options()).value();
+  auto id = conv.ask([](conversation& c) { return c.run_id(); });
+  sys_.run_until_idle();
+  auto found = sys_.get<conversation>("conversations", **id.try_get());
+  ASSERT_TRUE(found.ok());
+  EXPECT_EQ(*found, conv);
+}
+
+}  // namespace
+}  // namespace choir::runtime
