@@ -27,6 +27,10 @@
 ///   another actor is owned by it and dies with it unless spawned `detached`.
 ///
 /// Asio is an implementation detail: this header exposes only `choir::task`.
+///
+/// g++ 12 caveat: a lambda that captures something with a destructor (a string, a JSON value)
+/// must not be a temporary inside a `co_await` expression — g++ 12 destroys it twice. Name the
+/// reply first: `auto pending = ref.ask([msg](T& t) { … }); auto answer = co_await pending;`.
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -268,6 +272,17 @@ class actor_ref {
   /// Kills the actor at its next message boundary: no restart; queued and in-flight calls fail
   /// with `died`. Any thread; returns at once.
   void kill(std::string reason = "killed") const { cell_->kill(std::move(reason)); }
+  /// Deactivates the actor (passivation): like `kill`, but its callers are told `unavailable` —
+  /// it may be activated again — instead of `died`.
+  void deactivate(std::string reason = "deactivated") const { cell_->kill(std::move(reason), true); }
+
+  /// Sends `f` one-way after `delay` (a timer message: an idle check, a retry). Any thread; a
+  /// message that finds the actor dead or its mailbox full is dropped.
+  template <class F>
+  void tell_after(std::chrono::nanoseconds delay, F f) const {
+    detail::run_after(*cell_.get(), delay,
+                      [target = cell_, f = std::move(f)]() mutable { (void)actor_ref<T>(target).tell(std::move(f)); });
+  }
 
   [[nodiscard]] const detail::cell_ptr& cell() const noexcept { return cell_; }
   friend bool operator==(const actor_ref& a, const actor_ref& b) noexcept { return a.cell_ == b.cell_; }

@@ -396,8 +396,14 @@ void call_state_base::arm_deadline(system_core& sys, std::chrono::nanoseconds ti
   });
 }
 
+void run_after(cell& c, std::chrono::nanoseconds delay, std::function<void()> fn) {
+  auto& sys = c.system();
+  sys.arm_timer(sys.new_timer_id(), delay, std::move(fn));
+}
+
 error died_error(const cell& c, std::string_view why) {
-  return make_error(runtime_errc::died, fmt::format("actor #{} ({}): {}", c.id(), type_name(c.type()), why));
+  return make_error(c.deactivated() ? runtime_errc::unavailable : runtime_errc::died,
+                    fmt::format("actor #{} ({}): {}", c.id(), type_name(c.type()), why));
 }
 
 // ── The cell ─────────────────────────────────────────────────────────────────────────────────────
@@ -551,10 +557,14 @@ void cell::schedule() noexcept {
 
 void cell::resume(std::coroutine_handle<> h) { enqueue(new resume_message(h)); }
 
-void cell::kill(std::string reason) {
+void cell::kill(std::string reason, bool deactivate) {
   auto* why = new std::string(std::move(reason));
   std::string* none = nullptr;
-  if (!kill_reason_.compare_exchange_strong(none, why, std::memory_order_acq_rel)) delete why;  // killed already
+  if (!kill_reason_.compare_exchange_strong(none, why, std::memory_order_acq_rel)) {
+    delete why;  // killed already: the first reason stands
+  } else if (deactivate) {
+    flags_.fetch_or(flag_deactivate, std::memory_order_seq_cst);
+  }
   flags_.fetch_or(flag_kill, std::memory_order_seq_cst);
   schedule();
 }

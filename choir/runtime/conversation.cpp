@@ -40,6 +40,33 @@ struct conversation::gate {
 conversation::conversation(actor_context& ctx, conversation_options opts) : ctx_(&ctx), opts_(std::move(opts)) {
   hosting_.lease_ttl_ms = opts_.lease_ttl_ms;
   hosting_.hooks.push_back(std::make_shared<step_relay>(*this));
+  touch();
+}
+
+void conversation::touch() {
+  last_activity_ = ctx_->system().time().steady_now();
+  if (opts_.idle_after.count() > 0 && !idle_check_armed_) arm_idle_check(opts_.idle_after);
+}
+
+void conversation::arm_idle_check(std::chrono::nanoseconds after) {
+  idle_check_armed_ = true;
+  ctx_->self<conversation>().tell_after(after, [](conversation& c) { c.idle_check(); });
+}
+
+void conversation::idle_check() {
+  idle_check_armed_ = false;
+  if (opts_.idle_after.count() <= 0) return;
+  if (busy_ || paused_ || !waiting_turns_.empty() || !waiting_resume_.empty() || !listeners_.empty()) {
+    arm_idle_check(opts_.idle_after);  // in use: look again later
+    return;
+  }
+  const auto idle = ctx_->system().time().steady_now() - last_activity_;
+  if (idle < opts_.idle_after) {
+    arm_idle_check(opts_.idle_after - idle);
+    return;
+  }
+  ctx_->self<conversation>().deactivate("passivated after " + std::to_string(opts_.idle_after.count()) +
+                                        " ms idle; its run lives on in the store");
 }
 
 conversation::~conversation() {
@@ -48,12 +75,14 @@ conversation::~conversation() {
 }
 
 std::uint64_t conversation::subscribe(conversation_listener listener) {
+  touch();
   const auto id = next_listener_++;
   listeners_.emplace_back(id, std::move(listener));
   return id;
 }
 
 void conversation::unsubscribe(std::uint64_t id) {
+  touch();
   std::erase_if(listeners_, [id](const auto& entry) { return entry.first == id; });
 }
 
@@ -113,6 +142,7 @@ result<void> conversation::ensure_run() {
 }
 
 void conversation::finish_turn() {
+  touch();
   // Hand the turn to the next waiting message, which continues inside this actor later.
   if (!waiting_turns_.empty()) {
     auto next = waiting_turns_.front();
@@ -250,28 +280,85 @@ task<result<turn_result>> conversation::turn(std::optional<value> message) {
   co_return out;
 }
 
+result<void> check_conversable(const agent_definition& agent, const std::string& message_input) {
+  if (message_input.empty()) return make_error(runtime_errc::invalid_argument, "message_input is empty");
+  const std::string listen = agent.listening_action();
+  const auto index = agent.graph->index_of(listen);
+  for (const auto& in : agent.graph->nodes()[*index].act->spec().inputs) {
+    if (in.name == message_input) return {};
+  }
+  return make_error(runtime_errc::invalid_argument, "agent " + agent.name +
+                                                        " cannot hold a conversation: " + "its listening action '" +
+                                                        listen + "' does not take the input '" + message_input + "'");
+}
+
+namespace {
+constexpr const char* conversations_namespace = "conversations";
+}
+
 result<actor_ref<conversation>> spawn_conversation(actor_system& sys, conversation_options opts, spawn_options spawn) {
   if (!opts.agent || !opts.store) {
     return make_error(runtime_errc::invalid_argument, "a conversation needs an agent and a store");
   }
-  if (opts.message_input.empty()) return make_error(runtime_errc::invalid_argument, "message_input is empty");
-  const std::string listen = opts.agent->listening_action();
-  const auto index = opts.agent->graph->index_of(listen);
-  bool takes_message = false;
-  for (const auto& in : opts.agent->graph->nodes()[*index].act->spec().inputs) {
-    if (in.name == opts.message_input) takes_message = true;
-  }
-  if (!takes_message) {
-    return make_error(runtime_errc::invalid_argument,
-                      "agent " + opts.agent->name + " cannot hold a conversation: " + "its listening action '" +
-                          listen + "' does not take the input '" + opts.message_input + "'");
-  }
+  CHOIR_CHECK(check_conversable(*opts.agent, opts.message_input));
   if (opts.run_id.empty()) opts.run_id = new_id().to_string();
   if (spawn.name.empty()) {
     spawn.name = opts.run_id;
-    if (spawn.name_space == "default") spawn.name_space = "conversations";
+    if (spawn.name_space == "default") spawn.name_space = conversations_namespace;
   }
   return sys.spawn<conversation>(std::move(spawn), std::move(opts));
+}
+
+// ── conversation_directory ──
+
+conversation_directory::conversation_directory(actor_system& sys, directory_options opts)
+    : sys_(&sys), opts_(std::move(opts)) {}
+
+result<void> conversation_directory::add(const std::string& run_id, std::shared_ptr<const agent_definition> agent) {
+  if (run_id.empty() || !agent) return make_error(runtime_errc::invalid_argument, "a run id and an agent are needed");
+  CHOIR_CHECK(check_conversable(*agent, "message"));
+  std::lock_guard lock(mutex_);
+  if (entries_.contains(run_id)) return {};
+  std::uint32_t index = 0;
+  while (index < agents_.size() && agents_[index] != agent) ++index;
+  if (index == agents_.size()) agents_.push_back(std::move(agent));
+  entries_.emplace(run_id, index);
+  return {};
+}
+
+result<actor_ref<conversation>> conversation_directory::activate(const std::string& run_id) {
+  std::shared_ptr<const agent_definition> agent;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = entries_.find(run_id);
+    if (it == entries_.end()) {
+      return make_error(runtime_errc::not_found, "no conversation " + run_id + " is registered");
+    }
+    agent = agents_[it->second];
+  }
+  conversation_options conv{.agent = std::move(agent),
+                            .store = opts_.store,
+                            .run_id = run_id,
+                            .when_busy = opts_.when_busy,
+                            .max_steps_per_turn = opts_.max_steps_per_turn,
+                            .idle_after = opts_.idle_after};
+  return sys_->get_or_create<conversation>({.name = run_id, .name_space = conversations_namespace}, std::move(conv));
+}
+
+task<result<turn_result>> conversation_directory::say(std::string run_id, value message) {
+  for (int attempt = 0;; ++attempt) {
+    auto target = activate(run_id);
+    if (!target.ok()) co_return std::move(target).err();
+    auto pending = target->ask([message](conversation& c) { return c.say(message); });
+    auto out = co_await pending;
+    // `unavailable`: the activation passivated before the message ran. Go again on a fresh one.
+    if (out.ok() || out.err().code != runtime_errc::unavailable || attempt >= 8) co_return out;
+  }
+}
+
+std::size_t conversation_directory::registered() const {
+  std::lock_guard lock(mutex_);
+  return entries_.size();
 }
 
 }  // namespace choir::runtime

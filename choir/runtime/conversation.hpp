@@ -6,12 +6,15 @@
 /// message, completes, fails, or is stopped. Every committed step is streamed to subscribers as it
 /// happens. The run lives in the event store: the actor holds the run's lease only during a turn,
 /// and a restarted (or new) actor continues from the last committed step. docs/runtime.md.
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "choir/runtime/actor.hpp"
@@ -58,10 +61,15 @@ struct conversation_options {
   std::string message_input = "message";  ///< the input the listening action takes the message as
   std::uint64_t max_steps_per_turn = 10'000;
   std::int64_t lease_ttl_ms = 30'000;
+  /// Passivation: after this long without a turn (and with no turn waiting, not paused, nobody
+  /// subscribed) the actor deactivates itself; its run lives on in the store and the next message
+  /// (through a `conversation_directory`) activates it again. Zero: never.
+  std::chrono::milliseconds idle_after{0};
 };
 
 /// The actor. Spawn it with `spawn_conversation`; talk to it through its `actor_ref`:
-///     auto turn = co_await conv.ask([msg](conversation& c) { return c.say(msg); });
+///     auto pending = conv.ask([msg](conversation& c) { return c.say(msg); });
+///     auto turn = co_await pending;   // named first: see the g++ 12 caveat in actor.hpp
 class conversation {
  public:
   conversation(actor_context& ctx, conversation_options opts);
@@ -88,6 +96,9 @@ class conversation {
   [[nodiscard]] value describe() const;
   [[nodiscard]] const std::string& run_id() const noexcept { return opts_.run_id; }
 
+  /// The timer message of passivation: deactivates the actor if it has been idle long enough.
+  void idle_check();
+
  private:
   class step_relay;
   struct gate;
@@ -95,6 +106,8 @@ class conversation {
   result<void> ensure_run();
   void emit(const std::string& kind, const value& data);
   void finish_turn();
+  void touch();
+  void arm_idle_check(std::chrono::nanoseconds after);
 
   actor_context* ctx_;
   conversation_options opts_;
@@ -107,7 +120,12 @@ class conversation {
   std::deque<std::coroutine_handle<>> waiting_resume_;
   std::vector<std::pair<std::uint64_t, conversation_listener>> listeners_;
   std::uint64_t next_listener_ = 1;
+  std::chrono::steady_clock::time_point last_activity_;
+  bool idle_check_armed_ = false;
 };
+
+/// Checks that `agent` can hold a conversation: its listening action takes `message_input`.
+[[nodiscard]] result<void> check_conversable(const agent_definition& agent, const std::string& message_input);
 
 /// Spawns a conversation actor (named after its run id, in namespace `conversations`, unless
 /// `spawn.name` says otherwise). A new run id is made if `opts.run_id` is empty. Errors:
@@ -115,5 +133,46 @@ class conversation {
 /// message input), and those of `actor_system::spawn`.
 [[nodiscard]] result<actor_ref<conversation>> spawn_conversation(actor_system& sys, conversation_options opts,
                                                                  spawn_options spawn = {});
+
+}  // namespace choir::runtime
+
+namespace choir::runtime {
+
+struct directory_options {
+  std::shared_ptr<store::event_store> store;                      ///< shared by threads: see `store::synchronized`
+  std::chrono::milliseconds idle_after{std::chrono::minutes(5)};  ///< passivation; zero: never
+  busy_policy when_busy = busy_policy::enqueue;
+  std::uint64_t max_steps_per_turn = 10'000;
+};
+
+/// Conversations as virtual actors: every registered conversation always exists, by its run id;
+/// an actor hosts it only while it is in use. The first message activates it from the store (at
+/// its last committed step), and it passivates itself when idle (`directory_options::idle_after`).
+/// At most one activation of a conversation exists in the process (it is named by its run id).
+/// Thread-safe.
+class conversation_directory {
+ public:
+  conversation_directory(actor_system& sys, directory_options opts);
+
+  /// Registers run `run_id` of `agent`, passive until its first message (the run is created in
+  /// the store then, if it does not exist). Registering it again is a no-op. Errors:
+  /// `invalid_argument` (an agent that cannot hold a conversation, an empty id).
+  result<void> add(const std::string& run_id, std::shared_ptr<const agent_definition> agent);
+  /// The conversation's live activation, activating it if needed. Errors: `not_found` (not
+  /// registered), and those of `actor_system::spawn`.
+  result<actor_ref<conversation>> activate(const std::string& run_id);
+  /// Sends a message to the conversation, activating it as needed — again if it passivated while
+  /// the message was on its way (the message had not run: `unavailable` is retried).
+  task<result<turn_result>> say(std::string run_id, value message);
+
+  [[nodiscard]] std::size_t registered() const;
+
+ private:
+  actor_system* sys_;
+  directory_options opts_;
+  mutable std::mutex mutex_;
+  std::vector<std::shared_ptr<const agent_definition>> agents_;
+  std::unordered_map<std::string, std::uint32_t> entries_;  ///< run id → index into agents_
+};
 
 }  // namespace choir::runtime

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -34,6 +35,16 @@ transitions:
   - {from: count, to: reply}
   - {from: reply, to: listen}
 )";
+
+/// Starts `t` without blocking (the deterministic scheduler runs it); the value appears when done.
+template <class T>
+std::shared_ptr<std::optional<T>> start(task<T> t) {
+  auto slot = std::make_shared<std::optional<T>>();
+  [](task<T> inner, std::shared_ptr<std::optional<T>> out) -> detail::detached_coroutine {
+    out->emplace(co_await std::move(inner));
+  }(std::move(t), slot);
+  return slot;
+}
 
 class Conversation : public ::testing::Test {
  protected:
@@ -239,6 +250,71 @@ TEST_F(Conversation, ConversationsAreFoundByTheirRunId) {
   auto found = sys_.get<conversation>("conversations", **id.try_get());
   ASSERT_TRUE(found.ok());
   EXPECT_EQ(*found, conv);
+}
+
+// ── Passivation ──
+
+TEST_F(Conversation, AnIdleConversationPassivatesAndTheNextMessageReactivatesItFromTheStore) {
+  using namespace std::chrono_literals;
+  conversation_directory dir(sys_, {.store = store_, .idle_after = 1s});
+  ASSERT_TRUE(dir.add("chat-1", agent_).ok());
+  auto first = start(dir.say("chat-1", value("a")));
+  sys_.run_until_idle();
+  ASSERT_TRUE(first->has_value() && (*first)->ok());
+  auto active = sys_.get<conversation>("conversations", "chat-1");
+  ASSERT_TRUE(active.ok());
+  sys_.advance(999ms);
+  sys_.run_until_idle();
+  EXPECT_TRUE(active->alive());
+  sys_.advance(1ms);
+  sys_.run_until_idle();
+  EXPECT_FALSE(active->alive());
+  EXPECT_EQ(sys_.live_actors(), 0U);  // nothing of it is left in memory but the directory entry
+  auto second = start(dir.say("chat-1", value("b")));
+  sys_.run_until_idle();
+  ASSERT_TRUE(second->has_value() && (*second)->ok());
+  EXPECT_EQ((**second)->state["history"], value::array({"echo: a", "echo: b"}));
+  EXPECT_NE(sys_.get<conversation>("conversations", "chat-1")->id(), active->id());
+}
+
+TEST_F(Conversation, CallsToADeactivatedActorFailAsUnavailableNotDied) {
+  auto conv = spawn_conversation(sys_, options()).value();
+  conv.deactivate("passivated");
+  auto late = say(conv, "late");
+  sys_.run_until_idle();
+  auto got = *late.try_get();
+  ASSERT_FALSE(got.ok());
+  EXPECT_EQ(got.err().code, runtime_errc::unavailable);
+}
+
+TEST_F(Conversation, AConversationInUseIsNotPassivated) {
+  using namespace std::chrono_literals;
+  conversation_directory dir(sys_, {.store = store_, .idle_after = 1s});
+  ASSERT_TRUE(dir.add("watched", agent_).ok());
+  auto conv = dir.activate("watched").value();
+  auto subscribed = conv.ask([](conversation& c) { return c.subscribe([](const conversation_event&) {}); });
+  sys_.run_until_idle();
+  sys_.advance(5s);
+  sys_.run_until_idle();
+  EXPECT_TRUE(conv.alive());  // a window is watching it
+  auto id = **subscribed.try_get();
+  (void)conv.tell([id](conversation& c) { c.unsubscribe(id); });
+  sys_.run_until_idle();
+  sys_.advance(2s);
+  sys_.run_until_idle();
+  EXPECT_FALSE(conv.alive());
+}
+
+TEST_F(Conversation, AConversationHasAtMostOneActivation) {
+  conversation_directory dir(sys_, {.store = store_});
+  ASSERT_TRUE(dir.add("one", agent_).ok());
+  ASSERT_TRUE(dir.add("one", agent_).ok());  // registering again is a no-op
+  auto a = dir.activate("one").value();
+  auto b = dir.activate("one").value();
+  EXPECT_EQ(a, b);
+  EXPECT_EQ(sys_.live_actors(), 1U);
+  EXPECT_EQ(dir.registered(), 1U);
+  EXPECT_EQ(dir.activate("unknown").err().code, runtime_errc::not_found);
 }
 
 }  // namespace

@@ -319,8 +319,12 @@ class cell final : public resume_context {
   /// resume_context: continues a coroutine of this actor inside it.
   void resume(std::coroutine_handle<> h) override;
 
-  /// Asks the actor to die at its next message boundary (no restart). Any thread.
-  void kill(std::string reason);
+  /// Asks the actor to die at its next message boundary (no restart). Any thread. A deactivated
+  /// actor fails its callers with `unavailable` (it may be activated again) instead of `died`.
+  void kill(std::string reason, bool deactivate = false);
+  [[nodiscard]] bool deactivated() const noexcept {
+    return (flags_.load(std::memory_order_acquire) & flag_deactivate) != 0;
+  }
 
   /// The object of the current incarnation. On the actor only.
   [[nodiscard]] void* object() const noexcept { return object_; }
@@ -347,6 +351,7 @@ class cell final : public resume_context {
   static constexpr std::uint32_t flag_scheduled = 1;
   static constexpr std::uint32_t flag_kill = 2;
   static constexpr std::uint32_t flag_restart_due = 4;
+  static constexpr std::uint32_t flag_deactivate = 8;
 
   void schedule() noexcept;
   void crashed(message* m, std::exception_ptr what);
@@ -417,6 +422,9 @@ class cell_ptr {
  private:
   cell* c_ = nullptr;
 };
+
+/// Runs `fn` on a worker thread after `delay` (the system's timers). Any thread.
+void run_after(cell& c, std::chrono::nanoseconds delay, std::function<void()> fn);
 
 /// The actor whose message the calling thread is running, or null.
 [[nodiscard]] cell* current_cell() noexcept;
