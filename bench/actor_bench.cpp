@@ -16,8 +16,15 @@
 #include <memory>
 #include <vector>
 
+#include <filesystem>
+#include <string>
+#include <thread>
+
 #include "bench/bench_scale.hpp"
+#include "choir/graph/loader.hpp"
 #include "choir/runtime/actor.hpp"
+#include "choir/runtime/conversation.hpp"
+#include "choir/store/synchronized.hpp"
 
 namespace {
 
@@ -179,9 +186,63 @@ void BM_choir_ask_from_thread(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 
+// -- passivation: agents registered on a node, with no actor in memory until their next message --------------
+
+constexpr const char* chat_agent = R"(
+apiVersion: agentos/v0.2
+kind: Graph
+name: chat
+entrypoint: listen
+state: {history: []}
+actions:
+  listen: {type: human, inputs: [message], writes: [message]}
+  reply: {type: set, reads: [message], append: {history: "'echo: ' + message"}}
+transitions:
+  - {from: listen, to: reply}
+  - {from: reply, to: listen}
+)";
+
+void BM_choir_passivated_agents_1m(benchmark::State& state) {
+  namespace fs = std::filesystem;
+  const std::int64_t agents = bench::scaled(1'000'000);
+  const std::int64_t sample = std::min<std::int64_t>(agents, 100);
+  const auto path = (fs::temp_directory_path() / ("choir-bench-passivation-" + std::to_string(::getpid()) + ".db"));
+  auto agent = load_agent(chat_agent, "chat.yaml", graph::action_registry::with_builtins()).value();
+  double bytes_per_agent = 0;
+  double total_mib = 0;
+  for (auto _ : state) {
+    state.PauseTiming();
+    for (const char* suffix : {"", "-wal", "-shm"}) fs::remove(path.string() + suffix);
+    auto store = store::synchronized(store::open_sqlite_store(path.string()).value());
+    state.ResumeTiming();
+    actor_system sys(bench_system());
+    conversation_directory dir(sys, {.store = store, .idle_after = std::chrono::milliseconds(20)});
+    malloc_trim(0);
+    const std::int64_t rss_before = resident_bytes();
+    for (std::int64_t i = 0; i < agents; ++i) {
+      if (!dir.add("conversation-" + std::to_string(i), agent).ok()) state.SkipWithError("register failed");
+    }
+    const std::int64_t rss_after = resident_bytes();
+    bytes_per_agent += static_cast<double>(rss_after - rss_before) / static_cast<double>(agents);
+    total_mib += static_cast<double>(rss_after - rss_before) / (1024.0 * 1024.0);
+    // A sample goes through the whole cycle: activated by a message, then passivated when idle.
+    for (std::int64_t i = 0; i < sample; ++i) {
+      auto turn = sync_wait(dir.say("conversation-" + std::to_string(i), value("hello")));
+      if (!turn.ok() || turn->ended != "waiting") state.SkipWithError("a sampled conversation failed");
+    }
+    while (sys.live_actors() != 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  for (const char* suffix : {"", "-wal", "-shm"}) fs::remove(path.string() + suffix);
+  state.counters["bytes_per_passivated_agent"] =
+      benchmark::Counter(bytes_per_agent, benchmark::Counter::kAvgIterations);
+  state.counters["registered_mib"] = benchmark::Counter(total_mib, benchmark::Counter::kAvgIterations);
+  state.SetItemsProcessed(state.iterations() * agents);
+}
+
 }  // namespace
 
 BENCHMARK(BM_choir_ping_pong)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_choir_one_way)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_choir_fan_out_100k)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_choir_ask_from_thread)->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_choir_passivated_agents_1m)->UseRealTime()->Unit(benchmark::kMillisecond)->Iterations(1);

@@ -94,24 +94,15 @@ result<value> parse_inputs(const std::vector<std::string>& pairs) {
   return inputs;
 }
 
-result<loaded_graph> load_graph_text(const std::string& text, const std::string& label) {
-  const auto registry = default_registry();
-  auto doc = graph::load_graph(text, label, registry);
-  if (!doc.ok()) return std::move(doc).err();
-  auto g = doc->builder.build_graph();
-  if (!g.ok()) return std::move(g).err();
-  return loaded_graph{std::move(doc).value(), std::move(g).value(), text};
-}
-
-result<value> checked_inputs(const loaded_graph& loaded, const std::vector<std::string>& pairs) {
+result<value> checked_inputs(const runtime::agent_definition& agent, const std::vector<std::string>& pairs) {
   CHOIR_TRY(value inputs, parse_inputs(pairs));
-  const auto declared = loaded.g->declared_inputs();
+  const auto declared = agent.graph->declared_inputs();
   for (const auto& [key, _] : inputs.items()) {
     if (std::find(declared.begin(), declared.end(), key) == declared.end()) {
       std::string known;
       for (const auto& d : declared) known += (known.empty() ? "" : ", ") + d;
       return make_error(core_errc::invalid_argument,
-                        "no action of '" + loaded.doc.name + "' takes the input '" + key + "'" +
+                        "no action of '" + agent.name + "' takes the input '" + key + "'" +
                             (known.empty() ? std::string(" (it takes none)") : " (inputs: " + known + ")"));
     }
   }
@@ -159,20 +150,12 @@ int drive(graph::application& app, const std::string& name, const run_options& o
   const std::string& run_id = app.identity().app_id;
   if (range.engine_error()) {
     err << command << ": " << range.engine_error()->message << "\n";
-    if (store != nullptr) {
-      (void)store->set_status(run_id, "halted");
-      (void)store->release_lease(run_id);
-    }
+    if (store != nullptr) (void)runtime::settle_run(*store, run_id, "halted");
     return exit_invalid;
   }
   const auto& outcome = range.outcome();
-  std::string status = "halted";
-  if (outcome.reason == graph::halt_reason::completed) status = "completed";
-  if (outcome.reason == graph::halt_reason::failed) status = "failed";
-  if (outcome.reason == graph::halt_reason::waiting_input) status = "waiting";
   if (store != nullptr) {
-    auto saved = store->set_status(run_id, status);
-    (void)store->release_lease(run_id);
+    auto saved = runtime::settle_run(*store, run_id, runtime::status_after(outcome.reason));
     if (!saved.ok()) {
       err << command << ": the run's status could not be recorded: " << saved.err().message << "\n";
       return exit_invalid;
@@ -226,17 +209,16 @@ int run_command(const run_options& options, std::ostream& out, std::ostream& err
     err << command << ": " << text.err().message << "\n";
     return exit_invalid;
   }
-  auto loaded = load_graph_text(*text, options.file);
-  if (!loaded.ok()) {
-    err << command << ": " << loaded.err().message << "\n";
+  auto agent = runtime::load_agent(*text, options.file, default_registry());
+  if (!agent.ok()) {
+    err << command << ": " << agent.err().message << "\n";
     return exit_invalid;
   }
-  auto inputs = checked_inputs(*loaded, options.inputs);
+  auto inputs = checked_inputs(**agent, options.inputs);
   if (!inputs.ok()) {
     err << command << ": " << inputs.err().message << "\n";
     return exit_invalid;
   }
-  const std::string run_id = new_id().to_string();
   std::unique_ptr<store::event_store> store;
   if (!options.no_store) {
     auto opened = open_store(options.store);
@@ -245,37 +227,20 @@ int run_command(const run_options& options, std::ostream& out, std::ostream& err
       return exit_invalid;
     }
     store = std::move(opened).value();
-    const graph::graph& g = *loaded->g;
-    store::run_record record;
-    record.run_id = run_id;
-    record.agent = loaded->doc.name;
-    record.graph_version = g.fingerprint();
-    record.status = "running";
-    record.next_action = g.nodes()[g.entrypoint()].act->name();
-    record.pinned = options.pin;
-    // Created already leased by this process, so that no other can take it before its first step.
-    record.owner = store->owner();
-    record.lease_expires_ms = system_clock().unix_ms() + lease_ttl_ms;
-    auto created = store->put_graph({record.graph_version, loaded->doc.name, loaded->source});
-    if (created.ok()) created = store->create_run(record, g.initial_state(), -1);
-    if (!created.ok()) {
-      err << command << ": " << created.err().message << "\n";
-      return exit_invalid;
-    }
-    loaded->doc.builder.with_persister(
-        std::make_shared<store::run_persister>(*store, run_id, record.graph_version, lease_ttl_ms));
   }
-  loaded->doc.builder.with_identifiers(run_id);
-  auto app = loaded->doc.builder.build(loaded->g);
+  auto app = [&]() -> result<std::unique_ptr<graph::application>> {
+    if (store) {
+      return runtime::start_run(*store, **agent, runtime::run_start{.pin = options.pin},
+                                runtime::run_hosting{.lease_ttl_ms = lease_ttl_ms});
+    }
+    graph::application_builder in_memory = (*agent)->doc.builder;
+    return in_memory.with_identifiers(new_id().to_string()).build((*agent)->graph);
+  }();
   if (!app.ok()) {
     err << command << ": " << app.err().message << "\n";
-    if (store) {
-      (void)store->set_status(run_id, "halted");
-      (void)store->release_lease(run_id);
-    }
     return exit_invalid;
   }
-  return drive(**app, loaded->doc.name, options, *inputs, store.get(), out, err, command);
+  return drive(**app, (*agent)->name, options, *inputs, store.get(), out, err, command);
 }
 
 }  // namespace choir::cli

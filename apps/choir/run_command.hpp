@@ -9,6 +9,7 @@
 
 #include "choir/core/result.hpp"
 #include "choir/graph/loader.hpp"
+#include "choir/runtime/agent_run.hpp"
 #include "choir/store/event_store.hpp"
 
 namespace choir::cli {
@@ -36,19 +37,14 @@ inline constexpr std::int64_t lease_ttl_ms = 30'000;
 /// The store `choir` uses when none is named: a SQLite file under the current folder.
 inline constexpr const char* default_store_path = ".choir/choir.db";
 
-/// A graph loaded and validated, with the text it came from.
-struct loaded_graph {
-  graph::graph_document doc;
-  std::shared_ptr<const graph::graph> g;
-  std::string source;
-};
-[[nodiscard]] result<loaded_graph> load_graph_text(const std::string& text, const std::string& label);
-/// Parses `key=value` inputs and checks that some action declares each.
-[[nodiscard]] result<value> checked_inputs(const loaded_graph& loaded, const std::vector<std::string>& pairs);
+/// Parses `key=value` inputs and checks that some action of `agent` declares each.
+[[nodiscard]] result<value> checked_inputs(const runtime::agent_definition& agent,
+                                           const std::vector<std::string>& pairs);
 /// Opens the store at `path`: a SQLite file, or `postgresql://…` (the default store if empty).
 [[nodiscard]] result<std::unique_ptr<store::event_store>> open_store(const std::string& path);
 /// Runs `app` as `options` say, printing each step, and records the run's final status in
-/// `store` (if any), releasing this process's lease on it. Returns the exit code.
+/// `store` (if any), releasing this process's lease on it (`runtime::settle_run`). Returns the
+/// exit code.
 int drive(graph::application& app, const std::string& name, const run_options& options, const value& inputs,
           store::event_store* store, std::ostream& out, std::ostream& err, const std::string& command);
 /// Prints one step as a line: sequence id, action, and its changes or its failure.

@@ -8,7 +8,6 @@
 
 #include "apps/choir/run_command.hpp"
 #include "choir/core/id.hpp"
-#include "choir/store/upgrade.hpp"
 
 namespace choir::cli {
 namespace {
@@ -119,28 +118,16 @@ int runs_state(const runs_options& options, std::ostream& out, std::ostream& err
 
 namespace {
 
-/// The graph a run continues under: its own version, or — with `--graph FILE` — that file's
-/// version if the upgrade is safe (docs/upgrades.md). Nothing is written here: the caller moves
-/// the run once everything else is checked.
-result<loaded_graph> graph_for(store::event_store& s, const store::run_record& run, const runs_options& options) {
+/// The agent a run continues under: its own graph version, or — with `--graph FILE` — that file's
+/// (`runtime::open_run` checks the upgrade; docs/upgrades.md).
+result<std::shared_ptr<const runtime::agent_definition>> agent_for(store::event_store& s, const store::run_record& run,
+                                                                   const runs_options& options) {
+  if (!options.graph_file.empty()) {
+    CHOIR_TRY(std::string text, read_file(options.graph_file));
+    return runtime::load_agent(text, options.graph_file, default_registry());
+  }
   CHOIR_TRY(store::graph_record stored, s.get_graph(run.graph_version));
-  CHOIR_TRY(loaded_graph current, load_graph_text(stored.source, "stored graph " + run.graph_version));
-  if (options.graph_file.empty()) return current;
-  CHOIR_TRY(std::string text, read_file(options.graph_file));
-  CHOIR_TRY(loaded_graph next, load_graph_text(text, options.graph_file));
-  const std::string version = next.g->fingerprint();
-  if (version == run.graph_version) return next;
-  if (run.pinned) {
-    return make_error(store::store_errc::invalid_argument,
-                      "run " + run.run_id + " is pinned to graph version " + run.graph_version + "; " +
-                          options.graph_file + " is version " + version + ". Resume it without --graph");
-  }
-  auto safe = store::check_upgrade(*current.g, *next.g, run.next_action);
-  if (!safe.ok()) {
-    return make_error(safe.err().code, "cannot move run " + run.run_id + " from graph " + run.graph_version + " to " +
-                                           version + ": " + safe.err().message);
-  }
-  return next;
+  return runtime::load_agent(stored.source, "stored graph " + run.graph_version, default_registry());
 }
 
 /// `resume` and `input`: continue a run from its last committed step, as its single owner.
@@ -150,73 +137,66 @@ int continue_run(const runs_options& options, std::ostream& out, std::ostream& e
   if (!s) return exit_invalid;
   auto seen = s->get_run(options.run_id);
   if (!seen.ok()) return report(err, command, seen.err());
-  // Take the run first, then read it again: what it looked like before the lease may be stale
-  // (another process may just have continued it).
-  auto leased = s->acquire_lease(seen->run_id, lease_ttl_ms);
-  if (!leased.ok() && leased.err().code == store::store_errc::run_leased && store::owner_known_dead(seen->owner)) {
-    // Its owner was a process of this machine that died (killed, crashed): take the run over now
-    // rather than when the lease runs out.
-    leased = s->acquire_lease(seen->run_id, lease_ttl_ms, seen->owner);
-    if (leased.ok() && !options.json) {
-      out << "took over run " << seen->run_id << " from " << seen->owner << ", which is gone\n";
+  auto loaded = agent_for(*s, *seen, options);
+  if (!loaded.ok()) return report(err, command, loaded.err());
+  const runtime::agent_definition& agent = **loaded;
+  // What this command checks under the lease, on the run as it now stands (another process may
+  // just have continued it), before anything is written.
+  bool complete = false;
+  value inputs;
+  runtime::run_opening opening;
+  opening.admit = [&](const store::run_record& run) -> result<void> {
+    if (run.next_action.empty()) {
+      complete = true;
+      return make_error(core_errc::invalid_argument, "run " + run.run_id + " is complete: it waits for nothing");
     }
-  }
-  if (!leased.ok()) return report(err, command, leased.err());
-  auto fail = [&](const error& e) {
-    (void)s->release_lease(options.run_id);
-    return report(err, command, e);
-  };
-  auto run = s->get_run(options.run_id);
-  if (!run.ok()) return fail(run.err());
-  if (run->next_action.empty()) {
-    (void)s->release_lease(options.run_id);
-    if (delivering_input) {
-      err << command << ": run " << run->run_id << " is complete: it waits for nothing\n";
-      return exit_invalid;
+    if (delivering_input && run.status != "waiting") {
+      return make_error(core_errc::invalid_argument, "run " + run.run_id + " is not waiting for input (it is " +
+                                                         run.status + ", next " + run.next_action +
+                                                         "); use choir runs resume");
     }
-    out << "run " << run->run_id << " is complete: nothing to resume\n";
-    return exit_ok;
-  }
-  if (delivering_input && run->status != "waiting") {
-    (void)s->release_lease(options.run_id);
-    err << command << ": run " << run->run_id << " is not waiting for input (it is " << run->status << ", next "
-        << run->next_action << "); use choir runs resume\n";
-    return exit_invalid;
-  }
-  auto loaded = graph_for(*s, *run, options);
-  if (!loaded.ok()) return fail(loaded.err());
-  auto inputs = checked_inputs(*loaded, options.run.inputs);
-  if (!inputs.ok()) return fail(inputs.err());
-  const std::string version = loaded->g->fingerprint();
-  const std::int64_t base = run->position();
-  auto st = s->state_at(run->run_id, base);
-  if (!st.ok()) return fail(st.err());
-  loaded->doc.builder.with_identifiers(run->run_id, run->partition_key)
-      .with_position(run->next_action, *st, static_cast<std::uint64_t>(base + 1))
-      .with_persister(std::make_shared<store::run_persister>(*s, run->run_id, version, lease_ttl_ms));
-  auto app = loaded->doc.builder.build(loaded->g);
-  if (!app.ok()) return fail(app.err());
-  if (delivering_input && (*app)->awaiting_input(*inputs)) {
-    std::string needs;
-    if (auto index = (*app)->graph_def().index_of(run->next_action)) {
-      for (const auto& in : (*app)->graph_def().nodes()[*index].act->spec().inputs) {
-        if (in.required && !inputs->contains(in.name)) needs += (needs.empty() ? "" : ", ") + in.name;
+    if (run.graph_version != agent.version) {
+      if (options.graph_file.empty()) {
+        return make_error(core_errc::invalid_argument, "run " + run.run_id + " moved to graph " + run.graph_version +
+                                                           " meanwhile; run the command again");
+      }
+      if (run.pinned) {
+        return make_error(store::store_errc::invalid_argument,
+                          "run " + run.run_id + " is pinned to graph version " + run.graph_version + "; " +
+                              options.graph_file + " is version " + agent.version + ". Resume it without --graph");
       }
     }
-    return fail(make_error(core_errc::invalid_argument,
-                           "run " + run->run_id + " waits at " + run->next_action + " for: " + needs));
-  }
-  if (version != run->graph_version) {
-    auto moved = s->put_graph({version, loaded->doc.name, loaded->source});
-    if (moved.ok()) moved = s->set_graph_version(run->run_id, version);
-    if (!moved.ok()) return fail(moved.err());
-    if (!options.json) {
-      out << "run " << run->run_id << " moves from graph " << run->graph_version << " to " << version << "\n";
+    CHOIR_TRY(inputs, checked_inputs(agent, options.run.inputs));
+    if (auto index = agent.graph->index_of(run.next_action); delivering_input && index) {
+      const auto& spec = agent.graph->nodes()[*index].act->spec();
+      std::string needs;
+      for (const auto& in : spec.inputs) {
+        if (in.required && !inputs.contains(in.name)) needs += (needs.empty() ? "" : ", ") + in.name;
+      }
+      if (spec.awaits_input && !needs.empty()) {
+        return make_error(core_errc::invalid_argument,
+                          "run " + run.run_id + " waits at " + run.next_action + " for: " + needs);
+      }
     }
+    return {};
+  };
+  auto app = runtime::open_run(*s, options.run_id, agent, runtime::run_hosting{.lease_ttl_ms = lease_ttl_ms}, &opening);
+  if (!opening.taken_over_from.empty() && !options.json) {
+    out << "took over run " << seen->run_id << " from " << opening.taken_over_from << ", which is gone\n";
   }
-  auto running = s->set_status(run->run_id, "running");
-  if (!running.ok()) return fail(running.err());
-  return drive(**app, loaded->doc.name, options.run, *inputs, s.get(), out, err, command);
+  if (complete && !delivering_input) {
+    out << "run " << seen->run_id << " is complete: nothing to resume\n";
+    return exit_ok;
+  }
+  if (!app.ok()) return report(err, command, app.err());
+  if (!opening.moved_from.empty() && !options.json) {
+    out << "run " << seen->run_id << " moves from graph " << opening.moved_from << " to " << agent.version << "\n";
+  }
+  if (auto running = s->set_status(options.run_id, "running"); !running.ok()) {
+    (void)s->release_lease(options.run_id);
+    return report(err, command, running.err());
+  }
+  return drive(**app, agent.name, options.run, inputs, s.get(), out, err, command);
 }
 
 /// Parses 90s, 45m, 12h, 30d into milliseconds.
@@ -261,7 +241,12 @@ int runs_replay(const runs_options& options, std::ostream& out, std::ostream& er
   auto st = s->state_at(run->run_id, start);
   if (!st.ok()) return report(err, command, st.err());
   graph::state state = std::move(st).value();
-  std::map<std::string, loaded_graph> graphs;
+  /// Per graph version the run's steps were taken under: its agent, and a builder over its graph.
+  struct replay_graph {
+    std::shared_ptr<const runtime::agent_definition> agent;
+    graph::application_builder builder;
+  };
+  std::map<std::string, replay_graph> graphs;
   std::int64_t replayed = 0;
   auto diverged = [&](const store::step_entry& e, const std::string& field, const value& recorded, const value& now) {
     if (options.json) {
@@ -289,14 +274,15 @@ int runs_replay(const runs_options& options, std::ostream& out, std::ostream& er
       if (found == graphs.end()) {
         auto stored = s->get_graph(e.graph_version);
         if (!stored.ok()) return report(err, command, stored.err());
-        auto loaded = load_graph_text(stored->source, "stored graph " + e.graph_version);
-        if (!loaded.ok()) return report(err, command, loaded.err());
-        found = graphs.emplace(e.graph_version, std::move(loaded).value()).first;
+        auto agent = runtime::load_agent(stored->source, "stored graph " + e.graph_version, default_registry());
+        if (!agent.ok()) return report(err, command, agent.err());
+        graph::application_builder builder = (*agent)->doc.builder;
+        builder.with_identifiers(run->run_id, run->partition_key);
+        found = graphs.emplace(e.graph_version, replay_graph{std::move(agent).value(), std::move(builder)}).first;
       }
-      loaded_graph& lg = found->second;
-      lg.doc.builder.with_identifiers(run->run_id, run->partition_key)
-          .with_position(e.action, state, static_cast<std::uint64_t>(e.sequence_id));
-      auto app = lg.doc.builder.build(lg.g);
+      replay_graph& replaying = found->second;
+      replaying.builder.with_position(e.action, state, static_cast<std::uint64_t>(e.sequence_id));
+      auto app = replaying.builder.build(replaying.agent->graph);
       if (!app.ok()) return report(err, command, app.err());
       auto stepped = (*app)->step(e.inputs.is_object() ? e.inputs : value::object());
       if (!stepped.ok()) return diverged(e, "outcome", value(e.status), value(stepped.err().message));

@@ -62,20 +62,24 @@ result<std::unique_ptr<graph::application>> start_run(store::event_store& store,
   CHOIR_CHECK(store.put_graph({agent.version, agent.name, agent.source}));
   CHOIR_CHECK(store.create_run(record, agent.graph->initial_state(), -1));
   auto app = hosted_builder(store, agent, record.run_id, record.partition_key, hosting).build(agent.graph);
-  return releasing(store, record.run_id, std::move(app));
+  if (!app.ok()) (void)settle_run(store, record.run_id, "halted");  // it will never run
+  return app;
 }
 
 result<std::unique_ptr<graph::application>> open_run(store::event_store& store, std::string_view run_id,
-                                                     const agent_definition& agent, const run_hosting& hosting) {
+                                                     const agent_definition& agent, const run_hosting& hosting,
+                                                     run_opening* opening) {
   CHOIR_TRY(auto seen, store.get_run(run_id));
   auto leased = store.acquire_lease(run_id, hosting.lease_ttl_ms);
   if (!leased.ok() && leased.err().code == store::store_errc::run_leased && store::owner_known_dead(seen.owner)) {
     leased = store.acquire_lease(run_id, hosting.lease_ttl_ms, seen.owner);  // its owner died on this host
+    if (leased.ok() && opening != nullptr) opening->taken_over_from = seen.owner;
   }
   CHOIR_CHECK(leased);
   // Read the run again under the lease: what it looked like before may be stale.
   auto opened = [&]() -> result<std::unique_ptr<graph::application>> {
     CHOIR_TRY(auto run, store.get_run(run_id));
+    if (opening != nullptr && opening->admit) CHOIR_CHECK(opening->admit(run));
     if (run.graph_version != agent.version) {
       if (run.pinned) {
         return make_error(store::store_errc::invalid_argument, "run " + run.run_id + " is pinned to graph version " +
@@ -91,6 +95,7 @@ result<std::unique_ptr<graph::application>> open_run(store::event_store& store, 
       }
       CHOIR_CHECK(store.put_graph({agent.version, agent.name, agent.source}));
       CHOIR_CHECK(store.set_graph_version(run.run_id, agent.version));
+      if (opening != nullptr) opening->moved_from = run.graph_version;
     }
     const std::int64_t base = run.position();
     CHOIR_TRY(auto st, store.state_at(run.run_id, base));

@@ -4,6 +4,7 @@
 /// conversation actors both go through here. No threads of its own; the store must be one the
 /// caller may use from its thread (see `store::synchronized`).
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -46,20 +47,34 @@ struct run_start {
 };
 
 /// Creates a run of `agent` (already leased by `store`'s owner, so no other process can take it
-/// before its first step) and returns its application, positioned at the entrypoint.
+/// before its first step) and returns its application, positioned at the entrypoint. If the
+/// application cannot be built, the run is recorded as `halted` and its lease given up.
 [[nodiscard]] result<std::unique_ptr<graph::application>> start_run(store::event_store& store,
                                                                     const agent_definition& agent,
                                                                     const run_start& start, const run_hosting& hosting);
+
+/// What a caller of `open_run` checks before the run is touched, and learns of what was done.
+struct run_opening {
+  /// If set, called (on the caller's thread) under the lease with the run as it now stands, before
+  /// the run is checked against the agent, moved or rebuilt. An error it returns is `open_run`'s,
+  /// and the lease is given back.
+  std::function<result<void>(const store::run_record&)> admit;
+  std::string taken_over_from;  ///< out: the dead owner whose lease was taken over, else empty
+  std::string moved_from;       ///< out: the graph version the run moved from, else empty
+};
 
 /// Takes `run_id`'s lease (also from a dead process of this host) and rebuilds its application at
 /// its last committed step. The run continues under `agent`'s graph: if that is not the version
 /// the run was on, the change must keep the run's next action with its reads and writes
 /// (`store::check_upgrade`), the run must not be pinned, and the run moves to the new version.
+/// A run with no next action (completed) opens with none. `opening`, if given, checks the run
+/// first and is told what was done.
 /// Errors: `run_not_found`, `run_leased` (a live owner drives it), `invalid_argument` (pinned, or
-/// an unsafe upgrade, explained).
+/// an unsafe upgrade, explained), or what `opening->admit` returns.
 [[nodiscard]] result<std::unique_ptr<graph::application>> open_run(store::event_store& store, std::string_view run_id,
                                                                    const agent_definition& agent,
-                                                                   const run_hosting& hosting);
+                                                                   const run_hosting& hosting,
+                                                                   run_opening* opening = nullptr);
 
 /// Rebuilds `app` at `action` with its current state and position: the next step runs `action`
 /// instead of what the transitions chose (a conversation starts a new message there after an

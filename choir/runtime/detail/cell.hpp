@@ -338,6 +338,8 @@ class cell final : public resume_context {
   /// Runs up to `budget` messages. Called by the scheduler only, with one reference it hands over.
   void run(unsigned budget);
 
+  /// Messages waiting in the mailbox (counted only for a bounded mailbox; 0 otherwise). Any thread.
+  [[nodiscard]] std::int32_t queued() const noexcept { return queued_.load(std::memory_order_relaxed); }
   /// How many times the actor was restarted, in all. Any thread.
   [[nodiscard]] std::uint32_t restarts() const noexcept { return restarts_.load(std::memory_order_relaxed); }
   [[nodiscard]] bool stop_requested() const noexcept {
