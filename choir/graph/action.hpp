@@ -101,13 +101,22 @@ class access_error : public std::logic_error {
   graph_errc code_;
 };
 
+/// Where a step runs: its run (application id and partition) and its sequence id. Actions with
+/// durable effects derive their idempotency keys and child runs from it. Empty when the action
+/// runs outside an application (a unit test calling it directly).
+struct step_origin {
+  std::string_view app_id;
+  std::string_view partition_key;
+  std::uint64_t sequence_id = 0;
+};
+
 /// What an action sees: the keys it declares in `reads` and its inputs. Reading anything else
 /// throws `access_error` (the step fails naming the action and the key). Cheap to copy; valid as
 /// long as the state it views (the engine keeps it alive for the whole step).
 class state_view {
  public:
-  state_view(const state& s, const action_spec& spec, const value& inputs)
-      : state_(&s), spec_(&spec), inputs_(&inputs) {}
+  state_view(const state& s, const action_spec& spec, const value& inputs, step_origin origin = {})
+      : state_(&s), spec_(&spec), inputs_(&inputs), origin_(origin) {}
 
   /// The value of a declared key. Throws `access_error` if undeclared or absent.
   [[nodiscard]] const value& at(std::string_view key) const;
@@ -129,12 +138,15 @@ class state_view {
   /// All inputs of this step as an object.
   [[nodiscard]] const value& inputs() const noexcept { return *inputs_; }
   [[nodiscard]] const action_spec& spec() const noexcept { return *spec_; }
+  /// The run and step this view belongs to (valid for the step's duration).
+  [[nodiscard]] const step_origin& origin() const noexcept { return origin_; }
 
  private:
   void check_read(std::string_view key) const;
   const state* state_;
   const action_spec* spec_;
   const value* inputs_;
+  step_origin origin_;
 };
 
 /// Receives the chunks a streaming action yields before its final result.

@@ -311,7 +311,8 @@ result<bool> application::step_into(step_record& record, const value& inputs) {
   if (!next_) return false;
   CHOIR_TRY(prepared_step p, prepare(inputs));
   action& act = *graph_->nodes()[p.index].act;
-  const state_view view(state_, act.spec(), p.inputs.is_null() ? empty_object() : p.inputs);
+  const state_view view(state_, act.spec(), p.inputs.is_null() ? empty_object() : p.inputs,
+                        step_origin{identity_.app_id, identity_.partition_key, sequence_id_});
   chunk_forwarder sink(act, hooks_, on_chunk_);
   const int max_attempts = std::max(1, act.spec().retry.max_attempts);
   std::optional<result<action_output>> output;
@@ -337,7 +338,8 @@ task<result<std::optional<step_record>>> application::step_async(value inputs) {
   prepared_step p = std::move(prepared).value();
   action& act = *graph_->nodes()[p.index].act;
   const value inputs_seen = p.inputs.is_null() ? value::object() : p.inputs;
-  const state_view view(state_, act.spec(), inputs_seen);
+  const state_view view(state_, act.spec(), inputs_seen,
+                        step_origin{identity_.app_id, identity_.partition_key, sequence_id_});
   chunk_forwarder sink(act, hooks_, on_chunk_);
   const int max_attempts = std::max(1, act.spec().retry.max_attempts);
   std::optional<result<action_output>> output;

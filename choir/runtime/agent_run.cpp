@@ -59,9 +59,20 @@ result<std::unique_ptr<graph::application>> start_run(store::event_store& store,
   record.pinned = start.pin;
   record.owner = store.owner();
   record.lease_expires_ms = system_clock().unix_ms() + hosting.lease_ttl_ms;
+  record.parent_run = start.parent_run;
+  record.parent_step = start.parent_step;
+  graph::state initial = agent.graph->initial_state();
+  if (start.initial.is_object() && !start.initial.empty()) {
+    graph::state_delta overrides;
+    for (const auto& [key, v] : start.initial.items()) overrides.set(key, v);
+    CHOIR_TRY(initial, initial.apply(overrides));
+  }
+  const std::int64_t start_after = start.parent_step.value_or(-1);
   CHOIR_CHECK(store.put_graph({agent.version, agent.name, agent.source}));
-  CHOIR_CHECK(store.create_run(record, agent.graph->initial_state(), -1));
-  auto app = hosted_builder(store, agent, record.run_id, record.partition_key, hosting).build(agent.graph);
+  CHOIR_CHECK(store.create_run(record, initial, start_after));
+  auto b = hosted_builder(store, agent, record.run_id, record.partition_key, hosting);
+  b.with_position(record.next_action, std::move(initial), static_cast<std::uint64_t>(start_after + 1));
+  auto app = b.build(agent.graph);
   if (!app.ok()) (void)settle_run(store, record.run_id, "halted");  // it will never run
   return app;
 }

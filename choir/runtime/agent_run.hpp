@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -44,6 +45,12 @@ struct run_start {
   std::string run_id;  ///< empty: a new id
   std::string partition_key;
   bool pin = false;  ///< the run resumes only under this graph version
+  /// A child run (of a `map` or `agent` step): the run and step it starts from. Its first step
+  /// follows `parent_step` and its starting state is stored there.
+  std::string parent_run;
+  std::optional<std::int64_t> parent_step;
+  /// Keys set over the graph's initial state (a child's inputs), if any.
+  value initial = value::object();
 };
 
 /// Creates a run of `agent` (already leased by `store`'s owner, so no other process can take it

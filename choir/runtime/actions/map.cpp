@@ -1,0 +1,378 @@
+#include "choir/runtime/actions/map.hpp"
+
+#include <algorithm>
+#include <deque>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "choir/core/id.hpp"
+#include "choir/runtime/actor.hpp"
+#include "choir/runtime/agent_run.hpp"
+
+namespace choir::runtime {
+namespace {
+
+enum class reducer { list, concat, sum, min, max, merge };
+
+std::optional<reducer> parse_reducer(std::string_view name) {
+  if (name == "list") return reducer::list;
+  if (name == "concat") return reducer::concat;
+  if (name == "sum") return reducer::sum;
+  if (name == "min") return reducer::min;
+  if (name == "max") return reducer::max;
+  if (name == "merge") return reducer::merge;
+  return std::nullopt;
+}
+
+/// Everything a map action fixed at load time.
+struct map_plan {
+  std::string action;
+  std::string over;
+  std::string as = "item";
+  std::vector<std::string> with;
+  std::string collect;
+  std::string into;
+  reducer reduce = reducer::list;
+  std::size_t max_concurrency = 8;
+  std::shared_ptr<const agent_definition> child;
+  std::shared_ptr<const map_services> services;
+};
+
+/// One child: its run id, the parent step it starts from, and its starting keys.
+struct child_job {
+  std::size_t index = 0;
+  std::string run_id;
+  std::string partition_key;
+  std::string parent_run;
+  std::optional<std::int64_t> parent_step;
+  value initial;
+};
+
+error child_error(const map_plan& plan, const child_job& job, const std::string& what) {
+  return make_error(graph::graph_errc::action_failed, "map '" + plan.action + "': child " + std::to_string(job.index) +
+                                                          " (run " + job.run_id + ") " + what);
+}
+
+value answer_of(const map_plan& plan, const graph::state& final_state) {
+  if (plan.collect.empty()) return final_state.to_json();
+  const value* v = final_state.get_if(plan.collect);
+  return v != nullptr ? *v : final_state.get(plan.collect);
+}
+
+/// Runs `app` until it halts; the child must complete (a child cannot wait for a person).
+task<result<graph::state>> drive(const map_plan& plan, const child_job& job, graph::application& app) {
+  graph::run_options options;
+  options.max_steps = 1'000'000;
+  auto outcome = co_await app.run_async(options, value::object());
+  if (!outcome.ok()) co_return child_error(plan, job, "stopped: " + outcome.err().message);
+  switch (outcome->reason) {
+    case graph::halt_reason::completed: co_return app.current_state();
+    case graph::halt_reason::failed:
+      co_return child_error(plan, job, "failed: " + (outcome->failure ? outcome->failure->message : std::string()));
+    case graph::halt_reason::waiting_input:
+      co_return child_error(plan, job, "waits for input at '" + app.next_action() + "': a child cannot");
+    default: co_return child_error(plan, job, "did not complete (step limit)");
+  }
+}
+
+/// Runs one child to completion — or reuses it, if its run already completed — and returns its answer.
+task<result<value>> run_child(std::shared_ptr<const map_plan> plan, child_job job) {
+  const agent_definition& child = *plan->child;
+  store::event_store* s = plan->services->store.get();
+  if (s == nullptr) {  // in memory only
+    auto b = child.doc.builder;
+    b.with_identifiers(job.run_id, job.partition_key);
+    graph::state initial = child.graph->initial_state();
+    for (const auto& [key, v] : job.initial.items()) initial = initial.update(key, v);
+    b.with_position(child.graph->nodes()[child.graph->entrypoint()].act->name(), std::move(initial), 0);
+    auto app = b.build(child.graph);
+    if (!app.ok()) co_return std::move(app).err();
+    auto done = co_await drive(*plan, job, **app);
+    if (!done.ok()) co_return std::move(done).err();
+    co_return answer_of(*plan, *done);
+  }
+  run_hosting hosting;
+  hosting.lease_ttl_ms = plan->services->lease_ttl_ms;
+  auto existing = s->get_run(job.run_id);
+  if (existing.ok() && existing->status == "completed") {
+    // Ran to completion before (the parent step is running again): reuse what it recorded.
+    auto final_state = s->state_at(job.run_id, existing->position());
+    if (!final_state.ok()) co_return std::move(final_state).err();
+    co_return answer_of(*plan, *final_state);
+  }
+  result<std::unique_ptr<graph::application>> app = [&]() -> result<std::unique_ptr<graph::application>> {
+    if (existing.ok()) return open_run(*s, job.run_id, child, hosting);  // caught midway: continue it
+    if (existing.err().code != store::store_errc::run_not_found) return std::move(existing).err();
+    run_start start{.run_id = job.run_id,
+                    .partition_key = job.partition_key,
+                    .parent_run = job.parent_run,
+                    .parent_step = job.parent_step,
+                    .initial = job.initial};
+    return start_run(*s, child, start, hosting);
+  }();
+  if (!app.ok()) co_return child_error(*plan, job, "could not start: " + app.err().message);
+  auto done = co_await drive(*plan, job, **app);
+  const auto status = done.ok() ? "completed" : ((*app)->has_next_action() ? "failed" : "completed");
+  (void)settle_run(*s, job.run_id, status);
+  if (!done.ok()) co_return std::move(done).err();
+  co_return answer_of(*plan, *done);
+}
+
+/// Hosts one child run on a worker thread of the actor system.
+struct child_host {
+  static task<result<value>> run(std::shared_ptr<const map_plan> plan, child_job job) {
+    return run_child(std::move(plan), std::move(job));
+  }
+};
+
+result<value> reduce_answers(const map_plan& plan, std::vector<value> answers) {
+  auto fail = [&](const std::string& what) {
+    return make_error(graph::graph_errc::action_failed, "map '" + plan.action + "': cannot reduce with " + what);
+  };
+  switch (plan.reduce) {
+    case reducer::list: return value(std::move(answers));
+    case reducer::concat: {
+      value out = value::array();
+      for (auto& a : answers) {
+        if (!a.is_array()) return fail("concat: a child's answer is not a list");
+        for (auto& item : a) out.push_back(std::move(item));
+      }
+      return out;
+    }
+    case reducer::sum: {
+      bool integral = true;
+      std::int64_t isum = 0;
+      double dsum = 0;
+      for (const auto& a : answers) {
+        if (!a.is_number()) return fail("sum: a child's answer is not a number");
+        integral = integral && a.is_number_integer();
+        if (a.is_number_integer()) isum += a.get<std::int64_t>();
+        dsum += a.get<double>();
+      }
+      return integral ? value(isum) : value(dsum);
+    }
+    case reducer::min:
+    case reducer::max: {
+      value best;
+      for (const auto& a : answers) {
+        if (!a.is_number()) return fail("min/max: a child's answer is not a number");
+        if (best.is_null() || (plan.reduce == reducer::min ? a < best : a > best)) best = a;
+      }
+      return best;
+    }
+    case reducer::merge: {
+      value out = value::object();
+      for (auto& a : answers) {
+        if (!a.is_object()) return fail("merge: a child's answer is not an object");
+        for (auto& [k, v] : a.items()) out[k] = std::move(v);
+      }
+      return out;
+    }
+  }
+  return fail("an unknown reducer");
+}
+
+value read_key(const graph::state_view& view, const std::string& key) {
+  const auto ref = view.find(key);
+  if (!ref) return value();
+  if (ref.json != nullptr) return *ref.json;
+  value out = value::array();
+  for (const auto& item : *ref.list) out.push_back(item);
+  return out;
+}
+
+class map_action final : public graph::action {
+ public:
+  map_action(graph::action_spec spec, std::shared_ptr<const map_plan> plan)
+      : action(std::move(spec)), plan_(std::move(plan)) {}
+
+  [[nodiscard]] bool is_async() const override { return true; }
+  result<graph::action_output> execute(const graph::state_view& view, graph::stream_sink& sink) override {
+    return sync_wait(execute_async(view, sink));
+  }
+
+  task<result<graph::action_output>> execute_async(graph::state_view view, graph::stream_sink& /*sink*/) override {
+    const map_plan& plan = *plan_;
+    const value items = read_key(view, plan.over);
+    if (!items.is_array()) {
+      co_return make_error(graph::graph_errc::type_mismatch,
+                           "map '" + plan.action + "': '" + plan.over + "' is not a list");
+    }
+    value shared = value::object();
+    for (const auto& key : plan.with) shared[key] = read_key(view, key);
+
+    const auto& origin = view.origin();
+    const std::string parent(origin.app_id);
+    const std::string base = parent.empty() ? new_id().to_string() : parent;
+    std::vector<child_job> jobs;
+    jobs.reserve(items.size());
+    for (std::size_t i = 0; i < items.size(); ++i) {
+      child_job job;
+      job.index = i;
+      job.run_id = base + "." + plan.action + "." + std::to_string(origin.sequence_id) + "." + std::to_string(i);
+      job.partition_key = std::string(origin.partition_key);
+      if (!parent.empty()) {
+        job.parent_run = parent;
+        job.parent_step = static_cast<std::int64_t>(origin.sequence_id);
+      }
+      job.initial = shared;
+      job.initial[plan.as] = items[i];
+      jobs.push_back(std::move(job));
+    }
+
+    std::vector<value> answers(jobs.size());
+    std::optional<error> first_failure;
+    if (plan.services->actors == nullptr) {
+      for (auto& job : jobs) {
+        auto answer = co_await run_child(plan_, job);
+        if (!answer.ok()) {
+          first_failure = std::move(answer).err();
+          break;
+        }
+        answers[job.index] = std::move(answer).value();
+      }
+    } else {
+      // A window of at most `max_concurrency` children in flight, each on a worker actor owned by
+      // the actor running this step (so they die with it); answers are awaited in input order.
+      actor_system& sys = *plan.services->actors;
+      struct in_flight {
+        std::size_t index;
+        actor_ref<child_host> host;
+        reply<value> pending;
+      };
+      std::deque<in_flight> window;
+      std::size_t next = 0;
+      while ((next < jobs.size() || !window.empty()) && !first_failure) {
+        while (next < jobs.size() && window.size() < plan.max_concurrency) {
+          auto host = sys.spawn<child_host>({});
+          if (!host.ok()) {
+            first_failure = std::move(host).err();
+            break;
+          }
+          auto pending = host->ask([p = plan_, job = jobs[next]](child_host&) { return child_host::run(p, job); });
+          window.push_back({next, std::move(host).value(), std::move(pending)});
+          ++next;
+        }
+        if (window.empty()) break;
+        in_flight& front = window.front();
+        auto answer = co_await front.pending;
+        front.host.kill("its child run is done");
+        if (!answer.ok()) {
+          first_failure = std::move(answer).err();
+        } else {
+          answers[front.index] = std::move(answer).value();
+        }
+        window.pop_front();
+      }
+      for (auto& f : window) {  // after a failure: let the others finish; they are durable
+        (void)co_await f.pending;
+        f.host.kill("its map step failed");
+      }
+    }
+    if (first_failure) co_return std::move(*first_failure);
+
+    auto reduced = reduce_answers(plan, std::move(answers));
+    if (!reduced.ok()) co_return std::move(reduced).err();
+    graph::action_output out;
+    value children = value::array();
+    for (const auto& job : jobs) children.push_back(job.run_id);
+    out.result = value{{"children", std::move(children)}, {plan.into, *reduced}};
+    out.changes.set(plan.into, std::move(reduced).value());
+    co_return out;
+  }
+
+ private:
+  std::shared_ptr<const map_plan> plan_;
+};
+
+result<std::string> string_field(const graph::action_decl& decl, const char* field, bool required,
+                                 std::string fallback = {}) {
+  const value& config = decl.config();
+  if (!config.contains(field)) {
+    if (required) return decl.fail(field, "a map action needs it");
+    return fallback;
+  }
+  if (!config[field].is_string() || config[field].get<std::string>().empty()) {
+    return decl.fail(field, "expected a non-empty string");
+  }
+  return config[field].get<std::string>();
+}
+
+result<std::shared_ptr<graph::action>> make_map(const graph::action_decl& decl,
+                                                const std::shared_ptr<const map_services>& services) {
+  auto plan = std::make_shared<map_plan>();
+  plan->action = decl.spec().name;
+  plan->services = services;
+  CHOIR_TRY(plan->over, string_field(decl, "over", true));
+  CHOIR_TRY(plan->as, string_field(decl, "as", false, "item"));
+  CHOIR_TRY(plan->collect, string_field(decl, "collect", false));
+  const value& config = decl.config();
+  if (config.contains("with")) {
+    if (!config["with"].is_array()) return decl.fail("with", "expected a list of state keys");
+    for (const auto& k : config["with"]) {
+      if (!k.is_string()) return decl.fail("with", "expected a list of state keys");
+      plan->with.push_back(k.get<std::string>());
+    }
+  }
+  graph::action_spec spec = decl.spec();
+  std::string default_into = spec.writes.size() == 1 ? spec.writes.front() : std::string();
+  CHOIR_TRY(plan->into, string_field(decl, "into", default_into.empty(), default_into));
+  std::string reduce_name;
+  CHOIR_TRY(reduce_name, string_field(decl, "reduce", false, "list"));
+  auto reduce = parse_reducer(reduce_name);
+  if (!reduce) return decl.fail("reduce", "expected list, concat, sum, min, max or merge");
+  plan->reduce = *reduce;
+  if (config.contains("max_concurrency")) {
+    const value& n = config["max_concurrency"];
+    if (!n.is_number_integer() || n.get<std::int64_t>() < 1 || n.get<std::int64_t>() > 10'000) {
+      return decl.fail("max_concurrency", "expected an integer from 1 to 10000");
+    }
+    plan->max_concurrency = static_cast<std::size_t>(n.get<std::int64_t>());
+  }
+  if (!config.contains("graph") || !config["graph"].is_object()) {
+    return decl.fail("graph", "a map action needs the child graph (entrypoint, actions, transitions)");
+  }
+  value doc = config["graph"];
+  // A child starts with its item and the `with` keys: the child graph may read them undeclared.
+  if (!doc.contains("state") || !doc["state"].is_object()) doc["state"] = value::object();
+  if (!doc["state"].contains(plan->as)) doc["state"][plan->as] = nullptr;
+  for (const auto& k : plan->with) {
+    if (!doc["state"].contains(k)) doc["state"][k] = nullptr;
+  }
+  doc["apiVersion"] = "agentos/v0.2";
+  doc["kind"] = "Graph";
+  if (!doc.contains("name")) doc["name"] = plan->action;
+  auto child = load_agent(dump_json(doc), "actions." + plan->action + ".graph", runtime_registry(services));
+  if (!child.ok()) return decl.fail("graph", child.err().message);
+  plan->child = std::move(child).value();
+
+  // What it reads and writes follows from its fields unless declared.
+  if (!decl.declared_reads()) {
+    spec.reads = {plan->over};
+    for (const auto& k : plan->with) spec.reads.push_back(k);
+  }
+  if (!decl.declared_writes()) spec.writes = {plan->into};
+  if (!spec.reads_key(plan->over)) return decl.fail("reads", "must include '" + plan->over + "' (over)");
+  if (!spec.writes_key(plan->into)) return decl.fail("writes", "must include '" + plan->into + "' (into)");
+  spec.config =
+      value{{"over", plan->over},        {"as", plan->as},           {"into", plan->into},
+            {"reduce", reduce_name},     {"collect", plan->collect}, {"max_concurrency", plan->max_concurrency},
+            {"graph", plan->child->name}};
+  return std::shared_ptr<graph::action>(std::make_shared<map_action>(std::move(spec), std::move(plan)));
+}
+
+}  // namespace
+
+void register_map_action(graph::action_registry& registry, std::shared_ptr<const map_services> services) {
+  registry.add("map", {"over", "as", "with", "graph", "collect", "into", "reduce", "max_concurrency"},
+               [services](const graph::action_decl& decl) { return make_map(decl, services); });
+}
+
+graph::action_registry runtime_registry(std::shared_ptr<const map_services> services) {
+  auto registry = graph::action_registry::with_builtins();
+  register_map_action(registry, std::move(services));
+  return registry;
+}
+
+}  // namespace choir::runtime

@@ -1,0 +1,49 @@
+#pragma once
+/// The `map` action type: fans a subgraph out over a list in state — one child run per item, run
+/// in parallel on worker actors with bounded concurrency — and reduces the children's answers
+/// into one key of the parent (Burr's MapStates). The YAML form is in docs/graph-yaml.md:
+///
+///     research:
+///       type: map
+///       over: topics            # the list to fan out over (read)
+///       as: topic               # the key each child starts with its item under (default `item`)
+///       with: [goal]            # more keys copied from the parent into each child (read)
+///       graph: {entrypoint: …, state: …, actions: …, transitions: …}   # the child graph
+///       collect: summary        # the key of a child's final state that is its answer
+///       into: summaries         # the parent key the reduced answers are written to
+///       reduce: list            # list (default) | concat | sum | min | max | merge
+///       max_concurrency: 4      # children running at once (default 8)
+///
+/// Durability: with a store, each child is a run of its own, started from the parent's step
+/// (`parent_run`, `parent_step`) under a deterministic id `<parent run>.<action>.<step>.<i>`. When
+/// the parent's step runs again — after a crash, or on replay — a child that completed is not run
+/// again: its recorded final state is reused; a child caught midway continues from its last
+/// committed step. So every child runs exactly once to completion.
+#include <cstdint>
+#include <memory>
+
+#include "choir/graph/loader.hpp"
+#include "choir/store/event_store.hpp"
+
+namespace choir::runtime {
+
+class actor_system;
+
+/// What `map` steps need from their process. Shared by the registry and every map action.
+struct map_services {
+  /// Where child runs are recorded (shared by threads: `store::synchronized`); null: children
+  /// run in memory only.
+  std::shared_ptr<store::event_store> store;
+  /// Runs children on worker actors (owned by the actor running the parent step, if any), so
+  /// they proceed in parallel; null: children run one after another on the parent's thread.
+  actor_system* actors = nullptr;
+  std::int64_t lease_ttl_ms = 30'000;
+};
+
+/// Registers `map` in `registry`. Child graphs may use `map` themselves.
+void register_map_action(graph::action_registry& registry, std::shared_ptr<const map_services> services);
+
+/// The built-in action types plus the runtime's own (`map`).
+[[nodiscard]] graph::action_registry runtime_registry(std::shared_ptr<const map_services> services);
+
+}  // namespace choir::runtime
