@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <random>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -160,6 +161,118 @@ TEST(Crash, AKilledRunResumesOnPostgreSQLToo) {
   ASSERT_FALSE(conninfo.empty());
   kill_and_resume(conninfo, 5000, 20);  // 10,002 steps
   if (!::testing::Test::HasFailure()) pg::drop_pg_schema(db, schema);
+}
+
+/// A parent that fans out to 40 child runs (4 steps each, 4 at a time) is killed again and again
+/// in the middle of the fan-out — at injected commits of child steps and at random moments — and
+/// resumed after each kill. Every child must run exactly once to completion: 4 steps with no gap
+/// or duplicate, and the parent's total must be that of an uninterrupted run.
+void kill_fanout_and_resume(const std::string& store, const fs::path& dir) {
+  std::string parts;
+  long expected_total = 0;
+  for (int i = 1; i <= 40; ++i) {
+    parts += (i > 1 ? ", " : "") + std::to_string(i);
+    expected_total += static_cast<long>(i) * i;
+  }
+  const fs::path graph = dir / "fanout.yaml";
+  {
+    std::FILE* f = std::fopen(graph.c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    const std::string text = R"(apiVersion: agentos/v0.2
+kind: Graph
+name: fanout
+entrypoint: work
+state: {parts: [)" + parts + R"(]}
+actions:
+  work:
+    type: map
+    over: parts
+    as: part
+    collect: result
+    into: total
+    reduce: sum
+    max_concurrency: 4
+    graph:
+      entrypoint: square
+      state: {result: 0, rounds: 0}
+      actions:
+        square: {type: set, update: {result: part * part}}
+        polish: {type: set, update: {rounds: rounds + 1}}
+      transitions:
+        - {from: square, to: polish}
+        - {from: polish, to: polish, when: rounds < 3}
+  report: {type: pass}
+transitions:
+  - {from: work, to: report}
+)";
+    std::fputs(text.c_str(), f);
+    std::fclose(f);
+  }
+  const std::string quoted = "\"" + store + "\"";
+  std::mt19937 rng(20261128);
+  std::string run_id;
+  int kills = 0;
+  bool finished = false;
+  for (int attempt = 0; attempt < 60 && !finished; ++attempt) {
+    std::vector<std::string> args;
+    if (run_id.empty()) {
+      args = {"run", graph.string(), "--store", store};
+    } else {
+      args = {"runs", "resume", run_id, "--store", store};
+    }
+    const bool killing = kills < 8;
+    std::string fault;
+    if (killing && attempt % 2 == 0) fault = "step.committed:" + std::to_string(3 + rng() % 40);
+    const pid_t pid = spawn(args, fault);
+    ASSERT_GT(pid, 0);
+    if (killing && fault.empty()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5 + rng() % 40));
+      kill(pid, SIGKILL);
+    }
+    int status = 0;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    if (WIFEXITED(status)) {
+      ASSERT_EQ(WEXITSTATUS(status), 0) << "attempt " << attempt;
+      finished = true;
+    } else {
+      ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "attempt " << attempt;
+      ++kills;
+    }
+    if (run_id.empty()) {
+      std::istringstream listed(capture("runs list --json --limit 1000 --store " + quoted));
+      for (std::string line; std::getline(listed, line);) {
+        const auto run = nlohmann::json::parse(line);
+        if (run["parent_run"].is_null()) run_id = run["run_id"];
+      }
+    }
+  }
+  ASSERT_TRUE(finished);
+  std::printf("fan-out: %d kills\n", kills);
+  EXPECT_GE(kills, 4);
+
+  const auto state = nlohmann::json::parse(capture("runs state " + run_id + " --json --store " + quoted));
+  EXPECT_EQ(state["total"], expected_total);
+  std::istringstream listed(capture("runs list --json --limit 1000 --store " + quoted));
+  int children = 0;
+  for (std::string line; std::getline(listed, line);) {
+    const auto run = nlohmann::json::parse(line);
+    if (run["parent_run"] != run_id) continue;
+    ++children;
+    EXPECT_EQ(run["status"], "completed") << run["run_id"];
+    const auto shown =
+        nlohmann::json::parse(capture("runs show " + run["run_id"].get<std::string>() + " --json --store " + quoted));
+    ASSERT_EQ(shown["steps"].size(), 4U) << run["run_id"];  // square, polish ×3: once each
+    for (std::size_t i = 0; i < 4; ++i) EXPECT_EQ(shown["steps"][i]["sequence_id"], i + 1) << run["run_id"];
+  }
+  EXPECT_EQ(children, 40);
+}
+
+TEST(Crash, AParentKilledMidFanOutResumesAndEveryChildRunsExactlyOnce) {
+  const fs::path dir = fs::path(::testing::TempDir()) / ("choir-crash-fanout-" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  kill_fanout_and_resume((dir / "choir.db").string(), dir);
+  fs::remove_all(dir);
 }
 
 }  // namespace

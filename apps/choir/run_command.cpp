@@ -13,7 +13,10 @@
 
 #include "choir/core/id.hpp"
 #include "choir/graph/application.hpp"
+#include "choir/runtime/actions/map.hpp"
+#include "choir/runtime/actor.hpp"
 #include "choir/store/event_store.hpp"
+#include "choir/store/synchronized.hpp"
 
 namespace choir::cli {
 namespace {
@@ -68,7 +71,23 @@ void print_step_line(std::ostream& out, std::int64_t sequence_id, const std::str
   out << line << "\n";
 }
 
-graph::action_registry default_registry() { return graph::action_registry::with_builtins(); }
+namespace {
+
+/// What this process's `map` steps use: worker actors, and the store the command opened.
+const std::shared_ptr<runtime::map_services>& process_services() {
+  static runtime::actor_system actors;
+  static const auto services = [] {
+    auto s = std::make_shared<runtime::map_services>();
+    s->actors = &actors;
+    s->lease_ttl_ms = lease_ttl_ms;
+    return s;
+  }();
+  return services;
+}
+
+}  // namespace
+
+graph::action_registry default_registry() { return runtime::runtime_registry(process_services()); }
 
 result<std::string> read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -109,7 +128,7 @@ result<value> checked_inputs(const runtime::agent_definition& agent, const std::
   return inputs;
 }
 
-result<std::unique_ptr<store::event_store>> open_store(const std::string& path) {
+result<std::shared_ptr<store::event_store>> open_store(const std::string& path) {
   store::store_options options;
   // Crash tests set CHOIR_FAULT_KILL=<point>:<n> to kill this process the n-th time a commit
   // reaches <point> (docs/event-log.md, "Fault injection").
@@ -124,7 +143,11 @@ result<std::unique_ptr<store::event_store>> open_store(const std::string& path) 
       };
     }
   }
-  return store::open_store(path.empty() ? std::string(default_store_path) : path, options);
+  CHOIR_TRY(auto opened, store::open_store(path.empty() ? std::string(default_store_path) : path, options));
+  // Shared with the worker threads that run `map` children, which record their runs in it.
+  auto shared = store::synchronized(std::move(opened));
+  process_services()->store = shared;
+  return shared;
 }
 
 int drive(graph::application& app, const std::string& name, const run_options& options, const value& inputs,
@@ -219,7 +242,7 @@ int run_command(const run_options& options, std::ostream& out, std::ostream& err
     err << command << ": " << inputs.err().message << "\n";
     return exit_invalid;
   }
-  std::unique_ptr<store::event_store> store;
+  std::shared_ptr<store::event_store> store;
   if (!options.no_store) {
     auto opened = open_store(options.store);
     if (!opened.ok()) {

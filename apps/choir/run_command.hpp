@@ -41,7 +41,7 @@ inline constexpr const char* default_store_path = ".choir/choir.db";
 [[nodiscard]] result<value> checked_inputs(const runtime::agent_definition& agent,
                                            const std::vector<std::string>& pairs);
 /// Opens the store at `path`: a SQLite file, or `postgresql://…` (the default store if empty).
-[[nodiscard]] result<std::unique_ptr<store::event_store>> open_store(const std::string& path);
+[[nodiscard]] result<std::shared_ptr<store::event_store>> open_store(const std::string& path);
 /// Runs `app` as `options` say, printing each step, and records the run's final status in
 /// `store` (if any), releasing this process's lease on it (`runtime::settle_run`). Returns the
 /// exit code.

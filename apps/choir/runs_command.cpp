@@ -22,7 +22,7 @@ std::string utc_time(std::int64_t unix_ms) {
 }
 
 /// Opens the store or prints why not.
-std::unique_ptr<store::event_store> open_or_report(const runs_options& options, std::ostream& err,
+std::shared_ptr<store::event_store> open_or_report(const runs_options& options, std::ostream& err,
                                                    const std::string& command) {
   auto opened = open_store(options.store);
   if (!opened.ok()) {
