@@ -416,6 +416,43 @@ TEST_F(ChoirRuns, ARunDrivenByALiveOwnerIsRefusedAndADeadOnesIsTakenOver) {
   EXPECT_NE(resumed.out.find("completed"), std::string::npos) << resumed.out;
 }
 
+TEST_F(ChoirRuns, TheOrchestratorFansOutToResearcherAgentsAsChildRuns) {
+  auto r = run_choir("run " + example("orchestrator.yaml") + " --input goal=owls --json" + store());
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  const auto outcome = json_lines(r.out).back();
+  EXPECT_EQ(outcome["outcome"], "completed");
+  ASSERT_EQ(outcome["state"]["findings"].size(), 4u);
+  EXPECT_EQ(outcome["state"]["findings"][0], "owls habitats: 2 notes, starting with background on owls habitats");
+  const std::string parent = outcome["app_id"];
+  int children = 0;
+  for (const auto& run : json_lines(run_choir("runs list --json" + store()).out)) {
+    if (run["parent_run"] != parent) continue;
+    ++children;
+    EXPECT_EQ(run["agent"], "researcher");
+    EXPECT_EQ(run["parent_step"], 1);  // the research step
+    EXPECT_EQ(run["status"], "completed");
+  }
+  EXPECT_EQ(children, 4);
+  // Replaying the parent reuses the recorded children: identical, and no new child runs.
+  auto replayed = run_choir("runs replay " + parent + store() + " --agents " + example(""));
+  EXPECT_EQ(replayed.exit_code, 0) << replayed.out;
+  EXPECT_NE(replayed.out.find("identical"), std::string::npos) << replayed.out;
+  EXPECT_EQ(json_lines(run_choir("runs list --json" + store()).out).size(), 5u);
+}
+
+TEST_F(ChoirRuns, AnAgentNobodyRegisteredIsReportedAtLoad) {
+  const auto file = write_temp("lonely.yaml", R"(apiVersion: agentos/v0.2
+kind: Graph
+name: lonely
+entrypoint: ask
+actions:
+  ask: {type: agent, agent: nobody, into: answer}
+)");
+  auto r = run_choir("run " + file + store());
+  EXPECT_EQ(r.exit_code, 2) << r.out;
+  EXPECT_NE(r.out.find("no agent named 'nobody'"), std::string::npos) << r.out;
+}
+
 TEST(ChoirPostgres, RunsAndResumesOnAPostgreSQLStore) {
   namespace pg = choir::store::test_support;
   const std::string db = pg::test_pg();

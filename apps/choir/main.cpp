@@ -22,6 +22,7 @@ int graph_command(const std::string& file, const std::string& format) {
     fmt::print(stderr, "choir graph: {}\n", text.err().message);
     return choir::cli::exit_invalid;
   }
+  choir::cli::search_agents({}, file);
   const auto registry = choir::cli::default_registry();
   auto doc = load_graph(*text, file, registry);
   if (!doc.ok()) {
@@ -65,6 +66,8 @@ int main(int argc, char** argv) {
                   "The event store: a SQLite file (default: .choir/choir.db) or postgresql://…");
   run->add_flag("--no-store", run_opts.no_store, "Run in memory only; record nothing");
   run->add_flag("--pin", run_opts.pin, "Resume this run only under the graph version it starts with");
+  run->add_option("--agents", run_opts.agents,
+                  "A folder where agents named by agent: are found as NAME.yaml (the file's folder is searched too)");
 
   choir::cli::runs_options runs_opts;
   auto* runs = app.add_subcommand("runs", "Inspect, resume, fork, replay and prune runs kept in the event store");
@@ -72,6 +75,8 @@ int main(int argc, char** argv) {
   runs->add_option("--store", runs_opts.store,
                    "The event store: a SQLite file (default: .choir/choir.db) or postgresql://…");
   runs->add_flag("--json", runs_opts.json, "Print JSON");
+  runs->add_option("--agents", runs_opts.run.agents,
+                   "A folder where agents named by agent: are found as NAME.yaml (the current folder is searched too)");
   auto* runs_list = runs->add_subcommand("list", "List runs, newest first");
   std::size_t list_limit = 50;
   runs_list->add_option("--limit", list_limit, "At most this many")->default_val(50);

@@ -4,6 +4,7 @@
 
 #include <csignal>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <ostream>
 #include <sstream>
@@ -80,12 +81,21 @@ const std::shared_ptr<runtime::map_services>& process_services() {
     auto s = std::make_shared<runtime::map_services>();
     s->actors = &actors;
     s->lease_ttl_ms = lease_ttl_ms;
+    s->agents = std::make_shared<runtime::agent_catalog>();
     return s;
   }();
   return services;
 }
 
 }  // namespace
+
+void search_agents(const std::vector<std::string>& folders, const std::string& file) {
+  for (const auto& f : folders) process_services()->agents->search_in(f);
+  if (!file.empty()) {
+    const auto beside = std::filesystem::path(file).parent_path();
+    process_services()->agents->search_in(beside.empty() ? std::filesystem::path(".") : beside);
+  }
+}
 
 graph::action_registry default_registry() { return runtime::runtime_registry(process_services()); }
 
@@ -232,6 +242,7 @@ int run_command(const run_options& options, std::ostream& out, std::ostream& err
     err << command << ": " << text.err().message << "\n";
     return exit_invalid;
   }
+  search_agents(options.agents, options.file);
   auto agent = runtime::load_agent(*text, options.file, default_registry());
   if (!agent.ok()) {
     err << command << ": " << agent.err().message << "\n";

@@ -26,9 +26,10 @@ struct run_options {
   std::vector<std::string> halt_before;
   std::uint64_t max_steps = 100000;  ///< 0: no limit
   bool json = false;
-  std::string store;      ///< the store file; empty: the default store
-  bool no_store = false;  ///< run in memory only
-  bool pin = false;       ///< the run resumes only under the graph version it started with
+  std::string store;                ///< the store file; empty: the default store
+  bool no_store = false;            ///< run in memory only
+  bool pin = false;                 ///< the run resumes only under the graph version it started with
+  std::vector<std::string> agents;  ///< folders where `agent:` names are found as NAME.yaml
 };
 
 /// How long a `choir` process's lease on the run it drives lasts; it is renewed every third of it.
@@ -50,6 +51,9 @@ int drive(graph::application& app, const std::string& name, const run_options& o
 /// Prints one step as a line: sequence id, action, and its changes or its failure.
 void print_step_line(std::ostream& out, std::int64_t sequence_id, const std::string& action, bool failed, int attempts,
                      const std::string& failure, const graph::state_delta& delta);
+
+/// Makes the agents in `folders`, and beside `file` if given, known to `agent:` references.
+void search_agents(const std::vector<std::string>& folders, const std::string& file = "");
 
 /// The action types `choir` knows.
 [[nodiscard]] graph::action_registry default_registry();

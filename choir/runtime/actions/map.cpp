@@ -27,6 +27,7 @@ std::optional<reducer> parse_reducer(std::string_view name) {
 
 /// Everything a map action fixed at load time.
 struct map_plan {
+  bool single = false;  ///< the `agent` type: one child, its answer written as is
   std::string action;
   std::string over;
   std::string as = "item";
@@ -50,8 +51,9 @@ struct child_job {
 };
 
 error child_error(const map_plan& plan, const child_job& job, const std::string& what) {
-  return make_error(graph::graph_errc::action_failed, "map '" + plan.action + "': child " + std::to_string(job.index) +
-                                                          " (run " + job.run_id + ") " + what);
+  return make_error(graph::graph_errc::action_failed, (plan.single ? "agent '" : "map '") + plan.action + "': child " +
+                                                          std::to_string(job.index) + " (run " + job.run_id + ") " +
+                                                          what);
 }
 
 value answer_of(const map_plan& plan, const graph::state& final_state) {
@@ -194,7 +196,7 @@ class map_action final : public graph::action {
 
   task<result<graph::action_output>> execute_async(graph::state_view view, graph::stream_sink& /*sink*/) override {
     const map_plan& plan = *plan_;
-    const value items = read_key(view, plan.over);
+    const value items = plan.single ? value::array({nullptr}) : read_key(view, plan.over);
     if (!items.is_array()) {
       co_return make_error(graph::graph_errc::type_mismatch,
                            "map '" + plan.action + "': '" + plan.over + "' is not a list");
@@ -210,14 +212,15 @@ class map_action final : public graph::action {
     for (std::size_t i = 0; i < items.size(); ++i) {
       child_job job;
       job.index = i;
-      job.run_id = base + "." + plan.action + "." + std::to_string(origin.sequence_id) + "." + std::to_string(i);
+      job.run_id = base + "." + plan.action + "." + std::to_string(origin.sequence_id);
+      if (!plan.single) job.run_id += "." + std::to_string(i);
       job.partition_key = std::string(origin.partition_key);
       if (!parent.empty()) {
         job.parent_run = parent;
         job.parent_step = static_cast<std::int64_t>(origin.sequence_id);
       }
       job.initial = shared;
-      job.initial[plan.as] = items[i];
+      if (!plan.single) job.initial[plan.as] = items[i];
       jobs.push_back(std::move(job));
     }
 
@@ -272,7 +275,7 @@ class map_action final : public graph::action {
     }
     if (first_failure) co_return std::move(*first_failure);
 
-    auto reduced = reduce_answers(plan, std::move(answers));
+    auto reduced = plan.single ? result<value>(std::move(answers.front())) : reduce_answers(plan, std::move(answers));
     if (!reduced.ok()) co_return std::move(reduced).err();
     graph::action_output out;
     value children = value::array();
@@ -290,7 +293,7 @@ result<std::string> string_field(const graph::action_decl& decl, const char* fie
                                  std::string fallback = {}) {
   const value& config = decl.config();
   if (!config.contains(field)) {
-    if (required) return decl.fail(field, "a map action needs it");
+    if (required) return decl.fail(field, "a " + decl.spec().type + " action needs it");
     return fallback;
   }
   if (!config[field].is_string() || config[field].get<std::string>().empty()) {
@@ -299,13 +302,16 @@ result<std::string> string_field(const graph::action_decl& decl, const char* fie
   return config[field].get<std::string>();
 }
 
-result<std::shared_ptr<graph::action>> make_map(const graph::action_decl& decl,
-                                                const std::shared_ptr<const map_services>& services) {
+result<std::shared_ptr<graph::action>> make_plan(const graph::action_decl& decl,
+                                                 const std::shared_ptr<const map_services>& services, bool single) {
   auto plan = std::make_shared<map_plan>();
+  plan->single = single;
   plan->action = decl.spec().name;
   plan->services = services;
-  CHOIR_TRY(plan->over, string_field(decl, "over", true));
-  CHOIR_TRY(plan->as, string_field(decl, "as", false, "item"));
+  if (!single) {
+    CHOIR_TRY(plan->over, string_field(decl, "over", true));
+    CHOIR_TRY(plan->as, string_field(decl, "as", false, "item"));
+  }
   CHOIR_TRY(plan->collect, string_field(decl, "collect", false));
   const value& config = decl.config();
   if (config.contains("with")) {
@@ -318,55 +324,87 @@ result<std::shared_ptr<graph::action>> make_map(const graph::action_decl& decl,
   graph::action_spec spec = decl.spec();
   std::string default_into = spec.writes.size() == 1 ? spec.writes.front() : std::string();
   CHOIR_TRY(plan->into, string_field(decl, "into", default_into.empty(), default_into));
-  std::string reduce_name;
-  CHOIR_TRY(reduce_name, string_field(decl, "reduce", false, "list"));
-  auto reduce = parse_reducer(reduce_name);
-  if (!reduce) return decl.fail("reduce", "expected list, concat, sum, min, max or merge");
-  plan->reduce = *reduce;
-  if (config.contains("max_concurrency")) {
-    const value& n = config["max_concurrency"];
-    if (!n.is_number_integer() || n.get<std::int64_t>() < 1 || n.get<std::int64_t>() > 10'000) {
-      return decl.fail("max_concurrency", "expected an integer from 1 to 10000");
+  std::string reduce_name = "list";
+  if (!single) {
+    CHOIR_TRY(reduce_name, string_field(decl, "reduce", false, "list"));
+    auto reduce = parse_reducer(reduce_name);
+    if (!reduce) return decl.fail("reduce", "expected list, concat, sum, min, max or merge");
+    plan->reduce = *reduce;
+    if (config.contains("max_concurrency")) {
+      const value& n = config["max_concurrency"];
+      if (!n.is_number_integer() || n.get<std::int64_t>() < 1 || n.get<std::int64_t>() > 10'000) {
+        return decl.fail("max_concurrency", "expected an integer from 1 to 10000");
+      }
+      plan->max_concurrency = static_cast<std::size_t>(n.get<std::int64_t>());
     }
-    plan->max_concurrency = static_cast<std::size_t>(n.get<std::int64_t>());
   }
-  if (!config.contains("graph") || !config["graph"].is_object()) {
-    return decl.fail("graph", "a map action needs the child graph (entrypoint, actions, transitions)");
+  const bool inline_graph = config.contains("graph");
+  const bool named_agent = config.contains("agent");
+  if (single && !named_agent) return decl.fail("agent", "an agent action needs the name of the agent it runs");
+  if (inline_graph == named_agent) {
+    return decl.fail("graph", "a map action needs either the child graph (graph:) or a registered agent (agent:)");
   }
-  value doc = config["graph"];
-  // A child starts with its item and the `with` keys: the child graph may read them undeclared.
-  if (!doc.contains("state") || !doc["state"].is_object()) doc["state"] = value::object();
-  if (!doc["state"].contains(plan->as)) doc["state"][plan->as] = nullptr;
-  for (const auto& k : plan->with) {
-    if (!doc["state"].contains(k)) doc["state"][k] = nullptr;
+  if (named_agent) {
+    std::string name;
+    CHOIR_TRY(name, string_field(decl, "agent", true));
+    if (!services->agents) return decl.fail("agent", "no agents are registered here");
+    auto found = services->agents->find(name, runtime_registry(services));
+    if (!found.ok()) return decl.fail("agent", found.err().message);
+    plan->child = std::move(found).value();
+    if (!single) {  // the child starts with its item: its graph must hold the key
+      bool declared = plan->child->graph->initial_state().contains(plan->as);
+      if (!declared) {
+        return decl.fail("as", "agent '" + name + "' has no key '" + plan->as + "' in its state to start with");
+      }
+    }
+  } else {
+    if (!config["graph"].is_object()) {
+      return decl.fail("graph", "a map action needs the child graph (entrypoint, actions, transitions)");
+    }
+    value doc = config["graph"];
+    // A child starts with its item and the `with` keys: the child graph may read them undeclared.
+    if (!doc.contains("state") || !doc["state"].is_object()) doc["state"] = value::object();
+    if (!doc["state"].contains(plan->as)) doc["state"][plan->as] = nullptr;
+    for (const auto& k : plan->with) {
+      if (!doc["state"].contains(k)) doc["state"][k] = nullptr;
+    }
+    doc["apiVersion"] = "agentos/v0.2";
+    doc["kind"] = "Graph";
+    if (!doc.contains("name")) doc["name"] = plan->action;
+    auto child = load_agent(dump_json(doc), "actions." + plan->action + ".graph", runtime_registry(services));
+    if (!child.ok()) return decl.fail("graph", child.err().message);
+    plan->child = std::move(child).value();
   }
-  doc["apiVersion"] = "agentos/v0.2";
-  doc["kind"] = "Graph";
-  if (!doc.contains("name")) doc["name"] = plan->action;
-  auto child = load_agent(dump_json(doc), "actions." + plan->action + ".graph", runtime_registry(services));
-  if (!child.ok()) return decl.fail("graph", child.err().message);
-  plan->child = std::move(child).value();
 
   // What it reads and writes follows from its fields unless declared.
   if (!decl.declared_reads()) {
-    spec.reads = {plan->over};
+    spec.reads.clear();
+    if (!single) spec.reads.push_back(plan->over);
     for (const auto& k : plan->with) spec.reads.push_back(k);
   }
   if (!decl.declared_writes()) spec.writes = {plan->into};
-  if (!spec.reads_key(plan->over)) return decl.fail("reads", "must include '" + plan->over + "' (over)");
+  if (!single && !spec.reads_key(plan->over)) return decl.fail("reads", "must include '" + plan->over + "' (over)");
+  for (const auto& k : plan->with) {
+    if (!spec.reads_key(k)) return decl.fail("reads", "must include '" + k + "' (with)");
+  }
   if (!spec.writes_key(plan->into)) return decl.fail("writes", "must include '" + plan->into + "' (into)");
-  spec.config =
-      value{{"over", plan->over},        {"as", plan->as},           {"into", plan->into},
-            {"reduce", reduce_name},     {"collect", plan->collect}, {"max_concurrency", plan->max_concurrency},
-            {"graph", plan->child->name}};
+  spec.config = value{{"into", plan->into}, {"collect", plan->collect}, {"child", plan->child->name}};
+  if (!single) {
+    spec.config["over"] = plan->over;
+    spec.config["as"] = plan->as;
+    spec.config["reduce"] = reduce_name;
+    spec.config["max_concurrency"] = plan->max_concurrency;
+  }
   return std::shared_ptr<graph::action>(std::make_shared<map_action>(std::move(spec), std::move(plan)));
 }
 
 }  // namespace
 
 void register_map_action(graph::action_registry& registry, std::shared_ptr<const map_services> services) {
-  registry.add("map", {"over", "as", "with", "graph", "collect", "into", "reduce", "max_concurrency"},
-               [services](const graph::action_decl& decl) { return make_map(decl, services); });
+  registry.add("map", {"over", "as", "with", "graph", "agent", "collect", "into", "reduce", "max_concurrency"},
+               [services](const graph::action_decl& decl) { return make_plan(decl, services, false); });
+  registry.add("agent", {"agent", "with", "collect", "into"},
+               [services](const graph::action_decl& decl) { return make_plan(decl, services, true); });
 }
 
 graph::action_registry runtime_registry(std::shared_ptr<const map_services> services) {

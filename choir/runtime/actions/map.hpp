@@ -8,7 +8,8 @@
 ///       over: topics            # the list to fan out over (read)
 ///       as: topic               # the key each child starts with its item under (default `item`)
 ///       with: [goal]            # more keys copied from the parent into each child (read)
-///       graph: {entrypoint: …, state: …, actions: …, transitions: …}   # the child graph
+///       graph: {entrypoint: …, state: …, actions: …, transitions: …}   # the child graph, or
+///       agent: researcher       # a registered agent as the child (see `agent_catalog`)
 ///       collect: summary        # the key of a child's final state that is its answer
 ///       into: summaries         # the parent key the reduced answers are written to
 ///       reduce: list            # list (default) | concat | sum | min | max | merge
@@ -19,10 +20,16 @@
 /// the parent's step runs again — after a crash, or on replay — a child that completed is not run
 /// again: its recorded final state is reused; a child caught midway continues from its last
 /// committed step. So every child runs exactly once to completion.
+///
+/// The `agent` action type runs one registered agent as a child run the same way and writes its
+/// answer into the caller's state:
+///
+///     ask_expert: {type: agent, agent: researcher, with: [topic], collect: summary, into: advice}
 #include <cstdint>
 #include <memory>
 
 #include "choir/graph/loader.hpp"
+#include "choir/runtime/agent_catalog.hpp"
 #include "choir/store/event_store.hpp"
 
 namespace choir::runtime {
@@ -38,12 +45,14 @@ struct map_services {
   /// they proceed in parallel; null: children run one after another on the parent's thread.
   actor_system* actors = nullptr;
   std::int64_t lease_ttl_ms = 30'000;
+  /// Where `agent:` names are looked up; null: only inline `graph:` children.
+  std::shared_ptr<agent_catalog> agents;
 };
 
-/// Registers `map` in `registry`. Child graphs may use `map` themselves.
+/// Registers `map` and `agent` in `registry`. Child graphs may use them too.
 void register_map_action(graph::action_registry& registry, std::shared_ptr<const map_services> services);
 
-/// The built-in action types plus the runtime's own (`map`).
+/// The built-in action types plus the runtime's own (`map`, `agent`).
 [[nodiscard]] graph::action_registry runtime_registry(std::shared_ptr<const map_services> services);
 
 }  // namespace choir::runtime

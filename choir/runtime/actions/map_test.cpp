@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <string>
 
@@ -231,6 +232,98 @@ TEST_F(Map, BadMapDeclarationsAreRefusedWithTheirField) {
   auto bad_child = try_load("{type: map, over: xs, into: out, graph: {entrypoint: nope, actions: {a: {type: pass}}}}");
   ASSERT_FALSE(bad_child.ok());
   EXPECT_NE(bad_child.err().message.find("nope"), std::string::npos) << bad_child.err().message;
+}
+
+constexpr const char* researcher_agent = R"(
+apiVersion: agentos/v0.2
+kind: Graph
+name: researcher
+entrypoint: gather
+state: {topic: null, notes: []}
+actions:
+  gather: {type: set, append: {notes: "'read about ' + topic"}}
+  summarize: {type: set, reads: [topic, notes], update: {summary: "topic + ': ' + str(size(notes)) + ' note'"}}
+transitions:
+  - {from: gather, to: summarize}
+)";
+
+TEST_F(Map, AnAgentActionRunsARegisteredAgentAsAChildRunAndWritesItsAnswer) {
+  auto svc = services(true);
+  svc->agents = std::make_shared<agent_catalog>();
+  svc->agents->add(load_agent(researcher_agent, "researcher.yaml", runtime_registry(svc)).value());
+  auto agent = load(R"(
+apiVersion: agentos/v0.2
+kind: Graph
+name: asker
+entrypoint: ask
+state: {topic: owls}
+actions:
+  ask: {type: agent, agent: researcher, with: [topic], collect: summary, into: advice}
+)",
+                    svc);
+  auto b = agent->doc.builder;
+  b.with_identifiers("parent-4");
+  auto built = b.build(agent->graph);
+  ASSERT_TRUE(built.ok()) << built.err().message;
+  auto run = std::move(built).value();
+  ASSERT_TRUE(run->run().ok());
+  EXPECT_EQ(run->current_state().get("advice"), value("owls: 1 note"));
+  auto child = svc->store->get_run("parent-4.ask.0");
+  ASSERT_TRUE(child.ok());
+  EXPECT_EQ(child->agent, "researcher");
+  EXPECT_EQ(child->parent_run, "parent-4");
+  EXPECT_EQ(child->status, "completed");
+}
+
+TEST_F(Map, AMapFansOutToARegisteredAgent) {
+  auto svc = services(false);
+  svc->agents = std::make_shared<agent_catalog>();
+  svc->agents->add(load_agent(researcher_agent, "researcher.yaml", runtime_registry(svc)).value());
+  auto agent = load(R"(
+apiVersion: agentos/v0.2
+kind: Graph
+name: orchestrator
+entrypoint: fan
+state: {topics: [owls, bats]}
+actions:
+  fan: {type: map, over: topics, as: topic, agent: researcher, collect: summary, into: findings}
+)",
+                    svc);
+  auto run = agent->doc.builder.build(agent->graph).value();
+  ASSERT_TRUE(run->run().ok());
+  EXPECT_EQ(run->current_state().get("findings"), value::array({"owls: 1 note", "bats: 1 note"}));
+}
+
+TEST_F(Map, AgentsAreFoundByNameInTheCatalogsFoldersAndCyclesAreRefused) {
+  const fs::path dir = fs::path(path_ + ".agents");
+  fs::create_directories(dir);
+  auto write = [&](const std::string& name, const std::string& text) {
+    std::FILE* f = std::fopen((dir / (name + ".yaml")).c_str(), "w");
+    std::fputs(text.c_str(), f);
+    std::fclose(f);
+  };
+  write("researcher", researcher_agent);
+  write("ping",
+        "apiVersion: agentos/v0.2\nkind: Graph\nname: ping\nentrypoint: a\n"
+        "actions:\n  a: {type: agent, agent: pong, into: x}\n");
+  write("pong",
+        "apiVersion: agentos/v0.2\nkind: Graph\nname: pong\nentrypoint: a\n"
+        "actions:\n  a: {type: agent, agent: ping, into: x}\n");
+  auto svc = services(false);
+  svc->agents = std::make_shared<agent_catalog>();
+  svc->agents->search_in(dir);
+  auto registry = runtime_registry(svc);
+  auto found = svc->agents->find("researcher", registry);
+  ASSERT_TRUE(found.ok()) << found.err().message;
+  EXPECT_EQ((*found)->name, "researcher");
+  auto cycle = svc->agents->find("ping", registry);
+  ASSERT_FALSE(cycle.ok());
+  EXPECT_NE(cycle.err().message.find("refers back to itself"), std::string::npos) << cycle.err().message;
+  auto missing = svc->agents->find("nobody", registry);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.err().code, runtime_errc::not_found);
+  EXPECT_EQ(svc->agents->find("../etc/passwd", registry).err().code, runtime_errc::invalid_argument);
+  fs::remove_all(dir);
 }
 
 }  // namespace
