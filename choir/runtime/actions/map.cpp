@@ -37,12 +37,15 @@ struct map_plan {
   reducer reduce = reducer::list;
   std::size_t max_concurrency = 8;
   std::shared_ptr<const agent_definition> child;
+  /// MapActions: one one-action child graph per branch, all over the same state (then no `over`).
+  std::vector<std::shared_ptr<const agent_definition>> branches;
   std::shared_ptr<const map_services> services;
 };
 
 /// One child: its run id, the parent step it starts from, and its starting keys.
 struct child_job {
   std::size_t index = 0;
+  std::shared_ptr<const agent_definition> child;  ///< what the child runs
   std::string run_id;
   std::string partition_key;
   std::string parent_run;
@@ -80,7 +83,7 @@ task<result<graph::state>> drive(const map_plan& plan, const child_job& job, gra
 
 /// Runs one child to completion — or reuses it, if its run already completed — and returns its answer.
 task<result<value>> run_child(std::shared_ptr<const map_plan> plan, child_job job) {
-  const agent_definition& child = *plan->child;
+  const agent_definition& child = *job.child;
   store::event_store* s = plan->services->store.get();
   if (s == nullptr) {  // in memory only
     auto b = child.doc.builder;
@@ -196,7 +199,9 @@ class map_action final : public graph::action {
 
   task<result<graph::action_output>> execute_async(graph::state_view view, graph::stream_sink& /*sink*/) override {
     const map_plan& plan = *plan_;
-    const value items = plan.single ? value::array({nullptr}) : read_key(view, plan.over);
+    const bool branching = !plan.branches.empty();
+    const value items = plan.single || branching ? value(value::array_t(branching ? plan.branches.size() : 1))
+                                                 : read_key(view, plan.over);
     if (!items.is_array()) {
       co_return make_error(graph::graph_errc::type_mismatch,
                            "map '" + plan.action + "': '" + plan.over + "' is not a list");
@@ -212,6 +217,7 @@ class map_action final : public graph::action {
     for (std::size_t i = 0; i < items.size(); ++i) {
       child_job job;
       job.index = i;
+      job.child = branching ? plan.branches[i] : plan.child;
       job.run_id = base + "." + plan.action + "." + std::to_string(origin.sequence_id);
       if (!plan.single) job.run_id += "." + std::to_string(i);
       job.partition_key = std::string(origin.partition_key);
@@ -220,7 +226,7 @@ class map_action final : public graph::action {
         job.parent_step = static_cast<std::int64_t>(origin.sequence_id);
       }
       job.initial = shared;
-      if (!plan.single) job.initial[plan.as] = items[i];
+      if (!plan.single && !branching) job.initial[plan.as] = items[i];
       jobs.push_back(std::move(job));
     }
 
@@ -308,12 +314,13 @@ result<std::shared_ptr<graph::action>> make_plan(const graph::action_decl& decl,
   plan->single = single;
   plan->action = decl.spec().name;
   plan->services = services;
-  if (!single) {
+  const value& config = decl.config();
+  const bool branching = !single && config.contains("actions");
+  if (!single && !branching) {
     CHOIR_TRY(plan->over, string_field(decl, "over", true));
     CHOIR_TRY(plan->as, string_field(decl, "as", false, "item"));
   }
   CHOIR_TRY(plan->collect, string_field(decl, "collect", false));
-  const value& config = decl.config();
   if (config.contains("with")) {
     if (!config["with"].is_array()) return decl.fail("with", "expected a list of state keys");
     for (const auto& k : config["with"]) {
@@ -341,10 +348,25 @@ result<std::shared_ptr<graph::action>> make_plan(const graph::action_decl& decl,
   const bool inline_graph = config.contains("graph");
   const bool named_agent = config.contains("agent");
   if (single && !named_agent) return decl.fail("agent", "an agent action needs the name of the agent it runs");
-  if (inline_graph == named_agent) {
-    return decl.fail("graph", "a map action needs either the child graph (graph:) or a registered agent (agent:)");
+  if (static_cast<int>(inline_graph) + static_cast<int>(named_agent) + static_cast<int>(branching) != 1) {
+    return decl.fail("graph",
+                     "a map action needs one of: the child graph (graph:), a registered agent (agent:), or "
+                     "actions to run side by side over the same state (actions:)");
   }
-  if (named_agent) {
+  if (branching) {
+    const value& branches = config["actions"];
+    if (!branches.is_object() || branches.empty()) {
+      return decl.fail("actions", "expected a mapping of actions (name: definition) to run side by side");
+    }
+    for (const auto& [name, definition] : branches.items()) {
+      value doc = {{"apiVersion", "agentos/v0.2"}, {"kind", "Graph"},          {"name", plan->action + "." + name},
+                   {"entrypoint", name},           {"state", value::object()}, {"actions", value{{name, definition}}}};
+      for (const auto& k : plan->with) doc["state"][k] = nullptr;
+      auto branch = load_agent(dump_json(doc), "actions." + plan->action + ".actions", runtime_registry(services));
+      if (!branch.ok()) return decl.fail("actions." + name, branch.err().message);
+      plan->branches.push_back(std::move(branch).value());
+    }
+  } else if (named_agent) {
     std::string name;
     CHOIR_TRY(name, string_field(decl, "agent", true));
     if (!services->agents) return decl.fail("agent", "no agents are registered here");
@@ -379,16 +401,23 @@ result<std::shared_ptr<graph::action>> make_plan(const graph::action_decl& decl,
   // What it reads and writes follows from its fields unless declared.
   if (!decl.declared_reads()) {
     spec.reads.clear();
-    if (!single) spec.reads.push_back(plan->over);
+    if (!single && !branching) spec.reads.push_back(plan->over);
     for (const auto& k : plan->with) spec.reads.push_back(k);
   }
   if (!decl.declared_writes()) spec.writes = {plan->into};
-  if (!single && !spec.reads_key(plan->over)) return decl.fail("reads", "must include '" + plan->over + "' (over)");
+  if (!single && !branching && !spec.reads_key(plan->over)) {
+    return decl.fail("reads", "must include '" + plan->over + "' (over)");
+  }
   for (const auto& k : plan->with) {
     if (!spec.reads_key(k)) return decl.fail("reads", "must include '" + k + "' (with)");
   }
   if (!spec.writes_key(plan->into)) return decl.fail("writes", "must include '" + plan->into + "' (into)");
-  spec.config = value{{"into", plan->into}, {"collect", plan->collect}, {"child", plan->child->name}};
+  spec.config = value{{"into", plan->into}, {"collect", plan->collect}};
+  if (plan->child) spec.config["child"] = plan->child->name;
+  if (branching) {
+    spec.config["actions"] = value::array();
+    for (const auto& b : plan->branches) spec.config["actions"].push_back(b->name);
+  }
   if (!single) {
     spec.config["over"] = plan->over;
     spec.config["as"] = plan->as;
@@ -401,7 +430,8 @@ result<std::shared_ptr<graph::action>> make_plan(const graph::action_decl& decl,
 }  // namespace
 
 void register_map_action(graph::action_registry& registry, std::shared_ptr<const map_services> services) {
-  registry.add("map", {"over", "as", "with", "graph", "agent", "collect", "into", "reduce", "max_concurrency"},
+  registry.add("map",
+               {"over", "as", "with", "graph", "agent", "actions", "collect", "into", "reduce", "max_concurrency"},
                [services](const graph::action_decl& decl) { return make_plan(decl, services, false); });
   registry.add("agent", {"agent", "with", "collect", "into"},
                [services](const graph::action_decl& decl) { return make_plan(decl, services, true); });

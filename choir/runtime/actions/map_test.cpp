@@ -247,6 +247,37 @@ transitions:
   - {from: gather, to: summarize}
 )";
 
+TEST_F(Map, ActionsSideBySideOverOneStateAreReducedIntoOneKey) {
+  auto svc = services(true);
+  auto agent = load(R"(
+apiVersion: agentos/v0.2
+kind: Graph
+name: checks
+entrypoint: review
+state: {change: 40}
+actions:
+  review:
+    type: map
+    with: [change]
+    actions:
+      lint: {type: set, reads: [change], update: {score: change / 10}}
+      tests: {type: set, reads: [change], update: {score: change + 1}}
+      types: {type: set, update: {score: 2}}
+    collect: score
+    into: total
+    reduce: sum
+)",
+                    svc);
+  auto b = agent->doc.builder;
+  b.with_identifiers("parent-5");
+  auto run = b.build(agent->graph).value();
+  ASSERT_TRUE(run->run().ok());
+  EXPECT_EQ(run->current_state().get("total"), value(4 + 41 + 2));
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(svc->store->get_run("parent-5.review.0." + std::to_string(i))->status, "completed");
+  }
+}
+
 TEST_F(Map, AnAgentActionRunsARegisteredAgentAsAChildRunAndWritesItsAnswer) {
   auto svc = services(true);
   svc->agents = std::make_shared<agent_catalog>();
