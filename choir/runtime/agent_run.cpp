@@ -70,6 +70,8 @@ result<std::unique_ptr<graph::application>> start_run(store::event_store& store,
   const std::int64_t start_after = start.parent_step.value_or(-1);
   CHOIR_CHECK(store.put_graph({agent.version, agent.name, agent.source}));
   CHOIR_CHECK(store.create_run(record, initial, start_after));
+  // Created leased to us; take it again so that its expiry follows the store's own clock.
+  CHOIR_CHECK(store.acquire_lease(record.run_id, hosting.lease_ttl_ms));
   auto b = hosted_builder(store, agent, record.run_id, record.partition_key, hosting);
   b.with_position(record.next_action, std::move(initial), static_cast<std::uint64_t>(start_after + 1));
   auto app = b.build(agent.graph);

@@ -153,6 +153,19 @@ void conversation::finish_turn() {
   busy_ = false;
 }
 
+void conversation::renew_lease() {
+  renewal_armed_ = false;
+  if (!busy_ || !app_ || opts_.lease_ttl_ms <= 0) return;
+  if (auto renewed = opts_.store->renew_lease(opts_.run_id, opts_.lease_ttl_ms); !renewed.ok()) {
+    lease_lost_ = std::move(renewed).err();  // another process took the run: stop at the next boundary
+    stop_turn_ = true;
+    return;
+  }
+  renewal_armed_ = true;
+  ctx_->self<conversation>().tell_after(std::chrono::milliseconds(opts_.lease_ttl_ms / 3),
+                                        [](conversation& c) { c.renew_lease(); });
+}
+
 task<result<turn_result>> conversation::say(value message) {
   if (busy_ && opts_.when_busy == busy_policy::reject) {
     co_return make_error(runtime_errc::rejected, "conversation " + opts_.run_id + " is busy with another message");
@@ -197,7 +210,13 @@ void conversation::terminate() {
 
 task<result<turn_result>> conversation::turn(std::optional<value> message) {
   stop_turn_ = false;
+  lease_lost_.reset();
   if (auto owned = ensure_run(); !owned.ok()) co_return std::move(owned).err();
+  if (!renewal_armed_ && opts_.lease_ttl_ms > 0) {
+    renewal_armed_ = true;
+    ctx_->self<conversation>().tell_after(std::chrono::milliseconds(opts_.lease_ttl_ms / 3),
+                                          [](conversation& c) { c.renew_lease(); });
+  }
   auto& s = *opts_.store;
   auto give_back = [&](const std::string& status) { (void)settle_run(s, opts_.run_id, status); };
 
@@ -242,6 +261,11 @@ task<result<turn_result>> conversation::turn(std::optional<value> message) {
     if (ctx_->stop_requested()) {
       out.ended = "stopped";
       break;
+    }
+    if (lease_lost_) {  // nothing more may commit; the run belongs to another process now
+      app_.reset();
+      emit("turn_ended", value{{"run_id", opts_.run_id}, {"ended", "error"}, {"error", lease_lost_->message}});
+      co_return *lease_lost_;
     }
     if (stop_turn_) {
       out.ended = paused_ ? "paused" : "interrupted";

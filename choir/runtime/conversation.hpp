@@ -98,6 +98,9 @@ class conversation {
 
   /// The timer message of passivation: deactivates the actor if it has been idle long enough.
   void idle_check();
+  /// The timer message that renews the run's lease every third of its duration while a turn runs
+  /// (a step awaiting a slow model call must not lose the run). A lost lease stops the turn.
+  void renew_lease();
 
  private:
   class step_relay;
@@ -122,6 +125,8 @@ class conversation {
   std::uint64_t next_listener_ = 1;
   std::chrono::steady_clock::time_point last_activity_;
   bool idle_check_armed_ = false;
+  bool renewal_armed_ = false;
+  std::optional<error> lease_lost_;
 };
 
 /// Checks that `agent` can hold a conversation: its listening action takes `message_input`.

@@ -252,6 +252,64 @@ TEST_F(Conversation, ConversationsAreFoundByTheirRunId) {
   EXPECT_EQ(*found, conv);
 }
 
+// ── Leases during long steps ──
+
+/// An action that waits until the test releases it (a slow model call, say).
+class gated_action final : public graph::action {
+ public:
+  gated_action(graph::action_spec spec, std::shared_ptr<bool> open) : action(std::move(spec)), open_(std::move(open)) {}
+  [[nodiscard]] bool is_async() const override { return true; }
+  result<graph::action_output> execute(const graph::state_view& /*view*/, graph::stream_sink& /*sink*/) override {
+    return graph::action_output{};
+  }
+  task<result<graph::action_output>> execute_async(graph::state_view /*view*/, graph::stream_sink& /*sink*/) override {
+    while (!*open_) co_await yield_to_mailbox();  // lets the actor serve its other messages meanwhile
+    co_return graph::action_output{};
+  }
+
+ private:
+  std::shared_ptr<bool> open_;
+};
+
+TEST_F(Conversation, TheLeaseIsRenewedOnATimerWhileALongStepRuns) {
+  using namespace std::chrono_literals;
+  auto open = std::make_shared<bool>(false);
+  auto registry = graph::action_registry::with_builtins();
+  registry.add("slow", {}, [open](const graph::action_decl& decl) -> result<std::shared_ptr<graph::action>> {
+    return std::shared_ptr<graph::action>(std::make_shared<gated_action>(decl.spec(), open));
+  });
+  auto slow_agent = load_agent(R"(
+apiVersion: agentos/v0.2
+kind: Graph
+name: slow
+entrypoint: listen
+actions:
+  listen: {type: human, inputs: [message], writes: [message]}
+  think: {type: slow}
+transitions:
+  - {from: listen, to: think}
+  - {from: think, to: listen}
+)",
+                               "slow.yaml", registry)
+                        .value();
+  // The store reads the same manual clock as the actor system, so leases expire in test time.
+  const std::string path = path_ + ".slow.db";
+  auto timed = store::synchronized(store::open_sqlite_store(path, {}, sys_.time()).value());
+  auto conv = spawn_conversation(sys_, {.agent = slow_agent, .store = timed, .lease_ttl_ms = 30'000}).value();
+  auto turn = say(conv, "think hard");
+  for (int i = 0; i < 20; ++i) sys_.run_once();  // the turn is inside `think`, yielding
+  const auto run_id = timed->list_runs(1).value().front().run_id;
+  const auto before = timed->get_run(run_id).value().lease_expires_ms;
+  sys_.advance(25s);  // two renewals come due (every 10 s)
+  for (int i = 0; i < 20; ++i) sys_.run_once();
+  const auto after = timed->get_run(run_id).value().lease_expires_ms;
+  EXPECT_GE(after - before, 20'000);  // without renewals it would still expire at `before`
+  *open = true;
+  sys_.run_until_idle();
+  EXPECT_EQ(take(turn).ended, "waiting");
+  for (const char* suffix : {"", "-wal", "-shm"}) fs::remove(path + suffix);
+}
+
 // ── Passivation ──
 
 TEST_F(Conversation, AnIdleConversationPassivatesAndTheNextMessageReactivatesItFromTheStore) {
