@@ -209,6 +209,46 @@ class [[nodiscard]] send_awaitable {
   std::optional<result<void>> outcome_;
 };
 
+namespace detail {
+/// Waits (suspended) until the actor admits one more message — or call — on the caller's behalf.
+class room_awaitable {
+ public:
+  room_awaitable(cell_ptr target, bool is_call) : target_(std::move(target)), is_call_(is_call) {}
+  bool await_ready() {
+    auto admitted = target_->admit(is_call_);
+    if (admitted.ok() || admitted.err().code != runtime_errc::overloaded) {
+      outcome_ = std::move(admitted);
+      return true;
+    }
+    return false;
+  }
+  bool await_suspend(std::coroutine_handle<> h) {
+    switch (target_->park_sender(h, current_resume_context(), parked_, is_call_)) {
+      case park_result::parked: return true;
+      case park_result::admitted: outcome_.emplace(); return false;
+      case park_result::refused: outcome_ = died_error(*target_.get(), "it died"); return false;
+    }
+    return false;
+  }
+  result<void> await_resume() {
+    if (!outcome_) {
+      if (parked_.granted) {
+        outcome_.emplace();
+      } else {
+        outcome_ = died_error(*target_.get(), "it died while the caller waited for room");
+      }
+    }
+    return std::move(*outcome_);
+  }
+
+ private:
+  cell_ptr target_;
+  bool is_call_;
+  parked_sender parked_;
+  std::optional<result<void>> outcome_;
+};
+}  // namespace detail
+
 /// A typed handle to an actor of type `T`. Cheap to copy; any thread may use it. A handle keeps
 /// the actor's mailbox reachable, not the actor alive: calls to a dead actor fail with `died`.
 template <class T>
@@ -262,6 +302,14 @@ class actor_ref {
     cell_->enqueue(new detail::call_message<T, F>(std::move(f), state));
     return reply<R>(std::move(state));
   }
+  /// Calls `f(T&)` from a coroutine and awaits its answer: `co_await ref.call(f, opts)`. Unlike
+  /// `ask`, with `when_full::wait` a full mailbox (or `max_pending_calls`) suspends the caller until
+  /// the actor has room, instead of failing.
+  template <class F>
+  auto call(F f, call_options opts = {}) const -> task<result<typename detail::handler_traits<T, F>::answer>> {
+    return call_on(cell_, std::move(f), opts);  // the frame owns its own handle: `*this` may be a temporary
+  }
+
   /// Calls a member function: `ref.ask(&T::total)`.
   template <class M, class... A>
   requires std::is_member_function_pointer_v<M>
@@ -288,11 +336,29 @@ class actor_ref {
   friend bool operator==(const actor_ref& a, const actor_ref& b) noexcept { return a.cell_ == b.cell_; }
 
  private:
+  template <class F>
+  static auto call_on(detail::cell_ptr target, F f, call_options opts)
+      -> task<result<typename detail::handler_traits<T, F>::answer>> {
+    using R = typename detail::handler_traits<T, F>::answer;
+    if (opts.full == when_full::wait) {
+      detail::room_awaitable room(target, true);
+      auto admitted = co_await room;
+      if (!admitted.ok()) co_return std::move(admitted).err();
+      detail::call_ptr<R> state(new detail::call_state<R>());
+      if (opts.timeout.count() > 0) state->arm_deadline(target->system(), opts.timeout);
+      target->enqueue(new detail::call_message<T, F>(std::move(f), state));
+      reply<R> pending(std::move(state));
+      co_return co_await pending;
+    }
+    auto pending = actor_ref<T>(std::move(target)).ask(std::move(f), opts);
+    co_return co_await pending;
+  }
+
   result<void> admit(bool is_call, const call_options& opts) const {
     if (opts.full == when_full::wait) {
       if (detail::current_cell() != nullptr) {
         return make_error(runtime_errc::invalid_argument,
-                          "an actor cannot block waiting for room in another mailbox; use co_await send()");
+                          "an actor cannot block waiting for room in another mailbox; use co_await send() or call()");
       }
       return cell_->admit_waiting(is_call);
     }

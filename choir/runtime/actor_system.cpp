@@ -490,10 +490,10 @@ class spin_guard {
 };
 }  // namespace
 
-park_result cell::park_sender(std::coroutine_handle<> h, resume_context* ctx, parked_sender& slot) {
+park_result cell::park_sender(std::coroutine_handle<> h, resume_context* ctx, parked_sender& slot, bool is_call) {
   spin_guard lock(park_lock_);
   waiting_senders_.fetch_add(1, std::memory_order_seq_cst);
-  auto admitted = admit(false);
+  auto admitted = admit(is_call);
   if (admitted.ok()) {
     waiting_senders_.fetch_sub(1, std::memory_order_seq_cst);
     return park_result::admitted;
@@ -505,6 +505,7 @@ park_result cell::park_sender(std::coroutine_handle<> h, resume_context* ctx, pa
   slot.handle = h;
   slot.context = ctx;
   slot.granted = false;
+  slot.is_call = is_call;
   slot.next = nullptr;
   if (parked_tail_ != nullptr) {
     parked_tail_->next = &slot;
@@ -521,7 +522,7 @@ void cell::wake_senders(bool all) noexcept {
     spin_guard lock(park_lock_);
     while (parked_head_ != nullptr) {
       if (!all) {
-        if (!admit(false).ok()) break;  // a slot for the first parked sender, or none yet
+        if (!admit(parked_head_->is_call).ok()) break;  // a slot for the first parked sender, or none yet
         parked_head_->granted = true;
       }
       woken.push_back(parked_head_);
@@ -575,10 +576,12 @@ std::string cell::kill_reason() const {
 }
 
 void cell::dispose(message* m) noexcept {
-  if (m->what() == message::kind::call && policy_.max_pending_calls != 0) {
-    pending_calls_.fetch_sub(1, std::memory_order_acq_rel);
-  }
+  const bool freed_call = m->what() == message::kind::call && policy_.max_pending_calls != 0;
   delete m;
+  if (freed_call) {
+    pending_calls_.fetch_sub(1, std::memory_order_seq_cst);
+    if (waiting_senders_.load(std::memory_order_seq_cst) != 0) wake_senders(false);  // a caller may go now
+  }
 }
 
 result<void> cell::start(cell* owner, std::string name_key) {

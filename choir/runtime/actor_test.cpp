@@ -498,6 +498,46 @@ TEST(Backpressure, ACoroutineSenderSuspendsUntilTheReceiverMakesRoom) {
   EXPECT_EQ(**seen.try_get(), (std::vector<int>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}));
 }
 
+TEST(Backpressure, ACoroutineCallerWaitsForRoomWithCall) {
+  actor_system sys(deterministic());
+  auto c = sys.spawn<counter>({.mailbox_capacity = 1, .max_pending_calls = 1}).value();
+  struct caller {
+    actor_ref<counter> to;
+    task<int> add_all(int n) {
+      int last = 0;
+      for (int i = 0; i < n; ++i) {
+        auto added = co_await to.call([](counter& x) { return x.add(1); }, {.full = when_full::wait});
+        if (!added.ok()) co_return -1;
+        last = *added;
+      }
+      co_return last;
+    }
+  };
+  auto a = sys.spawn<caller>({}, caller{c}).value();
+  auto b = sys.spawn<caller>({}, caller{c}).value();
+  auto ra = a.ask(&caller::add_all, 5);
+  auto rb = b.ask(&caller::add_all, 5);
+  sys.run_until_idle();
+  ASSERT_TRUE(ra.ready() && rb.ready());
+  EXPECT_EQ(std::max(**ra.try_get(), **rb.try_get()), 10);  // all ten calls ran, none was refused
+}
+
+TEST(Backpressure, AThreadWaitsForAPendingCallToFinishUnderMaxPendingCalls) {
+  actor_system sys({.threads = 2});
+  auto c = sys.spawn<counter>({.max_pending_calls = 2}).value();
+  std::vector<reply<int>> replies;
+  for (int i = 0; i < 200; ++i) {
+    replies.push_back(c.ask([](counter& x) { return x.add(1); }, {.full = when_full::wait}));
+  }
+  int last = 0;
+  for (auto& r : replies) {
+    auto got = r.get(10s);
+    ASSERT_TRUE(got.ok()) << got.err().message;
+    last = std::max(last, *got);
+  }
+  EXPECT_EQ(last, 200);
+}
+
 TEST(Backpressure, AnActorCannotBlockOnAnotherMailbox) {
   actor_system sys(deterministic());
   auto r = sys.spawn<recorder>({}).value();

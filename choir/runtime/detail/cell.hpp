@@ -272,6 +272,7 @@ struct parked_sender {
   std::coroutine_handle<> handle;
   resume_context* context = nullptr;
   bool granted = false;  ///< woken with a slot admitted on its behalf (false: the actor died)
+  bool is_call = false;  ///< the slot counts against `max_pending_calls` too
   parked_sender* next = nullptr;
 };
 
@@ -312,7 +313,7 @@ class cell final : public resume_context {
   [[nodiscard]] result<void> admit_waiting(bool is_call) noexcept;
   /// Parks a coroutine sender until the mailbox has room for it; the actor then admits the
   /// message on its behalf and resumes it (inside `ctx`).
-  park_result park_sender(std::coroutine_handle<> h, resume_context* ctx, parked_sender& slot);
+  park_result park_sender(std::coroutine_handle<> h, resume_context* ctx, parked_sender& slot, bool is_call = false);
   /// Puts an admitted message in the mailbox and makes sure the actor will run.
   void enqueue(message* m) noexcept;
 
