@@ -31,17 +31,6 @@ namespace {
 using namespace choir;
 using namespace choir::runtime;
 
-std::int64_t resident_bytes() {
-  std::FILE* statm = std::fopen("/proc/self/statm", "r");
-  if (statm == nullptr) return 0;
-  long total_pages = 0;
-  long resident_pages = 0;
-  const int fields = std::fscanf(statm, "%ld %ld", &total_pages, &resident_pages);
-  std::fclose(statm);
-  if (fields != 2) return 0;
-  return static_cast<std::int64_t>(resident_pages) * static_cast<std::int64_t>(sysconf(_SC_PAGESIZE));
-}
-
 system_options bench_system() { return {.threads = 2}; }
 
 // -- ping-pong: one ask in flight between two actors -------------------------------------------------------------
@@ -145,7 +134,7 @@ void BM_choir_fan_out_100k(benchmark::State& state) {
     workers.reserve(static_cast<std::size_t>(actors));
     state.PauseTiming();  // measuring apparatus, as in the CAF half: return freed heap so new actors show in RSS
     malloc_trim(0);
-    const std::int64_t rss_before = resident_bytes();
+    const std::int64_t rss_before = choir::bench::resident_bytes();
     state.ResumeTiming();
     auto sink = sys.spawn<collector>({.mailbox_capacity = 0}, collector{actors, done}).value();
     for (std::int64_t i = 0; i < actors; ++i) {
@@ -153,7 +142,7 @@ void BM_choir_fan_out_100k(benchmark::State& state) {
       (void)workers.back().tell(&worker::poke);
     }
     finished.wait();
-    const std::int64_t rss_after = resident_bytes();
+    const std::int64_t rss_after = choir::bench::resident_bytes();
     bytes_per_actor_sum += static_cast<double>(rss_after - rss_before) / static_cast<double>(actors);
     for (auto& w : workers) w.kill();  // teardown is the runtime's work, timed as in the CAF half
     sink.kill();
@@ -218,11 +207,11 @@ void BM_choir_passivated_agents_1m(benchmark::State& state) {
     actor_system sys(bench_system());
     conversation_directory dir(sys, {.store = store, .idle_after = std::chrono::milliseconds(20)});
     malloc_trim(0);
-    const std::int64_t rss_before = resident_bytes();
+    const std::int64_t rss_before = choir::bench::resident_bytes();
     for (std::int64_t i = 0; i < agents; ++i) {
       if (!dir.add("conversation-" + std::to_string(i), agent).ok()) state.SkipWithError("register failed");
     }
-    const std::int64_t rss_after = resident_bytes();
+    const std::int64_t rss_after = choir::bench::resident_bytes();
     bytes_per_agent += static_cast<double>(rss_after - rss_before) / static_cast<double>(agents);
     total_mib += static_cast<double>(rss_after - rss_before) / (1024.0 * 1024.0);
     // A sample goes through the whole cycle: activated by a message, then passivated when idle.

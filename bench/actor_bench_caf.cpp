@@ -67,18 +67,6 @@ std::optional<bench_system> start_system(benchmark::State& state) {
   return result;
 }
 
-/// Resident set size of this process in bytes, from /proc/self/statm; 0 if it cannot be read.
-std::int64_t resident_bytes() {
-  std::FILE* statm = std::fopen("/proc/self/statm", "r");
-  if (!statm) return 0;
-  long total_pages = 0;
-  long resident_pages = 0;
-  const int fields = std::fscanf(statm, "%ld %ld", &total_pages, &resident_pages);
-  std::fclose(statm);
-  if (fields != 2) return 0;
-  return static_cast<std::int64_t>(resident_pages) * static_cast<std::int64_t>(sysconf(_SC_PAGESIZE));
-}
-
 // -- ping-pong: one request in flight between two actors ---------------------------------------------------------
 
 /// Answers every request with its own payload.
@@ -210,7 +198,7 @@ void BM_caf_fan_out_100k(benchmark::State& state) {
     // apparatus, not CAF's work (after the one-way benchmark it takes most of a second), so it is not timed.
     state.PauseTiming();
     malloc_trim(0);
-    const std::int64_t rss_before = resident_bytes();
+    const std::int64_t rss_before = choir::bench::resident_bytes();
     state.ResumeTiming();
     auto sink = sys->system->spawn(collector, actors, std::move(done));
     for (std::int64_t i = 0; i < actors; ++i) {
@@ -218,7 +206,7 @@ void BM_caf_fan_out_100k(benchmark::State& state) {
       caf::anon_send(workers.back(), 1);
     }
     finished.wait();
-    const std::int64_t rss_after = resident_bytes();
+    const std::int64_t rss_after = choir::bench::resident_bytes();
     bytes_per_actor_sum += static_cast<double>(rss_after - rss_before) / static_cast<double>(actors);
     // Dropping the last handles destroys the idle workers on this thread before the next iteration starts; this
     // teardown is CAF's work and stays in the timed region.

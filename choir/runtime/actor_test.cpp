@@ -57,6 +57,14 @@ class manual_event {
 /// awaiting actor's coroutine back inside the actor.
 task<void> wait_for(manual_event& ev) { co_await ev; }
 
+/// Answers a call only once its event fires.
+struct waiter {
+  task<int> wait(manual_event* e) const {
+    co_await wait_for(*e);
+    co_return 1;
+  }
+};
+
 struct recorder {
   std::vector<int> seen;
   void add(int v) { seen.push_back(v); }
@@ -357,12 +365,6 @@ TEST(Death, KillFailsQueuedCallsAtOnce) {
 TEST(Death, KillFailsACallInFlightWhileItsCoroutineIsSuspended) {
   actor_system sys(deterministic());
   manual_event ev;
-  struct waiter {
-    task<int> wait(manual_event* e) {
-      co_await wait_for(*e);
-      co_return 1;
-    }
-  };
   auto w = sys.spawn<waiter>({}).value();
   auto pending = w.ask(&waiter::wait, &ev);
   sys.run_until_idle();
@@ -378,12 +380,6 @@ TEST(Death, KillFailsACallInFlightWhileItsCoroutineIsSuspended) {
 TEST(Death, ADeadlineFailsACallThatGetsNoAnswer) {
   actor_system sys(deterministic());
   manual_event never;
-  struct waiter {
-    task<int> wait(manual_event* e) {
-      co_await wait_for(*e);
-      co_return 1;
-    }
-  };
   auto w = sys.spawn<waiter>({}).value();
   auto pending = w.ask([&](waiter& s) { return s.wait(&never); }, {.timeout = 50ms});
   sys.run_until_idle();
@@ -399,12 +395,6 @@ TEST(Death, ADeadlineFailsACallThatGetsNoAnswer) {
 TEST(Death, AThreadGivesUpWaitingAfterItsTimeout) {
   actor_system sys({.threads = 1});
   manual_event never;
-  struct waiter {
-    task<int> wait(manual_event* e) {
-      co_await wait_for(*e);
-      co_return 1;
-    }
-  };
   auto w = sys.spawn<waiter>({}).value();
   auto pending = w.ask([&](waiter& s) { return s.wait(&never); });
   auto got = pending.get(20ms);
@@ -418,12 +408,6 @@ TEST(Death, StoppingTheSystemFailsCallsStillPending) {
   reply<int> pending;
   {
     actor_system sys({.threads = 2});
-    struct waiter {
-      task<int> wait(manual_event* e) {
-        co_await wait_for(*e);
-        co_return 1;
-      }
-    };
     auto w = sys.spawn<waiter>({}).value();
     pending = w.ask([&](waiter& s) { return s.wait(&never); });
   }
