@@ -16,6 +16,8 @@
 ///   restarts it (the constructor runs again) within its `restart_policy`, after a backoff, and the
 ///   message that crashed it is retried up to `max_task_retries` times. Messages still queued
 ///   survive a restart.
+/// - Stopping: when an incarnation ends (death or restart) the object's `on_stop()`, if it has one,
+///   runs on the actor, so that coroutines it parked can be resumed and return.
 /// - Failure: when an actor dies (killed, restarts exhausted, or its owner died) every call queued
 ///   or in flight fails at once with `runtime_errc::died`; later calls fail with `died` without
 ///   waiting. Calls may carry a deadline (`timed_out`). Nothing waits forever on a dead actor.
@@ -88,20 +90,23 @@ struct call_options {
 /// What an actor's constructor may take as its first argument: its own identity and services.
 class actor_context {
  public:
-  explicit actor_context(detail::cell& c, actor_system& sys) noexcept : cell_(&c), system_(&sys) {}
+  actor_context(detail::cell& c, actor_system& sys, const detail::incarnation& self) noexcept
+      : cell_(&c), system_(&sys), incarnation_(&self) {}
 
   /// A handle to this actor. `T` must be the actor's own type.
   template <class T>
   [[nodiscard]] actor_ref<T> self() const;
   [[nodiscard]] actor_system& system() const noexcept { return *system_; }
-  /// True once the actor was killed: long-running handlers should return at the next boundary.
-  [[nodiscard]] bool stop_requested() const noexcept { return cell_->stop_requested(); }
+  /// True once the actor was killed, or this incarnation ended (a restart): long-running handlers
+  /// should return at their next boundary.
+  [[nodiscard]] bool stop_requested() const noexcept { return incarnation_->ended() || cell_->stop_requested(); }
   /// How many times this actor has been restarted (0 in its first incarnation).
   [[nodiscard]] std::uint32_t restarts() const noexcept { return cell_->restarts(); }
 
  private:
   detail::cell* cell_;
   actor_system* system_;
+  const detail::incarnation* incarnation_;
 };
 
 namespace detail {
@@ -110,8 +115,11 @@ template <class T>
 class incarnation_of final : public incarnation {
  public:
   template <class... A>
-  incarnation_of(cell& c, actor_system& sys, const A&... args) : context_(c, sys), object_(make(args...)) {}
+  incarnation_of(cell& c, actor_system& sys, const A&... args) : context_(c, sys, *this), object_(make(args...)) {}
   [[nodiscard]] void* object() noexcept override { return &object_; }
+  void stopping() noexcept override {
+    if constexpr (requires(T & t) { t.on_stop(); }) object_.on_stop();
+  }
 
  private:
   template <class... A>
@@ -324,12 +332,14 @@ class actor_ref {
   /// it may be activated again — instead of `died`.
   void deactivate(std::string reason = "deactivated") const { cell_->kill(std::move(reason), true); }
 
-  /// Sends `f` one-way after `delay` (a timer message: an idle check, a retry). Any thread; a
-  /// message that finds the actor dead or its mailbox full is dropped.
+  /// Sends `f` one-way after `delay` (a timer message: an idle check, a retry). Any thread. It is
+  /// not bounded by the mailbox; it is dropped if the actor is dead by then.
   template <class F>
   void tell_after(std::chrono::nanoseconds delay, F f) const {
-    detail::run_after(*cell_.get(), delay,
-                      [target = cell_, f = std::move(f)]() mutable { (void)actor_ref<T>(target).tell(std::move(f)); });
+    detail::run_after(*cell_.get(), delay, [target = cell_, f = std::move(f)]() mutable {
+      // A timer message is not bounded by the mailbox: a busy actor still gets it.
+      target->enqueue_system(new detail::tell_message<T, F>(std::move(f), detail::message::kind::system));
+    });
   }
 
   [[nodiscard]] const detail::cell_ptr& cell() const noexcept { return cell_; }

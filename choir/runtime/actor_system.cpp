@@ -131,14 +131,18 @@ class system_core {
       std::unique_lock lock(live_mutex_);
       live_cv_.wait_for(lock, std::chrono::seconds(10), [&] { return live_count_ == 0; });
     }
+    decltype(timers_) dropped;  // destroyed outside the lock (they may release cells)
     {
       std::lock_guard lock(timer_mutex_);
-      timers_.clear();
+      dropped.swap(timers_);
       timer_deadline_.clear();
+      if (!opts_.deterministic) timer_.cancel();
     }
+    dropped.clear();
     if (!opts_.deterministic) {
+      // Let the pool run out of work rather than stop it: dead actors still drain their
+      // mailboxes, failing the calls queued there, and release what they hold.
       guard_.reset();
-      io_.stop();
       for (auto& t : workers_) t.join();
     }
     std::lock_guard lock(registry_mutex_);
@@ -549,6 +553,14 @@ void cell::enqueue(message* m) noexcept {
   schedule();
 }
 
+void cell::enqueue_system(message* m) noexcept {
+  if (status() == cell_status::dead) {
+    delete m;
+    return;
+  }
+  enqueue(m);  // a death in between is fine: the dead actor's loop drops it
+}
+
 void cell::schedule() noexcept {
   if ((flags_.fetch_or(flag_scheduled, std::memory_order_seq_cst) & flag_scheduled) == 0) {
     add_ref();
@@ -576,7 +588,7 @@ std::string cell::kill_reason() const {
 }
 
 void cell::dispose(message* m) noexcept {
-  const bool freed_call = m->what() == message::kind::call && policy_.max_pending_calls != 0;
+  const bool freed_call = m->what() == message::kind::call && policy_.max_pending_calls != 0 && !m->slot_released;
   delete m;
   if (freed_call) {
     pending_calls_.fetch_sub(1, std::memory_order_seq_cst);
@@ -626,15 +638,28 @@ bool cell::make_incarnation(std::string* why) {
 }
 
 void cell::end_incarnation() {
+  if (incarnation_) {
+    incarnation_->end();  // its coroutines see stop_requested() from now on
+    incarnation_->stopping();
+  }
   if (extras_) {
     // Calls still served by coroutines of this incarnation fail now; their coroutines finish later.
+    bool freed_slot = false;
     for (message* m = extras_->in_flight; m != nullptr;) {
       message* next = m->next_in_flight;
       m->orphaned = true;
       m->next_in_flight = m->prev_in_flight = nullptr;
-      m->drop(died_error(*this, "it stopped while serving this call"));
+      m->drop(died_error(*this, extras_->death_reason.empty()
+                                    ? std::string("it was restarted while serving this call")
+                                    : "it stopped while serving this call: " + extras_->death_reason));
+      if (m->what() == message::kind::call && policy_.max_pending_calls != 0) {
+        pending_calls_.fetch_sub(1, std::memory_order_seq_cst);  // the next incarnation may take it
+        m->slot_released = true;
+        freed_slot = true;
+      }
       m = next;
     }
+    if (freed_slot && waiting_senders_.load(std::memory_order_seq_cst) != 0) wake_senders(false);
     extras_->in_flight = nullptr;
     for (auto& child : extras_->children) child->kill(fmt::format("its owner, actor #{}, stopped", id_));
     extras_->children.clear();
@@ -644,6 +669,7 @@ void cell::end_incarnation() {
 }
 
 void cell::begin_async(message* m) noexcept {
+  add_ref();  // the coroutine may outlive every handle and the actor's death; released by end_async
   auto& x = extras();
   m->prev_in_flight = nullptr;
   m->next_in_flight = x.in_flight;
@@ -654,18 +680,19 @@ void cell::begin_async(message* m) noexcept {
 void cell::end_async(message* m, std::exception_ptr crash) {
   if (m->orphaned) {
     dispose(m);
-    return;
-  }
-  auto& x = extras();
-  if (m->prev_in_flight != nullptr) m->prev_in_flight->next_in_flight = m->next_in_flight;
-  if (m->next_in_flight != nullptr) m->next_in_flight->prev_in_flight = m->prev_in_flight;
-  if (x.in_flight == m) x.in_flight = m->next_in_flight;
-  m->next_in_flight = m->prev_in_flight = nullptr;
-  if (crash && status() == cell_status::alive) {
-    crashed(m, crash);
   } else {
-    dispose(m);
+    auto& x = extras();
+    if (m->prev_in_flight != nullptr) m->prev_in_flight->next_in_flight = m->next_in_flight;
+    if (m->next_in_flight != nullptr) m->next_in_flight->prev_in_flight = m->prev_in_flight;
+    if (x.in_flight == m) x.in_flight = m->next_in_flight;
+    m->next_in_flight = m->prev_in_flight = nullptr;
+    if (crash && status() == cell_status::alive) {
+      crashed(m, crash);
+    } else {
+      dispose(m);
+    }
   }
+  release();  // the coroutine's reference (begin_async); never the last while the caller runs us
 }
 
 void cell::crashed(message* m, std::exception_ptr what) {

@@ -416,6 +416,59 @@ TEST(Death, StoppingTheSystemFailsCallsStillPending) {
   EXPECT_EQ(got.err().code, runtime_errc::died);
 }
 
+TEST(Death, ACoroutineOutlivingItsDeadActorAndEveryHandleFinishesSafely) {
+  actor_system sys(deterministic());
+  manual_event ev;
+  reply<int> pending;
+  {
+    auto w = sys.spawn<waiter>({}).value();
+    pending = w.ask(&waiter::wait, &ev);
+    sys.run_until_idle();
+    w.kill();
+    sys.run_until_idle();
+  }  // the last handle is gone; the coroutine still holds the actor's cell
+  EXPECT_EQ(pending.try_get()->err().code, runtime_errc::died);
+  ev.fire();
+  sys.run_until_idle();  // under ASan: no use after free
+}
+
+TEST(Supervision, ACoroutineOfAnEndedIncarnationIsToldToStop) {
+  actor_system sys(deterministic());
+  auto stopped = std::make_shared<bool>(false);
+  struct looper {
+    actor_context* ctx;
+    std::shared_ptr<bool> stopped;
+    looper(actor_context& c, std::shared_ptr<bool> flag) : ctx(&c), stopped(std::move(flag)) {}
+    task<int> loop() {
+      while (!ctx->stop_requested()) co_await yield_to_mailbox();
+      *stopped = true;
+      co_return 0;
+    }
+    void crash() { throw std::runtime_error("restart me"); }
+  };
+  auto l = sys.spawn<looper>({.restart = {.backoff_initial = 0ms}}, stopped).value();
+  auto running = l.ask(&looper::loop);
+  for (int i = 0; i < 5; ++i) sys.run_once();
+  EXPECT_FALSE(*stopped);
+  (void)l.tell(&looper::crash);
+  sys.run_until_idle();
+  EXPECT_TRUE(*stopped);  // the old incarnation's loop saw the restart and returned
+  EXPECT_EQ(running.try_get()->err().code, runtime_errc::died);
+  EXPECT_TRUE(l.alive());
+}
+
+TEST(Death, TimerMessagesReachABusyActorWhoseMailboxIsFull) {
+  actor_system sys(deterministic());
+  auto r = sys.spawn<recorder>({.mailbox_capacity = 1}).value();
+  ASSERT_TRUE(r.tell(&recorder::add, 1).ok());  // full now
+  r.tell_after(10ms, [](recorder& x) { x.add(2); });
+  sys.advance(10ms);
+  sys.run_until_idle();
+  auto seen = r.ask(&recorder::all);
+  sys.run_until_idle();
+  EXPECT_EQ(**seen.try_get(), (std::vector<int>{1, 2}));
+}
+
 // ── Backpressure ──
 
 TEST(Backpressure, AFullMailboxRefusesASenderThatWillNotWait) {

@@ -144,7 +144,7 @@ result<void> conversation::ensure_run() {
 void conversation::finish_turn() {
   touch();
   // Hand the turn to the next waiting message, which continues inside this actor later.
-  if (!waiting_turns_.empty()) {
+  if (!waiting_turns_.empty() && current_resume_context() != nullptr) {
     auto next = waiting_turns_.front();
     waiting_turns_.pop_front();
     current_resume_context()->resume(next);
@@ -166,12 +166,33 @@ void conversation::renew_lease() {
                                         [](conversation& c) { c.renew_lease(); });
 }
 
+error conversation::stopped_error() const {
+  return make_error(runtime_errc::unavailable, "conversation " + opts_.run_id + " stopped before this message ran");
+}
+
+void conversation::on_stop() {
+  stop_turn_ = true;
+  resume_context* here = current_resume_context();
+  auto release = [&](std::deque<std::coroutine_handle<>>& parked) {
+    for (auto h : parked) {
+      if (here != nullptr) {
+        here->resume(h);
+      } else {
+        h.resume();
+      }
+    }
+    parked.clear();
+  };
+  release(waiting_resume_);
+  release(waiting_turns_);
+}
+
 task<result<turn_result>> conversation::say(value message) {
   if (busy_ && opts_.when_busy == busy_policy::reject) {
     co_return make_error(runtime_errc::rejected, "conversation " + opts_.run_id + " is busy with another message");
   }
   if (busy_ && opts_.when_busy == busy_policy::interrupt) stop_turn_ = true;
-  while (paused_) {
+  while (paused_ && !ctx_->stop_requested()) {
     struct wait_resume {
       conversation& conv;
       [[nodiscard]] bool await_ready() const noexcept { return !conv.paused_; }
@@ -180,10 +201,28 @@ task<result<turn_result>> conversation::say(value message) {
     };
     co_await wait_resume{*this};
   }
+  if (ctx_->stop_requested()) co_return stopped_error();
   co_await gate{*this};
-  auto out = co_await turn(std::move(message));
+  auto turn_task = take_turn(std::move(message));  // named: see the g++ 12 caveat in actor.hpp
+  co_return co_await std::move(turn_task);
+}
+
+task<result<turn_result>> conversation::take_turn(std::optional<value> message) {
+  // Holding the turn: give it on to the next message however this turn ends.
+  if (ctx_->stop_requested()) {
+    finish_turn();
+    co_return stopped_error();
+  }
+  std::optional<result<turn_result>> out;
+  try {
+    auto turn_task = turn(std::move(message));
+    out.emplace(co_await std::move(turn_task));
+  } catch (...) {
+    finish_turn();
+    throw;
+  }
   finish_turn();
-  co_return out;
+  co_return std::move(*out);
 }
 
 task<result<turn_result>> conversation::resume() {
@@ -192,9 +231,8 @@ task<result<turn_result>> conversation::resume() {
   // Messages that waited for the resume queue up behind this turn.
   for (auto h : waiting_resume_) current_resume_context()->resume(h);
   waiting_resume_.clear();
-  auto out = co_await turn(std::nullopt);
-  finish_turn();
-  co_return out;
+  auto turn_task = take_turn(std::nullopt);
+  co_return co_await std::move(turn_task);
 }
 
 void conversation::pause() {

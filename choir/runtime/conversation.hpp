@@ -96,6 +96,11 @@ class conversation {
   [[nodiscard]] value describe() const;
   [[nodiscard]] const std::string& run_id() const noexcept { return opts_.run_id; }
 
+  /// The actor is stopping (killed, deactivated, restarted): the coroutines of messages parked
+  /// behind a pause or a running turn are released so that they finish (their callers were told
+  /// already, with `died` or `unavailable`).
+  void on_stop();
+
   /// The timer message of passivation: deactivates the actor if it has been idle long enough.
   void idle_check();
   /// The timer message that renews the run's lease every third of its duration while a turn runs
@@ -106,6 +111,8 @@ class conversation {
   class step_relay;
   struct gate;
   task<result<turn_result>> turn(std::optional<value> message);
+  task<result<turn_result>> take_turn(std::optional<value> message);
+  [[nodiscard]] error stopped_error() const;
   result<void> ensure_run();
   void emit(const std::string& kind, const value& data);
   void finish_turn();

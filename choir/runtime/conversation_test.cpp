@@ -211,6 +211,24 @@ TEST_F(Conversation, APausedConversationHoldsMessagesUntilResumed) {
   EXPECT_EQ(take(b).state["history"], value::array({"echo: first", "echo: second"}));
 }
 
+TEST_F(Conversation, TerminatingAPausedConversationReleasesTheMessagesItHeld) {
+  auto conv = spawn_conversation(sys_, options()).value();
+  auto paused = conv.ask([](conversation& c) { c.pause(); });
+  sys_.run_until_idle();
+  auto held = say(conv, "never runs");
+  sys_.run_until_idle();
+  EXPECT_FALSE(held.ready());
+  auto ended = conv.ask([](conversation& c) { c.terminate(); });
+  sys_.run_until_idle();
+  ASSERT_TRUE(held.ready());
+  auto got = *held.try_get();
+  ASSERT_FALSE(got.ok());
+  EXPECT_EQ(got.err().code, runtime_errc::died);  // the conversation ended before the message ran
+  EXPECT_NE(got.err().message.find("terminated"), std::string::npos) << got.err().message;
+  EXPECT_FALSE(conv.alive());
+  sys_.run_until_idle();  // the parked coroutine was released and finished (ASan: nothing leaks)
+}
+
 TEST_F(Conversation, TerminateStopsTheActorAndLeavesTheRunResumable) {
   auto conv = spawn_conversation(sys_, options()).value();
   auto t = say(conv, "bye");

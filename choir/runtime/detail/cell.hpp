@@ -94,7 +94,9 @@ class mpsc_queue {
 /// the actor and are never dropped.
 class message : public mpsc_node {
  public:
-  enum class kind : std::uint8_t { user, call, resume };
+  /// `user`/`call`: what callers send (bounded, dropped at death); `system`: the runtime's own timer
+  /// messages (not bounded, dropped at death); `resume`: a coroutine continuing (never dropped).
+  enum class kind : std::uint8_t { user, call, resume, system };
 
   explicit message(kind k) noexcept : kind_(k) {}
   message(const message&) = delete;
@@ -108,10 +110,11 @@ class message : public mpsc_node {
   virtual void drop(const error& why) noexcept = 0;
 
   [[nodiscard]] kind what() const noexcept { return kind_; }
-  [[nodiscard]] bool counts() const noexcept { return kind_ != kind::resume; }
+  [[nodiscard]] bool counts() const noexcept { return kind_ == kind::user || kind_ == kind::call; }
 
   std::uint16_t attempts = 0;         ///< how many times it crashed its actor already
   bool orphaned = false;              ///< its coroutine outlived the incarnation it ran on
+  bool slot_released = false;         ///< its `max_pending_calls` slot was given back already
   message* next_in_flight = nullptr;  ///< links a call a coroutine is serving (consumer only)
   message* prev_in_flight = nullptr;
 
@@ -248,6 +251,16 @@ class incarnation {
   incarnation& operator=(const incarnation&) = delete;
   virtual ~incarnation() = default;
   [[nodiscard]] virtual void* object() noexcept = 0;
+  /// Called on the actor when this incarnation ends (death or restart): the object's `on_stop()`,
+  /// if it has one, so that coroutines it parked can finish.
+  virtual void stopping() noexcept {}
+
+  /// True once the incarnation ended: its coroutines still running should stop at their next boundary.
+  [[nodiscard]] bool ended() const noexcept { return ended_.load(std::memory_order_acquire); }
+  void end() noexcept { ended_.store(true, std::memory_order_release); }
+
+ private:
+  std::atomic<bool> ended_{false};
 };
 
 /// Makes a new incarnation; called at spawn and again at every restart (the constructor re-runs).
@@ -316,6 +329,8 @@ class cell final : public resume_context {
   park_result park_sender(std::coroutine_handle<> h, resume_context* ctx, parked_sender& slot, bool is_call = false);
   /// Puts an admitted message in the mailbox and makes sure the actor will run.
   void enqueue(message* m) noexcept;
+  /// Puts a `system` message in the mailbox without bounds (dropped if the actor is dead).
+  void enqueue_system(message* m) noexcept;
 
   /// resume_context: continues a coroutine of this actor inside it.
   void resume(std::coroutine_handle<> h) override;
@@ -477,10 +492,9 @@ struct detached_coroutine {
   };
 };
 
-/// Completes `state` with what the handler produced.
+/// Stores what the handler produced in a claimed `state` and wakes the caller.
 template <class R, bool IsResult, class V>
-void complete_with(call_state<R>& state, V&& v) {
-  if (!state.claim()) return;
+void complete_claimed(call_state<R>& state, V&& v) {
   if constexpr (IsResult) {
     if (!v.ok()) {
       state.fail(std::move(v).err());
@@ -498,13 +512,25 @@ void complete_with(call_state<R>& state, V&& v) {
   }
 }
 
+/// Completes `state` with what the handler produced.
+template <class R, bool IsResult, class V>
+void complete_with(call_state<R>& state, V&& v) {
+  if (!state.claim()) return;
+  try {
+    complete_claimed<R, IsResult>(state, std::forward<V>(v));
+  } catch (...) {  // storing the answer threw: the caller still gets an answer, then the actor crashes
+    state.fail(make_error(runtime_errc::died, "storing the answer threw"));
+    throw;
+  }
+}
+
 [[nodiscard]] error died_error(const cell& c, std::string_view why);
 
 /// A one-way message: runs `F` on the actor's object.
 template <class T, class F>
 class tell_message final : public message {
  public:
-  explicit tell_message(F&& f) : message(kind::user), f_(std::move(f)) {}
+  explicit tell_message(F&& f, kind k = kind::user) : message(k), f_(std::move(f)) {}
   bool run(cell& c) override {
     using traits = handler_traits<T, F>;
     if constexpr (traits::is_task) {
