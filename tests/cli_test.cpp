@@ -453,6 +453,23 @@ actions:
   EXPECT_NE(r.out.find("no agent named 'nobody'"), std::string::npos) << r.out;
 }
 
+TEST(ChoirContract, ValidatesAnAgentsContractAndSaysWhatIsNotEnforcedYet) {
+  auto ok = run_choir("contract validate " + example("researcher.yaml"));
+  EXPECT_EQ(ok.exit_code, 0) << ok.out;
+  EXPECT_NE(ok.out.find("contract researcher: valid (DT, 1 capability)"), std::string::npos) << ok.out;
+  EXPECT_NE(ok.out.find("budget: budgets are enforced once model calls exist"), std::string::npos) << ok.out;
+  const auto bad = write_temp("bad-contract.yaml",
+                              "apiVersion: agentos/v0.2\nkind: AgentContract\nname: x\n"
+                              "class:\n  latency: FAST\n");
+  auto refused = run_choir("contract validate " + bad);
+  EXPECT_EQ(refused.exit_code, 2) << refused.out;
+  EXPECT_NE(refused.out.find("bad-contract.yaml:5:12: class.latency: expected HRT, SRT or DT"), std::string::npos)
+      << refused.out;
+  auto none = run_choir("contract validate " + example("counter.yaml"));
+  EXPECT_EQ(none.exit_code, 2);
+  EXPECT_NE(none.out.find("no kind: AgentContract document"), std::string::npos) << none.out;
+}
+
 TEST(ChoirPostgres, RunsAndResumesOnAPostgreSQLStore) {
   namespace pg = choir::store::test_support;
   const std::string db = pg::test_pg();

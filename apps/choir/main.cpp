@@ -12,8 +12,35 @@
 #include "apps/choir/run_command.hpp"
 #include "choir/graph/export.hpp"
 #include "choir/graph/loader.hpp"
+#include "choir/kernel/contract.hpp"
 
 namespace {
+
+int contract_validate(const std::string& file, bool json) {
+  auto text = choir::cli::read_file(file);
+  if (!text.ok()) {
+    fmt::print(stderr, "choir contract validate: {}\n", text.err().message);
+    return choir::cli::exit_invalid;
+  }
+  auto loaded = choir::kernel::load_contract(*text, file);
+  if (!loaded.ok()) {
+    fmt::print(stderr, "choir contract validate: {}\n", loaded.err().message);
+    return choir::cli::exit_invalid;
+  }
+  const auto& c = loaded->contract;
+  if (json) {
+    fmt::print("{}\n", choir::dump_json(choir::value{
+                           {"valid", true}, {"contract", c.to_json()}, {"not_enforced", loaded->not_enforced}}));
+    return choir::cli::exit_ok;
+  }
+  fmt::print("contract {}: valid ({}, {} {})\n", c.name, choir::graph::to_string(c.latency), c.capabilities.size(),
+             c.capabilities.size() == 1 ? "capability" : "capabilities");
+  if (!loaded->not_enforced.empty()) {
+    fmt::print("declared but not enforced yet:\n");
+    for (const auto& line : loaded->not_enforced) fmt::print("  - {}\n", line);
+  }
+  return choir::cli::exit_ok;
+}
 
 int graph_command(const std::string& file, const std::string& format) {
   using namespace choir::graph;
@@ -116,6 +143,14 @@ int main(int argc, char** argv) {
     sub->fallthrough();  // --store, --json
   }
 
+  std::string contract_file;
+  bool contract_json = false;
+  auto* contract = app.add_subcommand("contract", "Check an agent's contract");
+  contract->require_subcommand(1);
+  auto* contract_check = contract->add_subcommand("validate", "Validate the AgentContract in a YAML file");
+  contract_check->add_option("file", contract_file, "The agent or contract YAML file")->required();
+  contract_check->add_flag("--json", contract_json, "Print JSON");
+
   std::string graph_file;
   std::string graph_format = "mermaid";
   auto* graph = app.add_subcommand("graph", "Print a graph as Mermaid, DOT or JSON");
@@ -142,5 +177,6 @@ int main(int argc, char** argv) {
   if (runs_replay->parsed()) return choir::cli::runs_replay(runs_opts, std::cout, std::cerr);
   if (runs_prune->parsed()) return choir::cli::runs_prune(runs_opts, std::cout, std::cerr);
   if (graph->parsed()) return graph_command(graph_file, graph_format);
+  if (contract_check->parsed()) return contract_validate(contract_file, contract_json);
   return choir::cli::exit_invalid;
 }
