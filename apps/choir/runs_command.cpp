@@ -7,6 +7,8 @@
 #include <ostream>
 
 #include "apps/choir/run_command.hpp"
+
+#include <algorithm>
 #include "choir/core/id.hpp"
 
 namespace choir::cli {
@@ -55,11 +57,14 @@ int runs_list(const runs_options& options, std::ostream& out, std::ostream& err)
     for (const auto& r : *runs) out << dump_json(r.to_json()) << "\n";
     return exit_ok;
   }
-  out << fmt::format("{:<36}  {:<16}  {:<9}  {:>6}  {:<14}  {}\n", "RUN", "AGENT", "STATUS", "STEPS", "NEXT",
+  // Child runs (of map and agent steps) have longer ids: the first column fits the longest.
+  std::size_t id_width = 36;
+  for (const auto& r : *runs) id_width = std::max(id_width, r.run_id.size());
+  out << fmt::format("{:<{}}  {:<16}  {:<9}  {:>6}  {:<14}  {}\n", "RUN", id_width, "AGENT", "STATUS", "STEPS", "NEXT",
                      "CREATED (UTC)");
   for (const auto& r : *runs) {
     const std::int64_t steps = r.last_sequence ? *r.last_sequence - r.parent_step.value_or(-1) : 0;
-    out << fmt::format("{:<36}  {:<16}  {:<9}  {:>6}  {:<14}  {}\n", r.run_id, r.agent, r.status, steps,
+    out << fmt::format("{:<{}}  {:<16}  {:<9}  {:>6}  {:<14}  {}\n", r.run_id, id_width, r.agent, r.status, steps,
                        r.next_action.empty() ? "-" : r.next_action, utc_time(r.created_ms));
   }
   return exit_ok;
