@@ -165,26 +165,37 @@ bool climbs(std::string_view argument) noexcept {
 }
 }  // namespace
 
-decision policy::decide(std::string_view tenant, std::string_view user, std::string_view capability_name,
-                        std::string_view argument) const {
-  if (climbs(argument)) return {false, "the argument '" + std::string(argument) + "' has a '..' segment"};
+template <class Visit>
+policy::lookup policy::visit_grants(std::string_view tenant, std::string_view user, std::string_view capability_name,
+                                    Visit&& visit) const {
   const auto t = tenants_.find(tenant);
-  if (t == tenants_.end()) return {false, "no tenant '" + std::string(tenant) + "'"};
+  if (t == tenants_.end()) return lookup::no_tenant;
   const auto u = t->second.users.find(user);
-  if (u == t->second.users.end()) {
-    return {false, "no user '" + std::string(user) + "' in tenant '" + std::string(tenant) + "'"};
-  }
-  bool granted_elsewhere = false;
+  if (u == t->second.users.end()) return lookup::no_user;
   for (const auto& role : u->second) {
     const auto& grants = t->second.roles.find(role)->second;
     const auto g = grants.find(capability_name);
-    if (g == grants.end()) continue;
-    if (g->second.allow.empty()) return {true, {}};
-    for (const auto& pattern : g->second.allow) {
-      if (glob_match(pattern, argument)) return {true, {}};
-    }
-    granted_elsewhere = true;
+    if (g != grants.end() && visit(g->second)) break;
   }
+  return lookup::found;
+}
+
+decision policy::decide(std::string_view tenant, std::string_view user, std::string_view capability_name,
+                        std::string_view argument) const {
+  if (climbs(argument)) return {false, "the argument '" + std::string(argument) + "' has a '..' segment"};
+  bool allowed = false;
+  bool granted_elsewhere = false;
+  const auto found = visit_grants(tenant, user, capability_name, [&](const grant& g) {
+    allowed = g.allow.empty() || std::any_of(g.allow.begin(), g.allow.end(),
+                                             [&](const std::string& p) { return glob_match(p, argument); });
+    granted_elsewhere = true;
+    return allowed;
+  });
+  if (found == lookup::no_tenant) return {false, "no tenant '" + std::string(tenant) + "'"};
+  if (found == lookup::no_user) {
+    return {false, "no user '" + std::string(user) + "' in tenant '" + std::string(tenant) + "'"};
+  }
+  if (allowed) return {true, {}};
   if (granted_elsewhere) {
     return {false, "'" + std::string(capability_name) + "' is granted to " + std::string(user) + " only for other " +
                        "arguments than '" + std::string(argument) + "'"};
@@ -199,16 +210,7 @@ decision policy::admit(const agent_contract& contract, std::string_view tenant, 
     bool ok = false;
     if (cap.allow.empty()) {
       // Unconstrained in the contract: the user needs an unconstrained grant.
-      const auto t = tenants_.find(tenant);
-      if (t != tenants_.end()) {
-        if (const auto u = t->second.users.find(user); u != t->second.users.end()) {
-          for (const auto& role : u->second) {
-            const auto& grants = t->second.roles.find(role)->second;
-            const auto g = grants.find(cap.name);
-            if (g != grants.end() && g->second.allow.empty()) ok = true;
-          }
-        }
-      }
+      (void)visit_grants(tenant, user, cap.name, [&](const grant& g) { return ok = g.allow.empty(); });
     } else {
       // Narrowed: each pattern of the contract must itself be allowed (checked as a literal argument).
       ok = std::all_of(cap.allow.begin(), cap.allow.end(),

@@ -52,6 +52,13 @@ class policy {
     string_map<std::vector<std::string>> users;  ///< user → roles
   };
   string_map<tenant_entry> tenants_;
+
+  enum class lookup { no_tenant, no_user, found };
+  /// Calls `visit(grant)` for each role of `user` in `tenant` that grants `capability_name`, until
+  /// it returns true. Says whether the tenant and the user exist.
+  template <class Visit>
+  lookup visit_grants(std::string_view tenant, std::string_view user, std::string_view capability_name,
+                      Visit&& visit) const;
 };
 
 /// `*` matches within one `/`-separated segment, `**` across segments, `?` one character.

@@ -166,65 +166,18 @@ class [[nodiscard]] reply {
   detail::call_ptr<R> state_;
 };
 
-/// What `send` returns: awaiting it sends the message, suspending while the mailbox is full if
-/// the options say `wait` (the actor hands the freed slot straight to the parked sender).
-template <class T, class F>
-class [[nodiscard]] send_awaitable {
- public:
-  send_awaitable(detail::cell_ptr target, F f, call_options opts)
-      : target_(std::move(target)), f_(std::move(f)), opts_(opts) {}
-
-  bool await_ready() {
-    auto admitted = target_->admit(false);
-    if (admitted.ok()) return send_admitted();
-    if (opts_.full == when_full::fail || admitted.err().code != runtime_errc::overloaded) {
-      outcome_ = std::move(admitted).err();
-      return true;
-    }
-    return false;
-  }
-  bool await_suspend(std::coroutine_handle<> h) {
-    switch (target_->park_sender(h, current_resume_context(), parked_)) {
-      case detail::park_result::parked: return true;
-      case detail::park_result::admitted: return !send_admitted();
-      case detail::park_result::refused: outcome_ = detail::died_error(*target_.get(), "it died"); return false;
-    }
-    return false;
-  }
-  result<void> await_resume() {
-    if (!outcome_) {
-      // Woken: either handed a slot, or the actor died while this sender waited.
-      if (parked_.granted) {
-        send_admitted();
-      } else {
-        outcome_ = detail::died_error(*target_.get(), "it died while the sender waited for room");
-      }
-    }
-    return std::move(*outcome_);
-  }
-
- private:
-  bool send_admitted() {
-    target_->enqueue(new detail::tell_message<T, F>(std::move(f_)));
-    outcome_.emplace();
-    return true;
-  }
-
-  detail::cell_ptr target_;
-  F f_;
-  call_options opts_;
-  detail::parked_sender parked_;
-  std::optional<result<void>> outcome_;
-};
-
 namespace detail {
-/// Waits (suspended) until the actor admits one more message — or call — on the caller's behalf.
+/// Admits one more message — or call — to the actor, waiting (suspended) for room if `wait`: the
+/// actor then admits it on the caller's behalf and resumes it. Without `wait`, a full mailbox is
+/// `overloaded` at once. The outcome says whether the caller may enqueue.
 class room_awaitable {
  public:
-  room_awaitable(cell_ptr target, bool is_call) : target_(std::move(target)), is_call_(is_call) {}
+  room_awaitable(cell_ptr target, bool is_call, bool wait = true)
+      : target_(std::move(target)), is_call_(is_call), wait_(wait) {}
+  [[nodiscard]] const cell_ptr& target() const noexcept { return target_; }
   bool await_ready() {
     auto admitted = target_->admit(is_call_);
-    if (admitted.ok() || admitted.err().code != runtime_errc::overloaded) {
+    if (admitted.ok() || !wait_ || admitted.err().code != runtime_errc::overloaded) {
       outcome_ = std::move(admitted);
       return true;
     }
@@ -252,10 +205,32 @@ class room_awaitable {
  private:
   cell_ptr target_;
   bool is_call_;
+  bool wait_;
   parked_sender parked_;
   std::optional<result<void>> outcome_;
 };
 }  // namespace detail
+
+/// What `send` returns: awaiting it sends the message, suspending while the mailbox is full if
+/// the options say `wait` (the actor hands the freed slot straight to the parked sender).
+template <class T, class F>
+class [[nodiscard]] send_awaitable {
+ public:
+  send_awaitable(detail::cell_ptr target, F f, call_options opts)
+      : room_(std::move(target), false, opts.full == when_full::wait), f_(std::move(f)) {}
+
+  bool await_ready() { return room_.await_ready(); }
+  bool await_suspend(std::coroutine_handle<> h) { return room_.await_suspend(h); }
+  result<void> await_resume() {
+    auto admitted = room_.await_resume();
+    if (admitted.ok()) room_.target()->enqueue(new detail::tell_message<T, F>(std::move(f_)));
+    return admitted;
+  }
+
+ private:
+  detail::room_awaitable room_;
+  F f_;
+};
 
 /// A typed handle to an actor of type `T`. Cheap to copy; any thread may use it. A handle keeps
 /// the actor's mailbox reachable, not the actor alive: calls to a dead actor fail with `died`.

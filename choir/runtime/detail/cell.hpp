@@ -122,6 +122,37 @@ class message : public mpsc_node {
   kind kind_;
 };
 
+/// An owning pointer to an intrusively counted object (`add_ref`/`release`).
+template <class T>
+class ref_ptr {
+ public:
+  ref_ptr() = default;
+  explicit ref_ptr(T* p) noexcept : p_(p) {}  // adopts one reference
+  static ref_ptr share(T* p) noexcept {
+    if (p) p->add_ref();
+    return ref_ptr(p);
+  }
+  ref_ptr(const ref_ptr& o) noexcept : p_(o.p_) {
+    if (p_) p_->add_ref();
+  }
+  ref_ptr(ref_ptr&& o) noexcept : p_(std::exchange(o.p_, nullptr)) {}
+  ref_ptr& operator=(ref_ptr o) noexcept {
+    std::swap(p_, o.p_);
+    return *this;
+  }
+  ~ref_ptr() {
+    if (p_) p_->release();
+  }
+  [[nodiscard]] T* get() const noexcept { return p_; }
+  T* operator->() const noexcept { return p_; }
+  T& operator*() const noexcept { return *p_; }
+  explicit operator bool() const noexcept { return p_ != nullptr; }
+  friend bool operator==(const ref_ptr& a, const ref_ptr& b) noexcept { return a.p_ == b.p_; }
+
+ private:
+  T* p_ = nullptr;
+};
+
 // ── Call state: what a caller waits on ───────────────────────────────────────────────────────────
 
 /// Shared between the caller (`reply`) and the callee (the message). Completed exactly once: by
@@ -216,31 +247,9 @@ class call_state<void> final : public call_state_base {
   }
 };
 
-/// An owning pointer to a call state (intrusive reference count).
+/// An owning pointer to a call state.
 template <class R>
-class call_ptr {
- public:
-  call_ptr() = default;
-  explicit call_ptr(call_state<R>* p) noexcept : p_(p) {}  // adopts one reference
-  call_ptr(const call_ptr& o) noexcept : p_(o.p_) {
-    if (p_) p_->add_ref();
-  }
-  call_ptr(call_ptr&& o) noexcept : p_(std::exchange(o.p_, nullptr)) {}
-  call_ptr& operator=(call_ptr o) noexcept {
-    std::swap(p_, o.p_);
-    return *this;
-  }
-  ~call_ptr() {
-    if (p_) p_->release();
-  }
-  call_state<R>* get() const noexcept { return p_; }
-  call_state<R>* operator->() const noexcept { return p_; }
-  call_state<R>& operator*() const noexcept { return *p_; }
-  explicit operator bool() const noexcept { return p_ != nullptr; }
-
- private:
-  call_state<R>* p_ = nullptr;
-};
+using call_ptr = ref_ptr<call_state<R>>;
 
 // ── One incarnation of an actor's object ─────────────────────────────────────────────────────────
 
@@ -413,33 +422,7 @@ class cell final : public resume_context {
 };
 
 /// An owning pointer to a cell.
-class cell_ptr {
- public:
-  cell_ptr() = default;
-  explicit cell_ptr(cell* c) noexcept : c_(c) {}  // adopts one reference
-  static cell_ptr share(cell* c) noexcept {
-    if (c) c->add_ref();
-    return cell_ptr(c);
-  }
-  cell_ptr(const cell_ptr& o) noexcept : c_(o.c_) {
-    if (c_) c_->add_ref();
-  }
-  cell_ptr(cell_ptr&& o) noexcept : c_(std::exchange(o.c_, nullptr)) {}
-  cell_ptr& operator=(cell_ptr o) noexcept {
-    std::swap(c_, o.c_);
-    return *this;
-  }
-  ~cell_ptr() {
-    if (c_) c_->release();
-  }
-  [[nodiscard]] cell* get() const noexcept { return c_; }
-  cell* operator->() const noexcept { return c_; }
-  explicit operator bool() const noexcept { return c_ != nullptr; }
-  friend bool operator==(const cell_ptr& a, const cell_ptr& b) noexcept { return a.c_ == b.c_; }
-
- private:
-  cell* c_ = nullptr;
-};
+using cell_ptr = ref_ptr<cell>;
 
 /// Runs `fn` on a worker thread after `delay` (the system's timers). Any thread.
 void run_after(cell& c, std::chrono::nanoseconds delay, std::function<void()> fn);
