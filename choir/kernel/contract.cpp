@@ -18,6 +18,10 @@ class kernel_category_impl final : public std::error_category {
     switch (static_cast<kernel_errc>(ev)) {
       case kernel_errc::invalid_contract: return "invalid contract";
       case kernel_errc::no_contract: return "no contract";
+      case kernel_errc::not_admitted: return "not admitted";
+      case kernel_errc::denied: return "denied";
+      case kernel_errc::no_audit_key: return "no audit key";
+      case kernel_errc::audit_broken: return "audit log broken";
     }
     return "unknown kernel error";
   }

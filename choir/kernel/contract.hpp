@@ -22,6 +22,10 @@ namespace choir::kernel {
 enum class kernel_errc {
   invalid_contract = 1,  ///< a contract document is malformed or has a wrong field
   no_contract,           ///< the file holds no `kind: AgentContract` document
+  not_admitted,          ///< admission refused an agent (the reason names the clause)
+  denied,                ///< the gate refused a call (the reason names the rule)
+  no_audit_key,          ///< the audit log has entries but its key file is missing or unreadable
+  audit_broken,          ///< the audit log no longer matches its head file; nothing is appended to it
 };
 
 [[nodiscard]] const std::error_category& kernel_category() noexcept;

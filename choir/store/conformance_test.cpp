@@ -185,6 +185,20 @@ TEST_P(Conformance, RecordsRunsAndTheirSteps) {
   EXPECT_EQ((*steps)[1].graph_version, "v1");
 }
 
+TEST_P(Conformance, ARunRecordsWhoStartedIt) {
+  auto s = open();
+  run_record run = make_run("run-1");
+  run.tenant = "acme";
+  run.user = "ada";
+  fill(*s, "run-1", 1, run);
+  auto got = s->get_run("run-1");
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->tenant, "acme");
+  EXPECT_EQ(got->user, "ada");
+  EXPECT_EQ(got->to_json()["tenant"], "acme");
+  EXPECT_EQ((*s->list_runs(5))[0].user, "ada");
+}
+
 TEST_P(Conformance, AStepCommitsExactlyOnce) {
   auto s = open();
   fill(*s, "run-1", 2);
@@ -426,6 +440,8 @@ TEST_P(Conformance, AnOlderSchemaIsMigratedForwardWithItsData) {
   ASSERT_TRUE(s->acquire_lease("old", 1000).ok());
   ASSERT_TRUE(s->append_step("old", step(1, 2), counted(2), "v1").ok());
   EXPECT_TRUE(s->begin_effect({.key = "k", .run_id = "old", .sequence_id = 1, .kind = "tool:x"})->fresh);
+  EXPECT_TRUE(old->tenant.empty());
+  EXPECT_TRUE(s->append_audit(std::vector<audit_row>{{1, "{}", "00"}}).ok());
 }
 
 TEST_P(Conformance, ANewerSchemaIsRefusedAndLeftUnchanged) {
@@ -725,6 +741,105 @@ TEST_P(Conformance, ThePersisterCommitsAnApplicationsSteps) {
   EXPECT_EQ(*s->get_run("run-1")->last_sequence, 4);
   EXPECT_EQ(s->get_run("run-1")->next_action, "");
   EXPECT_EQ(s->state_at("run-1", 4)->get("count"), 5);
+}
+
+}  // namespace
+}  // namespace choir::store
+
+namespace choir::store {
+namespace {
+
+// ---- the audit log and documents ---------------------------------------------------------------
+
+TEST_P(Conformance, TheAuditLogAppendsInOrderWithoutGaps) {
+  auto s = open();
+  EXPECT_FALSE(s->last_audit()->has_value());
+  std::vector<audit_row> first{{1, R"({"kind":"a"})", "aa"}, {2, R"({"kind":"b","q":"\"x\\\\"})", "bb"}};
+  ASSERT_TRUE(s->append_audit(first).ok());
+  // Not the next sequence number: nothing of the batch is written.
+  auto gap = s->append_audit(std::vector<audit_row>{{3, "{}", "cc"}, {5, "{}", "ee"}});
+  EXPECT_EQ(gap.err().code, store_errc::conflict);
+  auto again = s->append_audit(std::vector<audit_row>{{2, "{}", "xx"}});
+  EXPECT_EQ(again.err().code, store_errc::conflict);
+  ASSERT_TRUE(s->append_audit(std::vector<audit_row>{{3, "{}", "cc"}}).ok());
+  auto last = s->last_audit();
+  ASSERT_TRUE(last.ok() && last->has_value());
+  EXPECT_EQ((*last)->seq, 3);
+  EXPECT_EQ((*last)->mac, "cc");
+  std::vector<audit_row> seen;
+  ASSERT_TRUE(s->scan_audit(2, [&](const audit_row& r) {
+                 seen.push_back(r);
+                 return true;
+               }).ok());
+  ASSERT_EQ(seen.size(), 2u);
+  EXPECT_EQ(seen[0].entry, first[1].entry);  // stored byte for byte
+  EXPECT_EQ(seen[1].seq, 3);
+  int visited = 0;
+  ASSERT_TRUE(s->scan_audit(1, [&](const audit_row&) { return ++visited < 2; }).ok());
+  EXPECT_EQ(visited, 2);
+}
+
+TEST_P(Conformance, TheAuditLogRefusesChangesThroughSql) {
+  auto s = open();
+  ASSERT_TRUE(s->append_audit(std::vector<audit_row>{{1, "{}", "aa"}}).ok());
+  s.reset();
+  for (const char* sql : {"UPDATE audit SET mac = 'bb'", "DELETE FROM audit"}) {
+    if (backend() == "sqlite") {
+      sqlite3* db = nullptr;
+      ASSERT_EQ(sqlite3_open(where_.c_str(), &db), SQLITE_OK);
+      EXPECT_NE(sqlite3_exec(db, sql, nullptr, nullptr, nullptr), SQLITE_OK) << sql;
+      sqlite3_close(db);
+    } else {
+      PGconn* conn = PQconnectdb(where_.c_str());
+      PGresult* r = PQexec(conn, sql);
+      EXPECT_EQ(PQresultStatus(r), PGRES_FATAL_ERROR) << sql;
+      PQclear(r);
+      PQfinish(conn);
+    }
+  }
+  EXPECT_EQ(raw_int("SELECT count(*) FROM audit"), 1);
+}
+
+TEST_P(Conformance, ConcurrentAuditAppendersNeverShareASequenceNumber) {
+  { ASSERT_NE(open(), nullptr); }
+  constexpr int rounds = 30;
+  std::atomic<int> written{0};
+  auto writer = [&](const std::string& owner) {
+    auto s = open({.owner = owner});
+    for (int i = 0; i < rounds; ++i) {
+      for (;;) {
+        auto last = s->last_audit();
+        ASSERT_TRUE(last.ok());
+        const std::int64_t next = last->has_value() ? (*last)->seq + 1 : 1;
+        auto r = s->append_audit(std::vector<audit_row>{{next, "{}", owner}});
+        if (r.ok()) break;
+        ASSERT_EQ(r.err().code, store_errc::conflict) << r.err().message;
+      }
+      ++written;
+    }
+  };
+  std::thread a(writer, "a");
+  std::thread b(writer, "b");
+  a.join();
+  b.join();
+  EXPECT_EQ(written.load(), 2 * rounds);
+  EXPECT_EQ(raw_int("SELECT count(*) FROM audit"), 2 * rounds);
+  EXPECT_EQ(raw_int("SELECT max(seq) FROM audit"), 2 * rounds);
+}
+
+TEST_P(Conformance, DocumentsChangeOnlyFromTheVersionTheWriterSaw) {
+  auto s = open();
+  EXPECT_FALSE(s->get_document("policy")->has_value());
+  EXPECT_EQ(s->put_document("policy", "v1 body", 1).err().code, store_errc::conflict);
+  EXPECT_EQ(*s->put_document("policy", "v1 body", 0), 1);
+  EXPECT_EQ(s->put_document("policy", "again", 0).err().code, store_errc::conflict);
+  EXPECT_EQ(*s->put_document("policy", "v2 body", 1), 2);
+  EXPECT_EQ(s->put_document("policy", "stale", 1).err().code, store_errc::conflict);
+  auto got = s->get_document("policy");
+  ASSERT_TRUE(got.ok() && got->has_value());
+  EXPECT_EQ((*got)->body, "v2 body");
+  EXPECT_EQ((*got)->version, 2);
+  EXPECT_EQ((*got)->updated_ms, 1'700'000'000'000);
 }
 
 }  // namespace

@@ -31,6 +31,7 @@ class store_category_impl final : public std::error_category {
       case store_errc::effect_outcome_unknown: return "effect outcome unknown";
       case store_errc::invalid_argument: return "invalid argument";
       case store_errc::effect_failed: return "effect failed";
+      case store_errc::conflict: return "conflict";
     }
     return "unknown store error";
   }
@@ -56,6 +57,8 @@ value run_record::to_json() const {
           {"next_action", next_action.empty() ? value() : value(next_action)},
           {"last_sequence", last_sequence ? value(*last_sequence) : value()},
           {"pinned", pinned},
+          {"tenant", tenant.empty() ? value() : value(tenant)},
+          {"user", user.empty() ? value() : value(user)},
           {"owner", owner.empty() ? value() : value(owner)},
           {"lease_expires_ms", owner.empty() ? value() : value(lease_expires_ms)},
           {"created_ms", created_ms},

@@ -41,6 +41,7 @@ enum class store_errc {
   effect_outcome_unknown,  ///< an effect that is not idempotent was in flight when its process died
   invalid_argument,        ///< a malformed request (an empty owner, a bad retention policy, …)
   effect_failed,           ///< the effect failed when it ran; its recorded failure is returned again
+  conflict,                ///< another writer changed it first (an audit sequence number, a document version)
 };
 [[nodiscard]] const std::error_category& store_category() noexcept;
 [[nodiscard]] std::error_code make_error_code(store_errc e) noexcept;
@@ -64,6 +65,8 @@ struct run_record {
   std::string next_action;                    ///< where the run continues (empty when complete)
   std::optional<std::int64_t> last_sequence;  ///< the last committed step, if any
   bool pinned = false;                        ///< resumes only under `graph_version`, never an upgrade
+  std::string tenant;                         ///< who started it: its tenant (empty: started without a kernel)
+  std::string user;                           ///< … and the user, whose grants the run acts under
   std::string owner;                          ///< the lease holder (empty: none)
   std::int64_t lease_expires_ms = 0;          ///< the lease is live until then
   std::int64_t created_ms = 0;
@@ -145,6 +148,22 @@ struct prune_report {
   std::size_t steps = 0;
   std::size_t snapshots = 0;
   std::size_t effects = 0;
+};
+
+/// One entry of the kernel's audit chain as stored (docs/event-log.md, "The audit log"). The store
+/// keeps entries and never interprets them; the kernel computes and checks the chain.
+struct audit_row {
+  std::int64_t seq = 0;  ///< 1, 2, 3, … without gaps
+  std::string entry;     ///< the canonical entry (JSON)
+  std::string mac;       ///< lowercase hex HMAC-SHA-256 over the previous entry's MAC and `entry`
+};
+
+/// A named document the kernel keeps in the store (the policy), with an optimistic version.
+struct document_record {
+  std::string name;
+  std::string body;
+  std::int64_t version = 0;  ///< 1 for the first write, +1 for each
+  std::int64_t updated_ms = 0;
 };
 
 struct store_options {
@@ -229,8 +248,25 @@ class event_store {
   /// A run's effects in the order they began.
   [[nodiscard]] virtual result<std::vector<effect_record>> effects(std::string_view run_id) = 0;
 
+  /// The audit log: appends rows in one transaction. `conflict` (and nothing written) if a row's
+  /// `seq` is not the one after the last stored (another writer appended first).
+  [[nodiscard]] virtual result<void> append_audit(std::span<const audit_row> rows) = 0;
+  /// The last row, if any.
+  [[nodiscard]] virtual result<std::optional<audit_row>> last_audit() = 0;
+  /// Calls `visit` for each row with `seq >= from`, in order, until it returns false.
+  [[nodiscard]] virtual result<void> scan_audit(std::int64_t from,
+                                                const std::function<bool(const audit_row&)>& visit) = 0;
+
+  /// Documents: the stored document, if any.
+  [[nodiscard]] virtual result<std::optional<document_record>> get_document(std::string_view name) = 0;
+  /// Writes `body` as the document's next version if its stored version is `expected_version` (0:
+  /// it does not exist yet) and returns the new version; `conflict` otherwise.
+  [[nodiscard]] virtual result<std::int64_t> put_document(std::string_view name, std::string_view body,
+                                                          std::int64_t expected_version) = 0;
+
   /// Retention: deletes the finished runs the policy selects, with their steps, snapshots and
-  /// effects. A fork keeps its own starting snapshot, so pruning its parent never breaks it.
+  /// effects. A fork keeps its own starting snapshot, so pruning its parent never breaks it. The
+  /// audit log is never pruned.
   [[nodiscard]] virtual result<prune_report> prune(const retention_policy& policy) = 0;
 };
 

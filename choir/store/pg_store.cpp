@@ -85,6 +85,26 @@ CREATE TABLE effects (
 );
 CREATE INDEX effects_by_run ON effects(run_id, created_ms);
 )sql",
+    // 2 -> 3: who started a run, the kernel's audit log (append-only through SQL) and documents.
+    R"sql(
+ALTER TABLE runs ADD COLUMN tenant TEXT NOT NULL DEFAULT '';
+ALTER TABLE runs ADD COLUMN user_name TEXT NOT NULL DEFAULT '';
+CREATE TABLE audit (
+  seq BIGINT PRIMARY KEY,
+  entry TEXT NOT NULL,
+  mac TEXT NOT NULL
+);
+CREATE FUNCTION choir_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'the audit log is append-only'; END $$;
+CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON audit
+  FOR EACH ROW EXECUTE FUNCTION choir_audit_append_only();
+CREATE TABLE documents (
+  name TEXT PRIMARY KEY,
+  body TEXT NOT NULL,
+  version BIGINT NOT NULL,
+  updated_ms BIGINT NOT NULL
+);
+)sql",
 };
 constexpr std::int64_t schema_version = std::size(migrations);
 /// Serializes schema creation and migration between processes (`pg_advisory_xact_lock`).
@@ -237,10 +257,11 @@ class pg_store final : public event_store {
       }
       p.add(run_rec.status).add(run_rec.next_action).add(start_after).add(now).add(now);
       p.add(static_cast<std::int64_t>(run_rec.pinned ? 1 : 0)).add(run_rec.owner).add(run_rec.lease_expires_ms);
+      p.add(run_rec.tenant).add(run_rec.user);
       reply r =
           run("INSERT INTO runs(run_id, partition_key, agent, graph_version, parent_run, parent_step, status, "
-              "start_action, start_after, created_ms, updated_ms, pinned, owner, lease_expires_ms) "
-              "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+              "start_action, start_after, created_ms, updated_ms, pinned, owner, lease_expires_ms, tenant, user_name) "
+              "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
               p);
       if (r.sqlstate == "23503") {
         return make_error(store_errc::invalid_argument, "graph version " + run_rec.graph_version + " is not stored");
@@ -638,6 +659,90 @@ class pg_store final : public event_store {
     return out;
   }
 
+  result<void> append_audit(std::span<const audit_row> rows) override {
+    if (rows.empty()) return {};
+    CHOIR_CHECK(exec("BEGIN", "appending to the audit log"));
+    auto done = [&]() -> result<void> {
+      // One appender at a time across every node sharing the database; the primary key catches
+      // any writer that does not take the lock.
+      reply locked = run("SELECT pg_advisory_xact_lock(4848571948219137)");
+      if (!locked.ok()) return io("appending to the audit log", locked);
+      reply last = run("SELECT coalesce(max(seq), 0) FROM audit");
+      if (!last.ok()) return io("reading the audit log", last);
+      std::int64_t expected = last.integer(0, 0) + 1;
+      for (const auto& row : rows) {
+        if (row.seq != expected) {
+          return make_error(store_errc::conflict, "audit entry " + std::to_string(row.seq) + " is not the next (" +
+                                                      std::to_string(expected) + ")");
+        }
+        ++expected;
+      }
+      std::vector<std::string> seqs, entries, macs;
+      for (const auto& row : rows) {
+        seqs.push_back(std::to_string(row.seq));
+        entries.push_back(row.entry);
+        macs.push_back(row.mac);
+      }
+      reply r = run("INSERT INTO audit(seq, entry, mac) SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[])",
+                    params().add(text_array(seqs)).add(text_array(entries)).add(text_array(macs)));
+      if (r.sqlstate == "23505") return make_error(store_errc::conflict, "another writer appended to the audit log");
+      if (!r.ok()) return io("appending to the audit log", r);
+      return {};
+    }();
+    return finish_transaction(std::move(done));
+  }
+
+  result<std::optional<audit_row>> last_audit() override {
+    reply r = run("SELECT seq, entry, mac FROM audit ORDER BY seq DESC LIMIT 1");
+    if (!r.ok()) return io("reading the audit log", r);
+    if (r.rows() == 0) return std::optional<audit_row>();
+    return std::optional<audit_row>(audit_row{r.integer(0, 0), r.text(0, 1), r.text(0, 2)});
+  }
+
+  result<void> scan_audit(std::int64_t from, const std::function<bool(const audit_row&)>& visit) override {
+    constexpr std::int64_t page = 10'000;
+    audit_row row;
+    for (std::int64_t next = from;;) {
+      reply r = run("SELECT seq, entry, mac FROM audit WHERE seq >= $1::bigint ORDER BY seq LIMIT $2::bigint",
+                    params().add(next).add(page));
+      if (!r.ok()) return io("reading the audit log", r);
+      for (int i = 0; i < r.rows(); ++i) {
+        row.seq = r.integer(i, 0);
+        row.entry.assign(PQgetvalue(r.res.get(), i, 1), static_cast<std::size_t>(PQgetlength(r.res.get(), i, 1)));
+        row.mac.assign(PQgetvalue(r.res.get(), i, 2), static_cast<std::size_t>(PQgetlength(r.res.get(), i, 2)));
+        if (!visit(row)) return {};
+        next = row.seq + 1;
+      }
+      if (r.rows() < page) return {};
+    }
+  }
+
+  result<std::optional<document_record>> get_document(std::string_view name) override {
+    reply r = run("SELECT name, body, version, updated_ms FROM documents WHERE name = $1", params().add(name));
+    if (!r.ok()) return io("reading a document", r);
+    if (r.rows() == 0) return std::optional<document_record>();
+    return std::optional<document_record>(
+        document_record{r.text(0, 0), r.text(0, 1), r.integer(0, 2), r.integer(0, 3)});
+  }
+
+  result<std::int64_t> put_document(std::string_view name, std::string_view body,
+                                    std::int64_t expected_version) override {
+    const std::int64_t now = clock_->unix_ms();
+    reply r = expected_version == 0
+                  ? run("INSERT INTO documents(name, body, version, updated_ms) VALUES ($1, $2, 1, $3::bigint) "
+                        "ON CONFLICT (name) DO NOTHING",
+                        params().add(name).add(body).add(now))
+                  : run("UPDATE documents SET body = $1, version = version + 1, updated_ms = $2::bigint "
+                        "WHERE name = $3 AND version = $4::bigint",
+                        params().add(body).add(now).add(name).add(expected_version));
+    if (!r.ok()) return io("writing a document", r);
+    if (r.affected() != 1) {
+      return make_error(store_errc::conflict, "document " + std::string(name) + " is no longer at version " +
+                                                  std::to_string(expected_version) + " (another writer changed it)");
+    }
+    return expected_version + 1;
+  }
+
   result<prune_report> prune(const retention_policy& policy) override {
     CHOIR_CHECK(detail::check_policy(policy));
     CHOIR_CHECK(exec("BEGIN", "pruning"));
@@ -742,8 +847,8 @@ class pg_store final : public event_store {
     return std::string(
                "SELECT r.run_id, r.partition_key, r.agent, r.graph_version, r.parent_run, r.parent_step, r.status, "
                "COALESCE(s.next_action, r.start_action), s.sequence_id, r.created_ms, "
-               "GREATEST(r.updated_ms, COALESCE(s.committed_ms, 0)), r.pinned, r.owner, r.lease_expires_ms "
-               "FROM runs r LEFT JOIN steps s ON s.run_id = r.run_id AND s.sequence_id = "
+               "GREATEST(r.updated_ms, COALESCE(s.committed_ms, 0)), r.pinned, r.owner, r.lease_expires_ms, r.tenant, "
+               "r.user_name FROM runs r LEFT JOIN steps s ON s.run_id = r.run_id AND s.sequence_id = "
                "(SELECT max(sequence_id) FROM steps WHERE run_id = r.run_id) ") +
            tail;
   }
@@ -763,6 +868,8 @@ class pg_store final : public event_store {
     out.pinned = r.integer(i, 11) != 0;
     out.owner = r.text(i, 12);
     out.lease_expires_ms = r.integer(i, 13);
+    out.tenant = r.text(i, 14);
+    out.user = r.text(i, 15);
     return out;
   }
 

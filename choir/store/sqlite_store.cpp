@@ -105,6 +105,25 @@ CREATE TABLE effects (
 ) WITHOUT ROWID;
 CREATE INDEX effects_by_run ON effects(run_id, created_ms);
 )sql",
+    // 2 -> 3: who started a run (tenant and user), the kernel's audit log (append-only: its rows
+    // cannot be changed or deleted through SQL, short of dropping the triggers) and documents.
+    R"sql(
+ALTER TABLE runs ADD COLUMN tenant TEXT NOT NULL DEFAULT '';
+ALTER TABLE runs ADD COLUMN user_name TEXT NOT NULL DEFAULT '';
+CREATE TABLE audit (
+  seq INTEGER PRIMARY KEY,
+  entry TEXT NOT NULL,
+  mac TEXT NOT NULL
+);
+CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TABLE documents (
+  name TEXT PRIMARY KEY,
+  body TEXT NOT NULL,
+  version INTEGER NOT NULL,
+  updated_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+)sql",
 };
 /// The schema version this code writes. Opening a store with a higher version is refused.
 constexpr std::int64_t schema_version = std::size(migrations);
@@ -155,6 +174,12 @@ class statement {
                                       static_cast<std::size_t>(sqlite3_column_bytes(stmt_, col)))
                         : std::string();
   }
+  [[nodiscard]] std::string_view view(int col) const {
+    const auto* p = sqlite3_column_text(stmt_, col);
+    return p != nullptr ? std::string_view(reinterpret_cast<const char*>(p),
+                                           static_cast<std::size_t>(sqlite3_column_bytes(stmt_, col)))
+                        : std::string_view();
+  }
   [[nodiscard]] std::int64_t integer(int col) const { return sqlite3_column_int64(stmt_, col); }
   [[nodiscard]] bool is_null(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
 
@@ -179,6 +204,7 @@ class statement_use {
   void reset() { s_->reset(); }
   [[nodiscard]] bool valid() const { return s_->valid(); }
   [[nodiscard]] std::string text(int col) const { return s_->text(col); }
+  [[nodiscard]] std::string_view view(int col) const { return s_->view(col); }
   [[nodiscard]] std::int64_t integer(int col) const { return s_->integer(col); }
   [[nodiscard]] bool is_null(int col) const { return s_->is_null(col); }
 
@@ -233,8 +259,8 @@ class sqlite_store final : public event_store {
     auto done = [&]() -> result<void> {
       auto s = cached(
           "INSERT INTO runs(run_id, partition_key, agent, graph_version, parent_run, parent_step, status, "
-          "start_action, start_after, created_ms, updated_ms, pinned, owner, lease_expires_ms) "
-          "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+          "start_action, start_after, created_ms, updated_ms, pinned, owner, lease_expires_ms, tenant, user_name) "
+          "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
       const std::int64_t now = clock_->unix_ms();
       s.bind(1, run.run_id).bind(2, run.partition_key).bind(3, run.agent).bind(4, run.graph_version);
       if (run.parent_run.empty()) {
@@ -249,6 +275,7 @@ class sqlite_store final : public event_store {
       }
       s.bind(7, run.status).bind(8, run.next_action).bind(9, start_after).bind(10, now).bind(11, now);
       s.bind(12, static_cast<std::int64_t>(run.pinned ? 1 : 0)).bind(13, run.owner).bind(14, run.lease_expires_ms);
+      s.bind(15, run.tenant).bind(16, run.user);
       const int rc = s.step();
       const int extended = sqlite3_extended_errcode(db_);
       if (extended == SQLITE_CONSTRAINT_FOREIGNKEY) {
@@ -525,6 +552,80 @@ class sqlite_store final : public event_store {
     return out;
   }
 
+  result<void> append_audit(std::span<const audit_row> rows) override {
+    if (rows.empty()) return {};
+    CHOIR_CHECK(exec_cached("BEGIN IMMEDIATE", "appending to the audit log"));
+    auto done = [&]() -> result<void> {
+      auto last = cached("SELECT coalesce(max(seq), 0) FROM audit");
+      if (last.step() != SQLITE_ROW) return sqlite_error(store_errc::io_error, db_, "reading the audit log");
+      std::int64_t expected = last.integer(0) + 1;
+      last.reset();
+      auto insert = cached("INSERT INTO audit(seq, entry, mac) VALUES (?, ?, ?)");
+      for (const auto& row : rows) {
+        if (row.seq != expected) {
+          return make_error(store_errc::conflict, "audit entry " + std::to_string(row.seq) + " is not the next (" +
+                                                      std::to_string(expected) + ")");
+        }
+        insert.bind(1, row.seq).bind(2, row.entry).bind(3, row.mac);
+        if (insert.step() != SQLITE_DONE) return sqlite_error(store_errc::io_error, db_, "appending to the audit log");
+        insert.reset();
+        ++expected;
+      }
+      return {};
+    }();
+    return finish_transaction(std::move(done));
+  }
+
+  result<std::optional<audit_row>> last_audit() override {
+    auto s = cached("SELECT seq, entry, mac FROM audit ORDER BY seq DESC LIMIT 1");
+    const int rc = s.step();
+    if (rc == SQLITE_DONE) return std::optional<audit_row>();
+    if (rc != SQLITE_ROW) return sqlite_error(store_errc::io_error, db_, "reading the audit log");
+    return std::optional<audit_row>(audit_row{s.integer(0), s.text(1), s.text(2)});
+  }
+
+  result<void> scan_audit(std::int64_t from, const std::function<bool(const audit_row&)>& visit) override {
+    auto s = cached("SELECT seq, entry, mac FROM audit WHERE seq >= ? ORDER BY seq");
+    s.bind(1, from);
+    audit_row row;
+    int rc = 0;
+    while ((rc = s.step()) == SQLITE_ROW) {
+      row.seq = s.integer(0);
+      row.entry.assign(s.view(1));
+      row.mac.assign(s.view(2));
+      if (!visit(row)) return {};
+    }
+    if (rc != SQLITE_DONE) return sqlite_error(store_errc::io_error, db_, "reading the audit log");
+    return {};
+  }
+
+  result<std::optional<document_record>> get_document(std::string_view name) override {
+    auto s = cached("SELECT name, body, version, updated_ms FROM documents WHERE name = ?");
+    s.bind(1, name);
+    const int rc = s.step();
+    if (rc == SQLITE_DONE) return std::optional<document_record>();
+    if (rc != SQLITE_ROW) return sqlite_error(store_errc::io_error, db_, "reading a document");
+    return std::optional<document_record>(document_record{s.text(0), s.text(1), s.integer(2), s.integer(3)});
+  }
+
+  result<std::int64_t> put_document(std::string_view name, std::string_view body,
+                                    std::int64_t expected_version) override {
+    const std::int64_t now = clock_->unix_ms();
+    auto s = expected_version == 0
+                 ? cached("INSERT INTO documents(name, body, version, updated_ms) VALUES (?1, ?2, 1, ?4) "
+                          "ON CONFLICT(name) DO NOTHING")
+                 : cached("UPDATE documents SET body = ?2, version = version + 1, updated_ms = ?4 "
+                          "WHERE name = ?1 AND version = ?3");
+    s.bind(1, name).bind(2, body).bind(4, now);
+    if (expected_version != 0) s.bind(3, expected_version);
+    if (s.step() != SQLITE_DONE) return sqlite_error(store_errc::io_error, db_, "writing a document");
+    if (sqlite3_changes(db_) != 1) {
+      return make_error(store_errc::conflict, "document " + std::string(name) + " is no longer at version " +
+                                                  std::to_string(expected_version) + " (another writer changed it)");
+    }
+    return expected_version + 1;
+  }
+
   result<prune_report> prune(const retention_policy& policy) override {
     CHOIR_CHECK(detail::check_policy(policy));
     CHOIR_CHECK(exec("BEGIN IMMEDIATE", "pruning"));
@@ -596,7 +697,8 @@ class sqlite_store final : public event_store {
   static std::string run_select(const char* tail) {
     return std::string(
                "SELECT r.run_id, r.partition_key, r.agent, r.graph_version, r.parent_run, r.parent_step, r.status, "
-               "r.start_action, r.created_ms, r.updated_ms, r.pinned, r.owner, r.lease_expires_ms FROM runs r ") +
+               "r.start_action, r.created_ms, r.updated_ms, r.pinned, r.owner, r.lease_expires_ms, r.tenant, "
+               "r.user_name FROM runs r ") +
            tail;
   }
   static run_record read_run(const statement& s) {
@@ -614,6 +716,8 @@ class sqlite_store final : public event_store {
     r.pinned = s.integer(10) != 0;
     r.owner = s.text(11);
     r.lease_expires_ms = s.integer(12);
+    r.tenant = s.text(13);
+    r.user = s.text(14);
     return r;
   }
 

@@ -63,6 +63,22 @@ class synchronized_store final : public event_store {
   result<std::vector<effect_record>> effects(std::string_view run_id) override {
     return locked([&] { return inner_->effects(run_id); });
   }
+  result<void> append_audit(std::span<const audit_row> rows) override {
+    return locked([&] { return inner_->append_audit(rows); });
+  }
+  result<std::optional<audit_row>> last_audit() override {
+    return locked([&] { return inner_->last_audit(); });
+  }
+  result<void> scan_audit(std::int64_t from, const std::function<bool(const audit_row&)>& visit) override {
+    return locked([&] { return inner_->scan_audit(from, visit); });
+  }
+  result<std::optional<document_record>> get_document(std::string_view name) override {
+    return locked([&] { return inner_->get_document(name); });
+  }
+  result<std::int64_t> put_document(std::string_view name, std::string_view body,
+                                    std::int64_t expected_version) override {
+    return locked([&] { return inner_->put_document(name, body, expected_version); });
+  }
   result<prune_report> prune(const retention_policy& policy) override {
     return locked([&] { return inner_->prune(policy); });
   }
