@@ -204,6 +204,11 @@ decision policy::decide(std::string_view tenant, std::string_view user, std::str
                      std::string(capability_name) + "'"};
 }
 
+bool policy::has_user(std::string_view tenant, std::string_view user) const {
+  const auto t = tenants_.find(tenant);
+  return t != tenants_.end() && t->second.users.find(user) != t->second.users.end();
+}
+
 decision policy::admit(const agent_contract& contract, std::string_view tenant, std::string_view user) const {
   std::string missing;
   for (const auto& cap : contract.capabilities) {

@@ -39,6 +39,9 @@ class policy {
   [[nodiscard]] decision decide(std::string_view tenant, std::string_view user, std::string_view capability_name,
                                 std::string_view argument = {}) const;
 
+  /// Whether `user` is a user of `tenant`.
+  [[nodiscard]] bool has_user(std::string_view tenant, std::string_view user) const;
+
   /// Admission's capability clause: every capability the contract asks for must be granted to the
   /// user (unconstrained grants, or grants at least as narrow as the contract's). Lists what is not.
   [[nodiscard]] decision admit(const agent_contract& contract, std::string_view tenant, std::string_view user) const;

@@ -18,6 +18,18 @@ result<std::shared_ptr<const agent_definition>> load_agent(std::string_view text
   CHOIR_TRY(auto doc, graph::load_graph(text, label, registry));
   CHOIR_TRY(auto g, doc.builder.build_graph());
   auto agent = std::make_shared<agent_definition>();
+  auto contract = kernel::load_contract(text, label);
+  if (contract.ok()) {
+    if (contract->contract.name != doc.name) {
+      return make_error(kernel::kernel_errc::invalid_contract,
+                        std::string(label) + ": the contract is for '" + contract->contract.name +
+                            "' but the graph is '" + doc.name + "'");
+    }
+    agent->contract = std::make_shared<const kernel::agent_contract>(std::move(contract->contract));
+    agent->not_enforced = std::move(contract->not_enforced);
+  } else if (contract.err().code != kernel::kernel_errc::no_contract) {
+    return std::move(contract).err();
+  }
   agent->name = doc.name;
   agent->source = std::string(text);
   agent->version = g->fingerprint();
@@ -61,6 +73,9 @@ result<std::unique_ptr<graph::application>> start_run(store::event_store& store,
   record.lease_expires_ms = system_clock().unix_ms() + hosting.lease_ttl_ms;
   record.parent_run = start.parent_run;
   record.parent_step = start.parent_step;
+  record.tenant = start.who.tenant;
+  record.user = start.who.user;
+  if (hosting.gate) CHOIR_CHECK(hosting.gate->admit(agent, start.who, record.run_id));
   graph::state initial = agent.graph->initial_state();
   if (start.initial.is_object() && !start.initial.empty()) {
     graph::state_delta overrides;
@@ -68,14 +83,20 @@ result<std::unique_ptr<graph::application>> start_run(store::event_store& store,
     CHOIR_TRY(initial, initial.apply(overrides));
   }
   const std::int64_t start_after = start.parent_step.value_or(-1);
-  CHOIR_CHECK(store.put_graph({agent.version, agent.name, agent.source}));
-  CHOIR_CHECK(store.create_run(record, initial, start_after));
+  auto created = [&]() -> result<void> {
+    CHOIR_CHECK(store.put_graph({agent.version, agent.name, agent.source}));
+    return store.create_run(record, initial, start_after);
+  }();
+  if (!created.ok()) {
+    if (hosting.gate) hosting.gate->release(record.run_id);
+    return std::move(created).err();
+  }
   // Created leased to us; take it again so that its expiry follows the store's own clock.
   CHOIR_CHECK(store.acquire_lease(record.run_id, hosting.lease_ttl_ms));
   auto b = hosted_builder(store, agent, record.run_id, record.partition_key, hosting);
   b.with_position(record.next_action, std::move(initial), static_cast<std::uint64_t>(start_after + 1));
   auto app = b.build(agent.graph);
-  if (!app.ok()) (void)settle_run(store, record.run_id, "halted");  // it will never run
+  if (!app.ok()) (void)settle_run(store, record.run_id, "halted", hosting.gate.get());  // it will never run
   return app;
 }
 
@@ -93,6 +114,8 @@ result<std::unique_ptr<graph::application>> open_run(store::event_store& store, 
   auto opened = [&]() -> result<std::unique_ptr<graph::application>> {
     CHOIR_TRY(auto run, store.get_run(run_id));
     if (opening != nullptr && opening->admit) CHOIR_CHECK(opening->admit(run));
+    // Admitted again at each opening: the policy may have changed since the run last ran.
+    if (hosting.gate) CHOIR_CHECK(hosting.gate->admit(agent, principal{run.tenant, run.user}, run.run_id));
     if (run.graph_version != agent.version) {
       if (run.pinned) {
         return make_error(store::store_errc::invalid_argument, "run " + run.run_id + " is pinned to graph version " +
@@ -116,6 +139,7 @@ result<std::unique_ptr<graph::application>> open_run(store::event_store& store, 
     b.with_position(run.next_action, std::move(st), static_cast<std::uint64_t>(base + 1));
     return b.build(agent.graph);
   }();
+  if (!opened.ok() && hosting.gate) hosting.gate->release(run_id);
   return releasing(store, run_id, std::move(opened));
 }
 
@@ -137,7 +161,9 @@ std::string_view status_after(graph::halt_reason reason) {
   }
 }
 
-result<void> settle_run(store::event_store& store, std::string_view run_id, std::string_view status) {
+result<void> settle_run(store::event_store& store, std::string_view run_id, std::string_view status,
+                        gate* admitted_by) {
+  if (admitted_by != nullptr) admitted_by->release(run_id);
   auto saved = store.set_status(run_id, status);
   auto released = store.release_lease(run_id);
   CHOIR_CHECK(saved);

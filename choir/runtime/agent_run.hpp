@@ -14,13 +14,19 @@
 #include "choir/core/result.hpp"
 #include "choir/graph/application.hpp"
 #include "choir/graph/loader.hpp"
+#include "choir/kernel/contract.hpp"
+#include "choir/runtime/gate.hpp"
 #include "choir/store/event_store.hpp"
 
 namespace choir::runtime {
 
-/// An agent's graph, loaded and validated once and shared by all of its runs.
+/// An agent — its contract and its graph — loaded and validated once and shared by all of its runs.
 struct agent_definition {
   std::string name;
+  /// What it may do and is promised (the file's `kind: AgentContract` document); null if the file
+  /// has none, and then no gate admits it.
+  std::shared_ptr<const kernel::agent_contract> contract;
+  std::vector<std::string> not_enforced;  ///< contract fields nothing enforces yet, with why
   std::string source;   ///< the YAML text it was loaded from (stored with each version)
   std::string version;  ///< the graph's fingerprint
   graph::graph_document doc;
@@ -31,7 +37,8 @@ struct agent_definition {
   [[nodiscard]] std::string listening_action() const;
 };
 
-/// Loads an agent's graph from YAML (`label` names it in errors).
+/// Loads an agent from YAML: its graph and, if the text holds one, its contract, which must name
+/// the same agent (`label` names the text in errors).
 [[nodiscard]] result<std::shared_ptr<const agent_definition>> load_agent(std::string_view text, std::string_view label,
                                                                          const graph::action_registry& registry);
 
@@ -39,11 +46,15 @@ struct agent_definition {
 struct run_hosting {
   std::int64_t lease_ttl_ms = 30'000;                ///< renewed every third of it while steps commit
   std::vector<std::shared_ptr<graph::hooks>> hooks;  ///< observers of every step
+  /// If set, a run is admitted by it before it starts or reopens (`not_admitted` otherwise), and
+  /// the run's effects go through it.
+  std::shared_ptr<runtime::gate> gate;
 };
 
 struct run_start {
   std::string run_id;  ///< empty: a new id
   std::string partition_key;
+  principal who;  ///< whom the run acts for (recorded with it; required by a gate)
   bool pin = false;  ///< the run resumes only under this graph version
   /// A child run (of a `map` or `agent` step): the run and step it starts from. Its first step
   /// follows `parent_step` and its starting state is stored there.
@@ -95,7 +106,9 @@ struct run_opening {
 /// The run status a halt is recorded as: `completed`, `failed`, `waiting` or `halted`.
 [[nodiscard]] std::string_view status_after(graph::halt_reason reason);
 
-/// Records `status` for the run and gives up this process's lease on it.
-[[nodiscard]] result<void> settle_run(store::event_store& store, std::string_view run_id, std::string_view status);
+/// Records `status` for the run and gives up this process's lease on it (and the gate's
+/// admission, if a gate is given).
+[[nodiscard]] result<void> settle_run(store::event_store& store, std::string_view run_id, std::string_view status,
+                                      gate* admitted_by = nullptr);
 
 }  // namespace choir::runtime

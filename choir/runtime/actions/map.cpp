@@ -37,6 +37,9 @@ struct map_plan {
   reducer reduce = reducer::list;
   std::size_t max_concurrency = 8;
   std::shared_ptr<const agent_definition> child;
+  /// The child is another agent (`agent:`), admitted under its own contract and reached through
+  /// the gate (`agent.call`); an inline graph or a branch is part of the caller's own agent.
+  bool other_agent = false;
   /// MapActions: one one-action child graph per branch, all over the same state (then no `over`).
   std::vector<std::shared_ptr<const agent_definition>> branches;
   std::shared_ptr<const map_services> services;
@@ -81,11 +84,33 @@ task<result<graph::state>> drive(const map_plan& plan, const child_job& job, gra
   }
 }
 
+/// Through the gate, if there is one: calling another agent is an effect of the caller's
+/// (`agent.call`, checked and audited), and the child is admitted under its own contract for the
+/// caller's principal; an inline child acts as part of its caller. Sets `who` to that principal.
+result<void> pass_gate(const map_plan& plan, const child_job& job, principal& who, bool admit_here) {
+  gate* g = plan.services->gate.get();
+  if (g == nullptr) return {};
+  const auto caller = g->admitted(job.parent_run);
+  if (!caller) return child_error(plan, job, "has a caller that is not admitted (run " + job.parent_run + ")");
+  who = caller->who;
+  if (!plan.other_agent) return g->adopt(job.run_id, job.parent_run);
+  CHOIR_CHECK(g->check(gated_call{.run_id = job.parent_run,
+                                  .step = job.parent_step,
+                                  .capability = "agent.call",
+                                  .argument = job.child->name,
+                                  .arguments = {{"agent", job.child->name}, {"inputs", job.initial}}}));
+  if (admit_here) return g->admit(*job.child, who, job.run_id);
+  return {};
+}
+
 /// Runs one child to completion — or reuses it, if its run already completed — and returns its answer.
 task<result<value>> run_child(std::shared_ptr<const map_plan> plan, child_job job) {
   const agent_definition& child = *job.child;
   store::event_store* s = plan->services->store.get();
+  gate* g = plan->services->gate.get();
+  principal who;
   if (s == nullptr) {  // in memory only
+    if (auto passed = pass_gate(*plan, job, who, /*admit_here=*/true); !passed.ok()) co_return std::move(passed).err();
     auto b = child.doc.builder;
     b.with_identifiers(job.run_id, job.partition_key);
     graph::state initial = child.graph->initial_state();
@@ -94,11 +119,13 @@ task<result<value>> run_child(std::shared_ptr<const map_plan> plan, child_job jo
     auto app = b.build(child.graph);
     if (!app.ok()) co_return std::move(app).err();
     auto done = co_await drive(*plan, job, **app);
+    if (g != nullptr) g->release(job.run_id);
     if (!done.ok()) co_return std::move(done).err();
     co_return answer_of(*plan, *done);
   }
   run_hosting hosting;
   hosting.lease_ttl_ms = plan->services->lease_ttl_ms;
+  if (plan->other_agent) hosting.gate = plan->services->gate;  // start_run and open_run admit the child
   auto existing = s->get_run(job.run_id);
   if (existing.ok() && existing->status == "completed") {
     // Ran to completion before (the parent step is running again): reuse what it recorded.
@@ -106,20 +133,25 @@ task<result<value>> run_child(std::shared_ptr<const map_plan> plan, child_job jo
     if (!final_state.ok()) co_return std::move(final_state).err();
     co_return answer_of(*plan, *final_state);
   }
+  if (auto passed = pass_gate(*plan, job, who, /*admit_here=*/false); !passed.ok()) co_return std::move(passed).err();
   result<std::unique_ptr<graph::application>> app = [&]() -> result<std::unique_ptr<graph::application>> {
     if (existing.ok()) return open_run(*s, job.run_id, child, hosting);  // caught midway: continue it
     if (existing.err().code != store::store_errc::run_not_found) return std::move(existing).err();
     run_start start{.run_id = job.run_id,
                     .partition_key = job.partition_key,
+                    .who = who,
                     .parent_run = job.parent_run,
                     .parent_step = job.parent_step,
                     .initial = job.initial};
     return start_run(*s, child, start, hosting);
   }();
-  if (!app.ok()) co_return child_error(*plan, job, "could not start: " + app.err().message);
+  if (!app.ok()) {
+    if (g != nullptr) g->release(job.run_id);
+    co_return child_error(*plan, job, "could not start: " + app.err().message);
+  }
   auto done = co_await drive(*plan, job, **app);
   const auto status = done.ok() ? "completed" : ((*app)->has_next_action() ? "failed" : "completed");
-  (void)settle_run(*s, job.run_id, status);
+  (void)settle_run(*s, job.run_id, status, g);
   if (!done.ok()) co_return std::move(done).err();
   co_return answer_of(*plan, *done);
 }
@@ -373,6 +405,7 @@ result<std::shared_ptr<graph::action>> make_plan(const graph::action_decl& decl,
     auto found = services->agents->find(name, runtime_registry(services));
     if (!found.ok()) return decl.fail("agent", found.err().message);
     plan->child = std::move(found).value();
+    plan->other_agent = true;
     if (!single) {  // the child starts with its item: its graph must hold the key
       bool declared = plan->child->graph->initial_state().contains(plan->as);
       if (!declared) {

@@ -30,6 +30,7 @@
 
 #include "choir/graph/loader.hpp"
 #include "choir/runtime/agent_catalog.hpp"
+#include "choir/runtime/gate.hpp"
 #include "choir/store/event_store.hpp"
 
 namespace choir::runtime {
@@ -47,6 +48,9 @@ struct map_services {
   std::int64_t lease_ttl_ms = 30'000;
   /// Where `agent:` names are looked up; null: only inline `graph:` children.
   std::shared_ptr<agent_catalog> agents;
+  /// If set, calling another agent passes it (`agent.call`, with the agent's name as argument)
+  /// and each child agent is admitted under its own contract, acting for its caller's principal.
+  std::shared_ptr<runtime::gate> gate;
 };
 
 /// Registers `map` and `agent` in `registry`. Child graphs may use them too.
