@@ -4,6 +4,7 @@
 
 #include <array>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <string>
 
@@ -42,6 +43,17 @@ std::string write_temp(const std::string& name, const std::string& text) {
   std::ofstream(path) << text;
   return path;
 }
+
+/// Deny by default: the examples run under examples/policy.yaml, applied to the default store
+/// before any test runs (fixtures with their own store apply it there).
+class ExamplePolicy : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    auto applied = run_choir("policy apply " + example("policy.yaml"));
+    ASSERT_EQ(applied.exit_code, 0) << applied.out;
+  }
+};
+const auto* const example_policy = ::testing::AddGlobalTestEnvironment(new ExamplePolicy);
 
 TEST(ChoirRun, RunsTheCounterExampleAndShowsEachStep) {
   auto r = run_choir("run " + example("counter.yaml") + " --input n=2");
@@ -107,6 +119,12 @@ TEST(ChoirRun, MaxStepsExitsWithCodeThree) {
 
 TEST(ChoirRun, AFailedStepExitsWithCodeOne) {
   const std::string path = write_temp("failing.yaml", R"(apiVersion: agentos/v0.2
+kind: AgentContract
+name: failing
+class: {latency: DT}
+capabilities: []
+---
+apiVersion: agentos/v0.2
 kind: Graph
 name: failing
 entrypoint: divide
@@ -182,18 +200,21 @@ std::vector<nlohmann::json> json_lines(const std::string& text) {
 class ChoirRuns : public ::testing::Test {
  protected:
   void SetUp() override {
-    store_ =
-        ::testing::TempDir() + "choir-cli-" + ::testing::UnitTest::GetInstance()->current_test_info()->name() + ".db";
-    std::remove(store_.c_str());
+    // A folder per test: the store, and its audit key and head file beside it.
+    dir_ = ::testing::TempDir() + "choir-cli-" + ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    store_ = dir_ + "/choir.db";
+    auto applied = run_choir("policy apply " + example("policy.yaml") + store());
+    ASSERT_EQ(applied.exit_code, 0) << applied.out;
   }
-  void TearDown() override {
-    for (const char* suffix : {"", "-wal", "-shm"}) std::remove((store_ + suffix).c_str());
-  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
   std::string store() const { return " --store " + store_; }
   std::string last_run_id() {
     auto listed = run_choir("runs list --json" + store());
     return json_lines(listed.out).front()["run_id"];
   }
+  std::string dir_;
   std::string store_;
 };
 
@@ -465,7 +486,8 @@ TEST(ChoirContract, ValidatesAnAgentsContractAndSaysWhatIsNotEnforcedYet) {
   EXPECT_EQ(refused.exit_code, 2) << refused.out;
   EXPECT_NE(refused.out.find("bad-contract.yaml:5:12: class.latency: expected HRT, SRT or DT"), std::string::npos)
       << refused.out;
-  auto none = run_choir("contract validate " + example("counter.yaml"));
+  auto none = run_choir("contract validate " +
+                        write_temp("graph-only.yaml", "apiVersion: agentos/v0.2\nkind: Graph\nname: g\n"));
   EXPECT_EQ(none.exit_code, 2);
   EXPECT_NE(none.out.find("no kind: AgentContract document"), std::string::npos) << none.out;
 }
@@ -481,6 +503,8 @@ TEST(ChoirPostgres, RunsAndResumesOnAPostgreSQLStore) {
   const std::string conninfo = pg::fresh_pg_schema(db, schema);
   ASSERT_FALSE(conninfo.empty());
   const std::string where = " --store \"" + conninfo + "\"";
+  auto applied = run_choir("policy apply " + example("policy.yaml") + where);
+  ASSERT_EQ(applied.exit_code, 0) << applied.out;
   auto halted = run_choir("run " + example("counter.yaml") + " --input n=2 --halt-after increment" + where);
   ASSERT_EQ(halted.exit_code, 0) << halted.out;
   const auto runs = json_lines(run_choir("runs list --json" + where).out);
@@ -491,6 +515,85 @@ TEST(ChoirPostgres, RunsAndResumesOnAPostgreSQLStore) {
   EXPECT_EQ(json_lines(resumed.out).back()["state"]["message"], "counted to 2");
   EXPECT_EQ(run_choir("runs replay " + std::string(runs[0]["run_id"]) + where).exit_code, 0);
   pg::drop_pg_schema(db, schema);
+}
+
+}  // namespace
+
+// ---- the kernel: admission, policy, audit ------------------------------------------------------
+
+namespace {
+
+TEST_F(ChoirRuns, NothingRunsWithoutAContractOrOutsideThePolicy) {
+  const auto bare = write_temp("bare.yaml", "apiVersion: agentos/v0.2\nkind: Graph\nname: bare\nentrypoint: a\n"
+                                            "actions: {a: {type: pass}}\n");
+  auto r = run_choir("run " + bare + store());
+  EXPECT_EQ(r.exit_code, 2) << r.out;
+  EXPECT_NE(r.out.find("agent bare has no contract"), std::string::npos) << r.out;
+  // A user the policy does not know; a tenant that is not theirs.
+  r = run_choir("run " + example("counter.yaml") + " --user mallory" + store());
+  EXPECT_EQ(r.exit_code, 2) << r.out;
+  EXPECT_NE(r.out.find("'mallory' is not a user of tenant 'local'"), std::string::npos) << r.out;
+  r = run_choir("run " + example("counter.yaml") + " --tenant other" + store());
+  EXPECT_EQ(r.exit_code, 2) << r.out;
+  EXPECT_TRUE(json_lines(run_choir("runs list --json" + store()).out).empty());  // none was created
+}
+
+TEST_F(ChoirRuns, AnotherTenantCannotContinueARun) {
+  ASSERT_EQ(run_choir("run " + example("approval.yaml") + store()).exit_code, 0);
+  const std::string id = last_run_id();
+  auto r = run_choir("runs input " + id + " answer=yes --tenant other" + store());
+  EXPECT_EQ(r.exit_code, 2) << r.out;
+  EXPECT_NE(r.out.find("belongs to another tenant"), std::string::npos) << r.out;
+  EXPECT_EQ(run_choir("runs input " + id + " answer=yes" + store()).exit_code, 0);
+}
+
+TEST_F(ChoirRuns, APolicyIsValidatedAuditedAndShown) {
+  const auto bad = write_temp("bad-policy.yaml", "apiVersion: agentos/v0.2\nkind: Policy\ntenants: {t: {roles: 3}}\n");
+  auto r = run_choir("policy apply " + bad + store());
+  EXPECT_EQ(r.exit_code, 2) << r.out;
+  EXPECT_NE(r.out.find("bad-policy.yaml:3:"), std::string::npos) << r.out;
+  auto same = run_choir("policy apply " + example("policy.yaml") + store());
+  EXPECT_NE(same.out.find("already in force"), std::string::npos) << same.out;
+  auto shown = run_choir("policy show --json" + store());
+  ASSERT_EQ(shown.exit_code, 0) << shown.out;
+  EXPECT_EQ(nlohmann::json::parse(shown.out)["version"], 1);
+  auto listed = json_lines(run_choir("audit list --json" + store()).out);
+  ASSERT_FALSE(listed.empty());
+  EXPECT_EQ(listed.front()["kind"], "policy.change");
+  EXPECT_EQ(listed.front()["details"]["to_version"], 1);
+}
+
+TEST_F(ChoirRuns, TheAuditLogRecordsAdmissionsAndCallsAndVerifies) {
+  auto r = run_choir("run " + example("orchestrator.yaml") + store());
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  std::string parent;
+  for (const auto& run : json_lines(run_choir("runs list --json" + store()).out)) {
+    if (run["agent"] == "orchestrator") parent = run["run_id"];
+  }
+  auto entries = json_lines(run_choir("audit list --json --limit 100" + store()).out);
+  int calls = 0;
+  for (const auto& e : entries) {
+    if (e["kind"] == "call" && e["capability"] == "agent.call" && e["argument"] == "researcher") ++calls;
+  }
+  EXPECT_EQ(calls, 4);
+  auto of_run = json_lines(run_choir("audit list --json --run " + parent + store()).out);
+  EXPECT_EQ(of_run.size(), 5u);  // its admission and its four calls
+  auto verified = run_choir("audit verify" + store());
+  EXPECT_EQ(verified.exit_code, 0) << verified.out;
+  EXPECT_NE(verified.out.find("audit log intact"), std::string::npos) << verified.out;
+
+  // Someone edits an entry behind the store's back: verify says where, and exits 1.
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(store_.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db,
+                         "DROP TRIGGER audit_no_update; "
+                         "UPDATE audit SET entry = replace(entry, 'allow', 'deny') WHERE seq = 3",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+  auto tampered = run_choir("audit verify --json" + store());
+  EXPECT_EQ(tampered.exit_code, 1) << tampered.out;
+  EXPECT_EQ(nlohmann::json::parse(tampered.out)["problem_at"], 3);
 }
 
 }  // namespace

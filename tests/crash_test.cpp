@@ -68,6 +68,8 @@ std::string kill_and_resume(const std::string& store, int limit, int wanted_kill
   const std::array<const char*, 4> points = {"step.begin", "step.inserted", "step.snapshot", "step.committed"};
   const std::size_t steps = 2 * static_cast<std::size_t>(limit) + 2;  // start, limit × (increment, check), done
 
+  // Deny by default: the counter runs under the examples' policy.
+  capture("policy apply " + std::string(CHOIR_SOURCE_DIR) + "/examples/policy.yaml --store " + quoted);
   std::mt19937 rng(20261128);
   std::string run_id;
   int kills = 0;
@@ -179,6 +181,12 @@ void kill_fanout_and_resume(const std::string& store, const fs::path& dir) {
     std::FILE* f = std::fopen(graph.c_str(), "w");
     ASSERT_NE(f, nullptr);
     const std::string text = R"(apiVersion: agentos/v0.2
+kind: AgentContract
+name: fanout
+class: {latency: DT}
+capabilities: []
+---
+apiVersion: agentos/v0.2
 kind: Graph
 name: fanout
 entrypoint: work
@@ -209,6 +217,7 @@ transitions:
     std::fclose(f);
   }
   const std::string quoted = "\"" + store + "\"";
+  capture("policy apply " + std::string(CHOIR_SOURCE_DIR) + "/examples/policy.yaml --store " + quoted);
   std::mt19937 rng(20261128);
   std::string run_id;
   int kills = 0;

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "apps/choir/kernel_commands.hpp"
 #include "apps/choir/run_command.hpp"
 #include "choir/graph/export.hpp"
 #include "choir/graph/loader.hpp"
@@ -95,6 +96,8 @@ int main(int argc, char** argv) {
   run->add_flag("--pin", run_opts.pin, "Resume this run only under the graph version it starts with");
   run->add_option("--agents", run_opts.agents,
                   "A folder where agents named by agent: are found as NAME.yaml (the file's folder is searched too)");
+  run->add_option("--tenant", run_opts.tenant, "The tenant the run acts for (default: $CHOIR_TENANT, else local)");
+  run->add_option("--user", run_opts.user, "The user the run acts for (default: $CHOIR_USER, else local)");
 
   choir::cli::runs_options runs_opts;
   auto* runs = app.add_subcommand("runs", "Inspect, resume, fork, replay and prune runs kept in the event store");
@@ -102,6 +105,8 @@ int main(int argc, char** argv) {
   runs->add_option("--store", runs_opts.store,
                    "The event store: a SQLite file (default: .choir/choir.db) or postgresql://…");
   runs->add_flag("--json", runs_opts.json, "Print JSON");
+  runs->add_option("--tenant", runs_opts.run.tenant, "Your tenant (default: $CHOIR_TENANT, else local)");
+  runs->add_option("--user", runs_opts.run.user, "Your user (default: $CHOIR_USER, else local)");
   runs->add_option("--agents", runs_opts.run.agents,
                    "A folder where agents named by agent: are found as NAME.yaml (the current folder is searched too)");
   auto* runs_list = runs->add_subcommand("list", "List runs, newest first");
@@ -151,6 +156,26 @@ int main(int argc, char** argv) {
   contract_check->add_option("file", contract_file, "The agent or contract YAML file")->required();
   contract_check->add_flag("--json", contract_json, "Print JSON");
 
+  choir::cli::kernel_options kernel_opts;
+  auto* policy = app.add_subcommand("policy", "The policy in force: tenants, roles, grants and users");
+  policy->require_subcommand(1);
+  policy->add_option("--store", kernel_opts.store, "The event store (default: .choir/choir.db) or postgresql://…");
+  policy->add_flag("--json", kernel_opts.json, "Print JSON");
+  auto* policy_apply = policy->add_subcommand("apply", "Validate a kind: Policy file, audit the change, put it in force");
+  policy_apply->add_option("file", kernel_opts.file, "The Policy YAML file")->required();
+  policy_apply->add_option("--tenant", kernel_opts.tenant, "Your tenant, as the audit log records it");
+  policy_apply->add_option("--user", kernel_opts.user, "Your user, as the audit log records it");
+  auto* policy_show = policy->add_subcommand("show", "Print the policy in force");
+  auto* audit = app.add_subcommand("audit", "The hash-chained audit log of every kernel decision");
+  audit->require_subcommand(1);
+  audit->add_option("--store", kernel_opts.store, "The event store (default: .choir/choir.db) or postgresql://…");
+  audit->add_flag("--json", kernel_opts.json, "Print JSON");
+  auto* audit_verify = audit->add_subcommand("verify", "Check every entry's MAC and the head; exit 1 if tampered");
+  auto* audit_list = audit->add_subcommand("list", "Print the last entries");
+  audit_list->add_option("--limit", kernel_opts.limit, "At most this many")->default_val(50);
+  audit_list->add_option("--run", kernel_opts.run_id, "Only this run's entries");
+  for (auto* sub : {policy_apply, policy_show, audit_verify, audit_list}) sub->fallthrough();
+
   std::string graph_file;
   std::string graph_format = "mermaid";
   auto* graph = app.add_subcommand("graph", "Print a graph as Mermaid, DOT or JSON");
@@ -178,5 +203,9 @@ int main(int argc, char** argv) {
   if (runs_prune->parsed()) return choir::cli::runs_prune(runs_opts, std::cout, std::cerr);
   if (graph->parsed()) return graph_command(graph_file, graph_format);
   if (contract_check->parsed()) return contract_validate(contract_file, contract_json);
+  if (policy_apply->parsed()) return choir::cli::policy_apply(kernel_opts, std::cout, std::cerr);
+  if (policy_show->parsed()) return choir::cli::policy_show(kernel_opts, std::cout, std::cerr);
+  if (audit_verify->parsed()) return choir::cli::audit_verify(kernel_opts, std::cout, std::cerr);
+  if (audit_list->parsed()) return choir::cli::audit_list(kernel_opts, std::cout, std::cerr);
   return choir::cli::exit_invalid;
 }

@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include "apps/choir/kernel_commands.hpp"
 #include "choir/core/id.hpp"
 #include "choir/graph/application.hpp"
 #include "choir/runtime/actions/map.hpp"
@@ -98,6 +99,8 @@ void search_agents(const std::vector<std::string>& folders, const std::string& f
 }
 
 graph::action_registry default_registry() { return runtime::runtime_registry(process_services()); }
+
+void use_gate(std::shared_ptr<runtime::gate> gate) { process_services()->gate = std::move(gate); }
 
 result<std::string> read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -254,6 +257,7 @@ int run_command(const run_options& options, std::ostream& out, std::ostream& err
     return exit_invalid;
   }
   std::shared_ptr<store::event_store> store;
+  std::shared_ptr<runtime::gate> gate;
   if (!options.no_store) {
     auto opened = open_store(options.store);
     if (!opened.ok()) {
@@ -261,17 +265,29 @@ int run_command(const run_options& options, std::ostream& out, std::ostream& err
       return exit_invalid;
     }
     store = std::move(opened).value();
+    auto kernel = open_gate(store, options.store);
+    if (!kernel.ok()) {
+      err << command << ": " << kernel.err().message << "\n";
+      return exit_invalid;
+    }
+    gate = std::move(kernel).value();
+    use_gate(gate);
   }
   auto app = [&]() -> result<std::unique_ptr<graph::application>> {
     if (store) {
-      return runtime::start_run(*store, **agent, runtime::run_start{.pin = options.pin},
-                                runtime::run_hosting{.lease_ttl_ms = lease_ttl_ms});
+      return runtime::start_run(*store, **agent,
+                                runtime::run_start{.who = principal_for(options.tenant, options.user), .pin = options.pin},
+                                runtime::run_hosting{.lease_ttl_ms = lease_ttl_ms, .gate = gate});
     }
     graph::application_builder in_memory = (*agent)->doc.builder;
     return in_memory.with_identifiers(new_id().to_string()).build((*agent)->graph);
   }();
   if (!app.ok()) {
     err << command << ": " << app.err().message << "\n";
+    if (gate && !gate->current_policy()) {
+      err << command << ": no policy is stored: apply one with choir policy apply FILE "
+          << "(examples/policy.yaml grants what the examples use)\n";
+    }
     return exit_invalid;
   }
   return drive(**app, (*agent)->name, options, *inputs, store.get(), out, err, command);

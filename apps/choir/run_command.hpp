@@ -30,6 +30,8 @@ struct run_options {
   bool no_store = false;            ///< run in memory only
   bool pin = false;                 ///< the run resumes only under the graph version it started with
   std::vector<std::string> agents;  ///< folders where `agent:` names are found as NAME.yaml
+  std::string tenant;               ///< whom the run acts for (empty: `principal_for`'s default)
+  std::string user;
 };
 
 /// How long a `choir` process's lease on the run it drives lasts; it is renewed every third of it.
@@ -54,6 +56,9 @@ void print_step_line(std::ostream& out, std::int64_t sequence_id, const std::str
 
 /// Makes the agents in `folders`, and beside `file` if given, known to `agent:` references.
 void search_agents(const std::vector<std::string>& folders, const std::string& file = "");
+
+/// Makes the child runs of `map` and `agent` steps pass `gate` (the kernel of the run being driven).
+void use_gate(std::shared_ptr<runtime::gate> gate);
 
 /// The action types `choir` knows.
 [[nodiscard]] graph::action_registry default_registry();

@@ -6,6 +6,7 @@
 #include <map>
 #include <ostream>
 
+#include "apps/choir/kernel_commands.hpp"
 #include "apps/choir/run_command.hpp"
 
 #include <algorithm>
@@ -148,10 +149,18 @@ int continue_run(const runs_options& options, std::ostream& out, std::ostream& e
   const runtime::agent_definition& agent = **loaded;
   // What this command checks under the lease, on the run as it now stands (another process may
   // just have continued it), before anything is written.
+  auto kernel = open_gate(s, options.store);
+  if (!kernel.ok()) return report(err, command, kernel.err());
+  use_gate(*kernel);
+  const auto caller = principal_for(options.run.tenant, options.run.user);
   bool complete = false;
   value inputs;
   runtime::run_opening opening;
   opening.admit = [&](const store::run_record& run) -> result<void> {
+    if (run.tenant != caller.tenant) {
+      // One tenant never drives another's runs (the run still acts for whoever started it).
+      return make_error(kernel::kernel_errc::denied, "run " + run.run_id + " belongs to another tenant");
+    }
     if (run.next_action.empty()) {
       complete = true;
       return make_error(core_errc::invalid_argument, "run " + run.run_id + " is complete: it waits for nothing");
@@ -186,7 +195,8 @@ int continue_run(const runs_options& options, std::ostream& out, std::ostream& e
     }
     return {};
   };
-  auto app = runtime::open_run(*s, options.run_id, agent, runtime::run_hosting{.lease_ttl_ms = lease_ttl_ms}, &opening);
+  auto app = runtime::open_run(*s, options.run_id, agent,
+                               runtime::run_hosting{.lease_ttl_ms = lease_ttl_ms, .gate = *kernel}, &opening);
   if (!opening.taken_over_from.empty() && !options.json) {
     out << "took over run " << seen->run_id << " from " << opening.taken_over_from << ", which is gone\n";
   }

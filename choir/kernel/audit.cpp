@@ -15,6 +15,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <sstream>
 
 #include "choir/kernel/contract.hpp"
@@ -250,8 +251,8 @@ audit_options with_defaults(audit_options options) {
 /// The stored row `seq`, if there is one.
 result<std::optional<store::audit_row>> row_at(store::event_store& store, std::int64_t seq) {
   std::optional<store::audit_row> found;
-  CHOIR_CHECK(store.scan_audit(seq, [&](const store::audit_row& r) {
-    if (r.seq == seq) found = r;
+  CHOIR_CHECK(store.scan_audit(seq, [&](const store::audit_view& r) {
+    if (r.seq == seq) found = store::audit_row{r.seq, std::string(r.entry), std::string(r.mac)};
     return false;
   }));
   return found;
@@ -260,7 +261,7 @@ result<std::optional<store::audit_row>> row_at(store::event_store& store, std::i
 /// Checks the stored chain from just after `from` (whose MAC is `from_mac`) to its end.
 result<audit_head> check_tail(store::event_store& store, const audit_key& key, audit_head from) {
   std::optional<error> broken;
-  CHOIR_CHECK(store.scan_audit(from.entries + 1, [&](const store::audit_row& r) {
+  CHOIR_CHECK(store.scan_audit(from.entries + 1, [&](const store::audit_view& r) {
     if (r.seq != from.entries + 1 || key.chain(from.mac, r.entry) != r.mac) {
       broken = make_error(kernel_errc::audit_broken,
                           "audit entry " + std::to_string(from.entries + 1) +
@@ -268,7 +269,7 @@ result<audit_head> check_tail(store::event_store& store, const audit_key& key, a
       return false;
     }
     from.entries = r.seq;
-    from.mac = r.mac;
+    from.mac = std::string(r.mac);
     return true;
   }));
   if (broken) return std::move(*broken);
@@ -454,42 +455,110 @@ result<audit_report> verify_audit(store::event_store& store, const audit_options
     if (!last && !head) return report;  // nothing was ever audited
     return std::move(key).err();
   }
-  std::array<unsigned char, 32> prev{};  // the first entry chains from 32 zero bytes
-  std::array<unsigned char, 32> computed{};
-  std::array<unsigned char, 32> stored_mac{};
+  // Each entry's MAC covers the previous entry's stored MAC, so entries can be checked
+  // independently: one thread reads rows while another checks the batch read before.
+  struct batch {
+    std::vector<std::int64_t> seqs;
+    std::string text;                  ///< the entries, one after another
+    std::vector<std::size_t> ends;     ///< where each entry ends in `text`
+    std::vector<std::array<unsigned char, 32>> macs;
+    std::vector<bool> malformed;       ///< a stored MAC that is not 64 hex digits
+    std::array<unsigned char, 32> prev{};  ///< the MAC before the first entry
+  };
+  constexpr std::size_t batch_rows = 4096;
+  /// The index of the first entry of `b` that does not match its MAC, or -1.
+  auto check = [&key](const batch& b) -> std::ptrdiff_t {
+    std::array<unsigned char, 32> computed{};
+    std::size_t begin = 0;
+    for (std::size_t i = 0; i < b.seqs.size(); ++i) {
+      const std::string_view entry(b.text.data() + begin, b.ends[i] - begin);
+      begin = b.ends[i];
+      key->mac(i == 0 ? b.prev : b.macs[i - 1], entry, computed);
+      if (b.malformed[i] || computed != b.macs[i]) return static_cast<std::ptrdiff_t>(i);
+    }
+    return -1;
+  };
+  std::optional<std::int64_t> failed_seq;  // the first entry whose MAC does not match
+  std::string failed_entry;
+  auto finish = [&](const batch& b, std::ptrdiff_t bad) {
+    if (failed_seq) return;
+    if (bad < 0) {
+      report.verified += static_cast<std::int64_t>(b.seqs.size());
+      return;
+    }
+    report.verified += bad;
+    failed_seq = b.seqs[static_cast<std::size_t>(bad)];
+    const std::size_t begin = bad == 0 ? 0 : b.ends[static_cast<std::size_t>(bad) - 1];
+    failed_entry = b.text.substr(begin, b.ends[static_cast<std::size_t>(bad)] - begin);
+  };
+  auto fresh = [&](const std::array<unsigned char, 32>& prev) {
+    auto b = std::make_unique<batch>();
+    b->seqs.reserve(batch_rows);
+    b->ends.reserve(batch_rows);
+    b->macs.reserve(batch_rows);
+    b->text.reserve(batch_rows * 320);
+    b->prev = prev;
+    return b;
+  };
+  std::unique_ptr<batch> filling = fresh({});  // the first entry chains from 32 zero bytes
+  std::unique_ptr<batch> in_flight;
+  std::future<std::ptrdiff_t> checking;
+  auto wait_in_flight = [&] {
+    if (!in_flight) return;
+    finish(*in_flight, checking.get());
+    in_flight.reset();
+  };
   std::string mac_at_head;
+  std::optional<std::int64_t> gap_at;
+  std::int64_t gap_next = 0;
   std::int64_t expected = 1;
+  CHOIR_CHECK(store.scan_audit(1, [&](const store::audit_view& row) {
+    ++report.entries;
+    if (row.seq != expected) {
+      gap_at = expected;
+      gap_next = row.seq;
+      return false;
+    }
+    std::array<unsigned char, 32> mac{};
+    const bool bad = !from_hex(row.mac, mac);
+    filling->seqs.push_back(row.seq);
+    filling->text.append(row.entry);
+    filling->ends.push_back(filling->text.size());
+    filling->macs.push_back(mac);
+    filling->malformed.push_back(bad);
+    if (head && row.seq == head->entries) mac_at_head = std::string(row.mac);
+    ++expected;
+    if (filling->seqs.size() == batch_rows) {
+      wait_in_flight();
+      if (failed_seq) return false;
+      in_flight = std::move(filling);
+      filling = fresh(in_flight->macs.back());
+      checking = std::async(std::launch::async, [&check, b = in_flight.get()] { return check(*b); });
+    }
+    return true;
+  }));
+  wait_in_flight();
+  if (!failed_seq && !filling->seqs.empty()) finish(*filling, check(*filling));
   auto fail = [&](std::int64_t at, std::string what) {
     report.problem_at = at;
     report.problem = "entry " + std::to_string(at) + ": " + std::move(what);
   };
-  CHOIR_CHECK(store.scan_audit(1, [&](const store::audit_row& row) {
-    ++report.entries;
-    if (row.seq != expected) {
-      fail(expected, row.seq - expected == 1 ? "missing (deleted): the next stored entry is " + std::to_string(row.seq)
-                                             : "missing (deleted), with the " + std::to_string(row.seq - expected - 1) +
-                                                   " after it: the next stored entry is " + std::to_string(row.seq));
-      return false;
+  if (failed_seq) {
+    // Tell a moved entry from an edited one by the sequence number its text claims.
+    const value parsed = value::parse(failed_entry, nullptr, false);
+    const value* claimed = parsed.is_object() && parsed.contains("seq") ? &parsed["seq"] : nullptr;
+    if (claimed != nullptr && claimed->is_number_integer() && claimed->get<std::int64_t>() != *failed_seq) {
+      fail(*failed_seq, "holds entry " + std::to_string(claimed->get<std::int64_t>()) +
+                            " (entries were reordered, inserted or deleted and renumbered)");
+    } else {
+      fail(*failed_seq, "does not match its MAC (the entry was edited or inserted, or its MAC replaced)");
     }
-    key->mac(prev, row.entry, computed);
-    if (!from_hex(row.mac, stored_mac) || computed != stored_mac) {
-      // Tell a moved entry from an edited one by the sequence number its text claims.
-      const value parsed = value::parse(row.entry, nullptr, false);
-      const value* claimed = parsed.is_object() && parsed.contains("seq") ? &parsed["seq"] : nullptr;
-      if (claimed != nullptr && claimed->is_number_integer() && claimed->get<std::int64_t>() != row.seq) {
-        fail(row.seq, "holds entry " + std::to_string(claimed->get<std::int64_t>()) +
-                          " (entries were reordered, inserted or deleted and renumbered)");
-      } else {
-        fail(row.seq, "does not match its MAC (the entry was edited or inserted, or its MAC replaced)");
-      }
-      return false;
-    }
-    if (head && row.seq == head->entries) mac_at_head = row.mac;
-    prev = stored_mac;
-    ++expected;
-    ++report.verified;
-    return true;
-  }));
+  } else if (gap_at) {
+    fail(*gap_at, gap_next - *gap_at == 1
+                      ? "missing (deleted): the next stored entry is " + std::to_string(gap_next)
+                      : "missing (deleted), with the " + std::to_string(gap_next - *gap_at - 1) +
+                            " after it: the next stored entry is " + std::to_string(gap_next));
+  }
   if (!report.ok()) return report;
   const std::int64_t stored = expected - 1;
   if (!head) {
@@ -507,6 +576,12 @@ result<audit_report> verify_audit(store::event_store& store, const audit_options
                            "they chain correctly");
   }
   return report;
+}
+
+std::string sha256_hex(std::string_view text) {
+  unsigned char digest[32];
+  SHA256(reinterpret_cast<const unsigned char*>(text.data()), text.size(), digest);
+  return to_hex(digest, sizeof digest);
 }
 
 // ---- redaction ---------------------------------------------------------------------------------

@@ -136,6 +136,9 @@ struct audit_report {
 /// against the head file. Errors only when the log cannot be read at all (no key: `no_audit_key`).
 [[nodiscard]] result<audit_report> verify_audit(store::event_store& store, const audit_options& options);
 
+/// SHA-256 of `text` as 64 lowercase hex digits (what an audit entry records of a large body).
+[[nodiscard]] std::string sha256_hex(std::string_view text);
+
 /// The redaction every stored argument goes through: of an object, the keys named in `log_fields`
 /// keep their values and every other value becomes `"[redacted]"` (keys stay, so an audit reader
 /// sees what was passed without what it said); anything else is redacted whole unless

@@ -139,6 +139,26 @@ TEST_F(Audit, AnEmptyLogVerifiesWithoutAKey) {
   EXPECT_EQ(report.entries, 0);
 }
 
+TEST_F(Audit, ALongLogIsCheckedInBatchesAndTheFirstProblemWins) {
+  {
+    auto log = audit_log::open(open_store(), options_);
+    ASSERT_TRUE(log.ok());
+    std::vector<audit_event> batch(1000, audit_event{.kind = "call", .tenant = "acme", .user = "ada"});
+    for (int i = 0; i < 12; ++i) ASSERT_TRUE((*log)->append(batch).ok());
+  }
+  auto report = verify();
+  EXPECT_TRUE(report.ok()) << report.problem;
+  EXPECT_EQ(report.verified, 12'000);
+  // Two edits in different batches, and a deletion after both: the earliest is reported.
+  tamper("UPDATE audit SET entry = replace(entry, 'ada', 'eve') WHERE seq IN (5000, 9000); DELETE FROM audit "
+         "WHERE seq = 11000");
+  report = verify();
+  EXPECT_EQ(report.problem_at, 5000);
+  EXPECT_EQ(report.verified, 4999);
+  tamper("DELETE FROM audit WHERE seq = 4100");
+  EXPECT_EQ(verify().problem_at, 4100);
+}
+
 TEST_F(Audit, AnEditedEntryIsFound) {
   write_entries(10);
   tamper("UPDATE audit SET entry = replace(entry, '\"allow\"', '\"deny\"') WHERE seq = 4");
@@ -207,8 +227,8 @@ TEST_F(Audit, AChainRecomputedWithAnotherKeyIsFound) {
   const auto forged = audit_key::from_bytes(theirs);
   auto s = open_store();
   std::vector<store::audit_row> rows;
-  ASSERT_TRUE(s->scan_audit(1, [&](const store::audit_row& r) {
-                 rows.push_back(r);
+  ASSERT_TRUE(s->scan_audit(1, [&](const store::audit_view& r) {
+                 rows.push_back({r.seq, std::string(r.entry), std::string(r.mac)});
                  return true;
                }).ok());
   s.reset();

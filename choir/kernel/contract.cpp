@@ -170,7 +170,9 @@ class contract_reader {
         c.tracing = obs["tracing"].get<std::string>();
       }
       CHOIR_TRY(c.log_fields, strings(obs, "observability", "log_fields"));
-      out.not_enforced.emplace_back("observability: tracing and log redaction come with telemetry");
+      if (c.tracing == "opentelemetry") {
+        out.not_enforced.emplace_back("observability.tracing: tracing comes with telemetry");
+      }
     }
 
     if (root.contains("budget")) {

@@ -102,7 +102,7 @@ class Gate : public ::testing::Test {
   /// The audit log's entries, parsed.
   std::vector<value> audit_entries() {
     std::vector<value> out;
-    EXPECT_TRUE(store_->scan_audit(1, [&](const store::audit_row& r) {
+    EXPECT_TRUE(store_->scan_audit(1, [&](const store::audit_view& r) {
                          out.push_back(value::parse(r.entry));
                          return true;
                        }).ok());
@@ -196,7 +196,7 @@ TEST_F(Gate, AuditedArgumentsAreRedactedToTheContractsLogFields) {
   EXPECT_EQ(entries.back()["details"]["arguments"],
             value({{"url", "https://x.org"}, {"authorization", "[redacted]"}}));
   std::string all;
-  ASSERT_TRUE(store_->scan_audit(1, [&](const store::audit_row& r) {
+  ASSERT_TRUE(store_->scan_audit(1, [&](const store::audit_view& r) {
                        all += r.entry;
                        return true;
                      }).ok());

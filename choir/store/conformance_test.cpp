@@ -767,15 +767,15 @@ TEST_P(Conformance, TheAuditLogAppendsInOrderWithoutGaps) {
   EXPECT_EQ((*last)->seq, 3);
   EXPECT_EQ((*last)->mac, "cc");
   std::vector<audit_row> seen;
-  ASSERT_TRUE(s->scan_audit(2, [&](const audit_row& r) {
-                 seen.push_back(r);
+  ASSERT_TRUE(s->scan_audit(2, [&](const audit_view& r) {
+                 seen.push_back({r.seq, std::string(r.entry), std::string(r.mac)});
                  return true;
                }).ok());
   ASSERT_EQ(seen.size(), 2u);
   EXPECT_EQ(seen[0].entry, first[1].entry);  // stored byte for byte
   EXPECT_EQ(seen[1].seq, 3);
   int visited = 0;
-  ASSERT_TRUE(s->scan_audit(1, [&](const audit_row&) { return ++visited < 2; }).ok());
+  ASSERT_TRUE(s->scan_audit(1, [&](const audit_view&) { return ++visited < 2; }).ok());
   EXPECT_EQ(visited, 2);
 }
 

@@ -158,6 +158,13 @@ struct audit_row {
   std::string mac;       ///< lowercase hex HMAC-SHA-256 over the previous entry's MAC and `entry`
 };
 
+/// A stored audit row as `scan_audit` shows it: valid only during the visit.
+struct audit_view {
+  std::int64_t seq = 0;
+  std::string_view entry;
+  std::string_view mac;
+};
+
 /// A named document the kernel keeps in the store (the policy), with an optimistic version.
 struct document_record {
   std::string name;
@@ -253,9 +260,10 @@ class event_store {
   [[nodiscard]] virtual result<void> append_audit(std::span<const audit_row> rows) = 0;
   /// The last row, if any.
   [[nodiscard]] virtual result<std::optional<audit_row>> last_audit() = 0;
-  /// Calls `visit` for each row with `seq >= from`, in order, until it returns false.
+  /// Calls `visit` for each row with `seq >= from`, in order, until it returns false. The views
+  /// point into the store's buffers: copy what must outlive the call.
   [[nodiscard]] virtual result<void> scan_audit(std::int64_t from,
-                                                const std::function<bool(const audit_row&)>& visit) = 0;
+                                                const std::function<bool(const audit_view&)>& visit) = 0;
 
   /// Documents: the stored document, if any.
   [[nodiscard]] virtual result<std::optional<document_record>> get_document(std::string_view name) = 0;

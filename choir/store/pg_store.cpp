@@ -699,17 +699,19 @@ class pg_store final : public event_store {
     return std::optional<audit_row>(audit_row{r.integer(0, 0), r.text(0, 1), r.text(0, 2)});
   }
 
-  result<void> scan_audit(std::int64_t from, const std::function<bool(const audit_row&)>& visit) override {
+  result<void> scan_audit(std::int64_t from, const std::function<bool(const audit_view&)>& visit) override {
     constexpr std::int64_t page = 10'000;
-    audit_row row;
+    audit_view row;
     for (std::int64_t next = from;;) {
       reply r = run("SELECT seq, entry, mac FROM audit WHERE seq >= $1::bigint ORDER BY seq LIMIT $2::bigint",
                     params().add(next).add(page));
       if (!r.ok()) return io("reading the audit log", r);
       for (int i = 0; i < r.rows(); ++i) {
         row.seq = r.integer(i, 0);
-        row.entry.assign(PQgetvalue(r.res.get(), i, 1), static_cast<std::size_t>(PQgetlength(r.res.get(), i, 1)));
-        row.mac.assign(PQgetvalue(r.res.get(), i, 2), static_cast<std::size_t>(PQgetlength(r.res.get(), i, 2)));
+        row.entry = std::string_view(PQgetvalue(r.res.get(), i, 1),
+                                     static_cast<std::size_t>(PQgetlength(r.res.get(), i, 1)));
+        row.mac = std::string_view(PQgetvalue(r.res.get(), i, 2),
+                                   static_cast<std::size_t>(PQgetlength(r.res.get(), i, 2)));
         if (!visit(row)) return {};
         next = row.seq + 1;
       }

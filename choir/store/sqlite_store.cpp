@@ -150,6 +150,12 @@ class statement {
     sqlite3_bind_text(stmt_, i, text.data(), static_cast<int>(text.size()), SQLITE_TRANSIENT);
     return *this;
   }
+  /// Binds text that outlives the statement's next step (no copy).
+  statement& bind_static(int i, std::string_view text) {
+    if (stmt_ == nullptr) return *this;
+    sqlite3_bind_text(stmt_, i, text.data(), static_cast<int>(text.size()), SQLITE_STATIC);
+    return *this;
+  }
   statement& bind(int i, std::int64_t v) {
     if (stmt_ == nullptr) return *this;
     sqlite3_bind_int64(stmt_, i, v);
@@ -200,6 +206,7 @@ class statement_use {
     return s_->bind(i, std::forward<T>(v));
   }
   statement& bind_null(int i) { return s_->bind_null(i); }
+  statement& bind_static(int i, std::string_view text) { return s_->bind_static(i, text); }
   int step() { return s_->step(); }
   void reset() { s_->reset(); }
   [[nodiscard]] bool valid() const { return s_->valid(); }
@@ -566,7 +573,7 @@ class sqlite_store final : public event_store {
           return make_error(store_errc::conflict, "audit entry " + std::to_string(row.seq) + " is not the next (" +
                                                       std::to_string(expected) + ")");
         }
-        insert.bind(1, row.seq).bind(2, row.entry).bind(3, row.mac);
+        insert.bind(1, row.seq).bind_static(2, row.entry).bind_static(3, row.mac);
         if (insert.step() != SQLITE_DONE) return sqlite_error(store_errc::io_error, db_, "appending to the audit log");
         insert.reset();
         ++expected;
@@ -584,16 +591,12 @@ class sqlite_store final : public event_store {
     return std::optional<audit_row>(audit_row{s.integer(0), s.text(1), s.text(2)});
   }
 
-  result<void> scan_audit(std::int64_t from, const std::function<bool(const audit_row&)>& visit) override {
+  result<void> scan_audit(std::int64_t from, const std::function<bool(const audit_view&)>& visit) override {
     auto s = cached("SELECT seq, entry, mac FROM audit WHERE seq >= ? ORDER BY seq");
     s.bind(1, from);
-    audit_row row;
     int rc = 0;
     while ((rc = s.step()) == SQLITE_ROW) {
-      row.seq = s.integer(0);
-      row.entry.assign(s.view(1));
-      row.mac.assign(s.view(2));
-      if (!visit(row)) return {};
+      if (!visit(audit_view{s.integer(0), s.view(1), s.view(2)})) return {};
     }
     if (rc != SQLITE_DONE) return sqlite_error(store_errc::io_error, db_, "reading the audit log");
     return {};

@@ -69,7 +69,7 @@ class synchronized_store final : public event_store {
   result<std::optional<audit_row>> last_audit() override {
     return locked([&] { return inner_->last_audit(); });
   }
-  result<void> scan_audit(std::int64_t from, const std::function<bool(const audit_row&)>& visit) override {
+  result<void> scan_audit(std::int64_t from, const std::function<bool(const audit_view&)>& visit) override {
     return locked([&] { return inner_->scan_audit(from, visit); });
   }
   result<std::optional<document_record>> get_document(std::string_view name) override {

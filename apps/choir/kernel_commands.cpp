@@ -1,0 +1,207 @@
+#include "apps/choir/kernel_commands.hpp"
+
+#include <cstdlib>
+#include <filesystem>
+#include <ostream>
+
+#include "apps/choir/run_command.hpp"
+#include "choir/core/id.hpp"
+#include "choir/kernel/policy.hpp"
+
+namespace choir::cli {
+namespace {
+
+/// The store document that holds the policy in force (docs/audit.md, "Policy changes").
+constexpr const char* policy_document = "policy";
+
+std::string env_or(const char* name, const std::string& fallback) {
+  const char* v = std::getenv(name);
+  return v != nullptr && *v != '\0' ? std::string(v) : fallback;
+}
+
+bool is_postgres(const std::string& where) {
+  for (const char* prefix : {"postgresql://", "postgres://", "host=", "dbname=", "service=", "user="}) {
+    if (where.rfind(prefix, 0) == 0) return true;
+  }
+  return false;
+}
+
+int report(std::ostream& err, const std::string& command, const error& e) {
+  err << command << ": " << e.message << "\n";
+  return exit_invalid;
+}
+
+}  // namespace
+
+result<kernel::audit_options> audit_options_for(store::event_store& store, const std::string& store_path) {
+  CHOIR_TRY(auto id, store.get_document("store_id"));
+  if (!id) {
+    CHOIR_TRY(auto last, store.last_audit());
+    if (last) {
+      return make_error(kernel::kernel_errc::audit_broken,
+                        "the store's id is missing but its audit log has entries: its head file cannot be found");
+    }
+    auto made = store.put_document("store_id", new_id().to_string(), 0);
+    if (!made.ok() && made.err().code != store::store_errc::conflict) return std::move(made).err();
+    CHOIR_TRY(id, store.get_document("store_id"));
+    if (!id) return make_error(store::store_errc::io_error, "the store's id could not be recorded");
+  }
+  const std::string where = store_path.empty() ? std::string(default_store_path) : store_path;
+  std::filesystem::path folder = ".choir";
+  if (!is_postgres(where)) {
+    folder = std::filesystem::path(where).parent_path();
+    if (folder.empty()) folder = ".";
+  }
+  kernel::audit_options options;
+  options.key_file = env_or("CHOIR_AUDIT_KEY", (folder / "audit.key").string());
+  options.head_file = env_or("CHOIR_AUDIT_HEAD", (folder / ("audit-" + id->body + ".head")).string());
+  return options;
+}
+
+runtime::principal principal_for(const std::string& tenant, const std::string& user) {
+  return {tenant.empty() ? env_or("CHOIR_TENANT", "local") : tenant, user.empty() ? env_or("CHOIR_USER", "local") : user};
+}
+
+result<std::shared_ptr<runtime::gate>> open_gate(const std::shared_ptr<store::event_store>& store,
+                                                 const std::string& store_path) {
+  CHOIR_TRY(auto where, audit_options_for(*store, store_path));
+  CHOIR_TRY(auto audit, kernel::audit_log::open(store, where));
+  CHOIR_TRY(auto stored, store->get_document(policy_document));
+  std::shared_ptr<const kernel::policy> policy;
+  if (stored) {
+    CHOIR_TRY(auto loaded, kernel::policy::load(stored->body, "stored policy v" + std::to_string(stored->version)));
+    policy = std::make_shared<const kernel::policy>(std::move(loaded));
+  }
+  return std::make_shared<runtime::gate>(std::shared_ptr<kernel::audit_log>(std::move(audit)), std::move(policy));
+}
+
+int policy_apply(const kernel_options& options, std::ostream& out, std::ostream& err) {
+  const std::string command = "choir policy apply";
+  auto text = read_file(options.file);
+  if (!text.ok()) return report(err, command, text.err());
+  auto loaded = kernel::policy::load(*text, options.file);
+  if (!loaded.ok()) return report(err, command, loaded.err());
+  auto s = open_store(options.store);
+  if (!s.ok()) return report(err, command, s.err());
+  auto where = audit_options_for(**s, options.store);
+  if (!where.ok()) return report(err, command, where.err());
+  auto audit = kernel::audit_log::open(*s, *where);
+  if (!audit.ok()) return report(err, command, audit.err());
+  auto current = (*s)->get_document(policy_document);
+  if (!current.ok()) return report(err, command, current.err());
+  const std::int64_t from = *current ? (*current)->version : 0;
+  if (*current && (*current)->body == *text) {
+    out << "policy version " << from << " is already in force; nothing changed\n";
+    return exit_ok;
+  }
+  // Audited before it takes effect (a change the log does not hold did not happen); an entry
+  // whose version never appears in the store is a change that failed.
+  const auto who = principal_for(options.tenant, options.user);
+  kernel::audit_event event{.kind = "policy.change", .tenant = who.tenant, .user = who.user};
+  event.decision = "allow";
+  event.details = {{"from_version", from},
+                   {"to_version", from + 1},
+                   {"file", options.file},
+                   {"sha256", kernel::sha256_hex(*text)}};
+  if (auto logged = (*audit)->append(event); !logged.ok()) return report(err, command, logged.err());
+  auto stored = (*s)->put_document(policy_document, *text, from);
+  if (!stored.ok()) return report(err, command, stored.err());
+  if (options.json) {
+    out << dump_json(value{{"version", *stored}, {"sha256", kernel::sha256_hex(*text)}}) << "\n";
+  } else {
+    out << "policy version " << *stored << " applied from " << options.file << "\n";
+  }
+  return exit_ok;
+}
+
+int policy_show(const kernel_options& options, std::ostream& out, std::ostream& err) {
+  const std::string command = "choir policy show";
+  auto s = open_store(options.store);
+  if (!s.ok()) return report(err, command, s.err());
+  auto current = (*s)->get_document(policy_document);
+  if (!current.ok()) return report(err, command, current.err());
+  if (!*current) {
+    err << command << ": no policy is stored, so nothing is admitted: apply one with choir policy apply FILE "
+        << "(examples/policy.yaml grants what the examples use)\n";
+    return exit_invalid;
+  }
+  if (options.json) {
+    out << dump_json(value{{"version", (*current)->version},
+                           {"updated_ms", (*current)->updated_ms},
+                           {"sha256", kernel::sha256_hex((*current)->body)},
+                           {"body", (*current)->body}})
+        << "\n";
+  } else {
+    out << "# policy version " << (*current)->version << "\n" << (*current)->body;
+    if (!(*current)->body.empty() && (*current)->body.back() != '\n') out << "\n";
+  }
+  return exit_ok;
+}
+
+int audit_verify(const kernel_options& options, std::ostream& out, std::ostream& err) {
+  const std::string command = "choir audit verify";
+  auto s = open_store(options.store);
+  if (!s.ok()) return report(err, command, s.err());
+  auto where = audit_options_for(**s, options.store);
+  if (!where.ok()) return report(err, command, where.err());
+  auto verified = kernel::verify_audit(**s, *where);
+  if (!verified.ok()) return report(err, command, verified.err());
+  if (options.json) {
+    out << dump_json(verified->to_json()) << "\n";
+  } else if (verified->ok()) {
+    out << "audit log intact: " << verified->entries << (verified->entries == 1 ? " entry" : " entries")
+        << " verified\n";
+  } else {
+    out << "audit log TAMPERED at " << verified->problem << "\n"
+        << "  " << verified->verified << " entries before it verify\n";
+  }
+  for (const auto& note : verified->notes) {
+    if (!options.json) out << "note: " << note << "\n";
+  }
+  return verified->ok() ? exit_ok : exit_step_failed;
+}
+
+int audit_list(const kernel_options& options, std::ostream& out, std::ostream& err) {
+  const std::string command = "choir audit list";
+  auto s = open_store(options.store);
+  if (!s.ok()) return report(err, command, s.err());
+  auto last = (*s)->last_audit();
+  if (!last.ok()) return report(err, command, last.err());
+  if (!*last) return exit_ok;
+  // With --run, every entry is read and the last `limit` of that run kept.
+  const auto limit = static_cast<std::int64_t>(std::max<std::size_t>(options.limit, 1));
+  const std::int64_t from = options.run_id.empty() ? std::max<std::int64_t>(1, (*last)->seq - limit + 1) : 1;
+  std::vector<value> shown;
+  auto scanned = (*s)->scan_audit(from, [&](const store::audit_view& row) {
+    value entry = value::parse(row.entry, nullptr, false);
+    if (entry.is_discarded()) entry = value{{"seq", row.seq}, {"unreadable", std::string(row.entry)}};
+    if (!options.run_id.empty() && entry.value("run", "") != options.run_id) return true;
+    shown.push_back(std::move(entry));
+    if (static_cast<std::int64_t>(shown.size()) > limit) shown.erase(shown.begin());
+    return true;
+  });
+  if (!scanned.ok()) return report(err, command, scanned.err());
+  for (const auto& e : shown) {
+    if (options.json) {
+      out << dump_json(e) << "\n";
+      continue;
+    }
+    std::string line = std::to_string(e.value("seq", 0)) + "  " + e.value("kind", "") + "  " +
+                       e.value("tenant", "") + "/" + e.value("user", "");
+    if (!e.value("agent", "").empty()) line += "  " + e.value("agent", "");
+    if (!e.value("run", "").empty()) {
+      line += "  run " + e.value("run", "");
+      if (e.contains("step") && e["step"].is_number()) line += " step " + std::to_string(e["step"].get<std::int64_t>());
+    }
+    if (!e.value("capability", "").empty()) {
+      line += "  " + e.value("capability", "");
+      if (!e.value("argument", "").empty()) line += "(" + e.value("argument", "") + ")";
+    }
+    if (!e.value("decision", "").empty()) line += "  " + e.value("decision", "");
+    if (!e.value("reason", "").empty()) line += ": " + e.value("reason", "");
+    out << line << "\n";
+  }
+  return exit_ok;
+}
+
+}  // namespace choir::cli

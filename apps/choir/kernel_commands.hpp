@@ -1,0 +1,50 @@
+#pragma once
+/// The kernel as `choir` uses it: the gate every driven run passes (its policy kept in the store,
+/// its audit log beside the store), and the `policy` and `audit` commands. See docs/cli.md.
+#include <iosfwd>
+#include <memory>
+#include <string>
+
+#include "choir/core/result.hpp"
+#include "choir/kernel/audit.hpp"
+#include "choir/runtime/gate.hpp"
+#include "choir/store/event_store.hpp"
+
+namespace choir::cli {
+
+/// Where the audit key and head file of a store live: `audit.key` and `audit-<store id>.head`
+/// beside a SQLite store's file, or in `.choir/` for PostgreSQL (the store id, made on first use
+/// and kept in the store, tells the head files of several stores apart); `CHOIR_AUDIT_KEY` and
+/// `CHOIR_AUDIT_HEAD` override either.
+[[nodiscard]] result<kernel::audit_options> audit_options_for(store::event_store& store,
+                                                              const std::string& store_path);
+
+/// Whom this command acts for: `--tenant`/`--user` if given, else `CHOIR_TENANT`/`CHOIR_USER`,
+/// else tenant `local`, user `local`.
+[[nodiscard]] runtime::principal principal_for(const std::string& tenant, const std::string& user);
+
+/// The gate over `store`: the stored policy (none stored: nothing is admitted, and the error says
+/// how to apply one) and the store's audit log.
+[[nodiscard]] result<std::shared_ptr<runtime::gate>> open_gate(const std::shared_ptr<store::event_store>& store,
+                                                                const std::string& store_path);
+
+struct kernel_options {
+  std::string store;
+  std::string file;
+  bool json = false;
+  std::size_t limit = 50;
+  std::string run_id;
+  std::string tenant;
+  std::string user;
+};
+
+/// `choir policy apply FILE`: validates a `kind: Policy` document, audits the change and stores it.
+int policy_apply(const kernel_options& options, std::ostream& out, std::ostream& err);
+/// `choir policy show`: the policy in force, as applied.
+int policy_show(const kernel_options& options, std::ostream& out, std::ostream& err);
+/// `choir audit verify`: checks the whole chain; exit 1 and where, if anything was tampered with.
+int audit_verify(const kernel_options& options, std::ostream& out, std::ostream& err);
+/// `choir audit list`: the last entries (of one run, with `--run`).
+int audit_list(const kernel_options& options, std::ostream& out, std::ostream& err);
+
+}  // namespace choir::cli
