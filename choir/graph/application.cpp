@@ -82,6 +82,7 @@ std::string_view to_string(halt_reason r) {
     case halt_reason::max_steps: return "max_steps";
     case halt_reason::failed: return "failed";
     case halt_reason::waiting_input: return "waiting_input";
+    case halt_reason::suspended: return "suspended";
   }
   return "?";
 }
@@ -139,7 +140,7 @@ class chunk_forwarder final : public stream_sink {
 
 bool retryable(const error& e) {
   return e.code != graph_errc::undeclared_read && e.code != graph_errc::undeclared_write &&
-         e.code != graph_errc::missing_input;
+         e.code != graph_errc::missing_input && e.code != graph_errc::suspended;
 }
 
 /// Runs an action once, turning exceptions into errors.
@@ -327,6 +328,8 @@ result<bool> application::step_into(step_record& record, const value& inputs) {
     }
     if (output->ok() || p.attempts >= max_attempts || !retryable(output->err())) break;
   }
+  // Suspended: nothing is committed and the run stays at this action.
+  if (!output->ok() && output->err().code == graph_errc::suspended) return std::move(*output).err();
   CHOIR_CHECK(finish(p, std::move(*output), record));
   return true;
 }
@@ -354,6 +357,7 @@ task<result<std::optional<step_record>>> application::step_async(value inputs) {
     }
     if (output->ok() || p.attempts >= max_attempts || !retryable(output->err())) break;
   }
+  if (!output->ok() && output->err().code == graph_errc::suspended) co_return std::move(*output).err();
   step_record record;
   auto finished = finish(p, std::move(*output), record);
   if (!finished.ok()) co_return std::move(finished).err();
@@ -437,6 +441,11 @@ result<run_outcome> application::run(const run_options& options, const value& in
       break;
     }
     auto stepped = step_into(record, step_inputs);
+    if (!stepped.ok() && stepped.err().code == graph_errc::suspended) {
+      outcome.reason = halt_reason::suspended;
+      outcome.failure = std::move(stepped).err();
+      break;
+    }
     if (!stepped.ok()) {
       on_chunk_ = nullptr;
       return std::move(stepped).err();
@@ -468,6 +477,11 @@ task<result<run_outcome>> application::run_async(run_options options, value inpu
       break;
     }
     auto stepped = co_await step_async(std::move(step_inputs));
+    if (!stepped.ok() && stepped.err().code == graph_errc::suspended) {
+      outcome.reason = halt_reason::suspended;
+      outcome.failure = std::move(stepped).err();
+      break;
+    }
     if (!stepped.ok()) {
       on_chunk_ = nullptr;
       co_return std::move(stepped).err();
@@ -549,6 +563,17 @@ void step_range::advance() {
   step_record& record = current_ ? *current_ : current_.emplace();
   auto stepped = app_->step_into(record, step_inputs);
   app_->on_chunk_ = nullptr;
+  if (!stepped.ok() && stepped.err().code == graph_errc::suspended) {
+    outcome_.reason = halt_reason::suspended;
+    outcome_.failure = std::move(stepped).err();
+    if (outcome_.steps > 0) {
+      outcome_.last_step = std::move(current_);  // the step before, untouched by the suspended one
+    } else {
+      current_.reset();
+    }
+    done_ = true;
+    return;
+  }
   if (!stepped.ok()) {
     error_ = std::move(stepped).err();
     if (outcome_.steps > 0) outcome_.last_step = std::move(current_);

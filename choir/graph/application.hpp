@@ -162,6 +162,8 @@ enum class halt_reason {
   max_steps,      ///< `max_steps` steps ran
   failed,         ///< a step failed and the action has no `on_error` route
   waiting_input,  ///< the next action awaits input that this call did not give; nothing ran
+  suspended,      ///< the next action waits for something outside the run (a person's consent):
+                  ///< its step committed nothing; `failure` says what it waits for
 };
 [[nodiscard]] std::string_view to_string(halt_reason r);
 
@@ -169,7 +171,7 @@ struct run_outcome {
   halt_reason reason = halt_reason::completed;
   std::uint64_t steps = 0;  ///< steps executed by this call
   std::optional<step_record> last_step;
-  std::optional<error> failure;  ///< set when `reason` is failed
+  std::optional<error> failure;  ///< set when `reason` is failed (the step's error) or suspended (what it waits for)
 };
 
 class application;

@@ -587,3 +587,59 @@ TEST(Graph, DescribesItselfAndHasAStableFingerprint) {
 
 }  // namespace
 }  // namespace choir::graph
+
+namespace choir::graph {
+namespace {
+
+/// An action that waits for something outside the run until `open` is set.
+std::shared_ptr<action> gated(std::shared_ptr<bool> open) {
+  return action_builder("gated").writes({"passed"}).run([open](const state_view&) -> result<action_output> {
+    if (!*open) return make_error(graph_errc::suspended, "waiting for consent: request r-1");
+    action_output out;
+    out.changes.set("passed", true);
+    return out;
+  });
+}
+
+TEST(Application, ASuspendedActionCommitsNothingAndRunsAgainWhenTheRunContinues) {
+  auto open = std::make_shared<bool>(false);
+  auto persisted = std::make_shared<memory_persister>();
+  application_builder b;
+  b.with_actions({noop("start"), gated(open), noop("end")})
+      .with_transition("start", "gated")
+      .with_transition("gated", "end")
+      .with_entrypoint("start")
+      .with_persister(persisted);
+  // Suspended: the run halts before the action, with what it waits for, and no retry.
+  auto app = *b.build();
+  auto outcome = app->run();
+  ASSERT_TRUE(outcome.ok()) << outcome.err().message;
+  EXPECT_EQ(outcome->reason, halt_reason::suspended);
+  EXPECT_EQ(outcome->steps, 1u);
+  ASSERT_TRUE(outcome->failure.has_value());
+  EXPECT_EQ(outcome->failure->message, "waiting for consent: request r-1");
+  EXPECT_EQ(outcome->last_step->action, "start");
+  EXPECT_EQ(app->next_action(), "gated");
+  EXPECT_EQ(persisted->saved.size(), 1u);  // only `start`
+  EXPECT_EQ(to_string(halt_reason::suspended), "suspended");
+  // step() reports it as an error with its code.
+  auto stepped = app->step();
+  ASSERT_FALSE(stepped.ok());
+  EXPECT_EQ(stepped.err().code, graph_errc::suspended);
+  // iterate() halts the same way.
+  auto range = app->iterate();
+  for (const auto& s : range) ADD_FAILURE() << "no step should run: " << s.action;
+  EXPECT_EQ(range.outcome().reason, halt_reason::suspended);
+  EXPECT_FALSE(range.engine_error().has_value());
+  // Once what it waited for happens, the same action runs and the run goes on.
+  *open = true;
+  outcome = app->run();
+  ASSERT_TRUE(outcome.ok());
+  EXPECT_EQ(outcome->reason, halt_reason::completed);
+  EXPECT_EQ(app->current_state().get("passed"), true);
+  EXPECT_EQ(persisted->saved.size(), 3u);
+  EXPECT_EQ(persisted->saved[1].seq, 1u);  // no sequence id was used by the suspended attempts
+}
+
+}  // namespace
+}  // namespace choir::graph

@@ -23,6 +23,7 @@ class graph_category_impl final : public std::error_category {
       case graph_errc::action_failed: return "action failed";
       case graph_errc::invalid_document: return "invalid document";
       case graph_errc::no_next_action: return "no next action";
+      case graph_errc::suspended: return "suspended";
     }
     return "unknown graph error";
   }

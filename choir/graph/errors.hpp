@@ -20,6 +20,8 @@ enum class graph_errc {
   action_failed,           ///< an action returned an error or threw
   invalid_document,        ///< a YAML document is malformed or has a wrong field
   no_next_action,          ///< `step` was called on an application with nothing left to run
+  suspended,               ///< an action waits for something outside the run (a person's consent):
+                           ///< its step commits nothing and runs again when the run continues
 };
 
 [[nodiscard]] const std::error_category& graph_category() noexcept;

@@ -157,6 +157,7 @@ std::string_view status_after(graph::halt_reason reason) {
     case graph::halt_reason::completed: return "completed";
     case graph::halt_reason::failed: return "failed";
     case graph::halt_reason::waiting_input: return "waiting";
+    case graph::halt_reason::suspended: return "waiting_consent";
     default: return "halted";
   }
 }

@@ -103,7 +103,8 @@ struct run_opening {
                                                                      std::string_view action,
                                                                      const run_hosting& hosting);
 
-/// The run status a halt is recorded as: `completed`, `failed`, `waiting` or `halted`.
+/// The run status a halt is recorded as: `completed`, `failed`, `waiting` (for input),
+/// `waiting_consent` (suspended until a consent request is answered) or `halted`.
 [[nodiscard]] std::string_view status_after(graph::halt_reason reason);
 
 /// Records `status` for the run and gives up this process's lease on it (and the gate's

@@ -2,12 +2,15 @@
 
 #include <algorithm>
 
+#include "choir/core/id.hpp"
+#include "choir/graph/errors.hpp"
 #include "choir/runtime/agent_run.hpp"
 
 namespace choir::runtime {
 
-gate::gate(std::shared_ptr<kernel::audit_log> audit, std::shared_ptr<const kernel::policy> policy)
-    : audit_(std::move(audit)), policy_(std::move(policy)) {}
+gate::gate(std::shared_ptr<store::event_store> store, std::shared_ptr<kernel::audit_log> audit,
+           std::shared_ptr<const kernel::policy> policy, gate_options options)
+    : store_(std::move(store)), options_(options), audit_(std::move(audit)), policy_(std::move(policy)) {}
 
 void gate::set_policy(std::shared_ptr<const kernel::policy> policy) {
   std::lock_guard lock(mutex_);
@@ -104,11 +107,112 @@ result<void> gate::check(const gated_call& call) {
     }
     event.details = {{"arguments", kernel::redact(call.arguments, run->contract->log_fields)}};
   }
+  if (refusal.empty() && run) {
+    const auto& needs = run->contract->consent_for;
+    if (std::find(needs.begin(), needs.end(), call.capability) != needs.end()) {
+      auto consented = consent(call, *run, event);
+      if (!consented.ok() && consented.err().code == graph::graph_errc::suspended) return consented;
+      if (!consented.ok()) refusal = consented.err().message;
+    }
+  }
   event.decision = refusal.empty() ? "allow" : "deny";
   event.reason = refusal;
   CHOIR_CHECK(audit_->append(event));
   if (!refusal.empty()) return make_error(kernel::kernel_errc::denied, refusal);
   return {};
+}
+
+result<void> gate::consent(const gated_call& call, const admitted_run& run, kernel::audit_event& event) {
+  std::string key = call.key;
+  if (key.empty()) {
+    key = call.run_id + "/" + (call.step ? std::to_string(*call.step) : std::string("-")) + "/" + call.capability +
+          "/" + call.argument;
+  }
+  const std::int64_t now = options_.time->unix_ms();
+  CHOIR_TRY(auto found, store_->get_consent(key));
+  if (found && found->key != key) found.reset();  // an id that happens to equal the key: not ours
+  if (!found) {
+    store::consent_record request;
+    request.id = new_id().to_string().substr(24);  // 12 hex digits: short enough to type
+    request.key = key;
+    request.tenant = run.who.tenant;
+    request.user = run.who.user;
+    request.agent = run.agent;
+    request.run_id = call.run_id;
+    request.step = call.step;
+    request.capability = call.capability;
+    request.argument = call.argument;
+    request.arguments = kernel::redact(call.arguments, run.contract->log_fields);
+    request.created_ms = now;
+    request.expires_ms = now + options_.consent_ttl.count();
+    CHOIR_TRY(auto raised, store_->raise_consent(request));
+    kernel::audit_event asked = event;
+    asked.kind = "consent.request";
+    asked.details = {{"consent", raised.id}, {"expires_ms", raised.expires_ms}, {"arguments", raised.arguments}};
+    CHOIR_CHECK(audit_->append(asked));
+    found = std::move(raised);
+  }
+  if (found->status == "pending" && now >= found->expires_ms) {
+    auto expired = store_->answer_consent(found->id, "expired", "", "not answered before it expired");
+    if (expired.ok()) {
+      kernel::audit_event gone = event;
+      gone.kind = "consent.answer";
+      gone.decision = "deny";
+      gone.reason = "expired unanswered";
+      gone.details = {{"consent", found->id}};
+      CHOIR_CHECK(audit_->append(gone));
+      found = std::move(expired).value();
+    } else {
+      CHOIR_TRY(found, store_->get_consent(found->id));  // answered meanwhile
+    }
+  }
+  event.details["consent"] = found->id;
+  if (found->status == "pending") {
+    return make_error(graph::graph_errc::suspended, "waiting for consent to " + call.capability +
+                                                        (call.argument.empty() ? "" : "(" + call.argument + ")") +
+                                                        ": request " + found->id);
+  }
+  if (found->status == "approved") {
+    event.details["approved_by"] = found->answered_by;
+    return {};
+  }
+  return make_error(kernel::kernel_errc::denied,
+                    "consent request " + found->id + " was " + found->status +
+                        (found->answered_by.empty() ? "" : " by " + found->answered_by) +
+                        (found->reason.empty() ? "" : ": " + found->reason));
+}
+
+result<store::consent_record> gate::answer(std::string_view id, bool approve, const principal& who,
+                                           std::string_view reason) {
+  CHOIR_TRY(auto found, store_->get_consent(id));
+  // Another tenant's request is answered exactly like a missing one: its existence is not told.
+  if (!found || found->id != id || found->tenant != who.tenant) {
+    return make_error(store::store_errc::invalid_argument, "no consent request " + std::string(id));
+  }
+  kernel::audit_event event{.kind = "consent.answer", .tenant = who.tenant, .user = who.user, .agent = found->agent,
+                            .run_id = found->run_id};
+  event.step = found->step;
+  event.capability = found->capability;
+  event.argument = found->argument;
+  event.details = {{"consent", found->id}, {"answer", approve ? "approve" : "deny"}, {"reason", std::string(reason)}};
+  const auto policy = current_policy();
+  std::string refusal;
+  if (policy == nullptr) {
+    refusal = "no policy is in force";
+  } else if (auto may = policy->decide(who.tenant, who.user, "consent.answer", found->capability); !may.allowed) {
+    refusal = may.reason;
+  } else if (found->status == "pending" && options_.time->unix_ms() >= found->expires_ms) {
+    (void)store_->answer_consent(found->id, "expired", "", "not answered before it expired");
+    refusal = "consent request " + found->id + " expired unanswered";
+  }
+  event.decision = refusal.empty() ? (approve ? "allow" : "deny") : "deny";
+  event.reason = refusal;
+  if (!refusal.empty()) {
+    CHOIR_CHECK(audit_->append(event));
+    return make_error(kernel::kernel_errc::denied, refusal);
+  }
+  CHOIR_CHECK(audit_->append(event));  // before it takes effect
+  return store_->answer_consent(found->id, approve ? "approved" : "denied", who.tenant + "/" + who.user, reason);
 }
 
 }  // namespace choir::runtime

@@ -20,7 +20,7 @@ kind: Policy
 tenants:
   acme:
     roles:
-      researcher: {grants: [web.fetch, {name: agent.call, allow: [researcher]}]}
+      researcher: {grants: [web.fetch, {name: agent.call, allow: [researcher]}, {name: consent.answer, allow: [agent.call]}]}
       reader: {grants: [{name: fs.read, allow: ["workspace/**"]}]}
     users:
       ada: {roles: [researcher, reader]}
@@ -78,8 +78,9 @@ class Gate : public ::testing::Test {
     ASSERT_TRUE(audit.ok()) << audit.err().message;
     auto policy = kernel::policy::load(policy_text, "policy.yaml");
     ASSERT_TRUE(policy.ok()) << policy.err().message;
-    gate_ = std::make_shared<gate>(std::shared_ptr<kernel::audit_log>(std::move(audit).value()),
-                                   std::make_shared<const kernel::policy>(std::move(policy).value()));
+    gate_ = std::make_shared<gate>(store_, std::shared_ptr<kernel::audit_log>(std::move(audit).value()),
+                                   std::make_shared<const kernel::policy>(std::move(policy).value()),
+                                   gate_options{.consent_ttl = std::chrono::hours(1), .time = &clock_});
     services_ = std::make_shared<map_services>();
     services_->store = store_;
     services_->actors = &sys_;
@@ -109,6 +110,7 @@ class Gate : public ::testing::Test {
     return out;
   }
 
+  manual_clock clock_{1'800'000'000'000};
   fs::path dir_;
   actor_system sys_{{.threads = 2}};
   std::shared_ptr<store::event_store> store_;
@@ -288,6 +290,96 @@ TEST_F(Gate, AContractMustNameItsGraphsAgent) {
   auto agent = load_agent(text, "agent.yaml", runtime_registry(services_));
   ASSERT_FALSE(agent.ok());
   EXPECT_NE(agent.err().message.find("the contract is for 'impostor'"), std::string::npos);
+}
+
+/// The orchestrator, with every call to another agent needing a person's consent.
+std::string careful_orchestrator() {
+  std::string text = orchestrator_text;
+  text.replace(text.find("---"), 3, "security: {consent_for: [agent.call]}\n---");
+  return text;
+}
+
+TEST_F(Gate, ACallNeedingConsentSuspendsTheRunUntilAPersonApproves) {
+  services_->agents->add(load(researcher_text));
+  auto orchestrator = load(careful_orchestrator());
+  run_hosting hosting;
+  hosting.gate = gate_;
+  auto app = start_run(*store_, *orchestrator, run_start{.run_id = "orch", .who = {"acme", "ada"}}, hosting);
+  ASSERT_TRUE(app.ok()) << app.err().message;
+  auto outcome = (*app)->run();
+  ASSERT_TRUE(outcome.ok()) << outcome.err().message;
+  ASSERT_EQ(outcome->reason, graph::halt_reason::suspended);
+  EXPECT_EQ(status_after(outcome->reason), "waiting_consent");
+  EXPECT_NE(outcome->failure->message.find("waiting for consent to agent.call(researcher)"), std::string::npos)
+      << outcome->failure->message;
+  // Both children asked at once; neither ran.
+  auto pending = store_->list_consents("acme", "pending", 10);
+  ASSERT_EQ(pending->size(), 2u);
+  EXPECT_EQ((*pending)[0].run_id, "orch");
+  EXPECT_EQ((*pending)[0].capability, "agent.call");
+  EXPECT_EQ(store_->get_run("orch.fan.0.0").err().code, store::store_errc::run_not_found);
+  // Running the step again before an answer asks nothing new.
+  ASSERT_EQ((*app)->run()->reason, graph::halt_reason::suspended);
+  EXPECT_EQ(store_->list_consents("acme", "", 10)->size(), 2u);
+  ASSERT_TRUE(settle_run(*store_, "orch", "waiting_consent", gate_.get()).ok());
+
+  // Nobody of another tenant can see or answer them; bob may not answer.
+  const std::string first = (*pending)[0].id;
+  const std::string second = (*pending)[1].id;
+  EXPECT_EQ(gate_->answer(first, true, {"globex", "carol"}, "").err().code, store::store_errc::invalid_argument);
+  EXPECT_TRUE(store_->list_consents("globex", "", 10)->empty());
+  EXPECT_EQ(gate_->answer(first, true, {"acme", "bob"}, "").err().code, kernel::kernel_errc::denied);
+
+  // Answered later, by another process: a new gate over the same store.
+  auto audit = kernel::audit_log::open(store_, options_);
+  ASSERT_TRUE(audit.ok()) << audit.err().message;
+  auto later = std::make_shared<gate>(store_, std::shared_ptr<kernel::audit_log>(std::move(audit).value()),
+                                      gate_->current_policy(), gate_options{.time = &clock_});
+  clock_.advance(std::chrono::minutes(30));
+  ASSERT_TRUE(later->answer(first, true, {"acme", "ada"}, "fine").ok());
+  ASSERT_TRUE(later->answer(second, true, {"acme", "ada"}, "").ok());
+  EXPECT_EQ(later->answer(second, false, {"acme", "ada"}, "").err().code, store::store_errc::conflict);
+  services_->gate = later;
+  hosting.gate = later;
+  auto reopened = open_run(*store_, "orch", *orchestrator, hosting);
+  ASSERT_TRUE(reopened.ok()) << reopened.err().message;
+  outcome = (*reopened)->run();
+  ASSERT_TRUE(outcome.ok());
+  ASSERT_EQ(outcome->reason, graph::halt_reason::completed) << outcome->failure->message;
+  EXPECT_EQ((*reopened)->current_state().get("findings"), value::array({"owls: 1 note", "bats: 1 note"}));
+  int requests = 0;
+  int answers = 0;
+  int approved_calls = 0;
+  for (const auto& e : audit_entries()) {
+    if (e["kind"] == "consent.request") ++requests;
+    if (e["kind"] == "consent.answer" && e["decision"] == "allow") ++answers;
+    if (e["kind"] == "call" && e["decision"] == "allow" && e["details"].contains("approved_by")) ++approved_calls;
+  }
+  EXPECT_EQ(requests, 2);
+  EXPECT_EQ(answers, 2);
+  EXPECT_EQ(approved_calls, 2);
+}
+
+TEST_F(Gate, ADeniedOrExpiredConsentFailsTheCall) {
+  services_->agents->add(load(researcher_text));
+  auto orchestrator = load(careful_orchestrator());
+  run_hosting hosting;
+  hosting.gate = gate_;
+  auto app = start_run(*store_, *orchestrator, run_start{.run_id = "orch", .who = {"acme", "ada"}}, hosting);
+  ASSERT_TRUE(app.ok());
+  ASSERT_EQ((*app)->run()->reason, graph::halt_reason::suspended);
+  auto pending = *store_->list_consents("acme", "pending", 10);
+  ASSERT_EQ(pending.size(), 2u);
+  ASSERT_TRUE(gate_->answer(pending[0].id, false, {"acme", "ada"}, "not today").ok());
+  // The other is never answered: an hour later it has expired.
+  clock_.advance(std::chrono::hours(2));
+  EXPECT_EQ(gate_->answer(pending[1].id, true, {"acme", "ada"}, "").err().code, kernel::kernel_errc::denied);
+  auto outcome = (*app)->run();
+  ASSERT_TRUE(outcome.ok());
+  ASSERT_EQ(outcome->reason, graph::halt_reason::failed);
+  EXPECT_NE(outcome->failure->message.find("was denied by acme/ada: not today"), std::string::npos)
+      << outcome->failure->message;
+  EXPECT_EQ((*store_->get_consent(pending[1].id))->status, "expired");
 }
 
 }  // namespace

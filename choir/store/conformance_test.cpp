@@ -842,5 +842,44 @@ TEST_P(Conformance, DocumentsChangeOnlyFromTheVersionTheWriterSaw) {
   EXPECT_EQ((*got)->updated_ms, 1'700'000'000'000);
 }
 
+TEST_P(Conformance, AConsentRequestIsRaisedOnceAndAnsweredOnce) {
+  auto s = open();
+  consent_record r;
+  r.id = "c-1";
+  r.key = "run-1/3/agent.call/researcher";
+  r.tenant = "acme";
+  r.user = "ada";
+  r.agent = "orchestrator";
+  r.run_id = "run-1";
+  r.step = 3;
+  r.capability = "agent.call";
+  r.argument = "researcher";
+  r.arguments = {{"agent", "researcher"}};
+  r.created_ms = 100;
+  r.expires_ms = 200;
+  auto raised = s->raise_consent(r);
+  ASSERT_TRUE(raised.ok()) << raised.err().message;
+  EXPECT_EQ(raised->status, "pending");
+  // The same call again (its step ran again): the first request stands, with its id.
+  r.id = "c-2";
+  EXPECT_EQ(s->raise_consent(r)->id, "c-1");
+  EXPECT_EQ((*s->get_consent("c-1"))->key, r.key);
+  EXPECT_EQ((*s->get_consent(r.key))->id, "c-1");  // found by key too
+  EXPECT_FALSE(s->get_consent("nope")->has_value());
+  // Another tenant's list never shows it.
+  EXPECT_EQ(s->list_consents("acme", "pending", 10)->size(), 1u);
+  EXPECT_TRUE(s->list_consents("globex", "", 10)->empty());
+  auto answered = s->answer_consent("c-1", "approved", "acme/bob", "looks fine");
+  ASSERT_TRUE(answered.ok()) << answered.err().message;
+  EXPECT_EQ(answered->status, "approved");
+  EXPECT_EQ(answered->answered_by, "acme/bob");
+  EXPECT_EQ(answered->answered_ms, 1'700'000'000'000);
+  EXPECT_EQ(s->answer_consent("c-1", "denied", "acme/eve", "").err().code, store_errc::conflict);
+  EXPECT_EQ(s->answer_consent("c-9", "denied", "acme/eve", "").err().code, store_errc::invalid_argument);
+  EXPECT_EQ(s->answer_consent("c-1", "maybe", "acme/eve", "").err().code, store_errc::invalid_argument);
+  EXPECT_TRUE(s->list_consents("acme", "pending", 10)->empty());
+  EXPECT_EQ((*s->list_consents("acme", "", 10))[0].to_json()["reason"], "looks fine");
+}
+
 }  // namespace
 }  // namespace choir::store

@@ -65,6 +65,25 @@ value run_record::to_json() const {
           {"updated_ms", updated_ms}};
 }
 
+value consent_record::to_json() const {
+  return {{"id", id},
+          {"key", key},
+          {"tenant", tenant},
+          {"user", user},
+          {"agent", agent},
+          {"run_id", run_id},
+          {"step", step ? value(*step) : value()},
+          {"capability", capability},
+          {"argument", argument},
+          {"arguments", arguments},
+          {"status", status},
+          {"answered_by", answered_by.empty() ? value() : value(answered_by)},
+          {"reason", reason.empty() ? value() : value(reason)},
+          {"created_ms", created_ms},
+          {"expires_ms", expires_ms},
+          {"answered_ms", answered_ms == 0 ? value() : value(answered_ms)}};
+}
+
 value step_entry::to_json() const {
   value out = {{"sequence_id", sequence_id},
                {"action", action},

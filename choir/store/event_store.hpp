@@ -165,6 +165,28 @@ struct audit_view {
   std::string_view mac;
 };
 
+/// A consent request: a gated call waiting for a person's approval (docs/audit.md, "Consent").
+struct consent_record {
+  std::string id;   ///< short and unique: what a person approves or denies
+  std::string key;  ///< the call's identity (unique): the same call asks once, however often its step runs
+  std::string tenant;
+  std::string user;
+  std::string agent;
+  std::string run_id;
+  std::optional<std::int64_t> step;
+  std::string capability;
+  std::string argument;
+  value arguments;  ///< already redacted
+  std::string status = "pending";  ///< `pending`, `approved`, `denied`, `expired`
+  std::string answered_by;         ///< `tenant/user` of whoever answered
+  std::string reason;              ///< given with the answer
+  std::int64_t created_ms = 0;
+  std::int64_t expires_ms = 0;  ///< an unanswered request expires then
+  std::int64_t answered_ms = 0;
+
+  [[nodiscard]] value to_json() const;
+};
+
 /// A named document the kernel keeps in the store (the policy), with an optimistic version.
 struct document_record {
   std::string name;
@@ -264,6 +286,19 @@ class event_store {
   /// point into the store's buffers: copy what must outlive the call.
   [[nodiscard]] virtual result<void> scan_audit(std::int64_t from,
                                                 const std::function<bool(const audit_view&)>& visit) = 0;
+
+  /// Consent: stores the request unless one with its `key` exists; returns the stored one.
+  [[nodiscard]] virtual result<consent_record> raise_consent(const consent_record& request) = 0;
+  /// The request with this id, or (if `id` is not one) with this key.
+  [[nodiscard]] virtual result<std::optional<consent_record>> get_consent(std::string_view id_or_key) = 0;
+  /// A tenant's requests, newest first; `status` empty: any.
+  [[nodiscard]] virtual result<std::vector<consent_record>> list_consents(std::string_view tenant,
+                                                                          std::string_view status,
+                                                                          std::size_t limit) = 0;
+  /// Answers a pending request (`approved`, `denied` or `expired`) and returns it; `conflict` if it
+  /// was answered already, `invalid_argument` for an unknown id or status.
+  [[nodiscard]] virtual result<consent_record> answer_consent(std::string_view id, std::string_view status,
+                                                              std::string_view by, std::string_view reason) = 0;
 
   /// Documents: the stored document, if any.
   [[nodiscard]] virtual result<std::optional<document_record>> get_document(std::string_view name) = 0;

@@ -105,6 +105,28 @@ CREATE TABLE documents (
   updated_ms BIGINT NOT NULL
 );
 )sql",
+    // 3 -> 4: consent requests.
+    R"sql(
+CREATE TABLE consents (
+  id TEXT PRIMARY KEY,
+  key TEXT NOT NULL UNIQUE,
+  tenant TEXT NOT NULL,
+  user_name TEXT NOT NULL,
+  agent TEXT NOT NULL,
+  run_id TEXT NOT NULL,
+  step BIGINT,
+  capability TEXT NOT NULL,
+  argument TEXT NOT NULL,
+  arguments TEXT NOT NULL,
+  status TEXT NOT NULL,
+  answered_by TEXT NOT NULL DEFAULT '',
+  reason TEXT NOT NULL DEFAULT '',
+  created_ms BIGINT NOT NULL,
+  expires_ms BIGINT NOT NULL,
+  answered_ms BIGINT NOT NULL DEFAULT 0
+);
+CREATE INDEX consents_by_tenant ON consents(tenant, created_ms DESC);
+)sql",
 };
 constexpr std::int64_t schema_version = std::size(migrations);
 /// Serializes schema creation and migration between processes (`pg_advisory_xact_lock`).
@@ -717,6 +739,98 @@ class pg_store final : public event_store {
       }
       if (r.rows() < page) return {};
     }
+  }
+
+  static constexpr const char* consent_columns =
+      "SELECT id, key, tenant, user_name, agent, run_id, step, capability, argument, arguments, status, answered_by, "
+      "reason, created_ms, expires_ms, answered_ms FROM consents";
+
+  static result<consent_record> read_consent(const reply& r, int i) {
+    consent_record c;
+    c.id = r.text(i, 0);
+    c.key = r.text(i, 1);
+    c.tenant = r.text(i, 2);
+    c.user = r.text(i, 3);
+    c.agent = r.text(i, 4);
+    c.run_id = r.text(i, 5);
+    if (!r.is_null(i, 6)) c.step = r.integer(i, 6);
+    c.capability = r.text(i, 7);
+    c.argument = r.text(i, 8);
+    CHOIR_TRY(c.arguments, detail::parse_column(r.text(i, 9), "consent " + c.id + ": arguments"));
+    c.status = r.text(i, 10);
+    c.answered_by = r.text(i, 11);
+    c.reason = r.text(i, 12);
+    c.created_ms = r.integer(i, 13);
+    c.expires_ms = r.integer(i, 14);
+    c.answered_ms = r.integer(i, 15);
+    return c;
+  }
+
+  result<consent_record> raise_consent(const consent_record& c) override {
+    if (c.id.empty() || c.key.empty()) return make_error(store_errc::invalid_argument, "a consent request needs an id and a key");
+    params p;
+    p.add(c.id).add(c.key).add(c.tenant).add(c.user).add(c.agent).add(c.run_id);
+    if (c.step) {
+      p.add(*c.step);
+    } else {
+      p.add_null();
+    }
+    p.add(c.capability).add(c.argument).add(dump_json(c.arguments)).add(c.created_ms).add(c.expires_ms);
+    reply r = run(
+        "INSERT INTO consents(id, key, tenant, user_name, agent, run_id, step, capability, argument, arguments, "
+        "status, created_ms, expires_ms) VALUES ($1, $2, $3, $4, $5, $6, $7::bigint, $8, $9, $10, 'pending', "
+        "$11::bigint, $12::bigint) ON CONFLICT DO NOTHING",
+        p);
+    if (!r.ok()) return io("raising a consent request", r);
+    CHOIR_TRY(auto stored, get_consent(c.key));
+    if (!stored) return make_error(store_errc::conflict, "consent id " + c.id + " is taken");
+    return std::move(*stored);
+  }
+
+  result<std::optional<consent_record>> get_consent(std::string_view id_or_key) override {
+    reply r = run(std::string(consent_columns) + " WHERE id = $1 UNION ALL " + consent_columns +
+                      " WHERE key = $1 AND id <> $1 LIMIT 1",
+                  params().add(id_or_key));
+    if (!r.ok()) return io("reading a consent request", r);
+    if (r.rows() == 0) return std::optional<consent_record>();
+    CHOIR_TRY(auto c, read_consent(r, 0));
+    return std::optional<consent_record>(std::move(c));
+  }
+
+  result<std::vector<consent_record>> list_consents(std::string_view tenant, std::string_view status,
+                                                    std::size_t limit) override {
+    reply r = run(std::string(consent_columns) +
+                      " WHERE tenant = $1 AND ($2 = '' OR status = $2) ORDER BY created_ms DESC, id DESC "
+                      "LIMIT $3::bigint",
+                  params().add(tenant).add(status).add(static_cast<std::int64_t>(std::min<std::size_t>(limit, 1'000'000))));
+    if (!r.ok()) return io("listing consent requests", r);
+    std::vector<consent_record> out;
+    for (int i = 0; i < r.rows(); ++i) {
+      CHOIR_TRY(auto c, read_consent(r, i));
+      out.push_back(std::move(c));
+    }
+    return out;
+  }
+
+  result<consent_record> answer_consent(std::string_view id, std::string_view status, std::string_view by,
+                                        std::string_view reason) override {
+    if (status != "approved" && status != "denied" && status != "expired") {
+      return make_error(store_errc::invalid_argument, "a consent answer is approved, denied or expired");
+    }
+    reply r = run(
+        "UPDATE consents SET status = $1, answered_by = $2, reason = $3, answered_ms = $4::bigint WHERE id = $5 AND "
+        "status = 'pending'",
+        params().add(status).add(by).add(reason).add(clock_->unix_ms()).add(id));
+    if (!r.ok()) return io("answering a consent request", r);
+    const bool answered = r.affected() == 1;
+    CHOIR_TRY(auto stored, get_consent(id));
+    if (!stored || stored->id != id) {
+      return make_error(store_errc::invalid_argument, "no consent request " + std::string(id));
+    }
+    if (!answered) {
+      return make_error(store_errc::conflict, "consent request " + std::string(id) + " is already " + stored->status);
+    }
+    return std::move(*stored);
   }
 
   result<std::optional<document_record>> get_document(std::string_view name) override {

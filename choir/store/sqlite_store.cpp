@@ -124,6 +124,28 @@ CREATE TABLE documents (
   updated_ms INTEGER NOT NULL
 ) WITHOUT ROWID;
 )sql",
+    // 3 -> 4: consent requests.
+    R"sql(
+CREATE TABLE consents (
+  id TEXT PRIMARY KEY,
+  key TEXT NOT NULL UNIQUE,
+  tenant TEXT NOT NULL,
+  user_name TEXT NOT NULL,
+  agent TEXT NOT NULL,
+  run_id TEXT NOT NULL,
+  step INTEGER,
+  capability TEXT NOT NULL,
+  argument TEXT NOT NULL,
+  arguments TEXT NOT NULL,
+  status TEXT NOT NULL,
+  answered_by TEXT NOT NULL DEFAULT '',
+  reason TEXT NOT NULL DEFAULT '',
+  created_ms INTEGER NOT NULL,
+  expires_ms INTEGER NOT NULL,
+  answered_ms INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE INDEX consents_by_tenant ON consents(tenant, created_ms DESC);
+)sql",
 };
 /// The schema version this code writes. Opening a store with a higher version is refused.
 constexpr std::int64_t schema_version = std::size(migrations);
@@ -600,6 +622,100 @@ class sqlite_store final : public event_store {
     }
     if (rc != SQLITE_DONE) return sqlite_error(store_errc::io_error, db_, "reading the audit log");
     return {};
+  }
+
+  static constexpr const char* consent_columns =
+      "SELECT id, key, tenant, user_name, agent, run_id, step, capability, argument, arguments, status, answered_by, "
+      "reason, created_ms, expires_ms, answered_ms FROM consents";
+
+  static result<consent_record> read_consent(const statement& s) {
+    consent_record c;
+    c.id = s.text(0);
+    c.key = s.text(1);
+    c.tenant = s.text(2);
+    c.user = s.text(3);
+    c.agent = s.text(4);
+    c.run_id = s.text(5);
+    if (!s.is_null(6)) c.step = s.integer(6);
+    c.capability = s.text(7);
+    c.argument = s.text(8);
+    CHOIR_TRY(c.arguments, detail::parse_column(s.text(9), "consent " + c.id + ": arguments"));
+    c.status = s.text(10);
+    c.answered_by = s.text(11);
+    c.reason = s.text(12);
+    c.created_ms = s.integer(13);
+    c.expires_ms = s.integer(14);
+    c.answered_ms = s.integer(15);
+    return c;
+  }
+
+  result<consent_record> raise_consent(const consent_record& r) override {
+    if (r.id.empty() || r.key.empty()) return make_error(store_errc::invalid_argument, "a consent request needs an id and a key");
+    auto s = cached(
+        "INSERT INTO consents(id, key, tenant, user_name, agent, run_id, step, capability, argument, arguments, "
+        "status, created_ms, expires_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?) "
+        "ON CONFLICT DO NOTHING");
+    s.bind(1, r.id).bind(2, r.key).bind(3, r.tenant).bind(4, r.user).bind(5, r.agent).bind(6, r.run_id);
+    if (r.step) {
+      s.bind(7, *r.step);
+    } else {
+      s.bind_null(7);
+    }
+    s.bind(8, r.capability).bind(9, r.argument).bind(10, dump_json(r.arguments)).bind(11, r.created_ms);
+    s.bind(12, r.expires_ms);
+    if (s.step() != SQLITE_DONE) return sqlite_error(store_errc::io_error, db_, "raising a consent request");
+    s.reset();
+    CHOIR_TRY(auto stored, get_consent(r.key));
+    if (!stored) return make_error(store_errc::conflict, "consent id " + r.id + " is taken");
+    return std::move(*stored);
+  }
+
+  result<std::optional<consent_record>> get_consent(std::string_view id_or_key) override {
+    auto s = cached(std::string(consent_columns) + " WHERE id = ?1 UNION ALL " + consent_columns +
+                    " WHERE key = ?1 AND id <> ?1 LIMIT 1");
+    s.bind(1, id_or_key);
+    const int rc = s.step();
+    if (rc == SQLITE_DONE) return std::optional<consent_record>();
+    if (rc != SQLITE_ROW) return sqlite_error(store_errc::io_error, db_, "reading a consent request");
+    CHOIR_TRY(auto c, read_consent(*s));
+    return std::optional<consent_record>(std::move(c));
+  }
+
+  result<std::vector<consent_record>> list_consents(std::string_view tenant, std::string_view status,
+                                                    std::size_t limit) override {
+    auto s = cached(std::string(consent_columns) +
+                    " WHERE tenant = ?1 AND (?2 = '' OR status = ?2) ORDER BY created_ms DESC, id DESC LIMIT ?3");
+    s.bind(1, tenant).bind(2, status).bind(3, static_cast<std::int64_t>(std::min<std::size_t>(limit, 1'000'000)));
+    std::vector<consent_record> out;
+    int rc = 0;
+    while ((rc = s.step()) == SQLITE_ROW) {
+      CHOIR_TRY(auto c, read_consent(*s));
+      out.push_back(std::move(c));
+    }
+    if (rc != SQLITE_DONE) return sqlite_error(store_errc::io_error, db_, "listing consent requests");
+    return out;
+  }
+
+  result<consent_record> answer_consent(std::string_view id, std::string_view status, std::string_view by,
+                                        std::string_view reason) override {
+    if (status != "approved" && status != "denied" && status != "expired") {
+      return make_error(store_errc::invalid_argument, "a consent answer is approved, denied or expired");
+    }
+    auto s = cached(
+        "UPDATE consents SET status = ?, answered_by = ?, reason = ?, answered_ms = ? WHERE id = ? AND "
+        "status = 'pending'");
+    s.bind(1, status).bind(2, by).bind(3, reason).bind(4, clock_->unix_ms()).bind(5, id);
+    if (s.step() != SQLITE_DONE) return sqlite_error(store_errc::io_error, db_, "answering a consent request");
+    const bool answered = sqlite3_changes(db_) == 1;
+    s.reset();
+    CHOIR_TRY(auto stored, get_consent(id));
+    if (!stored || stored->id != id) {
+      return make_error(store_errc::invalid_argument, "no consent request " + std::string(id));
+    }
+    if (!answered) {
+      return make_error(store_errc::conflict, "consent request " + std::string(id) + " is already " + stored->status);
+    }
+    return std::move(*stored);
   }
 
   result<std::optional<document_record>> get_document(std::string_view name) override {

@@ -72,6 +72,20 @@ class synchronized_store final : public event_store {
   result<void> scan_audit(std::int64_t from, const std::function<bool(const audit_view&)>& visit) override {
     return locked([&] { return inner_->scan_audit(from, visit); });
   }
+  result<consent_record> raise_consent(const consent_record& request) override {
+    return locked([&] { return inner_->raise_consent(request); });
+  }
+  result<std::optional<consent_record>> get_consent(std::string_view id_or_key) override {
+    return locked([&] { return inner_->get_consent(id_or_key); });
+  }
+  result<std::vector<consent_record>> list_consents(std::string_view tenant, std::string_view status,
+                                                    std::size_t limit) override {
+    return locked([&] { return inner_->list_consents(tenant, status, limit); });
+  }
+  result<consent_record> answer_consent(std::string_view id, std::string_view status, std::string_view by,
+                                        std::string_view reason) override {
+    return locked([&] { return inner_->answer_consent(id, status, by, reason); });
+  }
   result<std::optional<document_record>> get_document(std::string_view name) override {
     return locked([&] { return inner_->get_document(name); });
   }

@@ -80,6 +80,9 @@ task<result<graph::state>> drive(const map_plan& plan, const child_job& job, gra
       co_return child_error(plan, job, "failed: " + (outcome->failure ? outcome->failure->message : std::string()));
     case graph::halt_reason::waiting_input:
       co_return child_error(plan, job, "waits for input at '" + app.next_action() + "': a child cannot");
+    case graph::halt_reason::suspended:  // so is its caller's step, until the child can go on
+      co_return make_error(graph::graph_errc::suspended,
+                           "child " + job.run_id + ": " + (outcome->failure ? outcome->failure->message : ""));
     default: co_return child_error(plan, job, "did not complete (step limit)");
   }
 }
@@ -94,7 +97,8 @@ result<void> pass_gate(const map_plan& plan, const child_job& job, principal& wh
   if (!caller) return child_error(plan, job, "has a caller that is not admitted (run " + job.parent_run + ")");
   who = caller->who;
   if (!plan.other_agent) return g->adopt(job.run_id, job.parent_run);
-  CHOIR_CHECK(g->check(gated_call{.run_id = job.parent_run,
+  CHOIR_CHECK(g->check(gated_call{.key = "agent.call:" + job.run_id,  // one consent per child
+                                  .run_id = job.parent_run,
                                   .step = job.parent_step,
                                   .capability = "agent.call",
                                   .argument = job.child->name,
@@ -150,7 +154,8 @@ task<result<value>> run_child(std::shared_ptr<const map_plan> plan, child_job jo
     co_return child_error(*plan, job, "could not start: " + app.err().message);
   }
   auto done = co_await drive(*plan, job, **app);
-  const auto status = done.ok() ? "completed" : ((*app)->has_next_action() ? "failed" : "completed");
+  const bool suspended = !done.ok() && done.err().code == graph::graph_errc::suspended;
+  const auto status = done.ok() ? "completed" : suspended ? "waiting_consent" : ((*app)->has_next_action() ? "failed" : "completed");
   (void)settle_run(*s, job.run_id, status, g);
   if (!done.ok()) co_return std::move(done).err();
   co_return answer_of(*plan, *done);
@@ -264,14 +269,23 @@ class map_action final : public graph::action {
 
     std::vector<value> answers(jobs.size());
     std::optional<error> first_failure;
+    // Children waiting for consent do not stop the others: every request is raised at once, and
+    // the step is suspended until they are answered (completed children are reused then).
+    std::string suspended;
+    auto take = [&](std::size_t index, result<value> answer) {
+      if (answer.ok()) {
+        answers[index] = std::move(answer).value();
+      } else if (answer.err().code == graph::graph_errc::suspended) {
+        suspended += (suspended.empty() ? "" : "; ") + answer.err().message;
+      } else {
+        first_failure = std::move(answer).err();
+      }
+    };
     if (plan.services->actors == nullptr) {
       for (auto& job : jobs) {
         auto answer = co_await run_child(plan_, job);
-        if (!answer.ok()) {
-          first_failure = std::move(answer).err();
-          break;
-        }
-        answers[job.index] = std::move(answer).value();
+        take(job.index, std::move(answer));
+        if (first_failure) break;
       }
     } else {
       // A window of at most `max_concurrency` children in flight, each on a worker actor owned by
@@ -299,11 +313,7 @@ class map_action final : public graph::action {
         in_flight& front = window.front();
         auto answer = co_await front.pending;
         front.host.kill("its child run is done");
-        if (!answer.ok()) {
-          first_failure = std::move(answer).err();
-        } else {
-          answers[front.index] = std::move(answer).value();
-        }
+        take(front.index, std::move(answer));
         window.pop_front();
       }
       for (auto& f : window) {  // after a failure: let the others finish; they are durable
@@ -312,6 +322,7 @@ class map_action final : public graph::action {
       }
     }
     if (first_failure) co_return std::move(*first_failure);
+    if (!suspended.empty()) co_return make_error(graph::graph_errc::suspended, suspended);
 
     auto reduced = plan.single ? result<value>(std::move(answers.front())) : reduce_answers(plan, std::move(answers));
     if (!reduced.ok()) co_return std::move(reduced).err();
