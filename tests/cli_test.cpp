@@ -596,4 +596,43 @@ TEST_F(ChoirRuns, TheAuditLogRecordsAdmissionsAndCallsAndVerifies) {
   EXPECT_EQ(nlohmann::json::parse(tampered.out)["problem_at"], 3);
 }
 
+TEST_F(ChoirRuns, ACallNeedingConsentWaitsAcrossProcessesUntilAnswered) {
+  auto r = run_choir("run " + example("supervised.yaml") + store());
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("waiting for consent to agent.call(researcher)"), std::string::npos) << r.out;
+  std::string run_id;
+  for (const auto& run : json_lines(run_choir("runs list --json" + store()).out)) {
+    if (run["agent"] == "supervised") {
+      run_id = run["run_id"];
+      EXPECT_EQ(run["status"], "waiting_consent");
+    }
+  }
+  auto pending = json_lines(run_choir("consent list --json" + store()).out);
+  ASSERT_EQ(pending.size(), 2u);
+  EXPECT_EQ(pending[0]["run_id"], run_id);
+  EXPECT_EQ(pending[0]["arguments"]["agent"], "researcher");
+  // Another tenant sees none of them and cannot answer them.
+  EXPECT_EQ(run_choir("consent list --json --tenant other" + store()).out, "");
+  auto foreign = run_choir("consent approve " + std::string(pending[0]["id"]) + " --tenant other" + store());
+  EXPECT_EQ(foreign.exit_code, 2) << foreign.out;
+  EXPECT_NE(foreign.out.find("no consent request"), std::string::npos) << foreign.out;
+  // Each answer continues the run; it completes once both are approved.
+  const std::string agents = " --agents " + example("");
+  auto first = run_choir("consent approve " + std::string(pending[0]["id"]) + agents + store());
+  EXPECT_EQ(first.exit_code, 0) << first.out;
+  EXPECT_NE(first.out.find("waiting at research"), std::string::npos) << first.out;
+  auto second = run_choir("consent approve " + std::string(pending[1]["id"]) + " --reason ok" + agents + store());
+  EXPECT_EQ(second.exit_code, 0) << second.out;
+  EXPECT_NE(second.out.find("completed"), std::string::npos) << second.out;
+  EXPECT_TRUE(json_lines(run_choir("consent list --json" + store()).out).empty());
+  auto answered = json_lines(run_choir("consent list --all --json" + store()).out);
+  ASSERT_EQ(answered.size(), 2u);
+  EXPECT_EQ(answered[0]["status"], "approved");
+  EXPECT_EQ(answered[0]["answered_by"], "local/local");
+  auto again = run_choir("consent deny " + std::string(pending[0]["id"]) + store());
+  EXPECT_EQ(again.exit_code, 2);
+  EXPECT_NE(again.out.find("already approved"), std::string::npos) << again.out;
+  EXPECT_EQ(run_choir("audit verify" + store()).exit_code, 0);
+}
+
 }  // namespace

@@ -138,6 +138,74 @@ int policy_show(const kernel_options& options, std::ostream& out, std::ostream& 
   return exit_ok;
 }
 
+int consent_list(const kernel_options& options, std::ostream& out, std::ostream& err) {
+  const std::string command = "choir consent list";
+  auto s = open_store(options.store);
+  if (!s.ok()) return report(err, command, s.err());
+  const auto who = principal_for(options.tenant, options.user);
+  auto listed = (*s)->list_consents(who.tenant, options.all ? "" : "pending", options.limit);
+  if (!listed.ok()) return report(err, command, listed.err());
+  const std::int64_t now = system_clock().unix_ms();
+  for (const auto& c : *listed) {
+    // Not answered in time: shown as expired (the gate records it so when the call runs again).
+    const std::string status = c.status == "pending" && now >= c.expires_ms ? "expired" : c.status;
+    if (options.json) {
+      value v = c.to_json();
+      v["status"] = status;
+      out << dump_json(v) << "\n";
+      continue;
+    }
+    out << c.id << "  " << status << "  " << c.tenant << "/" << c.user << "  " << c.agent << "  run " << c.run_id;
+    if (c.step) out << " step " << *c.step;
+    out << "  " << c.capability;
+    if (!c.argument.empty()) out << "(" << c.argument << ")";
+    if (!c.arguments.is_null()) out << "  " << dump_json(c.arguments);
+    if (!c.answered_by.empty()) out << "  by " << c.answered_by;
+    if (!c.reason.empty()) out << ": " << c.reason;
+    out << "\n";
+  }
+  return exit_ok;
+}
+
+int consent_answer(const kernel_options& options, bool approve, std::ostream& out, std::ostream& err) {
+  const std::string command = approve ? "choir consent approve" : "choir consent deny";
+  std::string run_id;
+  {
+    auto s = open_store(options.store);
+    if (!s.ok()) return report(err, command, s.err());
+    auto kernel = open_gate(*s, options.store);
+    if (!kernel.ok()) return report(err, command, kernel.err());
+    auto answered = (*kernel)->answer(options.run_id, approve, principal_for(options.tenant, options.user),
+                                      options.reason);
+    if (!answered.ok()) return report(err, command, answered.err());
+    if (!options.json) {
+      out << "consent request " << answered->id << " " << answered->status << ": " << answered->capability
+          << (answered->argument.empty() ? "" : "(" + answered->argument + ")") << " for run " << answered->run_id
+          << "\n";
+    }
+    // The run to continue: the outermost one suspended on it (a child waiting for consent
+    // suspends its caller's step too).
+    run_id = answered->run_id;
+    for (int depth = 0; depth < 64; ++depth) {
+      auto run = (*s)->get_run(run_id);
+      if (!run.ok() || run->parent_run.empty()) break;
+      auto parent = (*s)->get_run(run->parent_run);
+      if (!parent.ok() || parent->status != "waiting_consent") break;
+      run_id = parent->run_id;
+    }
+  }
+  runs_options resume;
+  resume.store = options.store;
+  resume.json = options.json;
+  resume.run_id = run_id;
+  resume.run.json = options.json;
+  resume.run.store = options.store;
+  resume.run.tenant = options.tenant;
+  resume.run.user = options.user;
+  resume.run.agents = options.agents;
+  return runs_resume(resume, out, err);
+}
+
 int audit_verify(const kernel_options& options, std::ostream& out, std::ostream& err) {
   const std::string command = "choir audit verify";
   auto s = open_store(options.store);

@@ -4,6 +4,7 @@
 #include <iosfwd>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "choir/core/result.hpp"
 #include "choir/kernel/audit.hpp"
@@ -36,12 +37,19 @@ struct kernel_options {
   std::string run_id;
   std::string tenant;
   std::string user;
+  bool all = false;     ///< consent list: every status, not only pending
+  std::string reason;   ///< consent approve|deny
+  std::vector<std::string> agents;  ///< consent approve|deny: folders of agents, for the run they continue
 };
 
 /// `choir policy apply FILE`: validates a `kind: Policy` document, audits the change and stores it.
 int policy_apply(const kernel_options& options, std::ostream& out, std::ostream& err);
 /// `choir policy show`: the policy in force, as applied.
 int policy_show(const kernel_options& options, std::ostream& out, std::ostream& err);
+/// `choir consent list`: the caller's tenant's consent requests (pending ones unless `all`).
+int consent_list(const kernel_options& options, std::ostream& out, std::ostream& err);
+/// `choir consent approve|deny ID`: answers a request, then continues the run that waits for it.
+int consent_answer(const kernel_options& options, bool approve, std::ostream& out, std::ostream& err);
 /// `choir audit verify`: checks the whole chain; exit 1 and where, if anything was tampered with.
 int audit_verify(const kernel_options& options, std::ostream& out, std::ostream& err);
 /// `choir audit list`: the last entries (of one run, with `--run`).

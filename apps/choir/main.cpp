@@ -166,6 +166,22 @@ int main(int argc, char** argv) {
   policy_apply->add_option("--tenant", kernel_opts.tenant, "Your tenant, as the audit log records it");
   policy_apply->add_option("--user", kernel_opts.user, "Your user, as the audit log records it");
   auto* policy_show = policy->add_subcommand("show", "Print the policy in force");
+  auto* consent = app.add_subcommand("consent", "Consent requests: calls waiting for a person's approval");
+  consent->require_subcommand(1);
+  consent->add_option("--store", kernel_opts.store, "The event store (default: .choir/choir.db) or postgresql://…");
+  consent->add_flag("--json", kernel_opts.json, "Print JSON");
+  consent->add_option("--tenant", kernel_opts.tenant, "Your tenant (default: $CHOIR_TENANT, else local)");
+  consent->add_option("--user", kernel_opts.user, "Your user (default: $CHOIR_USER, else local)");
+  auto* consent_list = consent->add_subcommand("list", "Your tenant's pending requests (--all: answered ones too)");
+  consent_list->add_flag("--all", kernel_opts.all, "Every request, answered or not");
+  consent_list->add_option("--limit", kernel_opts.limit, "At most this many")->default_val(50);
+  auto* consent_approve = consent->add_subcommand("approve", "Approve a request, then continue the run waiting for it");
+  auto* consent_deny = consent->add_subcommand("deny", "Deny a request (the call fails), then continue the run");
+  for (auto* sub : {consent_approve, consent_deny}) {
+    sub->add_option("id", kernel_opts.run_id, "The request's id (from choir consent list)")->required();
+    sub->add_option("--reason", kernel_opts.reason, "Why, for the record");
+    sub->add_option("--agents", kernel_opts.agents, "A folder where the run's agents are found as NAME.yaml");
+  }
   auto* audit = app.add_subcommand("audit", "The hash-chained audit log of every kernel decision");
   audit->require_subcommand(1);
   audit->add_option("--store", kernel_opts.store, "The event store (default: .choir/choir.db) or postgresql://…");
@@ -174,7 +190,9 @@ int main(int argc, char** argv) {
   auto* audit_list = audit->add_subcommand("list", "Print the last entries");
   audit_list->add_option("--limit", kernel_opts.limit, "At most this many")->default_val(50);
   audit_list->add_option("--run", kernel_opts.run_id, "Only this run's entries");
-  for (auto* sub : {policy_apply, policy_show, audit_verify, audit_list}) sub->fallthrough();
+  for (auto* sub : {policy_apply, policy_show, audit_verify, audit_list, consent_list, consent_approve, consent_deny}) {
+    sub->fallthrough();
+  }
 
   std::string graph_file;
   std::string graph_format = "mermaid";
@@ -205,6 +223,9 @@ int main(int argc, char** argv) {
   if (contract_check->parsed()) return contract_validate(contract_file, contract_json);
   if (policy_apply->parsed()) return choir::cli::policy_apply(kernel_opts, std::cout, std::cerr);
   if (policy_show->parsed()) return choir::cli::policy_show(kernel_opts, std::cout, std::cerr);
+  if (consent_list->parsed()) return choir::cli::consent_list(kernel_opts, std::cout, std::cerr);
+  if (consent_approve->parsed()) return choir::cli::consent_answer(kernel_opts, true, std::cout, std::cerr);
+  if (consent_deny->parsed()) return choir::cli::consent_answer(kernel_opts, false, std::cout, std::cerr);
   if (audit_verify->parsed()) return choir::cli::audit_verify(kernel_opts, std::cout, std::cerr);
   if (audit_list->parsed()) return choir::cli::audit_list(kernel_opts, std::cout, std::cerr);
   return choir::cli::exit_invalid;

@@ -207,6 +207,7 @@ int drive(graph::application& app, const std::string& name, const run_options& o
                      {"next", app.has_next_action() ? value(app.next_action()) : value()},
                      {"state", final_state}};
     if (outcome.failure) summary["error"] = outcome.failure->message;
+    if (outcome.reason == graph::halt_reason::suspended) summary["waiting_for"] = "consent";
     if (!waiting.is_null()) summary["waiting_for"] = waiting;
     out << dump_json(summary) << "\n";
   } else {
@@ -218,6 +219,10 @@ int drive(graph::application& app, const std::string& name, const run_options& o
       case graph::halt_reason::halted_before: why = "halted before " + app.next_action(); break;
       case graph::halt_reason::max_steps: why = "stopped at --max-steps"; break;
       case graph::halt_reason::failed: why = "failed at " + outcome.last_step->action; break;
+      case graph::halt_reason::suspended:
+        why = "waiting at " + app.next_action() + " (" + (outcome.failure ? outcome.failure->message : "") + ")";
+        if (store != nullptr) answer = "answer with: choir consent list, then choir consent approve|deny ID\n";
+        break;
       case graph::halt_reason::waiting_input: {
         std::string needs;
         for (const auto& in : waiting["inputs"]) needs += (needs.empty() ? "" : " ") + in.get<std::string>() + "=…";
