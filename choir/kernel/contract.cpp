@@ -155,7 +155,6 @@ class contract_reader {
         }
       }
       CHOIR_TRY(c.data_scopes, strings(sec, "security", "data_scopes"));
-      if (!c.consent_for.empty()) out.not_enforced.emplace_back("security.consent_for: consent gates come next");
       if (!c.data_scopes.empty()) out.not_enforced.emplace_back("security.data_scopes: nothing scopes data yet");
     }
 

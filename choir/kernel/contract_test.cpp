@@ -67,7 +67,7 @@ TEST(Contract, FieldsNothingEnforcesYetAreReportedNotIgnored) {
   ASSERT_TRUE(loaded.ok());
   std::string all;
   for (const auto& line : loaded->not_enforced) all += line + "\n";
-  for (const char* field : {"compute.gpu_mem", "modelPolicy", "memory", "security.consent_for", "security.data_scopes",
+  for (const char* field : {"compute.gpu_mem", "modelPolicy", "memory", "security.data_scopes",
                             "observability", "budget"}) {
     EXPECT_NE(all.find(field), std::string::npos) << field << " missing from:\n" << all;
   }
