@@ -635,4 +635,43 @@ TEST_F(ChoirRuns, ACallNeedingConsentWaitsAcrossProcessesUntilAnswered) {
   EXPECT_EQ(run_choir("audit verify" + store()).exit_code, 0);
 }
 
+TEST_F(ChoirRuns, ThePolicyIsManagedOneAuditedChangeAtATime) {
+  auto ok = [&](const std::string& args) {
+    auto r = run_choir(args + store());
+    EXPECT_EQ(r.exit_code, 0) << args << ": " << r.out;
+    return r.out;
+  };
+  ok("tenant add acme");
+  ok("role add acme analyst");
+  ok("grant add acme analyst fs.read --allow workspace/**");
+  ok("user add acme ada --role analyst");
+  // The researcher asks for web.fetch: not granted to ada yet.
+  auto refused = run_choir("run " + example("researcher.yaml") + " --tenant acme --user ada" + store());
+  EXPECT_EQ(refused.exit_code, 2) << refused.out;
+  EXPECT_NE(refused.out.find("not granted: web.fetch"), std::string::npos) << refused.out;
+  ok("grant add acme analyst web.fetch");
+  EXPECT_EQ(run_choir("run " + example("researcher.yaml") + " --tenant acme --user ada" + store()).exit_code, 0);
+  // What is in the way is refused, and nothing changes.
+  auto held = run_choir("role remove acme analyst" + store());
+  EXPECT_EQ(held.exit_code, 2);
+  EXPECT_NE(held.out.find("role analyst is held by ada"), std::string::npos) << held.out;
+  // A token: shown once, stored as a hash.
+  auto created = nlohmann::json::parse(ok("token create acme ada --id ci --json"));
+  const std::string token = created["token"];
+  EXPECT_EQ(token.rfind("choir_", 0), 0u);
+  const std::string shown = ok("policy show");
+  EXPECT_EQ(shown.find(token), std::string::npos);
+  EXPECT_NE(shown.find("sha256"), std::string::npos);
+  EXPECT_NE(ok("token list").find("ci  acme/ada"), std::string::npos);
+  ok("token revoke acme ci");
+  EXPECT_EQ(ok("token list").find("ci"), std::string::npos);
+  // Every change is in the audit log, which verifies.
+  int changes = 0;
+  for (const auto& e : json_lines(run_choir("audit list --json --limit 100" + store()).out)) {
+    if (e["kind"] == "policy.change" && e["details"].contains("change")) ++changes;
+  }
+  EXPECT_EQ(changes, 7);
+  EXPECT_EQ(run_choir("audit verify" + store()).exit_code, 0);
+}
+
 }  // namespace

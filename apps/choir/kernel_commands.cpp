@@ -1,11 +1,17 @@
 #include "apps/choir/kernel_commands.hpp"
 
+#include <fmt/core.h>
+#include <openssl/rand.h>
+
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <ostream>
+#include <sstream>
 
 #include "apps/choir/run_command.hpp"
 #include "choir/core/id.hpp"
+#include "choir/core/yaml.hpp"
 #include "choir/kernel/policy.hpp"
 
 namespace choir::cli {
@@ -75,6 +81,32 @@ result<std::shared_ptr<runtime::gate>> open_gate(const std::shared_ptr<store::ev
   return std::make_shared<runtime::gate>(store, std::shared_ptr<kernel::audit_log>(std::move(audit)), std::move(policy));
 }
 
+namespace {
+
+/// Puts `text` in force as the policy's next version after `from`: audited first (a change the
+/// log does not hold did not happen; an entry whose version never appears in the store is a
+/// change that failed), then stored unless another writer changed the policy meanwhile.
+result<std::int64_t> commit_policy(const std::shared_ptr<store::event_store>& s, const kernel_options& options,
+                                   const std::string& text, std::int64_t from, value details) {
+  CHOIR_TRY(auto where, audit_options_for(*s, options.store));
+  CHOIR_TRY(auto audit, kernel::audit_log::open(s, where));
+  const auto who = principal_for(options.tenant, options.user);
+  kernel::audit_event event{.kind = "policy.change", .tenant = who.tenant, .user = who.user};
+  event.decision = "allow";
+  details["from_version"] = from;
+  details["to_version"] = from + 1;
+  details["sha256"] = kernel::sha256_hex(text);
+  event.details = std::move(details);
+  CHOIR_CHECK(audit->append(event));
+  auto stored = s->put_document(policy_document, text, from);
+  if (!stored.ok() && stored.err().code == store::store_errc::conflict) {
+    return make_error(store::store_errc::conflict, "the policy changed meanwhile; run the command again");
+  }
+  return stored;
+}
+
+}  // namespace
+
 int policy_apply(const kernel_options& options, std::ostream& out, std::ostream& err) {
   const std::string command = "choir policy apply";
   auto text = read_file(options.file);
@@ -83,10 +115,6 @@ int policy_apply(const kernel_options& options, std::ostream& out, std::ostream&
   if (!loaded.ok()) return report(err, command, loaded.err());
   auto s = open_store(options.store);
   if (!s.ok()) return report(err, command, s.err());
-  auto where = audit_options_for(**s, options.store);
-  if (!where.ok()) return report(err, command, where.err());
-  auto audit = kernel::audit_log::open(*s, *where);
-  if (!audit.ok()) return report(err, command, audit.err());
   auto current = (*s)->get_document(policy_document);
   if (!current.ok()) return report(err, command, current.err());
   const std::int64_t from = *current ? (*current)->version : 0;
@@ -94,22 +122,101 @@ int policy_apply(const kernel_options& options, std::ostream& out, std::ostream&
     out << "policy version " << from << " is already in force; nothing changed\n";
     return exit_ok;
   }
-  // Audited before it takes effect (a change the log does not hold did not happen); an entry
-  // whose version never appears in the store is a change that failed.
-  const auto who = principal_for(options.tenant, options.user);
-  kernel::audit_event event{.kind = "policy.change", .tenant = who.tenant, .user = who.user};
-  event.decision = "allow";
-  event.details = {{"from_version", from},
-                   {"to_version", from + 1},
-                   {"file", options.file},
-                   {"sha256", kernel::sha256_hex(*text)}};
-  if (auto logged = (*audit)->append(event); !logged.ok()) return report(err, command, logged.err());
-  auto stored = (*s)->put_document(policy_document, *text, from);
+  auto stored = commit_policy(*s, options, *text, from, value{{"file", options.file}});
   if (!stored.ok()) return report(err, command, stored.err());
   if (options.json) {
     out << dump_json(value{{"version", *stored}, {"sha256", kernel::sha256_hex(*text)}}) << "\n";
   } else {
     out << "policy version " << *stored << " applied from " << options.file << "\n";
+  }
+  return exit_ok;
+}
+
+int change_policy(const kernel_options& options, const kernel::policy_change& change, std::ostream& out,
+                  std::ostream& err) {
+  std::string command = "choir " + change.to_json()["op"].get<std::string>();
+  std::replace(command.begin(), command.end(), '.', ' ');
+  auto s = open_store(options.store);
+  if (!s.ok()) return report(err, command, s.err());
+  auto current = (*s)->get_document(policy_document);
+  if (!current.ok()) return report(err, command, current.err());
+  value doc = kernel::empty_policy();
+  std::int64_t from = 0;
+  if (*current) {
+    from = (*current)->version;
+    auto parsed = parse_yaml((*current)->body, "stored policy");
+    if (!parsed.ok()) return report(err, command, parsed.err());
+    for (const auto& d : *parsed) {
+      if (d.root().is_object() && d.root().value("kind", "") == "Policy") doc = d.root();
+    }
+  }
+  auto changed = kernel::apply_change(std::move(doc), change);
+  if (!changed.ok()) return report(err, command, changed.err());
+  const std::string text = kernel::policy_text(*changed);
+  auto valid = kernel::policy::load(text, "changed policy");
+  if (!valid.ok()) return report(err, command, valid.err());
+  auto stored = commit_policy(*s, options, text, from, value{{"change", change.to_json()}});
+  if (!stored.ok()) return report(err, command, stored.err());
+  if (options.json) {
+    out << dump_json(value{{"version", *stored}, {"change", change.to_json()}}) << "\n";
+  } else {
+    out << "policy version " << *stored << ": " << dump_json(change.to_json()) << "\n";
+  }
+  return exit_ok;
+}
+
+int token_create(const kernel_options& options, const std::string& token_id, std::ostream& out, std::ostream& err) {
+  unsigned char secret[24];
+  if (RAND_bytes(secret, sizeof secret) != 1) {
+    err << "choir token create: no random bytes\n";
+    return exit_invalid;
+  }
+  std::string token = "choir_";
+  for (unsigned char b : secret) token += fmt::format("{:02x}", b);
+  kernel::policy_change change{.what = kernel::policy_change::op::add_token, .tenant = options.tenant, .user = options.user};
+  change.token_id = token_id.empty() ? new_id().to_string().substr(24) : token_id;
+  change.token_sha256 = kernel::sha256_hex(token);
+  change.created_ms = system_clock().unix_ms();
+  kernel_options as_admin = options;
+  as_admin.tenant.clear();  // the audit entry names who ran the command, not the token's owner
+  as_admin.user.clear();
+  std::ostringstream quiet;
+  const int code = change_policy(as_admin, change, quiet, err);
+  if (code != exit_ok) return code;
+  if (options.json) {
+    out << dump_json(value{{"id", change.token_id}, {"tenant", change.tenant}, {"user", change.user}, {"token", token}})
+        << "\n";
+  } else {
+    out << "token " << change.token_id << " for " << change.tenant << "/" << change.user << ":\n  " << token
+        << "\nIt is shown this once: only its SHA-256 is kept.\n";
+  }
+  return exit_ok;
+}
+
+int token_list(const kernel_options& options, std::ostream& out, std::ostream& err) {
+  const std::string command = "choir token list";
+  auto s = open_store(options.store);
+  if (!s.ok()) return report(err, command, s.err());
+  auto current = (*s)->get_document(policy_document);
+  if (!current.ok()) return report(err, command, current.err());
+  if (!*current) return exit_ok;
+  auto parsed = parse_yaml((*current)->body, "stored policy");
+  if (!parsed.ok()) return report(err, command, parsed.err());
+  for (const auto& d : *parsed) {
+    if (!d.root().is_object() || d.root().value("kind", "") != "Policy" || !d.root().contains("tenants")) continue;
+    for (const auto& [tenant, t] : d.root()["tenants"].items()) {
+      if (!options.tenant.empty() && tenant != options.tenant) continue;
+      if (!t.is_object() || !t.contains("tokens")) continue;
+      for (const auto& [id, tok] : t["tokens"].items()) {
+        if (options.json) {
+          out << dump_json(value{{"id", id}, {"tenant", tenant}, {"user", tok.value("user", "")},
+                                 {"created_ms", tok.value("created_ms", 0)}})
+              << "\n";
+        } else {
+          out << id << "  " << tenant << "/" << tok.value("user", "") << "\n";
+        }
+      }
+    }
   }
   return exit_ok;
 }
@@ -264,6 +371,11 @@ int audit_list(const kernel_options& options, std::ostream& out, std::ostream& e
     if (!e.value("capability", "").empty()) {
       line += "  " + e.value("capability", "");
       if (!e.value("argument", "").empty()) line += "(" + e.value("argument", "") + ")";
+    }
+    if (e.contains("details") && e["details"].is_object() && e["details"].contains("change")) {
+      line += "  " + dump_json(e["details"]["change"]);
+    } else if (e.contains("details") && e["details"].is_object() && e["details"].contains("to_version")) {
+      line += "  policy version " + std::to_string(e["details"].value("to_version", 0));
     }
     if (!e.value("decision", "").empty()) line += "  " + e.value("decision", "");
     if (!e.value("reason", "").empty()) line += ": " + e.value("reason", "");

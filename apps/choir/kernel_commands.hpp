@@ -8,6 +8,7 @@
 
 #include "choir/core/result.hpp"
 #include "choir/kernel/audit.hpp"
+#include "choir/kernel/policy_edit.hpp"
 #include "choir/runtime/gate.hpp"
 #include "choir/store/event_store.hpp"
 
@@ -46,6 +47,15 @@ struct kernel_options {
 int policy_apply(const kernel_options& options, std::ostream& out, std::ostream& err);
 /// `choir policy show`: the policy in force, as applied.
 int policy_show(const kernel_options& options, std::ostream& out, std::ostream& err);
+/// `choir tenant|user|role|grant|token …`: one change to the policy in force, validated and
+/// audited (`policy.change`, with the change). The policy is stored as indented JSON afterwards.
+int change_policy(const kernel_options& options, const kernel::policy_change& change, std::ostream& out,
+                  std::ostream& err);
+/// `choir token create TENANT USER [--id ID]`: a new API token, shown once; only its hash is kept.
+int token_create(const kernel_options& options, const std::string& token_id, std::ostream& out, std::ostream& err);
+/// `choir token list`: a tenant's tokens (ids and users; never the tokens).
+int token_list(const kernel_options& options, std::ostream& out, std::ostream& err);
+
 /// `choir consent list`: the caller's tenant's consent requests (pending ones unless `all`).
 int consent_list(const kernel_options& options, std::ostream& out, std::ostream& err);
 /// `choir consent approve|deny ID`: answers a request, then continues the run that waits for it.

@@ -166,6 +166,75 @@ int main(int argc, char** argv) {
   policy_apply->add_option("--tenant", kernel_opts.tenant, "Your tenant, as the audit log records it");
   policy_apply->add_option("--user", kernel_opts.user, "Your user, as the audit log records it");
   auto* policy_show = policy->add_subcommand("show", "Print the policy in force");
+  // One change at a time to the policy in force (each validated and audited).
+  using change_op = choir::kernel::policy_change::op;
+  choir::kernel::policy_change change;
+  std::string token_id;
+  struct change_command {
+    CLI::App* sub;
+    change_op what;
+  };
+  std::vector<change_command> changes;
+  auto policy_command = [&](const char* name, const char* help) {
+    auto* cmd = app.add_subcommand(name, help);
+    cmd->require_subcommand(1);
+    cmd->add_option("--store", kernel_opts.store, "The event store (default: .choir/choir.db) or postgresql://…");
+    cmd->add_flag("--json", kernel_opts.json, "Print JSON");
+    return cmd;
+  };
+  auto add_change = [&](CLI::App* parent, const char* name, const char* help, change_op what) {
+    auto* sub = parent->add_subcommand(name, help);
+    sub->add_option("tenant", change.tenant, "The tenant")->required();
+    sub->fallthrough();
+    changes.push_back({sub, what});
+    return sub;
+  };
+  auto* tenant_cmd = policy_command("tenant", "Add or remove tenants of the policy in force");
+  add_change(tenant_cmd, "add", "Add a tenant", change_op::add_tenant);
+  add_change(tenant_cmd, "remove", "Remove a tenant that has no users", change_op::remove_tenant);
+  auto* user_cmd = policy_command("user", "Add or remove users of a tenant");
+  add_change(user_cmd, "add", "Add a user", change_op::add_user)
+      ->add_option("--role", change.roles, "A role the user holds (repeatable)");
+  add_change(user_cmd, "remove", "Remove a user and their tokens", change_op::remove_user);
+  for (auto& c : changes) {
+    if (c.what == change_op::add_user || c.what == change_op::remove_user) {
+      c.sub->add_option("user", change.user, "The user")->required();
+    }
+  }
+  auto* role_cmd = policy_command("role", "Add, remove, assign and unassign a tenant's roles");
+  add_change(role_cmd, "add", "Add a role", change_op::add_role)->add_option("role", change.role)->required();
+  add_change(role_cmd, "remove", "Remove a role no user holds", change_op::remove_role)
+      ->add_option("role", change.role)
+      ->required();
+  for (auto [name, what] : {std::pair{"assign", change_op::assign_role}, std::pair{"unassign", change_op::unassign_role}}) {
+    auto* sub = add_change(role_cmd, name, what == change_op::assign_role ? "Give a user a role" : "Take a role from a user",
+                           what);
+    sub->add_option("user", change.user, "The user")->required();
+    sub->add_option("role", change.role, "The role")->required();
+  }
+  auto* grant_cmd = policy_command("grant", "Grant capabilities to a tenant's roles, or take them back");
+  for (auto [name, what] : {std::pair{"add", change_op::add_grant}, std::pair{"remove", change_op::remove_grant}}) {
+    auto* sub = add_change(grant_cmd, name, what == change_op::add_grant ? "Grant a capability to a role"
+                                                                         : "Take a capability from a role",
+                           what);
+    sub->add_option("role", change.role, "The role")->required();
+    sub->add_option("capability", change.capability, "The capability (fs.read, web.fetch, agent.call, …)")->required();
+    if (what == change_op::add_grant) {
+      sub->add_option("--allow", change.allow, "Narrow it to arguments matching this pattern (repeatable)");
+    }
+  }
+  auto* token_cmd = policy_command("token", "API tokens: created for a user, shown once, stored hashed");
+  auto* token_new = token_cmd->add_subcommand("create", "Create a token for a user (printed once)");
+  token_new->add_option("tenant", kernel_opts.tenant, "The tenant")->required();
+  token_new->add_option("user", kernel_opts.user, "The user the token acts for")->required();
+  token_new->add_option("--id", token_id, "A name for the token (default: random)");
+  token_new->fallthrough();
+  auto* token_revoke = add_change(token_cmd, "revoke", "Revoke a token", change_op::revoke_token);
+  token_revoke->add_option("id", change.token_id, "The token's id")->required();
+  auto* token_ls = token_cmd->add_subcommand("list", "List tokens (ids and users, never the tokens)");
+  token_ls->add_option("--tenant", kernel_opts.tenant, "Only this tenant");
+  token_ls->fallthrough();
+
   auto* consent = app.add_subcommand("consent", "Consent requests: calls waiting for a person's approval");
   consent->require_subcommand(1);
   consent->add_option("--store", kernel_opts.store, "The event store (default: .choir/choir.db) or postgresql://…");
@@ -223,6 +292,14 @@ int main(int argc, char** argv) {
   if (contract_check->parsed()) return contract_validate(contract_file, contract_json);
   if (policy_apply->parsed()) return choir::cli::policy_apply(kernel_opts, std::cout, std::cerr);
   if (policy_show->parsed()) return choir::cli::policy_show(kernel_opts, std::cout, std::cerr);
+  for (const auto& c : changes) {
+    if (c.sub->parsed()) {
+      change.what = c.what;
+      return choir::cli::change_policy(kernel_opts, change, std::cout, std::cerr);
+    }
+  }
+  if (token_new->parsed()) return choir::cli::token_create(kernel_opts, token_id, std::cout, std::cerr);
+  if (token_ls->parsed()) return choir::cli::token_list(kernel_opts, std::cout, std::cerr);
   if (consent_list->parsed()) return choir::cli::consent_list(kernel_opts, std::cout, std::cerr);
   if (consent_approve->parsed()) return choir::cli::consent_answer(kernel_opts, true, std::cout, std::cerr);
   if (consent_deny->parsed()) return choir::cli::consent_answer(kernel_opts, false, std::cout, std::cerr);

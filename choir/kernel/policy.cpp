@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "choir/core/yaml.hpp"
+#include "choir/kernel/audit.hpp"
 
 namespace choir::kernel {
 
@@ -92,8 +93,8 @@ result<policy> policy::load(std::string_view text, std::string_view file) {
     if (!tenant.is_object()) return policy_error(*doc, tpath, "expected roles and users");
     tenant_entry entry;
     for (const auto& [key, v] : tenant.items()) {
-      if (key != "roles" && key != "users")
-        return policy_error(*doc, tpath + "." + key, "unknown field (known: roles, users)");
+      if (key != "roles" && key != "users" && key != "tokens")
+        return policy_error(*doc, tpath + "." + key, "unknown field (known: roles, users, tokens)");
     }
     if (tenant.contains("roles")) {
       if (!tenant["roles"].is_object()) return policy_error(*doc, tpath + ".roles", "expected a mapping of roles");
@@ -148,9 +149,42 @@ result<policy> policy::load(std::string_view text, std::string_view file) {
         }
       }
     }
+    if (tenant.contains("tokens")) {
+      // API tokens: only their SHA-256 is stored (`choir token create` shows a token once).
+      if (!tenant["tokens"].is_object()) return policy_error(*doc, tpath + ".tokens", "expected a mapping of tokens");
+      for (const auto& [token_id, token] : tenant["tokens"].items()) {
+        const std::string kpath = tpath + ".tokens." + token_id;
+        if (!well_formed_name(token_id)) return policy_error(*doc, kpath, "not a token id");
+        if (!token.is_object() || !token.contains("user") || !token["user"].is_string() || !token.contains("sha256") ||
+            !token["sha256"].is_string()) {
+          return policy_error(*doc, kpath, "expected {user, sha256, created_ms}");
+        }
+        for (const auto& [key, v] : token.items()) {
+          if (key != "user" && key != "sha256" && key != "created_ms") {
+            return policy_error(*doc, kpath + "." + key, "unknown field (known: user, sha256, created_ms)");
+          }
+        }
+        const std::string user = token["user"].get<std::string>();
+        if (!entry.users.contains(user)) return policy_error(*doc, kpath + ".user", "not a user of tenant " + tenant_name);
+        const std::string hash = token["sha256"].get<std::string>();
+        if (hash.size() != 64 || hash.find_first_not_of("0123456789abcdef") != std::string::npos) {
+          return policy_error(*doc, kpath + ".sha256", "expected 64 lowercase hexadecimal digits");
+        }
+        if (!out.tokens_.emplace(hash, token_identity{tenant_name, user, token_id}).second) {
+          return policy_error(*doc, kpath + ".sha256", "the same token is listed twice");
+        }
+      }
+    }
     out.tenants_.emplace(tenant_name, std::move(entry));
   }
   return out;
+}
+
+std::optional<policy::token_identity> policy::authenticate(std::string_view token) const {
+  if (token.empty() || tokens_.empty()) return std::nullopt;
+  const auto found = tokens_.find(sha256_hex(token));
+  if (found == tokens_.end()) return std::nullopt;
+  return found->second;
 }
 
 namespace {

@@ -4,6 +4,7 @@
 /// patterns, if any). Declared in a `kind: Policy` YAML document (docs/policy.md).
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -39,6 +40,15 @@ class policy {
   [[nodiscard]] decision decide(std::string_view tenant, std::string_view user, std::string_view capability_name,
                                 std::string_view argument = {}) const;
 
+  /// Who an API token acts for: the token's tenant and user, and its id. Only the token's
+  /// SHA-256 is kept in the policy; an unknown token is nobody.
+  struct token_identity {
+    std::string tenant;
+    std::string user;
+    std::string id;
+  };
+  [[nodiscard]] std::optional<token_identity> authenticate(std::string_view token) const;
+
   /// Whether `user` is a user of `tenant`.
   [[nodiscard]] bool has_user(std::string_view tenant, std::string_view user) const;
 
@@ -55,6 +65,7 @@ class policy {
     string_map<std::vector<std::string>> users;  ///< user → roles
   };
   string_map<tenant_entry> tenants_;
+  string_map<token_identity> tokens_;  ///< SHA-256 (hex) → identity
 
   enum class lookup { no_tenant, no_user, found };
   /// Calls `visit(grant)` for each role of `user` in `tenant` that grants `capability_name`, until
