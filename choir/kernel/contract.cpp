@@ -117,7 +117,11 @@ class contract_reader {
       CHOIR_TRY(c.models_allowed, strings(mp, "modelPolicy", "allow"));
       CHOIR_TRY(c.max_context_tokens, positive_int(mp, "modelPolicy", "max_context_tokens", 100'000'000));
       CHOIR_TRY(c.placement, strings(mp, "modelPolicy", "placement"));
-      out.not_enforced.emplace_back("modelPolicy: the model gateway does not exist yet");
+      // `allow` is admission's model clause; the rest is the gateway's to enforce.
+      if (c.max_context_tokens || !c.placement.empty()) {
+        out.not_enforced.emplace_back("modelPolicy.max_context_tokens, modelPolicy.placement: the model gateway does "
+                                      "not exist yet");
+      }
     }
 
     if (root.contains("memory")) {

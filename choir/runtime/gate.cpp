@@ -10,7 +10,11 @@ namespace choir::runtime {
 
 gate::gate(std::shared_ptr<store::event_store> store, std::shared_ptr<kernel::audit_log> audit,
            std::shared_ptr<const kernel::policy> policy, gate_options options)
-    : store_(std::move(store)), options_(options), audit_(std::move(audit)), policy_(std::move(policy)) {}
+    : store_(std::move(store)),
+      options_(options),
+      admission_(options_.node),
+      audit_(std::move(audit)),
+      policy_(std::move(policy)) {}
 
 void gate::set_policy(std::shared_ptr<const kernel::policy> policy) {
   std::lock_guard lock(mutex_);
@@ -35,9 +39,10 @@ result<void> gate::admit(const agent_definition& agent, const principal& who, st
   } else if (policy == nullptr || !policy->has_user(who.tenant, who.user)) {
     refusal = "agent " + agent.name + " is not admitted: '" + who.user + "' is not a user of tenant '" +
               who.tenant + "'" + (policy == nullptr ? " (no policy is loaded)" : "");
-  } else {
-    const auto decided = policy->admit(*agent.contract, who.tenant, who.user);
-    if (!decided.allowed) refusal = decided.reason;
+  } else if (const auto decided = policy->admit(*agent.contract, who.tenant, who.user); !decided.allowed) {
+    refusal = decided.reason;
+  } else if (const auto reserved = admission_.reserve(run_id, *agent.contract, *agent.graph); !reserved.allowed) {
+    refusal = reserved.reason;
   }
   event.decision = refusal.empty() ? "allow" : "deny";
   event.reason = refusal;
@@ -45,7 +50,10 @@ result<void> gate::admit(const agent_definition& agent, const principal& who, st
     event.details = {{"contract", agent.contract->to_json()}, {"graph_version", agent.version}};
   }
   // Audited before it takes effect: an admission the log does not hold did not happen.
-  CHOIR_CHECK(audit_->append(event));
+  if (auto logged = audit_->append(event); !logged.ok()) {
+    if (refusal.empty()) admission_.release(run_id);
+    return std::move(logged).err();
+  }
   if (!refusal.empty()) return make_error(kernel::kernel_errc::not_admitted, refusal);
   std::lock_guard lock(mutex_);
   runs_[std::string(run_id)] = admitted_run{who, agent.name, agent.contract};
@@ -64,6 +72,7 @@ result<void> gate::adopt(std::string_view run_id, std::string_view parent_run) {
 }
 
 void gate::release(std::string_view run_id) {
+  admission_.release(run_id);
   std::lock_guard lock(mutex_);
   runs_.erase(std::string(run_id));
 }

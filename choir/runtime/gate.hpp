@@ -16,6 +16,7 @@
 #include "choir/core/clock.hpp"
 #include "choir/core/result.hpp"
 #include "choir/core/value.hpp"
+#include "choir/kernel/admission.hpp"
 #include "choir/kernel/audit.hpp"
 #include "choir/kernel/contract.hpp"
 #include "choir/kernel/policy.hpp"
@@ -54,6 +55,8 @@ struct gate_options {
   /// How long a consent request waits for an answer before it expires (and the call fails).
   std::chrono::milliseconds consent_ttl = std::chrono::hours(24 * 7);
   const clock* time = &system_clock();
+  /// What admission may reserve: this machine's cores and memory unless told otherwise.
+  kernel::node_resources node = kernel::node_resources::of_this_machine();
 };
 
 class gate {
@@ -66,9 +69,12 @@ class gate {
   void set_policy(std::shared_ptr<const kernel::policy> policy);
   [[nodiscard]] std::shared_ptr<const kernel::policy> current_policy() const;
   [[nodiscard]] kernel::audit_log& audit() const { return *audit_; }
+  [[nodiscard]] const kernel::admission& resources() const { return admission_; }
 
-  /// Admission: `agent` must carry a contract, `who` must be a user of their tenant, and every
-  /// capability the contract asks for must be granted to them. Audited, admitted or not; a
+  /// Admission: `agent` must carry a contract, `who` must be a user of their tenant, every
+  /// capability the contract asks for must be granted to them, and the resource clauses must
+  /// hold (compute left on the node, the allowed models served, HRT actions schedulable:
+  /// `kernel::admission`), whose reservations last until `release`. Audited, admitted or not; a
   /// refusal is `not_admitted` and names the clause. The run is then known to `check`.
   [[nodiscard]] result<void> admit(const agent_definition& agent, const principal& who, std::string_view run_id);
   /// Registers a run that belongs to an admitted one (an inline subgraph a `map` step runs): it
@@ -103,6 +109,7 @@ class gate {
 
   std::shared_ptr<store::event_store> store_;
   gate_options options_;
+  kernel::admission admission_;
   std::shared_ptr<kernel::audit_log> audit_;
   mutable std::mutex mutex_;
   std::shared_ptr<const kernel::policy> policy_;

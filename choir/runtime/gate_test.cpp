@@ -384,5 +384,28 @@ TEST_F(Gate, ADeniedOrExpiredConsentFailsTheCall) {
   EXPECT_EQ((*store_->get_consent(pending[1].id))->status, "expired");
 }
 
+TEST_F(Gate, ComputeReservedAtAdmissionIsGivenBackWhenTheRunEnds) {
+  auto audit = kernel::audit_log::open(store_, options_);
+  ASSERT_TRUE(audit.ok());
+  kernel::node_resources node;
+  node.cpu = 2;
+  node.mem_bytes = 1ULL << 30;
+  auto small = std::make_shared<gate>(store_, std::shared_ptr<kernel::audit_log>(std::move(audit).value()),
+                                      gate_->current_policy(), gate_options{.time = &clock_, .node = node});
+  std::string text = researcher_text;
+  text.replace(text.find("observability"), 0, "compute: {cpu: 1.5, mem: 256MiB}\n");
+  auto agent = load(text);
+  run_hosting hosting;
+  hosting.gate = small;
+  ASSERT_TRUE(start_run(*store_, *agent, run_start{.run_id = "r1", .who = {"acme", "ada"}}, hosting).ok());
+  auto refused = start_run(*store_, *agent, run_start{.run_id = "r2", .who = {"acme", "ada"}}, hosting);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.err().message.find("compute clause"), std::string::npos) << refused.err().message;
+  EXPECT_EQ(audit_entries().back()["decision"], "deny");
+  ASSERT_TRUE(settle_run(*store_, "r1", "completed", small.get()).ok());
+  EXPECT_EQ(small->resources().in_use().runs, 0u);
+  EXPECT_TRUE(start_run(*store_, *agent, run_start{.run_id = "r2", .who = {"acme", "ada"}}, hosting).ok());
+}
+
 }  // namespace
 }  // namespace choir::runtime
