@@ -39,6 +39,7 @@ struct conversation::gate {
 
 conversation::conversation(actor_context& ctx, conversation_options opts) : ctx_(&ctx), opts_(std::move(opts)) {
   hosting_.lease_ttl_ms = opts_.lease_ttl_ms;
+  hosting_.gate = opts_.gate;
   hosting_.hooks.push_back(std::make_shared<step_relay>(*this));
   touch();
 }
@@ -72,6 +73,7 @@ void conversation::idle_check() {
 conversation::~conversation() {
   // Dying in the middle of a turn: let another process take the run at once.
   if (busy_ && app_) (void)opts_.store->release_lease(opts_.run_id);
+  if (opts_.gate && app_) opts_.gate->release(opts_.run_id);  // its reservations go back to the node
 }
 
 std::uint64_t conversation::subscribe(conversation_listener listener) {
@@ -133,7 +135,7 @@ result<void> conversation::ensure_run() {
   }
   auto existing = s.get_run(opts_.run_id);
   if (!existing.ok() && existing.err().code == store::store_errc::run_not_found) {
-    CHOIR_TRY(app_, start_run(s, *opts_.agent, run_start{.run_id = opts_.run_id}, hosting_));
+    CHOIR_TRY(app_, start_run(s, *opts_.agent, run_start{.run_id = opts_.run_id, .who = opts_.who}, hosting_));
     return {};
   }
   if (!existing.ok()) return std::move(existing).err();
@@ -330,13 +332,18 @@ task<result<turn_result>> conversation::turn(std::optional<value> message) {
       out.failure = stepped->failure;
       break;
     }
+    if (stepped->reason == graph::halt_reason::suspended) {
+      out.ended = "waiting_consent";
+      out.failure = stepped->failure;
+      break;
+    }
     co_await yield_to_mailbox();  // a step boundary: let interrupts, pauses and kills in
   }
   out.next_action = app_->has_next_action() ? app_->next_action() : std::string();
   out.state = app_->current_state().to_json();
   std::string status = "halted";
   if (out.ended == "completed" || out.ended == "failed") status = out.ended;
-  if (out.ended == "waiting") status = "waiting";
+  if (out.ended == "waiting" || out.ended == "waiting_consent") status = out.ended;
   give_back(status);
   emit("turn_ended", out.to_json());
   co_return out;

@@ -43,13 +43,16 @@ using conversation_listener = std::function<void(const conversation_event&)>;
 /// How a turn ended.
 struct turn_result {
   std::string run_id;
-  /// `waiting` (for the next message), `completed`, `failed`, `interrupted` (by a newer message),
-  /// `paused`, `stopped` (the actor was killed) or `halted` (the turn's step limit).
+  /// `waiting` (for the next message), `waiting_consent` (a call waits for a person's approval:
+  /// `resume` continues the step once it is answered; a new message starts over at the listening
+  /// action instead), `completed`, `failed`,
+  /// `interrupted` (by a newer message), `paused`, `stopped` (the actor was killed) or `halted`
+  /// (the turn's step limit).
   std::string ended;
   std::uint64_t steps = 0;
   std::string next_action;
   value state;
-  std::optional<error> failure;  ///< the failed step's error
+  std::optional<error> failure;  ///< the failed step's error, or what a suspended step waits for
   [[nodiscard]] value to_json() const;
 };
 
@@ -57,6 +60,10 @@ struct conversation_options {
   std::shared_ptr<const agent_definition> agent;
   std::shared_ptr<store::event_store> store;  ///< shared by threads: see `store::synchronized`
   std::string run_id;  ///< the run to continue; created on the first message if the store lacks it
+  /// If set, the run is admitted by it (for `who`, when the run is created; for whoever started it
+  /// when it is reopened) and its effects pass it; the admission lasts while the actor lives.
+  std::shared_ptr<runtime::gate> gate;
+  principal who;
   busy_policy when_busy = busy_policy::enqueue;
   std::string message_input = "message";  ///< the input the listening action takes the message as
   std::uint64_t max_steps_per_turn = 10'000;

@@ -395,3 +395,61 @@ TEST_F(Conversation, AConversationHasAtMostOneActivation) {
 
 }  // namespace
 }  // namespace choir::runtime
+
+namespace choir::runtime {
+namespace {
+
+TEST_F(Conversation, UnderAGateTheRunIsAdmittedForItsUserOnceForTheActorsLife) {
+  kernel::audit_options where;
+  where.key_file = path_ + ".audit.key";
+  where.head_file = path_ + ".audit.head";
+  auto audit = kernel::audit_log::open(store_, where);
+  ASSERT_TRUE(audit.ok()) << audit.err().message;
+  auto policy = kernel::policy::load(
+      "apiVersion: agentos/v0.2\nkind: Policy\ntenants:\n  acme:\n    roles: {member: {grants: []}}\n"
+      "    users: {ada: {roles: [member]}}\n",
+      "policy.yaml");
+  ASSERT_TRUE(policy.ok()) << policy.err().message;
+  auto g = std::make_shared<gate>(store_, std::shared_ptr<kernel::audit_log>(std::move(audit).value()),
+                                  std::make_shared<const kernel::policy>(std::move(policy).value()));
+  // The echo graph has no contract: no gate admits it.
+  auto opts = options();
+  opts.gate = g;
+  opts.who = {"acme", "ada"};
+  auto bare = spawn_conversation(sys_, opts).value();
+  auto refused = say(bare, "hi");
+  sys_.run_until_idle();
+  auto got = refused.try_get();
+  ASSERT_TRUE(got.has_value());
+  ASSERT_FALSE(got->ok());
+  EXPECT_EQ(got->err().code, kernel::kernel_errc::not_admitted);
+  // With a contract: admitted once, and it keeps talking.
+  opts.agent = load_agent(std::string("apiVersion: agentos/v0.2\nkind: AgentContract\nname: echo\n"
+                                      "class: {latency: SRT}\n---\n") +
+                              echo_agent,
+                          "echo.yaml", graph::action_registry::with_builtins())
+                   .value();
+  auto conv = spawn_conversation(sys_, opts).value();
+  auto first = say(conv, "hi");
+  sys_.run_until_idle();
+  const auto t1 = take(first);
+  EXPECT_EQ(t1.ended, "waiting");
+  auto second = say(conv, "again");
+  sys_.run_until_idle();
+  EXPECT_EQ(take(second).ended, "waiting");
+  EXPECT_EQ(store_->get_run(t1.run_id)->user, "ada");
+  EXPECT_TRUE(g->admitted(t1.run_id).has_value());
+  int admissions = 0;
+  ASSERT_TRUE(store_->scan_audit(1, [&](const store::audit_view& r) {
+                       admissions += value::parse(r.entry)["kind"] == "admission" ? 1 : 0;
+                       return true;
+                     }).ok());
+  EXPECT_EQ(admissions, 2);  // the refused one, and this run once
+  conv.kill("done");
+  sys_.run_until_idle();
+  EXPECT_FALSE(g->admitted(t1.run_id).has_value());  // given back with the actor
+  for (const char* suffix : {".audit.key", ".audit.head"}) fs::remove(path_ + suffix);
+}
+
+}  // namespace
+}  // namespace choir::runtime
