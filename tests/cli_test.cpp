@@ -524,8 +524,9 @@ TEST(ChoirPostgres, RunsAndResumesOnAPostgreSQLStore) {
 namespace {
 
 TEST_F(ChoirRuns, NothingRunsWithoutAContractOrOutsideThePolicy) {
-  const auto bare = write_temp("bare.yaml", "apiVersion: agentos/v0.2\nkind: Graph\nname: bare\nentrypoint: a\n"
-                                            "actions: {a: {type: pass}}\n");
+  const auto bare = write_temp("bare.yaml",
+                               "apiVersion: agentos/v0.2\nkind: Graph\nname: bare\nentrypoint: a\n"
+                               "actions: {a: {type: pass}}\n");
   auto r = run_choir("run " + bare + store());
   EXPECT_EQ(r.exit_code, 2) << r.out;
   EXPECT_NE(r.out.find("agent bare has no contract"), std::string::npos) << r.out;

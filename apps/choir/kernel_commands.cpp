@@ -65,7 +65,8 @@ result<kernel::audit_options> audit_options_for(store::event_store& store, const
 }
 
 runtime::principal principal_for(const std::string& tenant, const std::string& user) {
-  return {tenant.empty() ? env_or("CHOIR_TENANT", "local") : tenant, user.empty() ? env_or("CHOIR_USER", "local") : user};
+  return {tenant.empty() ? env_or("CHOIR_TENANT", "local") : tenant,
+          user.empty() ? env_or("CHOIR_USER", "local") : user};
 }
 
 result<std::shared_ptr<runtime::gate>> open_gate(const std::shared_ptr<store::event_store>& store,
@@ -78,7 +79,8 @@ result<std::shared_ptr<runtime::gate>> open_gate(const std::shared_ptr<store::ev
     CHOIR_TRY(auto loaded, kernel::policy::load(stored->body, "stored policy v" + std::to_string(stored->version)));
     policy = std::make_shared<const kernel::policy>(std::move(loaded));
   }
-  return std::make_shared<runtime::gate>(store, std::shared_ptr<kernel::audit_log>(std::move(audit)), std::move(policy));
+  return std::make_shared<runtime::gate>(store, std::shared_ptr<kernel::audit_log>(std::move(audit)),
+                                         std::move(policy));
 }
 
 namespace {
@@ -173,7 +175,8 @@ int token_create(const kernel_options& options, const std::string& token_id, std
   }
   std::string token = "choir_";
   for (unsigned char b : secret) token += fmt::format("{:02x}", b);
-  kernel::policy_change change{.what = kernel::policy_change::op::add_token, .tenant = options.tenant, .user = options.user};
+  kernel::policy_change change{
+      .what = kernel::policy_change::op::add_token, .tenant = options.tenant, .user = options.user};
   change.token_id = token_id.empty() ? new_id().to_string().substr(24) : token_id;
   change.token_sha256 = kernel::sha256_hex(token);
   change.created_ms = system_clock().unix_ms();
@@ -209,7 +212,9 @@ int token_list(const kernel_options& options, std::ostream& out, std::ostream& e
       if (!t.is_object() || !t.contains("tokens")) continue;
       for (const auto& [id, tok] : t["tokens"].items()) {
         if (options.json) {
-          out << dump_json(value{{"id", id}, {"tenant", tenant}, {"user", tok.value("user", "")},
+          out << dump_json(value{{"id", id},
+                                 {"tenant", tenant},
+                                 {"user", tok.value("user", "")},
                                  {"created_ms", tok.value("created_ms", 0)}})
               << "\n";
         } else {
@@ -282,8 +287,8 @@ int consent_answer(const kernel_options& options, bool approve, std::ostream& ou
     if (!s.ok()) return report(err, command, s.err());
     auto kernel = open_gate(*s, options.store);
     if (!kernel.ok()) return report(err, command, kernel.err());
-    auto answered = (*kernel)->answer(options.run_id, approve, principal_for(options.tenant, options.user),
-                                      options.reason);
+    auto answered =
+        (*kernel)->answer(options.run_id, approve, principal_for(options.tenant, options.user), options.reason);
     if (!answered.ok()) return report(err, command, answered.err());
     if (!options.json) {
       out << "consent request " << answered->id << " " << answered->status << ": " << answered->capability
@@ -361,8 +366,8 @@ int audit_list(const kernel_options& options, std::ostream& out, std::ostream& e
       out << dump_json(e) << "\n";
       continue;
     }
-    std::string line = std::to_string(e.value("seq", 0)) + "  " + e.value("kind", "") + "  " +
-                       e.value("tenant", "") + "/" + e.value("user", "");
+    std::string line = std::to_string(e.value("seq", 0)) + "  " + e.value("kind", "") + "  " + e.value("tenant", "") +
+                       "/" + e.value("user", "");
     if (!e.value("agent", "").empty()) line += "  " + e.value("agent", "");
     if (!e.value("run", "").empty()) {
       line += "  run " + e.value("run", "");

@@ -18,8 +18,7 @@ namespace choir::cli {
 /// beside a SQLite store's file, or in `.choir/` for PostgreSQL (the store id, made on first use
 /// and kept in the store, tells the head files of several stores apart); `CHOIR_AUDIT_KEY` and
 /// `CHOIR_AUDIT_HEAD` override either.
-[[nodiscard]] result<kernel::audit_options> audit_options_for(store::event_store& store,
-                                                              const std::string& store_path);
+[[nodiscard]] result<kernel::audit_options> audit_options_for(store::event_store& store, const std::string& store_path);
 
 /// Whom this command acts for: `--tenant`/`--user` if given, else `CHOIR_TENANT`/`CHOIR_USER`,
 /// else tenant `local`, user `local`.
@@ -28,7 +27,7 @@ namespace choir::cli {
 /// The gate over `store`: the stored policy (none stored: nothing is admitted, and the error says
 /// how to apply one) and the store's audit log.
 [[nodiscard]] result<std::shared_ptr<runtime::gate>> open_gate(const std::shared_ptr<store::event_store>& store,
-                                                                const std::string& store_path);
+                                                               const std::string& store_path);
 
 struct kernel_options {
   std::string store;
@@ -38,8 +37,8 @@ struct kernel_options {
   std::string run_id;
   std::string tenant;
   std::string user;
-  bool all = false;     ///< consent list: every status, not only pending
-  std::string reason;   ///< consent approve|deny
+  bool all = false;                 ///< consent list: every status, not only pending
+  std::string reason;               ///< consent approve|deny
   std::vector<std::string> agents;  ///< consent approve|deny: folders of agents, for the run they continue
 };
 

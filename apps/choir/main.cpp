@@ -161,7 +161,8 @@ int main(int argc, char** argv) {
   policy->require_subcommand(1);
   policy->add_option("--store", kernel_opts.store, "The event store (default: .choir/choir.db) or postgresql://…");
   policy->add_flag("--json", kernel_opts.json, "Print JSON");
-  auto* policy_apply = policy->add_subcommand("apply", "Validate a kind: Policy file, audit the change, put it in force");
+  auto* policy_apply =
+      policy->add_subcommand("apply", "Validate a kind: Policy file, audit the change, put it in force");
   policy_apply->add_option("file", kernel_opts.file, "The Policy YAML file")->required();
   policy_apply->add_option("--tenant", kernel_opts.tenant, "Your tenant, as the audit log records it");
   policy_apply->add_option("--user", kernel_opts.user, "Your user, as the audit log records it");
@@ -206,17 +207,18 @@ int main(int argc, char** argv) {
   add_change(role_cmd, "remove", "Remove a role no user holds", change_op::remove_role)
       ->add_option("role", change.role)
       ->required();
-  for (auto [name, what] : {std::pair{"assign", change_op::assign_role}, std::pair{"unassign", change_op::unassign_role}}) {
-    auto* sub = add_change(role_cmd, name, what == change_op::assign_role ? "Give a user a role" : "Take a role from a user",
-                           what);
+  for (auto [name, what] :
+       {std::pair{"assign", change_op::assign_role}, std::pair{"unassign", change_op::unassign_role}}) {
+    auto* sub = add_change(role_cmd, name,
+                           what == change_op::assign_role ? "Give a user a role" : "Take a role from a user", what);
     sub->add_option("user", change.user, "The user")->required();
     sub->add_option("role", change.role, "The role")->required();
   }
   auto* grant_cmd = policy_command("grant", "Grant capabilities to a tenant's roles, or take them back");
   for (auto [name, what] : {std::pair{"add", change_op::add_grant}, std::pair{"remove", change_op::remove_grant}}) {
-    auto* sub = add_change(grant_cmd, name, what == change_op::add_grant ? "Grant a capability to a role"
-                                                                         : "Take a capability from a role",
-                           what);
+    auto* sub = add_change(
+        grant_cmd, name,
+        what == change_op::add_grant ? "Grant a capability to a role" : "Take a capability from a role", what);
     sub->add_option("role", change.role, "The role")->required();
     sub->add_option("capability", change.capability, "The capability (fs.read, web.fetch, agent.call, …)")->required();
     if (what == change_op::add_grant) {

@@ -280,9 +280,9 @@ int run_command(const run_options& options, std::ostream& out, std::ostream& err
   }
   auto app = [&]() -> result<std::unique_ptr<graph::application>> {
     if (store) {
-      return runtime::start_run(*store, **agent,
-                                runtime::run_start{.who = principal_for(options.tenant, options.user), .pin = options.pin},
-                                runtime::run_hosting{.lease_ttl_ms = lease_ttl_ms, .gate = gate});
+      return runtime::start_run(
+          *store, **agent, runtime::run_start{.who = principal_for(options.tenant, options.user), .pin = options.pin},
+          runtime::run_hosting{.lease_ttl_ms = lease_ttl_ms, .gate = gate});
     }
     graph::application_builder in_memory = (*agent)->doc.builder;
     return in_memory.with_identifiers(new_id().to_string()).build((*agent)->graph);

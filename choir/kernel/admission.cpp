@@ -39,7 +39,8 @@ node_resources node_resources::of_this_machine() {
     }
   }
   if (n.mem_bytes == 0) {
-    n.mem_bytes = static_cast<std::uint64_t>(::sysconf(_SC_PHYS_PAGES)) * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+    n.mem_bytes =
+        static_cast<std::uint64_t>(::sysconf(_SC_PHYS_PAGES)) * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
   }
   n.hrt_cpu = 1;
   return n;
@@ -74,8 +75,8 @@ result<hrt_plan> plan_hrt(const agent_contract& contract, const graph::graph& g)
     const auto deadline = static_cast<double>(*contract.slo.deadline_ms);
     if (worst > deadline) {
       problem("action " + spec.name + " may take " + fixed(worst) + " ms" +
-              (attempts > 1 ? " (" + std::to_string(attempts) + " attempts)" : std::string()) +
-              ", more than the " + fixed(deadline) + " ms deadline");
+              (attempts > 1 ? " (" + std::to_string(attempts) + " attempts)" : std::string()) + ", more than the " +
+              fixed(deadline) + " ms deadline");
       continue;
     }
     plan.actions.push_back({spec.name, worst});

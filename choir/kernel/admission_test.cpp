@@ -14,8 +14,9 @@ agent_contract contract_of(const std::string& body) {
 }
 
 std::shared_ptr<const graph::graph> graph_of(const std::string& actions) {
-  auto doc = graph::load_graph("apiVersion: agentos/v0.2\nkind: Graph\nname: a\nentrypoint: first\nactions:\n" + actions,
-                               "a.yaml", graph::action_registry::with_builtins());
+  auto doc =
+      graph::load_graph("apiVersion: agentos/v0.2\nkind: Graph\nname: a\nentrypoint: first\nactions:\n" + actions,
+                        "a.yaml", graph::action_registry::with_builtins());
   EXPECT_TRUE(doc.ok()) << doc.err().message;
   auto g = doc->builder.build_graph();
   EXPECT_TRUE(g.ok()) << g.err().message;
@@ -80,8 +81,7 @@ TEST(Admission, HrtActionsNeedAWorstCaseThatFitsTheDeadline) {
     auto p = plan_hrt(c, *graph_of(actions));
     return p.ok() ? std::string("(admitted)") : p.err().message;
   };
-  EXPECT_NE(why(hrt, "  first: {type: pass}\n").find("action first is HRT but declares no cost_ms"),
-            std::string::npos);
+  EXPECT_NE(why(hrt, "  first: {type: pass}\n").find("action first is HRT but declares no cost_ms"), std::string::npos);
   EXPECT_NE(why(hrt, "  first: {type: pass, cost_ms: 12}\n").find("may take 12 ms, more than the 10 ms deadline"),
             std::string::npos);
   EXPECT_NE(why(hrt, "  first: {type: pass, cost_ms: 4, retry: {max_attempts: 3}}\n").find("(3 attempts)"),

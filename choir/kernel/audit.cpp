@@ -3,10 +3,10 @@
 #include "choir/kernel/audit.hpp"
 
 #include <fcntl.h>
+#include <fmt/core.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
-#include <fmt/core.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -57,7 +57,9 @@ bool from_hex(std::string_view text, std::span<unsigned char> out) {
   return true;
 }
 
-error io_failure(const std::string& what) { return make_error(core_errc::io_error, what + ": " + std::strerror(errno)); }
+error io_failure(const std::string& what) {
+  return make_error(core_errc::io_error, what + ": " + std::strerror(errno));
+}
 
 }  // namespace
 
@@ -285,8 +287,8 @@ result<std::unique_ptr<audit_log>> audit_log::open(std::shared_ptr<store::event_
   auto key = audit_key::load(options.key_file, /*create=*/!last.has_value() && !head.has_value());
   if (!key.ok()) {
     if (key.err().code == kernel_errc::no_audit_key && last) {
-      return make_error(kernel_errc::no_audit_key, "the audit log has " + std::to_string(last->seq) +
-                                                       " entries but " + key.err().message +
+      return make_error(kernel_errc::no_audit_key, "the audit log has " + std::to_string(last->seq) + " entries but " +
+                                                       key.err().message +
                                                        ": restore the key file, or nothing can be audited");
     }
     return std::move(key).err();
@@ -459,10 +461,10 @@ result<audit_report> verify_audit(store::event_store& store, const audit_options
   // independently: one thread reads rows while another checks the batch read before.
   struct batch {
     std::vector<std::int64_t> seqs;
-    std::string text;                  ///< the entries, one after another
-    std::vector<std::size_t> ends;     ///< where each entry ends in `text`
+    std::string text;               ///< the entries, one after another
+    std::vector<std::size_t> ends;  ///< where each entry ends in `text`
     std::vector<std::array<unsigned char, 32>> macs;
-    std::vector<bool> malformed;       ///< a stored MAC that is not 64 hex digits
+    std::vector<bool> malformed;           ///< a stored MAC that is not 64 hex digits
     std::array<unsigned char, 32> prev{};  ///< the MAC before the first entry
   };
   constexpr std::size_t batch_rows = 4096;
@@ -554,10 +556,9 @@ result<audit_report> verify_audit(store::event_store& store, const audit_options
       fail(*failed_seq, "does not match its MAC (the entry was edited or inserted, or its MAC replaced)");
     }
   } else if (gap_at) {
-    fail(*gap_at, gap_next - *gap_at == 1
-                      ? "missing (deleted): the next stored entry is " + std::to_string(gap_next)
-                      : "missing (deleted), with the " + std::to_string(gap_next - *gap_at - 1) +
-                            " after it: the next stored entry is " + std::to_string(gap_next));
+    fail(*gap_at, gap_next - *gap_at == 1 ? "missing (deleted): the next stored entry is " + std::to_string(gap_next)
+                                          : "missing (deleted), with the " + std::to_string(gap_next - *gap_at - 1) +
+                                                " after it: the next stored entry is " + std::to_string(gap_next));
   }
   if (!report.ok()) return report;
   const std::int64_t stored = expected - 1;

@@ -32,10 +32,10 @@ struct audit_event {
   std::string agent;
   std::string run_id;
   std::optional<std::int64_t> step;
-  std::string capability;  ///< what was asked for
-  std::string argument;    ///< the capability's argument (a path, a URL), if any
-  std::string decision;    ///< `allow` or `deny` (empty for events that decide nothing)
-  std::string reason;      ///< why, for a denial
+  std::string capability;           ///< what was asked for
+  std::string argument;             ///< the capability's argument (a path, a URL), if any
+  std::string decision;             ///< `allow` or `deny` (empty for events that decide nothing)
+  std::string reason;               ///< why, for a denial
   value details = value::object();  ///< anything else, already redacted
 };
 
@@ -52,8 +52,7 @@ class audit_key {
   /// entry's MAC in hex (empty for the first entry: 32 zero bytes are used).
   [[nodiscard]] std::string chain(std::string_view previous, std::string_view entry) const;
   /// The same over raw bytes: `out` = HMAC-SHA-256(key, previous ‖ entry).
-  void mac(std::span<const unsigned char, 32> previous, std::string_view entry,
-           std::span<unsigned char, 32> out) const;
+  void mac(std::span<const unsigned char, 32> previous, std::string_view entry, std::span<unsigned char, 32> out) const;
 
  private:
   audit_key() = default;

@@ -98,7 +98,8 @@ TEST_F(Audit, TheChainIsHmacSha256OverThePreviousMacAndTheEntry) {
   const std::string first = key.chain("", R"({"seq":1})");
   EXPECT_EQ(first, reference({}, R"({"seq":1})"));
   std::array<unsigned char, 32> prev{};
-  for (std::size_t i = 0; i < 32; ++i) prev[i] = static_cast<unsigned char>(std::stoi(first.substr(2 * i, 2), nullptr, 16));
+  for (std::size_t i = 0; i < 32; ++i)
+    prev[i] = static_cast<unsigned char>(std::stoi(first.substr(2 * i, 2), nullptr, 16));
   EXPECT_EQ(key.chain(first, R"({"seq":2})"), reference(prev, R"({"seq":2})"));
 }
 
@@ -110,9 +111,10 @@ TEST_F(Audit, EntriesAreCanonicalJsonNamingWhoDidWhat) {
   e.reason = "no grant";
   e.details = {{"z", 1}, {"a", "x"}};
   const std::string text = canonical_entry(9, 1234, e);
-  EXPECT_EQ(text,
-            R"({"agent":"a","argument":"","capability":"fs.read","decision":"deny","details":{"a":"x","z":1},)"
-            R"("kind":"call","reason":"no grant","run":"r","seq":9,"step":3,"tenant":"acme","time_ms":1234,"user":"ada"})");
+  EXPECT_EQ(
+      text,
+      R"({"agent":"a","argument":"","capability":"fs.read","decision":"deny","details":{"a":"x","z":1},)"
+      R"("kind":"call","reason":"no grant","run":"r","seq":9,"step":3,"tenant":"acme","time_ms":1234,"user":"ada"})");
   e.details = {{"bad", std::string("\xff\xfe")}};  // invalid UTF-8 is replaced, never an exception
   EXPECT_NE(canonical_entry(1, 1, e).find("\xEF\xBF\xBD"), std::string::npos);  // U+FFFD
 }
@@ -150,8 +152,9 @@ TEST_F(Audit, ALongLogIsCheckedInBatchesAndTheFirstProblemWins) {
   EXPECT_TRUE(report.ok()) << report.problem;
   EXPECT_EQ(report.verified, 12'000);
   // Two edits in different batches, and a deletion after both: the earliest is reported.
-  tamper("UPDATE audit SET entry = replace(entry, 'ada', 'eve') WHERE seq IN (5000, 9000); DELETE FROM audit "
-         "WHERE seq = 11000");
+  tamper(
+      "UPDATE audit SET entry = replace(entry, 'ada', 'eve') WHERE seq IN (5000, 9000); DELETE FROM audit "
+      "WHERE seq = 11000");
   report = verify();
   EXPECT_EQ(report.problem_at, 5000);
   EXPECT_EQ(report.verified, 4999);

@@ -119,8 +119,9 @@ class contract_reader {
       CHOIR_TRY(c.placement, strings(mp, "modelPolicy", "placement"));
       // `allow` is admission's model clause; the rest is the gateway's to enforce.
       if (c.max_context_tokens || !c.placement.empty()) {
-        out.not_enforced.emplace_back("modelPolicy.max_context_tokens, modelPolicy.placement: the model gateway does "
-                                      "not exist yet");
+        out.not_enforced.emplace_back(
+            "modelPolicy.max_context_tokens, modelPolicy.placement: the model gateway does "
+            "not exist yet");
       }
     }
 

@@ -67,8 +67,8 @@ TEST(Contract, FieldsNothingEnforcesYetAreReportedNotIgnored) {
   ASSERT_TRUE(loaded.ok());
   std::string all;
   for (const auto& line : loaded->not_enforced) all += line + "\n";
-  for (const char* field : {"compute.gpu_mem", "modelPolicy", "memory", "security.data_scopes",
-                            "observability", "budget"}) {
+  for (const char* field :
+       {"compute.gpu_mem", "modelPolicy", "memory", "security.data_scopes", "observability", "budget"}) {
     EXPECT_NE(all.find(field), std::string::npos) << field << " missing from:\n" << all;
   }
 }

@@ -165,7 +165,8 @@ result<policy> policy::load(std::string_view text, std::string_view file) {
           }
         }
         const std::string user = token["user"].get<std::string>();
-        if (!entry.users.contains(user)) return policy_error(*doc, kpath + ".user", "not a user of tenant " + tenant_name);
+        if (!entry.users.contains(user))
+          return policy_error(*doc, kpath + ".user", "not a user of tenant " + tenant_name);
         const std::string hash = token["sha256"].get<std::string>();
         if (hash.size() != 64 || hash.find_first_not_of("0123456789abcdef") != std::string::npos) {
           return policy_error(*doc, kpath + ".sha256", "expected 64 lowercase hexadecimal digits");

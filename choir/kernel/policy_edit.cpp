@@ -144,7 +144,8 @@ result<value> apply_change(value doc, const policy_change& c) {
       CHOIR_CHECK(need_role());
       value& grants = roles[c.role]["grants"];
       if (!grants.is_array()) grants = value::array();
-      auto at = std::find_if(grants.begin(), grants.end(), [&](const value& g) { return grant_name(g) == c.capability; });
+      auto at =
+          std::find_if(grants.begin(), grants.end(), [&](const value& g) { return grant_name(g) == c.capability; });
       if (c.what == op::add_grant) {
         if (at != grants.end()) return refused("role " + c.role + " already grants " + c.capability);
         grants.push_back(c.allow.empty() ? value(c.capability) : value{{"name", c.capability}, {"allow", c.allow}});

@@ -25,20 +25,18 @@ value build(std::initializer_list<policy_change> changes) {
 }
 
 TEST(PolicyEdit, ChangesOneThingAtATimeAndStaysAValidPolicy) {
-  const value doc = build({{.what = op::add_tenant, .tenant = "acme"},
-                           {.what = op::add_role, .tenant = "acme", .role = "reader"},
-                           {.what = op::add_grant,
-                            .tenant = "acme",
-                            .role = "reader",
-                            .capability = "fs.read",
-                            .allow = {"workspace/**"}},
-                           {.what = op::add_grant, .tenant = "acme", .role = "reader", .capability = "web.fetch"},
-                           {.what = op::add_user, .tenant = "acme", .user = "ada", .roles = {"reader"}}});
+  const value doc = build(
+      {{.what = op::add_tenant, .tenant = "acme"},
+       {.what = op::add_role, .tenant = "acme", .role = "reader"},
+       {.what = op::add_grant, .tenant = "acme", .role = "reader", .capability = "fs.read", .allow = {"workspace/**"}},
+       {.what = op::add_grant, .tenant = "acme", .role = "reader", .capability = "web.fetch"},
+       {.what = op::add_user, .tenant = "acme", .user = "ada", .roles = {"reader"}}});
   const auto p = policy::load(policy_text(doc), "p.yaml").value();
   EXPECT_TRUE(p.decide("acme", "ada", "fs.read", "workspace/a.txt").allowed);
   EXPECT_FALSE(p.decide("acme", "ada", "fs.read", "etc/passwd").allowed);
   EXPECT_TRUE(p.decide("acme", "ada", "web.fetch").allowed);
-  auto revoked = apply_change(doc, {.what = op::remove_grant, .tenant = "acme", .role = "reader", .capability = "web.fetch"});
+  auto revoked =
+      apply_change(doc, {.what = op::remove_grant, .tenant = "acme", .role = "reader", .capability = "web.fetch"});
   ASSERT_TRUE(revoked.ok());
   EXPECT_FALSE(policy::load(policy_text(*revoked), "p.yaml")->decide("acme", "ada", "web.fetch").allowed);
 }

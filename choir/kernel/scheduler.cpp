@@ -192,7 +192,8 @@ struct experiment {
     r.srt.turn_p95_ms = percentile(turn_ms, 0.95);
     r.srt.turn_p99_ms = percentile(turn_ms, 0.99);
     r.busy_pct = 100.0 * static_cast<double>(busy) / (static_cast<double>(w.duration) * workers);
-    for (const auto b : worker_busy) r.worker_busy_pct.push_back(100.0 * static_cast<double>(b) / static_cast<double>(w.duration));
+    for (const auto b : worker_busy)
+      r.worker_busy_pct.push_back(100.0 * static_cast<double>(b) / static_cast<double>(w.duration));
     return r;
   }
 };

@@ -26,13 +26,13 @@ using sched_ns = std::int64_t;  ///< nanoseconds on the executor's clock (virtua
 struct sched_item {
   std::uint64_t id = 0;
   graph::latency_class cls = graph::latency_class::srt;
-  sched_ns release = 0;                 ///< when it became ready
-  std::optional<sched_ns> deadline;     ///< HRT: when it must be finished
+  sched_ns release = 0;              ///< when it became ready
+  std::optional<sched_ns> deadline;  ///< HRT: when it must be finished
 };
 
 struct sched_options {
   int workers = 2;
-  int hrt_workers = 1;  ///< of `workers`, reserved for HRT steps (0: HRT shares every worker, first)
+  int hrt_workers = 1;                ///< of `workers`, reserved for HRT steps (0: HRT shares every worker, first)
   sched_ns dt_aging = 1'000'000'000;  ///< a DT step waiting this long is served as SRT
 };
 
@@ -62,19 +62,19 @@ class scheduler {
 /// Percentiles and misses of one latency class.
 struct class_report {
   std::size_t steps = 0;
-  std::size_t misses = 0;             ///< HRT steps finished after their deadline
+  std::size_t misses = 0;                                       ///< HRT steps finished after their deadline
   double onset_p50_ms = 0, onset_p95_ms = 0, onset_p99_ms = 0;  ///< ready → started
   double turn_p50_ms = 0, turn_p95_ms = 0, turn_p99_ms = 0;     ///< SRT: a turn's arrival → its last step's end
-  double jitter_p95_pct = 0;          ///< HRT: start delay as a share of the period, p95
+  double jitter_p95_pct = 0;                                    ///< HRT: start delay as a share of the period, p95
   [[nodiscard]] std::string to_string(const char* name) const;
 };
 
 /// A workload of simulated steps of known cost, for the scheduling experiment.
 struct sched_workload {
-  int hrt_agents = 4;              ///< periodic HRT agents
+  int hrt_agents = 4;                ///< periodic HRT agents
   sched_ns hrt_period = 10'000'000;  ///< = their deadline
   sched_ns hrt_cost = 2'000'000;
-  int srt_turns = 200;             ///< turns arriving at random
+  int srt_turns = 200;                     ///< turns arriving at random
   sched_ns srt_interarrival = 50'000'000;  ///< mean
   int srt_steps_per_turn = 3;
   sched_ns srt_step_cost = 5'000'000;

@@ -13,10 +13,10 @@ TEST(Scheduler, HrtRunsEarliestDeadlineFirstAndAloneOnItsReservedWorkers) {
   s.submit({2, latency_class::hrt, 0, 50});
   s.submit({3, latency_class::hrt, 0, 20});
   s.submit({4, latency_class::dt, 0, {}});
-  EXPECT_EQ(s.next(0, 0)->id, 3u);  // the earlier deadline
-  EXPECT_EQ(s.next(1, 0)->id, 2u);  // HRT comes first on every worker
+  EXPECT_EQ(s.next(0, 0)->id, 3u);         // the earlier deadline
+  EXPECT_EQ(s.next(1, 0)->id, 2u);         // HRT comes first on every worker
   EXPECT_FALSE(s.next(0, 0).has_value());  // the reserved worker runs nothing else
-  EXPECT_EQ(s.next(1, 0)->id, 1u);  // SRT before DT
+  EXPECT_EQ(s.next(1, 0)->id, 1u);         // SRT before DT
   EXPECT_EQ(s.next(1, 0)->id, 4u);
   EXPECT_FALSE(s.next(1, 0).has_value());
   EXPECT_EQ(s.ready(), 0u);

@@ -21,9 +21,9 @@ result<std::shared_ptr<const agent_definition>> load_agent(std::string_view text
   auto contract = kernel::load_contract(text, label);
   if (contract.ok()) {
     if (contract->contract.name != doc.name) {
-      return make_error(kernel::kernel_errc::invalid_contract,
-                        std::string(label) + ": the contract is for '" + contract->contract.name +
-                            "' but the graph is '" + doc.name + "'");
+      return make_error(kernel::kernel_errc::invalid_contract, std::string(label) + ": the contract is for '" +
+                                                                   contract->contract.name + "' but the graph is '" +
+                                                                   doc.name + "'");
     }
     agent->contract = std::make_shared<const kernel::agent_contract>(std::move(contract->contract));
     agent->not_enforced = std::move(contract->not_enforced);

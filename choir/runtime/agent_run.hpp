@@ -27,8 +27,8 @@ struct agent_definition {
   /// has none, and then no gate admits it.
   std::shared_ptr<const kernel::agent_contract> contract;
   std::vector<std::string> not_enforced;  ///< contract fields nothing enforces yet, with why
-  std::string source;   ///< the YAML text it was loaded from (stored with each version)
-  std::string version;  ///< the graph's fingerprint
+  std::string source;                     ///< the YAML text it was loaded from (stored with each version)
+  std::string version;                    ///< the graph's fingerprint
   graph::graph_document doc;
   std::shared_ptr<const graph::graph> graph;
 
@@ -54,7 +54,7 @@ struct run_hosting {
 struct run_start {
   std::string run_id;  ///< empty: a new id
   std::string partition_key;
-  principal who;  ///< whom the run acts for (recorded with it; required by a gate)
+  principal who;     ///< whom the run acts for (recorded with it; required by a gate)
   bool pin = false;  ///< the run resumes only under this graph version
   /// A child run (of a `map` or `agent` step): the run and step it starts from. Its first step
   /// follows `parent_step` and its starting state is stored there.

@@ -440,10 +440,13 @@ TEST_F(Conversation, UnderAGateTheRunIsAdmittedForItsUserOnceForTheActorsLife) {
   EXPECT_EQ(store_->get_run(t1.run_id)->user, "ada");
   EXPECT_TRUE(g->admitted(t1.run_id).has_value());
   int admissions = 0;
-  ASSERT_TRUE(store_->scan_audit(1, [&](const store::audit_view& r) {
-                       admissions += value::parse(r.entry)["kind"] == "admission" ? 1 : 0;
-                       return true;
-                     }).ok());
+  ASSERT_TRUE(store_
+                  ->scan_audit(1,
+                               [&](const store::audit_view& r) {
+                                 admissions += value::parse(r.entry)["kind"] == "admission" ? 1 : 0;
+                                 return true;
+                               })
+                  .ok());
   EXPECT_EQ(admissions, 2);  // the refused one, and this run once
   conv.kill("done");
   sys_.run_until_idle();

@@ -28,17 +28,18 @@ std::shared_ptr<const kernel::policy> gate::current_policy() const {
 
 result<void> gate::admit(const agent_definition& agent, const principal& who, std::string_view run_id) {
   const auto policy = current_policy();
-  kernel::audit_event event{.kind = "admission", .tenant = who.tenant, .user = who.user, .agent = agent.name,
-                            .run_id = std::string(run_id)};
+  kernel::audit_event event{
+      .kind = "admission", .tenant = who.tenant, .user = who.user, .agent = agent.name, .run_id = std::string(run_id)};
   std::string refusal;
   if (!agent.contract) {
-    refusal = "agent " + agent.name + " has no contract (an agent file holds a kind: AgentContract document "
+    refusal = "agent " + agent.name +
+              " has no contract (an agent file holds a kind: AgentContract document "
               "before its graph; see docs/agent-contract.md)";
   } else if (who.tenant.empty() || who.user.empty()) {
     refusal = "agent " + agent.name + " was started for no one (a run needs a tenant and a user)";
   } else if (policy == nullptr || !policy->has_user(who.tenant, who.user)) {
-    refusal = "agent " + agent.name + " is not admitted: '" + who.user + "' is not a user of tenant '" +
-              who.tenant + "'" + (policy == nullptr ? " (no policy is loaded)" : "");
+    refusal = "agent " + agent.name + " is not admitted: '" + who.user + "' is not a user of tenant '" + who.tenant +
+              "'" + (policy == nullptr ? " (no policy is loaded)" : "");
   } else if (const auto decided = policy->admit(*agent.contract, who.tenant, who.user); !decided.allowed) {
     refusal = decided.reason;
   } else if (const auto reserved = admission_.reserve(run_id, *agent.contract, *agent.graph); !reserved.allowed) {
@@ -99,8 +100,8 @@ result<void> gate::check(const gated_call& call) {
     event.user = run->who.user;
     event.agent = run->agent;
     const auto& caps = run->contract->capabilities;
-    const auto asked = std::find_if(caps.begin(), caps.end(),
-                                    [&](const kernel::capability& c) { return c.name == call.capability; });
+    const auto asked =
+        std::find_if(caps.begin(), caps.end(), [&](const kernel::capability& c) { return c.name == call.capability; });
     if (asked == caps.end()) {
       refusal = "agent " + run->agent + "'s contract does not ask for " + call.capability;
     } else if (!asked->allow.empty() &&
@@ -185,10 +186,9 @@ result<void> gate::consent(const gated_call& call, const admitted_run& run, kern
     event.details["approved_by"] = found->answered_by;
     return {};
   }
-  return make_error(kernel::kernel_errc::denied,
-                    "consent request " + found->id + " was " + found->status +
-                        (found->answered_by.empty() ? "" : " by " + found->answered_by) +
-                        (found->reason.empty() ? "" : ": " + found->reason));
+  return make_error(kernel::kernel_errc::denied, "consent request " + found->id + " was " + found->status +
+                                                     (found->answered_by.empty() ? "" : " by " + found->answered_by) +
+                                                     (found->reason.empty() ? "" : ": " + found->reason));
 }
 
 result<store::consent_record> gate::answer(std::string_view id, bool approve, const principal& who,
@@ -198,8 +198,8 @@ result<store::consent_record> gate::answer(std::string_view id, bool approve, co
   if (!found || found->id != id || found->tenant != who.tenant) {
     return make_error(store::store_errc::invalid_argument, "no consent request " + std::string(id));
   }
-  kernel::audit_event event{.kind = "consent.answer", .tenant = who.tenant, .user = who.user, .agent = found->agent,
-                            .run_id = found->run_id};
+  kernel::audit_event event{
+      .kind = "consent.answer", .tenant = who.tenant, .user = who.user, .agent = found->agent, .run_id = found->run_id};
   event.step = found->step;
   event.capability = found->capability;
   event.argument = found->argument;

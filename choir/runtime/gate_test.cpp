@@ -103,10 +103,13 @@ class Gate : public ::testing::Test {
   /// The audit log's entries, parsed.
   std::vector<value> audit_entries() {
     std::vector<value> out;
-    EXPECT_TRUE(store_->scan_audit(1, [&](const store::audit_view& r) {
-                         out.push_back(value::parse(r.entry));
-                         return true;
-                       }).ok());
+    EXPECT_TRUE(store_
+                    ->scan_audit(1,
+                                 [&](const store::audit_view& r) {
+                                   out.push_back(value::parse(r.entry));
+                                   return true;
+                                 })
+                    .ok());
     return out;
   }
 
@@ -160,7 +163,8 @@ TEST_F(Gate, EveryCallIsCheckedAgainstTheContractAndThePolicyAndAudited) {
   auto agent = load(researcher_text);
   ASSERT_TRUE(gate_->admit(*agent, {"acme", "ada"}, "run-1").ok());
   // Allowed: asked for by the contract and granted.
-  EXPECT_TRUE(gate_->check({.run_id = "run-1", .step = 3, .capability = "web.fetch", .argument = "https://x.org"}).ok());
+  EXPECT_TRUE(
+      gate_->check({.run_id = "run-1", .step = 3, .capability = "web.fetch", .argument = "https://x.org"}).ok());
   // Not in the contract, even though the policy would allow it elsewhere.
   auto outside = gate_->check({.run_id = "run-1", .capability = "agent.call", .argument = "researcher"});
   EXPECT_EQ(outside.err().code, kernel::kernel_errc::denied);
@@ -189,19 +193,22 @@ TEST_F(Gate, EveryCallIsCheckedAgainstTheContractAndThePolicyAndAudited) {
 TEST_F(Gate, AuditedArgumentsAreRedactedToTheContractsLogFields) {
   auto agent = load(researcher_text);
   ASSERT_TRUE(gate_->admit(*agent, {"acme", "ada"}, "run-1").ok());
-  ASSERT_TRUE(gate_->check({.run_id = "run-1",
-                            .capability = "web.fetch",
-                            .argument = "https://x.org",
-                            .arguments = {{"url", "https://x.org"}, {"authorization", "Bearer s3cret"}}})
+  ASSERT_TRUE(gate_
+                  ->check({.run_id = "run-1",
+                           .capability = "web.fetch",
+                           .argument = "https://x.org",
+                           .arguments = {{"url", "https://x.org"}, {"authorization", "Bearer s3cret"}}})
                   .ok());
   const auto entries = audit_entries();
-  EXPECT_EQ(entries.back()["details"]["arguments"],
-            value({{"url", "https://x.org"}, {"authorization", "[redacted]"}}));
+  EXPECT_EQ(entries.back()["details"]["arguments"], value({{"url", "https://x.org"}, {"authorization", "[redacted]"}}));
   std::string all;
-  ASSERT_TRUE(store_->scan_audit(1, [&](const store::audit_view& r) {
-                       all += r.entry;
-                       return true;
-                     }).ok());
+  ASSERT_TRUE(store_
+                  ->scan_audit(1,
+                               [&](const store::audit_view& r) {
+                                 all += r.entry;
+                                 return true;
+                               })
+                  .ok());
   EXPECT_EQ(all.find("s3cret"), std::string::npos);
 }
 

@@ -176,7 +176,7 @@ struct consent_record {
   std::optional<std::int64_t> step;
   std::string capability;
   std::string argument;
-  value arguments;  ///< already redacted
+  value arguments;                 ///< already redacted
   std::string status = "pending";  ///< `pending`, `approved`, `denied`, `expired`
   std::string answered_by;         ///< `tenant/user` of whoever answered
   std::string reason;              ///< given with the answer

@@ -730,10 +730,10 @@ class pg_store final : public event_store {
       if (!r.ok()) return io("reading the audit log", r);
       for (int i = 0; i < r.rows(); ++i) {
         row.seq = r.integer(i, 0);
-        row.entry = std::string_view(PQgetvalue(r.res.get(), i, 1),
-                                     static_cast<std::size_t>(PQgetlength(r.res.get(), i, 1)));
-        row.mac = std::string_view(PQgetvalue(r.res.get(), i, 2),
-                                   static_cast<std::size_t>(PQgetlength(r.res.get(), i, 2)));
+        row.entry =
+            std::string_view(PQgetvalue(r.res.get(), i, 1), static_cast<std::size_t>(PQgetlength(r.res.get(), i, 1)));
+        row.mac =
+            std::string_view(PQgetvalue(r.res.get(), i, 2), static_cast<std::size_t>(PQgetlength(r.res.get(), i, 2)));
         if (!visit(row)) return {};
         next = row.seq + 1;
       }
@@ -767,7 +767,8 @@ class pg_store final : public event_store {
   }
 
   result<consent_record> raise_consent(const consent_record& c) override {
-    if (c.id.empty() || c.key.empty()) return make_error(store_errc::invalid_argument, "a consent request needs an id and a key");
+    if (c.id.empty() || c.key.empty())
+      return make_error(store_errc::invalid_argument, "a consent request needs an id and a key");
     params p;
     p.add(c.id).add(c.key).add(c.tenant).add(c.user).add(c.agent).add(c.run_id);
     if (c.step) {
@@ -776,11 +777,11 @@ class pg_store final : public event_store {
       p.add_null();
     }
     p.add(c.capability).add(c.argument).add(dump_json(c.arguments)).add(c.created_ms).add(c.expires_ms);
-    reply r = run(
-        "INSERT INTO consents(id, key, tenant, user_name, agent, run_id, step, capability, argument, arguments, "
-        "status, created_ms, expires_ms) VALUES ($1, $2, $3, $4, $5, $6, $7::bigint, $8, $9, $10, 'pending', "
-        "$11::bigint, $12::bigint) ON CONFLICT DO NOTHING",
-        p);
+    reply r =
+        run("INSERT INTO consents(id, key, tenant, user_name, agent, run_id, step, capability, argument, arguments, "
+            "status, created_ms, expires_ms) VALUES ($1, $2, $3, $4, $5, $6, $7::bigint, $8, $9, $10, 'pending', "
+            "$11::bigint, $12::bigint) ON CONFLICT DO NOTHING",
+            p);
     if (!r.ok()) return io("raising a consent request", r);
     CHOIR_TRY(auto stored, get_consent(c.key));
     if (!stored) return make_error(store_errc::conflict, "consent id " + c.id + " is taken");
@@ -799,10 +800,11 @@ class pg_store final : public event_store {
 
   result<std::vector<consent_record>> list_consents(std::string_view tenant, std::string_view status,
                                                     std::size_t limit) override {
-    reply r = run(std::string(consent_columns) +
-                      " WHERE tenant = $1 AND ($2 = '' OR status = $2) ORDER BY created_ms DESC, id DESC "
-                      "LIMIT $3::bigint",
-                  params().add(tenant).add(status).add(static_cast<std::int64_t>(std::min<std::size_t>(limit, 1'000'000))));
+    reply r =
+        run(std::string(consent_columns) +
+                " WHERE tenant = $1 AND ($2 = '' OR status = $2) ORDER BY created_ms DESC, id DESC "
+                "LIMIT $3::bigint",
+            params().add(tenant).add(status).add(static_cast<std::int64_t>(std::min<std::size_t>(limit, 1'000'000))));
     if (!r.ok()) return io("listing consent requests", r);
     std::vector<consent_record> out;
     for (int i = 0; i < r.rows(); ++i) {

@@ -650,7 +650,8 @@ class sqlite_store final : public event_store {
   }
 
   result<consent_record> raise_consent(const consent_record& r) override {
-    if (r.id.empty() || r.key.empty()) return make_error(store_errc::invalid_argument, "a consent request needs an id and a key");
+    if (r.id.empty() || r.key.empty())
+      return make_error(store_errc::invalid_argument, "a consent request needs an id and a key");
     auto s = cached(
         "INSERT INTO consents(id, key, tenant, user_name, agent, run_id, step, capability, argument, arguments, "
         "status, created_ms, expires_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?) "
@@ -731,10 +732,12 @@ class sqlite_store final : public event_store {
                                     std::int64_t expected_version) override {
     const std::int64_t now = clock_->unix_ms();
     auto s = expected_version == 0
-                 ? cached("INSERT INTO documents(name, body, version, updated_ms) VALUES (?1, ?2, 1, ?4) "
-                          "ON CONFLICT(name) DO NOTHING")
-                 : cached("UPDATE documents SET body = ?2, version = version + 1, updated_ms = ?4 "
-                          "WHERE name = ?1 AND version = ?3");
+                 ? cached(
+                       "INSERT INTO documents(name, body, version, updated_ms) VALUES (?1, ?2, 1, ?4) "
+                       "ON CONFLICT(name) DO NOTHING")
+                 : cached(
+                       "UPDATE documents SET body = ?2, version = version + 1, updated_ms = ?4 "
+                       "WHERE name = ?1 AND version = ?3");
     s.bind(1, name).bind(2, body).bind(4, now);
     if (expected_version != 0) s.bind(3, expected_version);
     if (s.step() != SQLITE_DONE) return sqlite_error(store_errc::io_error, db_, "writing a document");

@@ -155,7 +155,9 @@ task<result<value>> run_child(std::shared_ptr<const map_plan> plan, child_job jo
   }
   auto done = co_await drive(*plan, job, **app);
   const bool suspended = !done.ok() && done.err().code == graph::graph_errc::suspended;
-  const auto status = done.ok() ? "completed" : suspended ? "waiting_consent" : ((*app)->has_next_action() ? "failed" : "completed");
+  const auto status = done.ok()   ? "completed"
+                      : suspended ? "waiting_consent"
+                                  : ((*app)->has_next_action() ? "failed" : "completed");
   (void)settle_run(*s, job.run_id, status, g);
   if (!done.ok()) co_return std::move(done).err();
   co_return answer_of(*plan, *done);
