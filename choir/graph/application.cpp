@@ -413,6 +413,16 @@ std::optional<halt_reason> halt_before_step(const graph& g, const std::optional<
   return std::nullopt;
 }
 
+/// A step that is suspended halts the run (`suspended`, with what it waits for) instead of
+/// failing it: says whether `stepped` is one, and records it in `outcome`.
+template <class Stepped>
+bool halts_suspended(Stepped& stepped, run_outcome& outcome) {
+  if (stepped.ok() || stepped.err().code != graph_errc::suspended) return false;
+  outcome.reason = halt_reason::suspended;
+  outcome.failure = std::move(stepped).err();
+  return true;
+}
+
 /// `index` is the action the step ran.
 std::optional<halt_reason> halt_after_step(const step_record& record, std::size_t index, const graph& g,
                                            const std::vector<char>& after) {
@@ -441,11 +451,7 @@ result<run_outcome> application::run(const run_options& options, const value& in
       break;
     }
     auto stepped = step_into(record, step_inputs);
-    if (!stepped.ok() && stepped.err().code == graph_errc::suspended) {
-      outcome.reason = halt_reason::suspended;
-      outcome.failure = std::move(stepped).err();
-      break;
-    }
+    if (halts_suspended(stepped, outcome)) break;
     if (!stepped.ok()) {
       on_chunk_ = nullptr;
       return std::move(stepped).err();
@@ -477,11 +483,7 @@ task<result<run_outcome>> application::run_async(run_options options, value inpu
       break;
     }
     auto stepped = co_await step_async(std::move(step_inputs));
-    if (!stepped.ok() && stepped.err().code == graph_errc::suspended) {
-      outcome.reason = halt_reason::suspended;
-      outcome.failure = std::move(stepped).err();
-      break;
-    }
+    if (halts_suspended(stepped, outcome)) break;
     if (!stepped.ok()) {
       on_chunk_ = nullptr;
       co_return std::move(stepped).err();
@@ -563,9 +565,7 @@ void step_range::advance() {
   step_record& record = current_ ? *current_ : current_.emplace();
   auto stepped = app_->step_into(record, step_inputs);
   app_->on_chunk_ = nullptr;
-  if (!stepped.ok() && stepped.err().code == graph_errc::suspended) {
-    outcome_.reason = halt_reason::suspended;
-    outcome_.failure = std::move(stepped).err();
+  if (halts_suspended(stepped, outcome_)) {
     if (outcome_.steps > 0) {
       outcome_.last_step = std::move(current_);  // the step before, untouched by the suspended one
     } else {
