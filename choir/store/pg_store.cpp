@@ -816,9 +816,7 @@ class pg_store final : public event_store {
 
   result<consent_record> answer_consent(std::string_view id, std::string_view status, std::string_view by,
                                         std::string_view reason) override {
-    if (status != "approved" && status != "denied" && status != "expired") {
-      return make_error(store_errc::invalid_argument, "a consent answer is approved, denied or expired");
-    }
+    CHOIR_CHECK(detail::check_consent_answer(status));
     reply r = run(
         "UPDATE consents SET status = $1, answered_by = $2, reason = $3, answered_ms = $4::bigint WHERE id = $5 AND "
         "status = 'pending'",
@@ -826,13 +824,7 @@ class pg_store final : public event_store {
     if (!r.ok()) return io("answering a consent request", r);
     const bool answered = r.affected() == 1;
     CHOIR_TRY(auto stored, get_consent(id));
-    if (!stored || stored->id != id) {
-      return make_error(store_errc::invalid_argument, "no consent request " + std::string(id));
-    }
-    if (!answered) {
-      return make_error(store_errc::conflict, "consent request " + std::string(id) + " is already " + stored->status);
-    }
-    return std::move(*stored);
+    return detail::answered_consent(id, answered, std::move(stored));
   }
 
   result<std::optional<document_record>> get_document(std::string_view name) override {

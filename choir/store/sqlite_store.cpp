@@ -699,9 +699,7 @@ class sqlite_store final : public event_store {
 
   result<consent_record> answer_consent(std::string_view id, std::string_view status, std::string_view by,
                                         std::string_view reason) override {
-    if (status != "approved" && status != "denied" && status != "expired") {
-      return make_error(store_errc::invalid_argument, "a consent answer is approved, denied or expired");
-    }
+    CHOIR_CHECK(detail::check_consent_answer(status));
     auto s = cached(
         "UPDATE consents SET status = ?, answered_by = ?, reason = ?, answered_ms = ? WHERE id = ? AND "
         "status = 'pending'");
@@ -710,13 +708,7 @@ class sqlite_store final : public event_store {
     const bool answered = sqlite3_changes(db_) == 1;
     s.reset();
     CHOIR_TRY(auto stored, get_consent(id));
-    if (!stored || stored->id != id) {
-      return make_error(store_errc::invalid_argument, "no consent request " + std::string(id));
-    }
-    if (!answered) {
-      return make_error(store_errc::conflict, "consent request " + std::string(id) + " is already " + stored->status);
-    }
-    return std::move(*stored);
+    return detail::answered_consent(id, answered, std::move(stored));
   }
 
   result<std::optional<document_record>> get_document(std::string_view name) override {

@@ -75,6 +75,23 @@ result<void> check_outcome_status(std::string_view status) {
   return {};
 }
 
+result<void> check_consent_answer(std::string_view status) {
+  if (status != "approved" && status != "denied" && status != "expired") {
+    return make_error(store_errc::invalid_argument, "a consent answer is approved, denied or expired");
+  }
+  return {};
+}
+
+result<consent_record> answered_consent(std::string_view id, bool answered, std::optional<consent_record> stored) {
+  if (!stored || stored->id != id) {
+    return make_error(store_errc::invalid_argument, "no consent request " + std::string(id));
+  }
+  if (!answered) {
+    return make_error(store_errc::conflict, "consent request " + std::string(id) + " is already " + stored->status);
+  }
+  return std::move(*stored);
+}
+
 result<void> check_policy(const retention_policy& policy) {
   if (!policy.older_than_ms && !policy.keep_last) {
     return make_error(store_errc::invalid_argument, "a retention policy needs an age or a count to keep");

@@ -55,6 +55,13 @@ struct snapshot_counters {
 /// `invalid_argument` unless an effect's outcome status is `succeeded` or `failed`.
 [[nodiscard]] result<void> check_outcome_status(std::string_view status);
 
+/// `invalid_argument` unless a consent answer is `approved`, `denied` or `expired`.
+[[nodiscard]] result<void> check_consent_answer(std::string_view status);
+/// What `answer_consent` returns once its update ran: the request as now stored, `conflict` if the
+/// update found it answered already, `invalid_argument` if there is no request `id`.
+[[nodiscard]] result<consent_record> answered_consent(std::string_view id, bool answered,
+                                                      std::optional<consent_record> stored);
+
 /// Checks a retention policy; `invalid_argument` if it selects nothing by construction.
 [[nodiscard]] result<void> check_policy(const retention_policy& policy);
 
