@@ -1,0 +1,36 @@
+#pragma once
+/// The network providers: OpenAI-compatible Chat Completions (OpenAI, and the servers that speak
+/// it: llama.cpp, vLLM, Ollama) and Anthropic Messages. Wire formats: shared reference in
+/// docs/models.md. Both stream with server-sent events when the caller asks for a stream.
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "choir/models/gateway.hpp"
+#include "choir/net/http_client.hpp"
+
+namespace choir::models {
+
+struct http_provider_options {
+  std::string base_url;  ///< up to the version: `https://api.openai.com/v1`, `http://127.0.0.1:8080/v1`
+  std::string api_key;   ///< sent as `Authorization: Bearer` (OpenAI) or `x-api-key` (Anthropic); may be empty
+  std::chrono::milliseconds timeout{120'000};
+  net::header_list extra_headers;
+  /// OpenAI: the request field for the answer's length (`max_tokens` is understood by every
+  /// compatible server; OpenAI's newer models want `max_completion_tokens`).
+  std::string max_tokens_field = "max_tokens";
+  /// Anthropic: the `anthropic-version` header, and the answer length sent when none is asked for
+  /// (the API requires one).
+  std::string api_version = "2023-06-01";
+  std::int64_t default_max_tokens = 4096;
+};
+
+[[nodiscard]] std::shared_ptr<provider> openai_chat_provider(http_provider_options options);
+[[nodiscard]] std::shared_ptr<provider> anthropic_provider(http_provider_options options);
+
+/// The error a provider's HTTP status means: 429 `rate_limited`, 5xx (and Anthropic's 529)
+/// `provider_error`, 408 `core_errc::timed_out`, other 4xx `rejected`. `body` is searched for the
+/// provider's own message.
+[[nodiscard]] error status_error(int status, std::string_view body, std::string_view who);
+
+}  // namespace choir::models

@@ -1,0 +1,227 @@
+#include "choir/net/http_client.hpp"
+
+#include <algorithm>
+#include <array>
+#include <optional>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+
+namespace choir::net {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+bool iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
+/// What one exchange produced; filled in by the coroutine.
+struct exchange {
+  std::optional<result<http_response>> outcome;
+};
+
+template <class Stream>
+asio::awaitable<result<http_response>> talk(Stream& stream, const http_request& request, const url_parts& url,
+                                            const body_sink& on_body) {
+  http::request<http::string_body> req;
+  auto verb = http::string_to_verb(request.method);
+  if (verb == http::verb::unknown) {
+    co_return make_error(core_errc::invalid_argument, "unknown HTTP method '" + request.method + "'");
+  }
+  req.method(verb);
+  req.target(url.target);
+  req.version(11);
+  const bool default_port = (url.scheme == "http" && url.port == "80") || (url.scheme == "https" && url.port == "443");
+  req.set(http::field::host, default_port ? url.host : url.host + ":" + url.port);
+  req.set(http::field::user_agent, "choir/0.1");
+  for (const auto& [name, val] : request.headers) req.set(name, val);
+  if (!request.body.empty() || verb == http::verb::post || verb == http::verb::put || verb == http::verb::patch) {
+    req.body() = request.body;
+    req.prepare_payload();
+  }
+  co_await http::async_write(stream, req, asio::use_awaitable);
+
+  beast::flat_buffer buffer;
+  http::response_parser<http::buffer_body> parser;
+  parser.body_limit(boost::none);  // the limit is ours, below: it also covers streamed bodies
+  parser.header_limit(64 * 1024);
+  co_await http::async_read_header(stream, buffer, parser, asio::use_awaitable);
+
+  http_response response;
+  response.status = static_cast<int>(parser.get().result_int());
+  for (const auto& field : parser.get()) {
+    response.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
+  }
+  std::array<char, 16 * 1024> chunk{};
+  std::size_t total = 0;
+  while (!parser.is_done()) {
+    parser.get().body().data = chunk.data();
+    parser.get().body().size = chunk.size();
+    auto [ec, n] = co_await http::async_read(stream, buffer, parser, asio::as_tuple(asio::use_awaitable));
+    (void)n;
+    if (ec && ec != http::error::need_buffer) throw beast::system_error(ec);
+    const std::size_t got = chunk.size() - parser.get().body().size;
+    total += got;
+    if (total > request.max_body_bytes) {
+      co_return make_error(core_errc::invalid_argument,
+                           "response too large (over " + std::to_string(request.max_body_bytes) + " bytes)");
+    }
+    if (got == 0) continue;
+    if (on_body) {
+      if (!on_body(response, std::string_view(chunk.data(), got))) co_return response;
+    } else {
+      response.body.append(chunk.data(), got);
+    }
+  }
+  co_return response;
+}
+
+asio::awaitable<void> run_exchange(exchange& out, const http_request& request, const url_parts& url,
+                                   const body_sink& on_body, asio::ssl::context* tls) {
+  auto executor = co_await asio::this_coro::executor;
+  try {
+    tcp::resolver resolver(executor);
+    auto endpoints = co_await resolver.async_resolve(url.host, url.port, asio::use_awaitable);
+    if (tls == nullptr) {
+      beast::tcp_stream stream(executor);
+      co_await stream.async_connect(endpoints, asio::use_awaitable);
+      stream.socket().set_option(tcp::no_delay(true));
+      out.outcome = co_await talk(stream, request, url, on_body);
+      beast::error_code ignored;
+      stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    } else {
+      beast::ssl_stream<beast::tcp_stream> stream(executor, *tls);
+      if (!SSL_set_tlsext_host_name(stream.native_handle(), url.host.c_str())) {
+        out.outcome = make_error(core_errc::io_error, "TLS: cannot set the server name " + url.host);
+        co_return;
+      }
+      stream.set_verify_callback(asio::ssl::host_name_verification(url.host));
+      co_await beast::get_lowest_layer(stream).async_connect(endpoints, asio::use_awaitable);
+      beast::get_lowest_layer(stream).socket().set_option(tcp::no_delay(true));
+      co_await stream.async_handshake(asio::ssl::stream_base::client, asio::use_awaitable);
+      out.outcome = co_await talk(stream, request, url, on_body);
+      // Many servers close without a TLS close_notify; the answer is complete either way.
+      beast::get_lowest_layer(stream).close();
+    }
+  } catch (const boost::system::system_error& e) {
+    if (!out.outcome) {
+      out.outcome = make_error(core_errc::io_error, request.method + " " + request.url + ": " + e.code().message());
+    }
+  } catch (const std::exception& e) {
+    if (!out.outcome)
+      out.outcome = make_error(core_errc::io_error, request.method + " " + request.url + ": " + e.what());
+  }
+}
+
+}  // namespace
+
+std::string_view http_response::header(std::string_view name) const {
+  for (const auto& [n, v] : headers) {
+    if (iequals(n, name)) return v;
+  }
+  return {};
+}
+
+result<url_parts> parse_url(std::string_view url) {
+  url_parts parts;
+  const auto scheme_end = url.find("://");
+  if (scheme_end == std::string_view::npos) {
+    return make_error(core_errc::invalid_argument, "URL '" + std::string(url) + "' has no scheme");
+  }
+  parts.scheme = std::string(url.substr(0, scheme_end));
+  std::transform(parts.scheme.begin(), parts.scheme.end(), parts.scheme.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  if (parts.scheme != "http" && parts.scheme != "https") {
+    return make_error(core_errc::invalid_argument, "URL '" + std::string(url) + "': only http and https are supported");
+  }
+  std::string_view rest = url.substr(scheme_end + 3);
+  const auto path_start = rest.find_first_of("/?#");
+  std::string_view authority = rest.substr(0, path_start);
+  std::string_view target = path_start == std::string_view::npos ? std::string_view("/") : rest.substr(path_start);
+  if (const auto hash = target.find('#'); hash != std::string_view::npos) target = target.substr(0, hash);
+  if (target.empty() || target.front() == '?')
+    parts.target = "/" + std::string(target);
+  else
+    parts.target = std::string(target);
+  if (authority.find('@') != std::string_view::npos) {
+    return make_error(core_errc::invalid_argument, "URL '" + std::string(url) + "': credentials in URLs are refused");
+  }
+  std::string_view host = authority;
+  std::string_view port;
+  if (!authority.empty() && authority.front() == '[') {  // [v6]:port
+    const auto close = authority.find(']');
+    if (close == std::string_view::npos) {
+      return make_error(core_errc::invalid_argument, "URL '" + std::string(url) + "': unterminated IPv6 address");
+    }
+    host = authority.substr(1, close - 1);
+    if (close + 1 < authority.size()) {
+      if (authority[close + 1] != ':')
+        return make_error(core_errc::invalid_argument, "URL '" + std::string(url) + "': bad port");
+      port = authority.substr(close + 2);
+    }
+  } else if (const auto colon = authority.rfind(':'); colon != std::string_view::npos) {
+    host = authority.substr(0, colon);
+    port = authority.substr(colon + 1);
+  }
+  if (host.empty()) return make_error(core_errc::invalid_argument, "URL '" + std::string(url) + "' has no host");
+  for (char c : host) {
+    if (static_cast<unsigned char>(c) <= ' ' || c == '/' || c == '\\') {
+      return make_error(core_errc::invalid_argument, "URL '" + std::string(url) + "': bad host");
+    }
+  }
+  if (port.empty()) {
+    parts.port = parts.scheme == "https" ? "443" : "80";
+  } else {
+    if (port.size() > 5 || !std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; }) ||
+        std::stoi(std::string(port)) > 65535 || std::stoi(std::string(port)) == 0) {
+      return make_error(core_errc::invalid_argument, "URL '" + std::string(url) + "': bad port");
+    }
+    parts.port = std::string(port);
+  }
+  parts.host = std::string(host);
+  for (char c : parts.target) {
+    if (static_cast<unsigned char>(c) <= ' ' || c == 0x7f) {
+      return make_error(core_errc::invalid_argument,
+                        "URL '" + std::string(url) + "': unescaped control or space in the path");
+    }
+  }
+  return parts;
+}
+
+result<http_response> http_call(const http_request& request, const body_sink& on_body) {
+  CHOIR_TRY(url_parts url, parse_url(request.url));
+  // Declared before the io_context so that a coroutine left unfinished by the timeout is
+  // destroyed (with the io_context) while what it refers to still exists.
+  exchange out;
+  std::optional<asio::ssl::context> tls;
+  if (url.scheme == "https") {
+    tls.emplace(asio::ssl::context::tls_client);
+    tls->set_default_verify_paths();
+    tls->set_verify_mode(asio::ssl::verify_peer);
+  }
+  asio::io_context ioc(1);
+  asio::co_spawn(ioc, run_exchange(out, request, url, on_body, tls ? &*tls : nullptr), asio::detached);
+  ioc.run_for(request.timeout);
+  if (!out.outcome) {
+    ioc.stop();
+    return make_error(core_errc::timed_out, request.method + " " + request.url + ": no complete answer within " +
+                                                std::to_string(request.timeout.count()) + " ms");
+  }
+  return std::move(*out.outcome);
+}
+
+}  // namespace choir::net

@@ -1,0 +1,89 @@
+#include "choir/net/http_client.hpp"
+
+#include <gtest/gtest.h>
+
+#include "choir/net/test_http_server.hpp"
+
+namespace choir::net {
+namespace {
+
+using testing::canned_reply;
+using testing::received_request;
+using testing::test_http_server;
+
+TEST(HttpClient, SendsTheRequestAndReadsTheAnswer) {
+  test_http_server server([](const received_request& r) {
+    return canned_reply{.status = 201, .headers = {{"X-Echo", r.header("x-test")}}, .chunks = {"got " + r.body}};
+  });
+  auto response = http_call(
+      {.method = "POST", .url = server.url("/v1/things?q=1"), .headers = {{"X-Test", "yes"}}, .body = "hello"});
+  ASSERT_TRUE(response.ok()) << response.err().message;
+  EXPECT_EQ(response->status, 201);
+  EXPECT_EQ(response->body, "got hello");
+  EXPECT_EQ(response->header("x-echo"), "yes");
+  const auto seen = server.requests();
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0].method, "POST");
+  EXPECT_EQ(seen[0].target, "/v1/things?q=1");
+}
+
+TEST(HttpClient, StreamsAChunkedBodyToTheSink) {
+  test_http_server server([](const received_request&) { return canned_reply{.chunks = {"one ", "two ", "three"}}; });
+  std::string got;
+  int status_seen = 0;
+  auto response = http_call({.url = server.url("/")}, [&](const http_response& head, std::string_view chunk) {
+    status_seen = head.status;
+    got += chunk;
+    return true;
+  });
+  ASSERT_TRUE(response.ok()) << response.err().message;
+  EXPECT_EQ(status_seen, 200);
+  EXPECT_EQ(got, "one two three");
+  EXPECT_TRUE(response->body.empty());
+}
+
+TEST(HttpClient, GivesUpAfterTheTimeout) {
+  test_http_server server([](const received_request&) { return canned_reply{.hang = true}; });
+  auto response = http_call({.url = server.url("/"), .timeout = std::chrono::milliseconds(200)});
+  ASSERT_FALSE(response.ok());
+  EXPECT_EQ(response.err().code, core_errc::timed_out);
+}
+
+TEST(HttpClient, RefusesABodyOverTheLimit) {
+  test_http_server server([](const received_request&) { return canned_reply{.chunks = {std::string(5000, 'x')}}; });
+  auto response = http_call({.url = server.url("/"), .max_body_bytes = 1000});
+  ASSERT_FALSE(response.ok());
+  EXPECT_EQ(response.err().code, core_errc::invalid_argument);
+}
+
+TEST(HttpClient, ReportsARefusedConnection) {
+  std::string url;
+  {
+    test_http_server gone([](const received_request&) { return canned_reply{}; });
+    url = gone.url("/");
+  }
+  auto response = http_call({.url = url, .timeout = std::chrono::milliseconds(2000)});
+  ASSERT_FALSE(response.ok());
+  EXPECT_EQ(response.err().code, core_errc::io_error);
+}
+
+TEST(HttpClient, ParsesUrls) {
+  auto u = parse_url("https://api.example.com/v1/chat?x=1#frag");
+  ASSERT_TRUE(u.ok());
+  EXPECT_EQ(u->scheme, "https");
+  EXPECT_EQ(u->host, "api.example.com");
+  EXPECT_EQ(u->port, "443");
+  EXPECT_EQ(u->target, "/v1/chat?x=1");
+  auto v6 = parse_url("http://[::1]:8080");
+  ASSERT_TRUE(v6.ok());
+  EXPECT_EQ(v6->host, "::1");
+  EXPECT_EQ(v6->port, "8080");
+  EXPECT_EQ(v6->target, "/");
+  for (const char* bad : {"ftp://x/", "http://", "http://user:pw@host/", "http://host:99999/", "http://host:x/",
+                          "no scheme", "http://ho st/", "http://host/a b"}) {
+    EXPECT_FALSE(parse_url(bad).ok()) << bad;
+  }
+}
+
+}  // namespace
+}  // namespace choir::net
