@@ -14,6 +14,7 @@ packages=(
   libboost1.81-dev libssl-dev libsqlite3-dev sqlite3 libpq-dev postgresql
   libyaml-cpp-dev nlohmann-json3-dev libfmt-dev libspdlog-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev libcaf-dev
+  bubblewrap   # the sandbox shell.exec runs in
 )
 if [ "${1:-}" = "--with-browser" ]; then
   packages+=(chromium nodejs npm)

@@ -12,6 +12,7 @@
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <random>
 #include <sstream>
 #include <string>
@@ -285,3 +286,71 @@ TEST(Crash, AParentKilledMidFanOutResumesAndEveryChildRunsExactlyOnce) {
 }
 
 }  // namespace
+
+/// Runs the notes example (model → fs.write → model → shell.exec → model, all in one step) killed
+/// at the `nth` time a journal write reaches `point`, then resumes it. Returns the resumed run's
+/// outcome line and the workspace's log file.
+struct tool_crash {
+  std::string run_id;
+  nlohmann::json resumed;  ///< `runs resume --json`'s last line
+  std::string log;         ///< notes/log.txt of the agent's workspace ("" if absent)
+};
+
+tool_crash kill_notes_at(const std::string& point, int nth) {
+  const fs::path dir = fs::path(::testing::TempDir()) /
+                       ("choir-tools-crash-" + std::to_string(getpid()) + "-" + point + std::to_string(nth));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const std::string store = (dir / "choir.db").string();
+  capture("policy apply " + std::string(CHOIR_SOURCE_DIR) + "/examples/policy.yaml --store " + store);
+  // The workspace is the store's folder: the test's own.
+  const pid_t pid = spawn({"run", std::string(CHOIR_SOURCE_DIR) + "/examples/notes.yaml", "--input",
+                           "request=note: buy milk", "--store", store},
+                          point + ":" + std::to_string(nth));
+  int status = 0;
+  EXPECT_EQ(waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "the run was to be killed at " << point;
+  tool_crash out;
+  const std::string listed = capture("runs list --json --store " + store);
+  if (listed.empty()) return out;
+  out.run_id = nlohmann::json::parse(listed.substr(0, listed.find('\n')))["run_id"];
+  const std::string resumed = capture("runs resume " + out.run_id + " --json --store " + store + " --agents " +
+                                      std::string(CHOIR_SOURCE_DIR) + "/examples");
+  const auto last_line = resumed.rfind('\n', resumed.size() - 2);
+  out.resumed = nlohmann::json::parse(resumed.substr(last_line == std::string::npos ? 0 : last_line + 1));
+  std::ifstream log(dir / "workspaces" / "local" / "notes" / "notes" / "log.txt");
+  out.log.assign(std::istreambuf_iterator<char>(log), {});
+  fs::remove_all(dir);
+  return out;
+}
+
+// The step's effects, in order: model (1), fs.write (2), model (3), shell.exec (4), model (5).
+
+TEST(Crash, AToolCallWhoseOutcomeWasRecordedIsNotRunAgainOnResume) {
+  // Killed just after the shell command's outcome was journaled, before the step committed: the
+  // step runs again on resume, reusing every recorded answer and result.
+  const auto r = kill_notes_at("effect.outcome", 4);
+  ASSERT_FALSE(r.run_id.empty());
+  EXPECT_EQ(r.resumed["outcome"], "completed") << r.resumed.dump();
+  EXPECT_EQ(r.log, "saved\n") << "the shell command ran once";
+  EXPECT_NE(r.resumed["state"]["reply"].get<std::string>().find(R"("stdout":"1\n")"), std::string::npos)
+      << r.resumed["state"]["reply"] << ": the model saw the recorded result";
+}
+
+TEST(Crash, AToolCallCaughtInFlightIsNotGuessedAt) {
+  // Killed after the shell command's intent was journaled and before its outcome: whether it ran
+  // is unknown and it is not idempotent, so the step fails rather than run it a second time.
+  const auto r = kill_notes_at("effect.intent", 4);
+  ASSERT_FALSE(r.run_id.empty());
+  EXPECT_EQ(r.resumed["outcome"], "failed") << r.resumed.dump();
+  EXPECT_NE(r.resumed.value("error", "").find("not idempotent"), std::string::npos) << r.resumed.dump();
+}
+
+TEST(Crash, AnIdempotentWriteCaughtInFlightRunsAgain) {
+  // Killed after fs.write's intent: a write is write-temp-then-rename keyed by the call, so it is
+  // made again, and the run completes.
+  const auto r = kill_notes_at("effect.intent", 2);
+  ASSERT_FALSE(r.run_id.empty());
+  EXPECT_EQ(r.resumed["outcome"], "completed") << r.resumed.dump();
+  EXPECT_EQ(r.log, "saved\n");
+}

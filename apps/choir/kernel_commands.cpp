@@ -79,8 +79,10 @@ result<std::shared_ptr<runtime::gate>> open_gate(const std::shared_ptr<store::ev
     CHOIR_TRY(auto loaded, kernel::policy::load(stored->body, "stored policy v" + std::to_string(stored->version)));
     policy = std::make_shared<const kernel::policy>(std::move(loaded));
   }
-  return std::make_shared<runtime::gate>(store, std::shared_ptr<kernel::audit_log>(std::move(audit)),
-                                         std::move(policy));
+  runtime::gate_options options;
+  options.node.models = served_models();
+  return std::make_shared<runtime::gate>(store, std::shared_ptr<kernel::audit_log>(std::move(audit)), std::move(policy),
+                                         options);
 }
 
 namespace {

@@ -50,7 +50,10 @@ int graph_command(const std::string& file, const std::string& format) {
     fmt::print(stderr, "choir graph: {}\n", text.err().message);
     return choir::cli::exit_invalid;
   }
-  choir::cli::search_agents({}, file);
+  if (auto found = choir::cli::search_agents({}, file); !found.ok()) {
+    fmt::print(stderr, "choir graph: {}\n", found.err().message);
+    return choir::cli::exit_invalid;
+  }
   const auto registry = choir::cli::default_registry();
   auto doc = load_graph(*text, file, registry);
   if (!doc.ok()) {
@@ -80,6 +83,11 @@ int main(int argc, char** argv) {
       "Exit codes: 0 success, 1 a step failed, 2 invalid input, 3 stopped by --max-steps."};
   app.set_version_flag("--version", std::string("choir 0.1.0"));
   app.require_subcommand(1);
+  std::string models_file;
+  app.add_option("--models", models_file,
+                 "The models file (kind: Models; default: $CHOIR_MODELS, else models.yaml beside the agents)")
+      ->check(CLI::ExistingFile);
+  app.parse_complete_callback([&] { choir::cli::set_models_file(models_file); });
 
   choir::cli::run_options run_opts;
   auto* run = app.add_subcommand("run", "Run a YAML graph in memory and print each step");

@@ -14,11 +14,14 @@
 
 #include "apps/choir/kernel_commands.hpp"
 #include "choir/core/id.hpp"
+#include "choir/core/yaml.hpp"
 #include "choir/graph/application.hpp"
+#include "choir/models/gateway.hpp"
 #include "choir/runtime/actions/map.hpp"
 #include "choir/runtime/actor.hpp"
 #include "choir/store/event_store.hpp"
 #include "choir/store/synchronized.hpp"
+#include "choir/tools/builtin.hpp"
 
 namespace choir::cli {
 namespace {
@@ -76,13 +79,16 @@ void print_step_line(std::ostream& out, std::int64_t sequence_id, const std::str
 namespace {
 
 /// What this process's `map` steps use: worker actors, and the store the command opened.
-const std::shared_ptr<runtime::map_services>& process_services() {
+const std::shared_ptr<runtime::action_services>& process_services() {
   static runtime::actor_system actors;
   static const auto services = [] {
-    auto s = std::make_shared<runtime::map_services>();
+    auto s = std::make_shared<runtime::action_services>();
     s->actors = &actors;
     s->lease_ttl_ms = lease_ttl_ms;
     s->agents = std::make_shared<runtime::agent_catalog>();
+    auto tools = std::make_shared<tools::tool_registry>();
+    (void)tools::add_builtin_tools(*tools);  // the built-ins' schemas are fixed: this cannot fail
+    s->tools = std::move(tools);
     return s;
   }();
   return services;
@@ -90,12 +96,64 @@ const std::shared_ptr<runtime::map_services>& process_services() {
 
 }  // namespace
 
-void search_agents(const std::vector<std::string>& folders, const std::string& file) {
-  for (const auto& f : folders) process_services()->agents->search_in(f);
+namespace {
+
+std::string& models_file() {
+  static std::string file;
+  return file;
+}
+
+/// The gateway of a `kind: Models` file; its scripted models' rule files are beside it.
+result<std::shared_ptr<const models::gateway>> load_models(const std::filesystem::path& path) {
+  CHOIR_TRY(std::string text, read_file(path.string()));
+  CHOIR_TRY(auto docs, parse_yaml(text, path.string()));
+  if (docs.size() != 1)
+    return make_error(core_errc::invalid_argument, path.string() + ": expected one kind: Models document");
+  auto gateway = models::gateway::from_config(docs.front().root(), path.parent_path().string());
+  if (!gateway.ok()) return make_error(gateway.err().code, path.string() + ": " + gateway.err().message);
+  return std::shared_ptr<const models::gateway>(std::move(gateway).value());
+}
+
+/// With no models file anywhere: one offline model, `scripted`, that answers with what it was told.
+std::shared_ptr<const models::gateway> default_models() {
+  auto g = models::gateway::from_config(
+      value{{"kind", "Models"},
+            {"models", {{"scripted", {{"provider", "scripted"}, {"rules", value::array({{{"reply", "{{user}}"}}})}}}}}},
+      ".");
+  return std::move(g).value();
+}
+
+}  // namespace
+
+void set_models_file(std::string path) { models_file() = std::move(path); }
+
+std::vector<std::string> served_models() {
+  const auto& g = process_services()->models;
+  return g ? g->aliases() : std::vector<std::string>{};
+}
+
+result<void> search_agents(const std::vector<std::string>& folders, const std::string& file) {
+  std::vector<std::filesystem::path> dirs(folders.begin(), folders.end());
   if (!file.empty()) {
     const auto beside = std::filesystem::path(file).parent_path();
-    process_services()->agents->search_in(beside.empty() ? std::filesystem::path(".") : beside);
+    dirs.push_back(beside.empty() ? std::filesystem::path(".") : beside);
   }
+  for (const auto& d : dirs) process_services()->agents->search_in(d);
+  if (process_services()->models) return {};
+  std::filesystem::path chosen = models_file();
+  if (chosen.empty()) {
+    if (const char* env = std::getenv("CHOIR_MODELS"); env != nullptr && *env != '\0') chosen = env;
+  }
+  for (const auto& d : dirs) {
+    if (!chosen.empty()) break;
+    if (std::filesystem::exists(d / "models.yaml")) chosen = d / "models.yaml";
+  }
+  if (chosen.empty()) {
+    process_services()->models = default_models();
+    return {};
+  }
+  CHOIR_TRY(process_services()->models, load_models(chosen));
+  return {};
 }
 
 graph::action_registry default_registry() { return runtime::runtime_registry(process_services()); }
@@ -160,6 +218,14 @@ result<std::shared_ptr<store::event_store>> open_store(const std::string& path) 
   // Shared with the worker threads that run `map` children, which record their runs in it.
   auto shared = store::synchronized(std::move(opened));
   process_services()->store = shared;
+  // Agents' workspaces live beside a SQLite store, or under .choir/ for PostgreSQL.
+  const std::string where = path.empty() ? std::string(default_store_path) : path;
+  const bool sqlite = where.rfind("postgres", 0) != 0;
+  const char* env = std::getenv("CHOIR_WORKSPACES");
+  process_services()->workspaces = env != nullptr && *env != '\0'
+                                       ? std::filesystem::path(env)
+                                       : (sqlite ? std::filesystem::path(where).parent_path() / "workspaces"
+                                                 : std::filesystem::path(".choir/workspaces"));
   return shared;
 }
 
@@ -250,7 +316,10 @@ int run_command(const run_options& options, std::ostream& out, std::ostream& err
     err << command << ": " << text.err().message << "\n";
     return exit_invalid;
   }
-  search_agents(options.agents, options.file);
+  if (auto found = search_agents(options.agents, options.file); !found.ok()) {
+    err << command << ": " << found.err().message << "\n";
+    return exit_invalid;
+  }
   auto agent = runtime::load_agent(*text, options.file, default_registry());
   if (!agent.ok()) {
     err << command << ": " << agent.err().message << "\n";

@@ -54,8 +54,16 @@ int drive(graph::application& app, const std::string& name, const run_options& o
 void print_step_line(std::ostream& out, std::int64_t sequence_id, const std::string& action, bool failed, int attempts,
                      const std::string& failure, const graph::state_delta& delta);
 
-/// Makes the agents in `folders`, and beside `file` if given, known to `agent:` references.
-void search_agents(const std::vector<std::string>& folders, const std::string& file = "");
+/// Makes the agents in `folders`, and beside `file` if given, known to `agent:` references, and
+/// sets up the model gateway `llm` steps use, from the first of: `set_models_file`'s file
+/// (`--models`), `$CHOIR_MODELS`, a `models.yaml` in those folders, or else one offline model
+/// named `scripted` that answers with the user's message (docs/models.md). Errors: the models
+/// file cannot be read or is invalid.
+[[nodiscard]] result<void> search_agents(const std::vector<std::string>& folders, const std::string& file = "");
+/// The models file `search_agents` uses before any other (empty: search).
+void set_models_file(std::string path);
+/// The model aliases the gateway serves (admission's model clause).
+[[nodiscard]] std::vector<std::string> served_models();
 
 /// Makes the child runs of `map` and `agent` steps pass `gate` (the kernel of the run being driven).
 void use_gate(std::shared_ptr<runtime::gate> gate);

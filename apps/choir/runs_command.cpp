@@ -139,7 +139,10 @@ result<std::shared_ptr<const runtime::agent_definition>> agent_for(store::event_
 /// `resume` and `input`: continue a run from its last committed step, as its single owner.
 int continue_run(const runs_options& options, std::ostream& out, std::ostream& err, const std::string& command,
                  bool delivering_input) {
-  search_agents(options.run.agents, options.graph_file.empty() ? "./." : options.graph_file);
+  if (auto found = search_agents(options.run.agents, options.graph_file.empty() ? "./." : options.graph_file);
+      !found.ok()) {
+    return report(err, command, found.err());
+  }
   auto s = open_or_report(options, err, command);
   if (!s) return exit_invalid;
   auto seen = s->get_run(options.run_id);
@@ -249,7 +252,7 @@ int runs_input(const runs_options& options, std::ostream& out, std::ostream& err
 
 int runs_replay(const runs_options& options, std::ostream& out, std::ostream& err) {
   const std::string command = "choir runs replay";
-  search_agents(options.run.agents, "./.");
+  if (auto found = search_agents(options.run.agents, "./."); !found.ok()) return report(err, command, found.err());
   auto s = open_or_report(options, err, command);
   if (!s) return exit_invalid;
   auto run = s->get_run(options.run_id);

@@ -8,24 +8,17 @@
 #include "choir/graph/loader.hpp"
 
 namespace choir::graph {
-namespace {
 
-/// Names resolve to the action's inputs first, then to the state keys it reads.
-class set_scope final : public expr_scope {
- public:
-  explicit set_scope(const state_view& view) : view_(view) {}
-  [[nodiscard]] value_ref find(std::string_view name) const override {
-    const value& inputs = view_.inputs();
-    if (inputs.is_object()) {
-      auto it = inputs.find(name);
-      if (it != inputs.end()) return value_ref{&*it, nullptr};
-    }
-    return view_.find(name);
+value_ref step_scope::find(std::string_view name) const {
+  const value& inputs = view_.inputs();
+  if (inputs.is_object()) {
+    auto it = inputs.find(name);
+    if (it != inputs.end()) return value_ref{&*it, nullptr};
   }
+  return view_.find(name);
+}
 
- private:
-  const state_view& view_;
-};
+namespace {
 
 struct set_operation {
   state_op::kind op;
@@ -42,7 +35,7 @@ class set_action final : public action {
   result<action_output> execute(const state_view& view, stream_sink& /*sink*/) override {
     action_output out;
     out.result = value::object();
-    const set_scope scope(view);
+    const step_scope scope(view);
     for (const auto& op : ops_) {
       value operand;
       if (op.op != state_op::kind::remove) {

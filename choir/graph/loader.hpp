@@ -15,6 +15,7 @@
 #include "choir/core/value.hpp"
 #include "choir/graph/action.hpp"
 #include "choir/graph/application.hpp"
+#include "choir/graph/expression.hpp"
 
 namespace choir::graph {
 
@@ -47,6 +48,16 @@ class action_decl {
   action_spec spec_;
   value config_;
   const locator* where_;
+};
+
+/// What the expressions of a YAML action see: its inputs first, then the state keys it reads.
+class step_scope final : public expr_scope {
+ public:
+  explicit step_scope(const state_view& view) : view_(view) {}
+  [[nodiscard]] value_ref find(std::string_view name) const override;
+
+ private:
+  const state_view& view_;
 };
 
 using action_factory = std::function<result<std::shared_ptr<action>>(const action_decl&)>;

@@ -117,11 +117,10 @@ class contract_reader {
       CHOIR_TRY(c.models_allowed, strings(mp, "modelPolicy", "allow"));
       CHOIR_TRY(c.max_context_tokens, positive_int(mp, "modelPolicy", "max_context_tokens", 100'000'000));
       CHOIR_TRY(c.placement, strings(mp, "modelPolicy", "placement"));
-      // `allow` is admission's model clause; the rest is the gateway's to enforce.
-      if (c.max_context_tokens || !c.placement.empty()) {
-        out.not_enforced.emplace_back(
-            "modelPolicy.max_context_tokens, modelPolicy.placement: the model gateway does "
-            "not exist yet");
+      // `allow` is admission's model clause; `max_context_tokens` is checked by the gate before
+      // each model call.
+      if (!c.placement.empty()) {
+        out.not_enforced.emplace_back("modelPolicy.placement: every model of the gateway is equally placed yet");
       }
     }
 
@@ -186,7 +185,6 @@ class contract_reader {
       CHOIR_TRY(c.max_tokens_per_turn, positive_int(b, "budget", "max_tokens_per_turn", 1'000'000'000));
       CHOIR_TRY(c.max_tokens_per_run, positive_int(b, "budget", "max_tokens_per_run", 1'000'000'000'000));
       CHOIR_TRY(c.max_cost_usd_per_run, number(b, "budget", "max_cost_usd_per_run", 0, 1e9));
-      out.not_enforced.emplace_back("budget: budgets are enforced once model calls exist");
     }
     return out;
   }

@@ -68,9 +68,12 @@ TEST(Contract, FieldsNothingEnforcesYetAreReportedNotIgnored) {
   std::string all;
   for (const auto& line : loaded->not_enforced) all += line + "\n";
   for (const char* field :
-       {"compute.gpu_mem", "modelPolicy", "memory", "security.data_scopes", "observability", "budget"}) {
+       {"compute.gpu_mem", "modelPolicy.placement", "memory", "security.data_scopes", "observability"}) {
     EXPECT_NE(all.find(field), std::string::npos) << field << " missing from:\n" << all;
   }
+  // The gate enforces these now.
+  EXPECT_EQ(all.find("budget"), std::string::npos) << all;
+  EXPECT_EQ(all.find("max_context_tokens"), std::string::npos) << all;
 }
 
 TEST(Contract, AMinimalContractNeedsOnlyItsNameAndClass) {

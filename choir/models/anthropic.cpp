@@ -1,5 +1,6 @@
 #include <map>
 
+#include "choir/core/json_access.hpp"
 #include "choir/models/providers.hpp"
 #include "choir/net/sse.hpp"
 
@@ -32,7 +33,8 @@ value anthropic_body(const chat_request& request, const http_provider_options& o
       value block{{"type", "tool_result"}, {"tool_use_id", m.tool_call_id}, {"content", m.content}};
       if (m.is_error) block["is_error"] = true;
       if (!messages.empty() && messages.back()["role"] == "user" && messages.back()["content"].is_array() &&
-          !messages.back()["content"].empty() && messages.back()["content"].back().value("type", "") == "tool_result") {
+          !messages.back()["content"].empty() &&
+          string_at(messages.back()["content"].back(), "type") == "tool_result") {
         messages.back()["content"].push_back(std::move(block));
       } else {
         messages.push_back({{"role", "user"}, {"content", value::array({std::move(block)})}});
@@ -81,13 +83,13 @@ class anthropic final : public provider {
     if (stream == nullptr) {
       CHOIR_TRY(net::http_response response, net::http_call(http));
       if (response.status / 100 != 2) return status_error(response.status, response.body, "Anthropic endpoint");
-      return parse_answer(response.body);
+      return parse_answer_impl(response.body);
     }
     return streamed(http, *stream);
   }
 
- private:
-  static result<chat_response> parse_answer(std::string_view text) {
+ public:
+  static result<chat_response> parse_answer_impl(std::string_view text) {
     const value v = value::parse(text, nullptr, /*allow_exceptions=*/false);
     if (v.is_discarded() || !v.is_object() || !v.contains("content") || !v["content"].is_array()) {
       return make_error(model_errc::bad_response, "the answer is not a message with content");
@@ -96,23 +98,24 @@ class anthropic final : public provider {
     r.message.role = "assistant";
     for (const auto& block : v["content"]) {
       if (!block.is_object()) continue;
-      const std::string type = block.value("type", std::string());
+      const std::string type = string_at(block, "type");
       if (type == "text" && block.contains("text") && block["text"].is_string()) {
         r.message.content += block["text"].get<std::string>();
       } else if (type == "tool_use") {
-        r.message.tool_calls.push_back({.id = block.value("id", std::string()),
-                                        .name = block.value("name", std::string()),
+        r.message.tool_calls.push_back({.id = string_at(block, "id"),
+                                        .name = string_at(block, "name"),
                                         .arguments = block.contains("input") ? block["input"] : value::object()});
       }
     }
     if (v.contains("stop_reason") && v["stop_reason"].is_string()) r.finish_reason = finish_of(v["stop_reason"]);
     if (v.contains("usage") && v["usage"].is_object()) {
-      r.usage.input_tokens = v["usage"].value("input_tokens", std::int64_t{0});
-      r.usage.output_tokens = v["usage"].value("output_tokens", std::int64_t{0});
+      r.usage.input_tokens = int_at(v["usage"], "input_tokens");
+      r.usage.output_tokens = int_at(v["usage"], "output_tokens");
     }
     return r;
   }
 
+ private:
   static result<chat_response> streamed(const net::http_request& http, chat_stream& stream) {
     struct block {
       std::string type, id, name, json;
@@ -131,24 +134,24 @@ class anthropic final : public provider {
         failure = make_error(model_errc::bad_response, "a streamed event is not a JSON object");
         return;
       }
-      const std::string type = v.value("type", e.event);
+      const std::string type = string_at(v, "type", e.event);
       const std::int64_t index =
           v.contains("index") && v["index"].is_number_integer() ? v["index"].get<std::int64_t>() : 0;
       if (type == "message_start" && v.contains("message") && v["message"].is_object()) {
         const value& m = v["message"];
         if (m.contains("usage") && m["usage"].is_object()) {
-          r.usage.input_tokens = m["usage"].value("input_tokens", std::int64_t{0});
-          r.usage.output_tokens = m["usage"].value("output_tokens", std::int64_t{0});
+          r.usage.input_tokens = int_at(m["usage"], "input_tokens");
+          r.usage.output_tokens = int_at(m["usage"], "output_tokens");
         }
       } else if (type == "content_block_start" && v.contains("content_block") && v["content_block"].is_object()) {
         const value& b = v["content_block"];
         auto& blk = blocks[index];
-        blk.type = b.value("type", std::string());
-        blk.id = b.value("id", std::string());
-        blk.name = b.value("name", std::string());
+        blk.type = string_at(b, "type");
+        blk.id = string_at(b, "id");
+        blk.name = string_at(b, "name");
       } else if (type == "content_block_delta" && v.contains("delta") && v["delta"].is_object()) {
         const value& d = v["delta"];
-        const std::string dtype = d.value("type", std::string());
+        const std::string dtype = string_at(d, "type");
         if (dtype == "text_delta" && d.contains("text") && d["text"].is_string()) {
           const auto& piece = d["text"].get_ref<const std::string&>();
           r.message.content += piece;
@@ -169,13 +172,12 @@ class anthropic final : public provider {
           r.finish_reason = finish_of(v["delta"]["stop_reason"]);
         }
         if (v.contains("usage") && v["usage"].is_object() && v["usage"].contains("output_tokens")) {
-          r.usage.output_tokens = v["usage"].value("output_tokens", std::int64_t{0});
+          r.usage.output_tokens = int_at(v["usage"], "output_tokens");
         }
       } else if (type == "message_stop") {
         stopped = true;
       } else if (type == "error") {
-        const std::string kind =
-            v.contains("error") && v["error"].is_object() ? v["error"].value("type", std::string()) : "";
+        const std::string kind = v.contains("error") && v["error"].is_object() ? string_at(v["error"], "type") : "";
         failure = status_error(kind == "overloaded_error" ? 529 : (kind == "rate_limit_error" ? 429 : 500), e.data,
                                "Anthropic endpoint (mid-stream)");
       }
@@ -199,6 +201,8 @@ class anthropic final : public provider {
 };
 
 }  // namespace
+
+result<chat_response> parse_anthropic_answer(std::string_view body) { return anthropic::parse_answer_impl(body); }
 
 std::shared_ptr<provider> anthropic_provider(http_provider_options options) {
   return std::make_shared<anthropic>(std::move(options));

@@ -1,5 +1,7 @@
 #include "choir/models/chat.hpp"
 
+#include "choir/core/json_access.hpp"
+
 namespace choir::models {
 namespace {
 
@@ -148,9 +150,9 @@ result<chat_response> response_from_json(const value& v) {
   CHOIR_TRY(r.finish_reason, string_field(v, "finish_reason", false));
   CHOIR_TRY(r.model, string_field(v, "model", false));
   if (const auto u = v.find("usage"); u != v.end() && u->is_object()) {
-    r.usage.input_tokens = u->value("input_tokens", std::int64_t{0});
-    r.usage.output_tokens = u->value("output_tokens", std::int64_t{0});
-    r.usage.estimated = u->value("estimated", false);
+    r.usage.input_tokens = int_at(*u, "input_tokens");
+    r.usage.output_tokens = int_at(*u, "output_tokens");
+    r.usage.estimated = bool_at(*u, "estimated");
   }
   if (const auto c = v.find("cost_usd"); c != v.end() && c->is_number()) r.cost_usd = c->get<double>();
   return r;

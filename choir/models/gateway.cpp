@@ -1,5 +1,7 @@
 #include "choir/models/gateway.hpp"
 
+#include "choir/core/json_access.hpp"
+
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
@@ -119,7 +121,7 @@ result<std::string> read_text(const std::filesystem::path& path) {
 }  // namespace
 
 result<std::shared_ptr<gateway>> gateway::from_config(const value& config, std::string_view base_dir, sleeper sleep) {
-  if (!config.is_object() || config.value("kind", std::string()) != "Models") return bad("kind", "must be Models");
+  if (!config.is_object() || string_at(config, "kind") != "Models") return bad("kind", "must be Models");
   const auto models = config.find("models");
   if (models == config.end() || !models->is_object() || models->empty()) {
     return bad("models", "a mapping from alias to model is required");
@@ -142,7 +144,9 @@ result<std::shared_ptr<gateway>> gateway::from_config(const value& config, std::
                                                  "script",
                                                  "rules"};
   auto g = std::make_shared<gateway>(std::move(sleep));
-  for (const auto& [alias, m] : models->items()) {
+  for (const auto& item : models->items()) {
+    const std::string alias = item.key();
+    const value& m = item.value();  // (named, not a structured binding: lambdas below capture it)
     const std::string at = "models." + alias;
     if (!m.is_object()) return bad(at, "must be a mapping");
     for (const auto& [k, _] : m.items()) {

@@ -1,5 +1,6 @@
 #include <map>
 
+#include "choir/core/json_access.hpp"
 #include "choir/models/providers.hpp"
 #include "choir/net/sse.hpp"
 
@@ -90,13 +91,13 @@ class openai_chat final : public provider {
     if (stream == nullptr) {
       CHOIR_TRY(net::http_response response, net::http_call(http));
       if (response.status / 100 != 2) return status_error(response.status, response.body, "OpenAI-compatible endpoint");
-      return parse_answer(response.body);
+      return parse_answer_impl(response.body);
     }
     return streamed(http, *stream);
   }
 
- private:
-  static result<chat_response> parse_answer(std::string_view text) {
+ public:
+  static result<chat_response> parse_answer_impl(std::string_view text) {
     const value v = value::parse(text, nullptr, /*allow_exceptions=*/false);
     if (v.is_discarded() || !v.is_object())
       return make_error(model_errc::bad_response, "the answer is not a JSON object");
@@ -115,8 +116,8 @@ class openai_chat final : public provider {
           return make_error(model_errc::bad_response, "a tool call has no function");
         }
         tool_call call;
-        call.id = c.value("id", std::string());
-        call.name = c["function"].value("name", std::string());
+        call.id = string_at(c, "id");
+        call.name = string_at(c["function"], "name");
         const auto& args = c["function"].contains("arguments") ? c["function"]["arguments"] : value();
         call.arguments =
             args.is_string() ? parse_arguments(args.get<std::string>()) : (args.is_null() ? value::object() : args);
@@ -139,6 +140,7 @@ class openai_chat final : public provider {
     }
   }
 
+ private:
   static result<chat_response> streamed(const net::http_request& http, chat_stream& stream) {
     struct partial_call {
       std::string id, name, arguments;
@@ -168,7 +170,7 @@ class openai_chat final : public provider {
       read_usage(v, r);
       if (!v.contains("choices") || !v["choices"].is_array()) return;
       for (const auto& choice : v["choices"]) {
-        if (!choice.is_object() || choice.value("index", 0) != 0) continue;
+        if (!choice.is_object() || int_at(choice, "index") != 0) continue;
         if (choice.contains("finish_reason") && choice["finish_reason"].is_string())
           r.finish_reason = choice["finish_reason"];
         if (!choice.contains("delta") || !choice["delta"].is_object()) continue;
@@ -221,6 +223,8 @@ class openai_chat final : public provider {
 };
 
 }  // namespace
+
+result<chat_response> parse_openai_answer(std::string_view body) { return openai_chat::parse_answer_impl(body); }
 
 std::shared_ptr<provider> openai_chat_provider(http_provider_options options) {
   return std::make_shared<openai_chat>(std::move(options));

@@ -28,6 +28,11 @@ struct http_provider_options {
 [[nodiscard]] std::shared_ptr<provider> openai_chat_provider(http_provider_options options);
 [[nodiscard]] std::shared_ptr<provider> anthropic_provider(http_provider_options options);
 
+/// A whole (not streamed) answer in each wire format, as the providers read it. Errors:
+/// `model_errc::bad_response`. Exposed for tests and fuzzing: the bytes come from the network.
+[[nodiscard]] result<chat_response> parse_openai_answer(std::string_view body);
+[[nodiscard]] result<chat_response> parse_anthropic_answer(std::string_view body);
+
 /// The error a provider's HTTP status means: 429 `rate_limited`, 5xx (and Anthropic's 529)
 /// `provider_error`, 408 `core_errc::timed_out`, other 4xx `rejected`. `body` is searched for the
 /// provider's own message.

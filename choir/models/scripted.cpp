@@ -3,6 +3,7 @@
 #include <optional>
 #include <regex>
 
+#include "choir/core/json_access.hpp"
 #include "choir/core/yaml.hpp"
 
 namespace choir::models {
@@ -230,7 +231,9 @@ result<rule> parse_rule(const value& v, std::string_view where, const std::strin
   if (const auto w = v.find("when"); w != v.end()) {
     if (!w->is_object()) return bad(where, at + ".when", "must be a mapping");
     const std::string wat = at + ".when";
-    for (const auto& [k, c] : w->items()) {
+    for (const auto& item : w->items()) {
+      const std::string k = item.key();
+      const value& c = item.value();  // (named, not a structured binding: the lambda below captures it)
       const std::string field = wat + "." + k;
       auto text = [&]() -> result<std::string> {
         if (!c.is_string()) return bad(where, field, "must be a string");
@@ -275,7 +278,7 @@ result<rule> parse_rule(const value& v, std::string_view where, const std::strin
 
 result<std::shared_ptr<provider>> scripted_from_json(const value& document, std::string_view where) {
   if (!document.is_object()) return bad(where, "(document)", "a ScriptedModel document is a mapping");
-  if (document.value("kind", std::string()) != "ScriptedModel") {
+  if (string_at(document, "kind") != "ScriptedModel") {
     return bad(where, "kind", "must be ScriptedModel");
   }
   const auto rules = document.find("rules");

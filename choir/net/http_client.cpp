@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <optional>
+#include <vector>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -94,8 +95,17 @@ asio::awaitable<void> run_exchange(exchange& out, const http_request& request, c
                                    const body_sink& on_body, asio::ssl::context* tls) {
   auto executor = co_await asio::this_coro::executor;
   try {
-    tcp::resolver resolver(executor);
-    auto endpoints = co_await resolver.async_resolve(url.host, url.port, asio::use_awaitable);
+    // A numeric address needs no resolver (whose background thread would cost more than the exchange).
+    std::vector<tcp::endpoint> endpoints;
+    boost::system::error_code numeric;
+    const auto address = asio::ip::make_address(url.host, numeric);
+    if (!numeric) {
+      endpoints.emplace_back(address, static_cast<unsigned short>(std::stoi(url.port)));
+    } else {
+      tcp::resolver resolver(executor);
+      auto resolved = co_await resolver.async_resolve(url.host, url.port, asio::use_awaitable);
+      for (const auto& entry : resolved) endpoints.push_back(entry.endpoint());
+    }
     if (tls == nullptr) {
       beast::tcp_stream stream(executor);
       co_await stream.async_connect(endpoints, asio::use_awaitable);

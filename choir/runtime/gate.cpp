@@ -56,8 +56,21 @@ result<void> gate::admit(const agent_definition& agent, const principal& who, st
     return std::move(logged).err();
   }
   if (!refusal.empty()) return make_error(kernel::kernel_errc::not_admitted, refusal);
+  // A run admitted again (after a restart) has spent what its journal's model calls used.
+  auto spend = std::make_shared<run_spend>();
+  if (auto journal = store_->effects(run_id); journal.ok()) {
+    for (const auto& e : *journal) {
+      if (e.kind.rfind("model:", 0) != 0 || e.status != "succeeded" || !e.outcome.is_object()) continue;
+      const value& usage = e.outcome.contains("usage") ? e.outcome["usage"] : value();
+      if (usage.is_object()) {
+        spend->tokens += usage.value("input_tokens", std::int64_t{0}) + usage.value("output_tokens", std::int64_t{0});
+      }
+      if (e.outcome.contains("cost_usd") && e.outcome["cost_usd"].is_number())
+        spend->cost_usd += e.outcome["cost_usd"].get<double>();
+    }
+  }
   std::lock_guard lock(mutex_);
-  runs_[std::string(run_id)] = admitted_run{who, agent.name, agent.contract};
+  runs_[std::string(run_id)] = admitted_run{who, agent.name, agent.contract, std::move(spend)};
   return {};
 }
 
@@ -189,6 +202,127 @@ result<void> gate::consent(const gated_call& call, const admitted_run& run, kern
   return make_error(kernel::kernel_errc::denied, "consent request " + found->id + " was " + found->status +
                                                      (found->answered_by.empty() ? "" : " by " + found->answered_by) +
                                                      (found->reason.empty() ? "" : ": " + found->reason));
+}
+
+result<store::effect_result> gate::perform(const gated_call& call, const gated_effect& effect,
+                                           const std::function<result<value>()>& run) {
+  CHOIR_CHECK(check(call));
+  return run_effect(call, effect, run);
+}
+
+result<store::effect_result> gate::run_effect(const gated_call& call, const gated_effect& effect,
+                                              const std::function<result<value>()>& run) {
+  if (call.key.empty()) return make_error(core_errc::invalid_argument, "an effect needs an idempotency key");
+  bool ran = false;
+  auto outcome = store::perform_effect(*store_,
+                                       {.key = call.key,
+                                        .run_id = call.run_id,
+                                        .sequence_id = call.step.value_or(0),
+                                        .kind = effect.kind,
+                                        .request = effect.request,
+                                        .idempotent = effect.idempotent},
+                                       [&]() {
+                                         ran = true;
+                                         return run();
+                                       });
+  if (ran || !outcome.ok()) {
+    const auto admitted_as = admitted(call.run_id);
+    kernel::audit_event event{.kind = "effect", .run_id = call.run_id};
+    if (admitted_as) {
+      event.tenant = admitted_as->who.tenant;
+      event.user = admitted_as->who.user;
+      event.agent = admitted_as->agent;
+    }
+    event.step = call.step;
+    event.capability = call.capability;
+    event.argument = call.argument;
+    event.decision = outcome.ok() ? "ok" : "failed";
+    if (!outcome.ok()) event.reason = outcome.err().message;
+    event.details = {{"key", call.key}, {"kind", effect.kind}};
+    if (outcome.ok()) event.details["source"] = outcome->source == store::effect_source::rerun ? "rerun" : "ran";
+    if (outcome.ok() && outcome->outcome.is_object() && outcome->outcome.value("is_error", false)) {
+      event.decision = "failed";
+      event.reason = outcome->outcome.value("message", std::string());
+    }
+    CHOIR_CHECK(audit_->append(event));
+  }
+  return outcome;
+}
+
+result<model_grant> gate::check_model(const gated_call& call, std::int64_t estimated_tokens) {
+  const auto run = admitted(call.run_id);
+  kernel::audit_event event{.kind = "call", .run_id = call.run_id};
+  event.step = call.step;
+  event.capability = "model.call";
+  event.argument = call.argument;
+  event.details = {{"estimated_tokens", estimated_tokens}};
+  std::string refusal;
+  model_grant grant;
+  if (!run) {
+    refusal = "run " + call.run_id + " is not admitted";
+  } else {
+    event.tenant = run->who.tenant;
+    event.user = run->who.user;
+    event.agent = run->agent;
+    const auto& contract = *run->contract;
+    const auto& allowed = contract.models_allowed;
+    const std::string alias = call.argument.empty() && !allowed.empty() ? allowed.front() : call.argument;
+    event.argument = alias;
+    std::int64_t tokens = 0;
+    double cost = 0;
+    if (run->spend) {
+      std::lock_guard lock(run->spend->mutex);
+      tokens = run->spend->tokens;
+      cost = run->spend->cost_usd;
+    }
+    if (allowed.empty()) {
+      refusal = "agent " + run->agent + "'s contract allows no model (modelPolicy.allow is empty)";
+    } else if (std::find(allowed.begin(), allowed.end(), alias) == allowed.end()) {
+      refusal = "agent " + run->agent + "'s contract does not allow the model '" + alias +
+                "' (modelPolicy.allow: " + value(allowed).dump() + ")";
+    } else if (contract.max_context_tokens && estimated_tokens > *contract.max_context_tokens) {
+      refusal = "the request is about " + std::to_string(estimated_tokens) +
+                " tokens, over the contract's modelPolicy.max_context_tokens of " +
+                std::to_string(*contract.max_context_tokens);
+    } else if (contract.max_tokens_per_run && tokens >= *contract.max_tokens_per_run) {
+      refusal = "the run has used " + std::to_string(tokens) + " tokens, its budget (max_tokens_per_run) of " +
+                std::to_string(*contract.max_tokens_per_run);
+    } else if (contract.max_cost_usd_per_run && cost >= *contract.max_cost_usd_per_run) {
+      refusal = "the run has spent $" + std::to_string(cost) + ", its budget (max_cost_usd_per_run) of $" +
+                std::to_string(*contract.max_cost_usd_per_run);
+    } else {
+      grant.aliases.push_back(alias);
+      for (const auto& a : allowed) {
+        if (a != alias) grant.aliases.push_back(a);
+      }
+      grant.max_answer_tokens = contract.max_tokens_per_turn;
+      if (contract.max_tokens_per_run) {
+        const std::int64_t left = *contract.max_tokens_per_run - tokens;
+        grant.max_answer_tokens = std::min(grant.max_answer_tokens.value_or(left), left);
+      }
+    }
+    event.details["spent_tokens"] = tokens;
+  }
+  event.decision = refusal.empty() ? "allow" : "deny";
+  event.reason = refusal;
+  CHOIR_CHECK(audit_->append(event));
+  if (!refusal.empty()) return make_error(kernel::kernel_errc::denied, refusal);
+  return grant;
+}
+
+void gate::charge(std::string_view run_id, std::int64_t tokens, double cost_usd) {
+  const auto run = admitted(run_id);
+  if (!run || !run->spend) return;
+  std::lock_guard lock(run->spend->mutex);
+  run->spend->tokens += tokens;
+  run->spend->cost_usd += cost_usd;
+}
+
+std::pair<std::int64_t, double> gate::spent(std::string_view run_id) const {
+  const auto run = admitted(run_id);
+  if (!run || !run->spend) return {0, 0.0};
+  std::lock_guard lock(run->spend->mutex);
+  return {run->spend->tokens, run->spend->cost_usd};
 }
 
 result<store::consent_record> gate::answer(std::string_view id, bool approve, const principal& who,

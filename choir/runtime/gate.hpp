@@ -6,12 +6,14 @@
 /// Decisions come from the kernel; the gate owns none of their rules. Thread-safe.
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 #include "choir/core/clock.hpp"
 #include "choir/core/result.hpp"
@@ -20,6 +22,7 @@
 #include "choir/kernel/audit.hpp"
 #include "choir/kernel/contract.hpp"
 #include "choir/kernel/policy.hpp"
+#include "choir/store/effects.hpp"
 #include "choir/store/event_store.hpp"
 
 namespace choir::runtime {
@@ -32,11 +35,21 @@ struct principal {
   std::string user;
 };
 
+/// Tokens and money a run has spent on models.
+struct run_spend {
+  std::mutex mutex;
+  std::int64_t tokens = 0;
+  double cost_usd = 0;
+};
+
 /// What the gate knows of an admitted run.
 struct admitted_run {
   principal who;
   std::string agent;
   std::shared_ptr<const kernel::agent_contract> contract;
+  /// What its model calls have used so far (recounted from the effect journal when the run is
+  /// admitted again, so a budget holds across restarts). Shared by the run and the subgraphs it adopts.
+  std::shared_ptr<run_spend> spend;
 };
 
 /// One effect a run asks for.
@@ -49,6 +62,20 @@ struct gated_call {
   std::string capability;  ///< `fs.read`, `web.fetch`, `agent.call`, `mcp.<server>.<tool>`, …
   std::string argument;    ///< what the capability's patterns are matched against (a path, a URL, an agent)
   value arguments;         ///< the call's arguments, audited as the contract's `log_fields` allow
+};
+
+/// An effect to run once `check` allows it, as the effect journal records it.
+struct gated_effect {
+  std::string kind;  ///< `tool:fs.write`, `model:local/8B`
+  value request;     ///< what is journaled as the intent
+  /// Safe to run again if the process died while it ran (see `store::effect_call`).
+  bool idempotent = false;
+};
+
+/// The models a run may call for one request, in the order to try them.
+struct model_grant {
+  std::vector<std::string> aliases;  ///< the one asked for first, then the contract's other allowed aliases
+  std::optional<std::int64_t> max_answer_tokens;  ///< the contract's per-turn token budget, if any
 };
 
 struct gate_options {
@@ -94,6 +121,27 @@ class gate {
   /// again once the request is answered. Approved: the call is allowed. Denied, or expired
   /// unanswered: `denied`.
   [[nodiscard]] result<void> check(const gated_call& call);
+
+  /// `check`, then the effect through the journal (`store::perform_effect`: run once; a recorded
+  /// outcome is reused, never run again), then an audit entry of its outcome when it ran.
+  /// `call.key` is the idempotency key and must be set. Errors: those of `check` (`denied`,
+  /// `suspended`), those of the journal (`effect_outcome_unknown`, `effect_failed`), and the
+  /// effect's own.
+  [[nodiscard]] result<store::effect_result> perform(const gated_call& call, const gated_effect& effect,
+                                                     const std::function<result<value>()>& run);
+  /// `perform` without its `check`, for a call another check allowed (`check_model`).
+  [[nodiscard]] result<store::effect_result> run_effect(const gated_call& call, const gated_effect& effect,
+                                                        const std::function<result<value>()>& run);
+
+  /// Checks a model call (capability `model.call`, argument the alias; empty: the contract's first
+  /// allowed alias): the contract's `modelPolicy.allow` holds the alias, the request's estimated
+  /// size fits `max_context_tokens`, and the run has budget left (`max_tokens_per_run`,
+  /// `max_cost_usd_per_run`). Audited like `check`. Returns the aliases to try.
+  [[nodiscard]] result<model_grant> check_model(const gated_call& call, std::int64_t estimated_tokens);
+  /// Adds what a model call used to its run's spend (the budget `check_model` enforces).
+  void charge(std::string_view run_id, std::int64_t tokens, double cost_usd);
+  /// What a run has spent so far (zero if it is not admitted).
+  [[nodiscard]] std::pair<std::int64_t, double> spent(std::string_view run_id) const;
 
   /// Answers a pending consent request for `who`, who must be a user of the request's tenant
   /// holding `consent.answer` (for the requested capability). Audited. Returns the answered

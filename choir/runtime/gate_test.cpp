@@ -81,7 +81,7 @@ class Gate : public ::testing::Test {
     gate_ = std::make_shared<gate>(store_, std::shared_ptr<kernel::audit_log>(std::move(audit).value()),
                                    std::make_shared<const kernel::policy>(std::move(policy).value()),
                                    gate_options{.consent_ttl = std::chrono::hours(1), .time = &clock_});
-    services_ = std::make_shared<map_services>();
+    services_ = std::make_shared<action_services>();
     services_->store = store_;
     services_->actors = &sys_;
     services_->gate = gate_;
@@ -119,7 +119,7 @@ class Gate : public ::testing::Test {
   std::shared_ptr<store::event_store> store_;
   kernel::audit_options options_;
   std::shared_ptr<gate> gate_;
-  std::shared_ptr<map_services> services_;
+  std::shared_ptr<action_services> services_;
 };
 
 TEST_F(Gate, AnAgentWithoutAContractIsNeverAdmitted) {

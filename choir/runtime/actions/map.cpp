@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "choir/core/id.hpp"
+#include "choir/runtime/actions/effect_support.hpp"
 #include "choir/runtime/actor.hpp"
 #include "choir/runtime/agent_run.hpp"
 
@@ -42,7 +43,7 @@ struct map_plan {
   bool other_agent = false;
   /// MapActions: one one-action child graph per branch, all over the same state (then no `over`).
   std::vector<std::shared_ptr<const agent_definition>> branches;
-  std::shared_ptr<const map_services> services;
+  std::shared_ptr<const action_services> services;
 };
 
 /// One child: its run id, the parent step it starts from, and its starting keys.
@@ -340,21 +341,10 @@ class map_action final : public graph::action {
   std::shared_ptr<const map_plan> plan_;
 };
 
-result<std::string> string_field(const graph::action_decl& decl, const char* field, bool required,
-                                 std::string fallback = {}) {
-  const value& config = decl.config();
-  if (!config.contains(field)) {
-    if (required) return decl.fail(field, "a " + decl.spec().type + " action needs it");
-    return fallback;
-  }
-  if (!config[field].is_string() || config[field].get<std::string>().empty()) {
-    return decl.fail(field, "expected a non-empty string");
-  }
-  return config[field].get<std::string>();
-}
+using detail::string_field;
 
 result<std::shared_ptr<graph::action>> make_plan(const graph::action_decl& decl,
-                                                 const std::shared_ptr<const map_services>& services, bool single) {
+                                                 const std::shared_ptr<const action_services>& services, bool single) {
   auto plan = std::make_shared<map_plan>();
   plan->single = single;
   plan->action = decl.spec().name;
@@ -475,18 +465,12 @@ result<std::shared_ptr<graph::action>> make_plan(const graph::action_decl& decl,
 
 }  // namespace
 
-void register_map_action(graph::action_registry& registry, std::shared_ptr<const map_services> services) {
+void register_map_action(graph::action_registry& registry, std::shared_ptr<const action_services> services) {
   registry.add("map",
                {"over", "as", "with", "graph", "agent", "actions", "collect", "into", "reduce", "max_concurrency"},
                [services](const graph::action_decl& decl) { return make_plan(decl, services, false); });
   registry.add("agent", {"agent", "with", "collect", "into"},
                [services](const graph::action_decl& decl) { return make_plan(decl, services, true); });
-}
-
-graph::action_registry runtime_registry(std::shared_ptr<const map_services> services) {
-  auto registry = graph::action_registry::with_builtins();
-  register_map_action(registry, std::move(services));
-  return registry;
 }
 
 }  // namespace choir::runtime

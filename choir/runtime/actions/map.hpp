@@ -29,34 +29,11 @@
 #include <memory>
 
 #include "choir/graph/loader.hpp"
-#include "choir/runtime/agent_catalog.hpp"
-#include "choir/runtime/gate.hpp"
-#include "choir/store/event_store.hpp"
+#include "choir/runtime/actions/services.hpp"
 
 namespace choir::runtime {
 
-class actor_system;
-
-/// What `map` steps need from their process. Shared by the registry and every map action.
-struct map_services {
-  /// Where child runs are recorded (shared by threads: `store::synchronized`); null: children
-  /// run in memory only.
-  std::shared_ptr<store::event_store> store;
-  /// Runs children on worker actors (owned by the actor running the parent step, if any), so
-  /// they proceed in parallel; null: children run one after another on the parent's thread.
-  actor_system* actors = nullptr;
-  std::int64_t lease_ttl_ms = 30'000;
-  /// Where `agent:` names are looked up; null: only inline `graph:` children.
-  std::shared_ptr<agent_catalog> agents;
-  /// If set, calling another agent passes it (`agent.call`, with the agent's name as argument)
-  /// and each child agent is admitted under its own contract, acting for its caller's principal.
-  std::shared_ptr<runtime::gate> gate;
-};
-
 /// Registers `map` and `agent` in `registry`. Child graphs may use them too.
-void register_map_action(graph::action_registry& registry, std::shared_ptr<const map_services> services);
-
-/// The built-in action types plus the runtime's own (`map`, `agent`).
-[[nodiscard]] graph::action_registry runtime_registry(std::shared_ptr<const map_services> services);
+void register_map_action(graph::action_registry& registry, std::shared_ptr<const action_services> services);
 
 }  // namespace choir::runtime

@@ -61,15 +61,15 @@ class Map : public ::testing::Test {
     for (const char* suffix : {"", "-wal", "-shm"}) fs::remove(path_ + suffix);
   }
   /// Services with a store and worker actors (threads), or neither.
-  std::shared_ptr<map_services> services(bool durable) {
-    services_ = std::make_shared<map_services>();
+  std::shared_ptr<action_services> services(bool durable) {
+    services_ = std::make_shared<action_services>();
     if (durable) {
       services_->store = store::synchronized(store::open_sqlite_store(path_).value());
       services_->actors = &sys_;
     }
     return services_;
   }
-  std::shared_ptr<const agent_definition> load(const std::string& text, std::shared_ptr<map_services> svc) {
+  std::shared_ptr<const agent_definition> load(const std::string& text, std::shared_ptr<action_services> svc) {
     auto agent = load_agent(text, "research.yaml", runtime_registry(svc));
     EXPECT_TRUE(agent.ok()) << agent.err().message;
     return agent.ok() ? *agent : nullptr;
@@ -84,7 +84,7 @@ class Map : public ::testing::Test {
 
   std::string path_;
   actor_system sys_{{.threads = 2}};
-  std::shared_ptr<map_services> services_;
+  std::shared_ptr<action_services> services_;
 };
 
 TEST_F(Map, FansASubgraphOutOverAListAndCollectsTheAnswersInInputOrder) {

@@ -1,0 +1,55 @@
+#pragma once
+/// The built-in tools and the sandbox they run in:
+///  - `fs.read`, `fs.write`, `fs.list`: files of the agent's workspace only. Every path is resolved
+///    by the kernel beneath the workspace (`openat2` with `RESOLVE_BENEATH`), so no `..`, absolute
+///    path or symlink leads out of it, and there is no window between a check and the use. A
+///    write goes to a temporary file named after the call's idempotency key and is renamed into
+///    place, so running it twice is harmless.
+///  - `shell.exec`: a command run by `/bin/sh` inside a bubblewrap sandbox (`run_sandboxed`).
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "choir/tools/tool.hpp"
+
+namespace choir::tools {
+
+/// What a sandboxed program may use. The sandbox itself: no network (every namespace unshared),
+/// a read-only /usr (and the /bin, /lib symlinks), private /proc, /dev and /tmp, no /etc and no
+/// home, the workspace bound read-write at /workspace (its working folder), a clean environment,
+/// and the process killed with its parent.
+struct sandbox_limits {
+  std::chrono::milliseconds time{30'000};   ///< wall clock, then the whole process group is killed
+  std::uint64_t memory_bytes = 1ull << 30;  ///< address space (RLIMIT_AS)
+  std::size_t output_bytes = 1u << 20;      ///< stdout and stderr each
+  std::uint64_t file_bytes = 256ull << 20;  ///< the largest file it may write (RLIMIT_FSIZE)
+  std::string bwrap = "/usr/bin/bwrap";
+};
+
+struct sandbox_result {
+  int exit_code = 0;  ///< the program's exit status, or 128 + the signal that ended it
+  std::string out;
+  std::string err;
+  std::int64_t elapsed_ms = 0;
+};
+
+/// Runs `argv` in the sandbox with `workspace` at /workspace, writing `input` to its stdin, and
+/// waits for it. Blocks the calling thread up to the time limit. Errors:
+/// `tool_errc::sandbox_unavailable` (bubblewrap missing or unable to start),
+/// `tool_errc::limit_exceeded` (time or output over the limit: the program is killed; the message
+/// names the limit), `core_errc::io_error`.
+[[nodiscard]] result<sandbox_result> run_sandboxed(const std::vector<std::string>& argv,
+                                                   const std::filesystem::path& workspace, std::string_view input,
+                                                   const sandbox_limits& limits);
+
+/// The workspace tools. `max_file_bytes` bounds what `fs.read` returns and `fs.write` accepts.
+[[nodiscard]] std::vector<std::shared_ptr<tool>> workspace_tools(std::size_t max_file_bytes = 8u << 20);
+[[nodiscard]] std::shared_ptr<tool> shell_tool(sandbox_limits limits);
+
+/// Registers every built-in tool.
+[[nodiscard]] result<void> add_builtin_tools(tool_registry& registry, const sandbox_limits& limits = {});
+
+}  // namespace choir::tools
