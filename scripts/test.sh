@@ -35,6 +35,14 @@ else
 fi
 stage_done "postgresql"
 
+stage "interop: the official SDKs from npm"
+if command -v npm >/dev/null && [ -f tests/interop/package-lock.json ]; then
+  npm ci --prefix tests/interop --no-audit --no-fund --loglevel=error || echo "npm ci failed: the interop tests will skip"
+else
+  echo "no npm here: the interop tests will skip"
+fi
+stage_done "interop packages"
+
 stage "asan: configure and build"
 cmake --preset asan >/dev/null
 cmake --build --preset asan

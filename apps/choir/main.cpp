@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "apps/choir/kernel_commands.hpp"
+#include "apps/choir/mcp_command.hpp"
 #include "apps/choir/run_command.hpp"
 #include "choir/graph/export.hpp"
 #include "choir/graph/loader.hpp"
@@ -273,6 +274,19 @@ int main(int argc, char** argv) {
     sub->fallthrough();
   }
 
+  choir::cli::mcp_options mcp_opts;
+  auto* mcp = app.add_subcommand("mcp", "The Model Context Protocol");
+  mcp->require_subcommand(1);
+  auto* mcp_serve =
+      mcp->add_subcommand("serve", "Serve ChoirOS's tools to an MCP client over stdio, through the kernel");
+  mcp_serve->add_option("--store", mcp_opts.store, "The event store (default: .choir/choir.db) or postgresql://…");
+  mcp_serve->add_option("--agent", mcp_opts.agent_file,
+                        "The agent file whose contract the session acts under (default: read-only fs tools)");
+  mcp_serve->add_option("--agents", mcp_opts.agents, "A folder where agents (and models.yaml) are found");
+  mcp_serve->add_option("--tenant", mcp_opts.tenant,
+                        "The tenant the session acts for (default: $CHOIR_TENANT, else local)");
+  mcp_serve->add_option("--user", mcp_opts.user, "The user the session acts for (default: $CHOIR_USER, else local)");
+
   std::string graph_file;
   std::string graph_format = "mermaid";
   auto* graph = app.add_subcommand("graph", "Print a graph as Mermaid, DOT or JSON");
@@ -299,6 +313,7 @@ int main(int argc, char** argv) {
   if (runs_replay->parsed()) return choir::cli::runs_replay(runs_opts, std::cout, std::cerr);
   if (runs_prune->parsed()) return choir::cli::runs_prune(runs_opts, std::cout, std::cerr);
   if (graph->parsed()) return graph_command(graph_file, graph_format);
+  if (mcp_serve->parsed()) return choir::cli::mcp_serve(mcp_opts, std::cin, std::cout, std::cerr);
   if (contract_check->parsed()) return contract_validate(contract_file, contract_json);
   if (policy_apply->parsed()) return choir::cli::policy_apply(kernel_opts, std::cout, std::cerr);
   if (policy_show->parsed()) return choir::cli::policy_show(kernel_opts, std::cout, std::cerr);

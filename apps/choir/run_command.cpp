@@ -76,9 +76,7 @@ void print_step_line(std::ostream& out, std::int64_t sequence_id, const std::str
   out << line << "\n";
 }
 
-namespace {
-
-/// What this process's `map` steps use: worker actors, and the store the command opened.
+/// What this process's steps use: worker actors, the store the command opened, models and tools.
 const std::shared_ptr<runtime::action_services>& process_services() {
   static runtime::actor_system actors;
   static const auto services = [] {
@@ -93,8 +91,6 @@ const std::shared_ptr<runtime::action_services>& process_services() {
   }();
   return services;
 }
-
-}  // namespace
 
 namespace {
 

@@ -9,6 +9,7 @@
 
 #include "choir/core/result.hpp"
 #include "choir/graph/loader.hpp"
+#include "choir/runtime/actions/services.hpp"
 #include "choir/runtime/agent_run.hpp"
 #include "choir/store/event_store.hpp"
 
@@ -62,6 +63,9 @@ void print_step_line(std::ostream& out, std::int64_t sequence_id, const std::str
 [[nodiscard]] result<void> search_agents(const std::vector<std::string>& folders, const std::string& file = "");
 /// The models file `search_agents` uses before any other (empty: search).
 void set_models_file(std::string path);
+/// What this process's steps use (`map` workers, the store `open_store` opened, the model gateway
+/// `search_agents` set up, the built-in tools, the agents' workspaces). One per process.
+[[nodiscard]] const std::shared_ptr<runtime::action_services>& process_services();
 /// The model aliases the gateway serves (admission's model clause).
 [[nodiscard]] std::vector<std::string> served_models();
 

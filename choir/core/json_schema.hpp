@@ -52,8 +52,9 @@ class json_schema {
   [[nodiscard]] static result<json_schema> compile(const value& schema);
 
   /// Checks `instance`; returns its violations (keyword by keyword, object members in key order),
-  /// at most `max_violations`; empty means valid. Never throws on hostile input: a value nested deeper than
-  /// `max_depth`, or a schema that would take too long on this value (evaluation is bounded), is one violation.
+  /// at most `max_violations`; empty means valid. Never throws on hostile input: a value nested
+  /// deeper than `max_depth`, or a schema that would take too long on this value (evaluation is
+  /// bounded), is one violation.
   [[nodiscard]] std::vector<schema_violation> validate(const value& instance) const;
 
   /// True if `instance` is valid (`validate` would return nothing); stops at the first violation.

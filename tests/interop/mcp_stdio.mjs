@@ -1,0 +1,76 @@
+// Interop: the official MCP TypeScript SDK's client against `choir mcp serve` over stdio.
+//   node tests/interop/mcp_stdio.mjs <choir binary> <scratch folder> <examples folder>
+// Exit 0: every check passed; 1: a check failed (printed); 77: the SDK is not installed (skip).
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { mkdirSync, rmSync } from "node:fs";
+import { join } from "node:path";
+
+let Client, StdioClientTransport;
+try {
+  ({ Client } = await import("@modelcontextprotocol/sdk/client/index.js"));
+  ({ StdioClientTransport } = await import("@modelcontextprotocol/sdk/client/stdio.js"));
+} catch {
+  console.log("skipped: @modelcontextprotocol/sdk is not installed (npm ci --prefix tests/interop)");
+  process.exit(77);
+}
+
+const [choir, scratch, examples] = process.argv.slice(2);
+rmSync(scratch, { recursive: true, force: true });
+mkdirSync(scratch, { recursive: true });
+const store = join(scratch, "choir.db");
+execFileSync(choir, ["policy", "apply", join(examples, "policy.yaml"), "--store", store]);
+
+const text = (result) => result.content.map((c) => c.text ?? "").join("");
+
+async function session(args) {
+  const transport = new StdioClientTransport({ command: choir, args: ["mcp", "serve", "--store", store, ...args], stderr: "pipe" });
+  const client = new Client({ name: "choir-interop", version: "1.0.0" });
+  await client.connect(transport);
+  return client;
+}
+
+try {
+  // Under the notes agent's contract: fs.write (notes/** only), fs.read, shell.exec.
+  const client = await session(["--agent", join(examples, "notes.yaml")]);
+  assert.equal(client.getServerVersion().name, "choir");
+  const { tools } = await client.listTools();
+  assert.deepEqual(tools.map((t) => t.name).sort(), ["fs.read", "fs.write", "shell.exec"]);
+  assert.ok(tools.every((t) => t.inputSchema.type === "object"));
+
+  const wrote = await client.callTool({ name: "fs.write", arguments: { path: "notes/sdk.txt", content: "from the SDK" } });
+  assert.equal(wrote.isError, false, text(wrote));
+  assert.equal(wrote.structuredContent.bytes, 12);
+  const read = await client.callTool({ name: "fs.read", arguments: { path: "notes/sdk.txt" } });
+  assert.equal(read.isError, false, text(read));
+  assert.equal(read.structuredContent.content, "from the SDK");
+
+  // Errors a model can correct come back as results; the kernel's refusals too.
+  const invalid = await client.callTool({ name: "fs.read", arguments: {} });
+  assert.equal(invalid.isError, true);
+  assert.match(text(invalid), /invalid arguments for fs\.read/);
+  const denied = await client.callTool({ name: "fs.write", arguments: { path: "elsewhere.txt", content: "x" } });
+  assert.equal(denied.isError, true);
+  assert.match(text(denied), /only for/);
+  const escape = await client.callTool({ name: "fs.read", arguments: { path: "../../choir.db" } });
+  assert.equal(escape.isError, true);
+  // An unknown tool is a protocol error.
+  await assert.rejects(client.callTool({ name: "no.such.tool", arguments: {} }), /Unknown tool/);
+  await client.ping();
+  await client.close();
+
+  // The built-in session: read-only tools.
+  const reader = await session([]);
+  const listed = await reader.listTools();
+  assert.deepEqual(listed.tools.map((t) => t.name).sort(), ["fs.list", "fs.read"]);
+  await reader.close();
+
+  // Every call is in the audit log, and the log verifies.
+  const audit = execFileSync(choir, ["audit", "list", "--limit", "100", "--store", store]).toString();
+  assert.match(audit, /fs\.write/);
+  execFileSync(choir, ["audit", "verify", "--store", store]);
+  console.log(`ok: the SDK's client listed ${tools.length} tools, wrote, read, and saw every refusal`);
+} catch (e) {
+  console.error("FAILED:", e);
+  process.exit(1);
+}
