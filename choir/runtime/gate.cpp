@@ -220,7 +220,8 @@ result<store::effect_result> gate::run_effect(const gated_call& call, const gate
                                         .sequence_id = call.step.value_or(0),
                                         .kind = effect.kind,
                                         .request = effect.request,
-                                        .idempotent = effect.idempotent},
+                                        .idempotent = effect.idempotent,
+                                        .record_failure = effect.record_failure},
                                        [&]() {
                                          ran = true;
                                          return run();

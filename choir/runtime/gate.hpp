@@ -70,6 +70,8 @@ struct gated_effect {
   value request;     ///< what is journaled as the intent
   /// Safe to run again if the process died while it ran (see `store::effect_call`).
   bool idempotent = false;
+  /// Journal a failure as final (see `store::effect_call::record_failure`).
+  bool record_failure = true;
 };
 
 /// The models a run may call for one request, in the order to try them.

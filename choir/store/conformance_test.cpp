@@ -626,6 +626,17 @@ TEST_P(Conformance, AnEffectRunsAtMostOnceAndAnUnknownOutcomeIsNeverGuessed) {
   EXPECT_EQ(replayed.err().code, store_errc::effect_failed);
   EXPECT_NE(replayed.err().message.find("disk full"), std::string::npos);
   EXPECT_EQ(runs, 3);
+
+  // An idempotent effect whose failures pass is left pending on failure: the next attempt runs it.
+  const effect_call passing{
+      .key = "m", .run_id = "run-1", .kind = "model:x", .idempotent = true, .record_failure = false};
+  EXPECT_EQ(perform_effect(*s, passing, failing).err().code, core_errc::io_error);
+  EXPECT_EQ(s->get_effect("m")->value().status, "pending");
+  auto later = perform_effect(*s, passing, effect);
+  ASSERT_TRUE(later.ok()) << later.err().message;
+  EXPECT_EQ(later->source, effect_source::rerun);
+  EXPECT_EQ(s->get_effect("m")->value().status, "succeeded");
+  EXPECT_EQ(runs, 5);
 }
 
 // ---- retention ---------------------------------------------------------------------------------

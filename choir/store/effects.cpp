@@ -8,6 +8,7 @@ result<effect_result> run_and_record(event_store& store, const effect_call& call
   auto outcome = effect();
   if (!outcome.ok()) {
     const error failure = std::move(outcome).err();
+    if (!call.record_failure && call.idempotent) return failure;  // left pending: the next attempt runs it
     CHOIR_CHECK(
         store.finish_effect(call.key, "failed", value{{"code", failure.code.message()}, {"message", failure.message}}));
     return failure;

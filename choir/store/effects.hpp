@@ -20,6 +20,11 @@ struct effect_call {
   /// Safe to run twice (a write-temp-then-rename keyed by `key`, a model call). Decides what
   /// happens to an intent whose outcome was never recorded.
   bool idempotent = false;
+  /// A failure is journaled as the effect's outcome — returned again, never retried — unless this
+  /// is false and the effect is idempotent: then the intent stays pending, so the next attempt
+  /// (a retry, a resume) runs the effect again. For effects whose failures pass, such as a model
+  /// call during a provider's outage.
+  bool record_failure = true;
 };
 
 /// How `perform_effect` got its answer.

@@ -121,13 +121,19 @@ class llm_action final : public graph::action {
           kernel::redact(models::to_json(request), run ? run->contract->log_fields : std::vector<std::string>{});
       const std::vector<std::string> fallbacks(grant.aliases.begin() + 1, grant.aliases.end());
       CHOIR_TRY(auto performed,
-                services_->gate->run_effect(
-                    call, {.kind = "model:" + request.model, .request = journaled, .idempotent = true},
-                    [&]() -> result<value> {
-                      CHOIR_TRY(auto answer,
-                                services_->models->complete(request, fallbacks, plan_.stream ? &forward : nullptr));
-                      return models::to_json(answer);
-                    }));
+                services_->gate->run_effect(call,
+                                            {.kind = "model:" + request.model,
+                                             .request = journaled,
+                                             .idempotent = true,
+                                             // A model that failed (after the gateway's retries and
+                                             // fallbacks) is asked again when the step is retried or resumed.
+                                             .record_failure = false},
+                                            [&]() -> result<value> {
+                                              CHOIR_TRY(auto answer,
+                                                        services_->models->complete(request, fallbacks,
+                                                                                    plan_.stream ? &forward : nullptr));
+                                              return models::to_json(answer);
+                                            }));
       CHOIR_TRY(auto answer, models::response_from_json(performed.outcome));
       if (performed.source != store::effect_source::recorded) {
         services_->gate->charge(origin.run_id, answer.usage.total(), answer.cost_usd);

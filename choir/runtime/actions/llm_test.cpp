@@ -277,6 +277,45 @@ TEST_F(Llm, ANeedForConsentSuspendsTheStepBeforeTheToolRuns) {
   EXPECT_EQ((*pending)[0].argument, "notes/today.txt");
 }
 
+/// Fails its first `failures` calls as a provider in an outage does, then answers.
+class flaky_model final : public models::provider {
+ public:
+  explicit flaky_model(int failures) : failures_(failures) {}
+  result<models::chat_response> complete(const models::chat_request&, models::chat_stream*) override {
+    if (++calls <= failures_) return make_error(models::model_errc::provider_error, "HTTP 503: outage");
+    return models::chat_response{.message = {.role = "assistant", .content = "back"}, .finish_reason = "stop"};
+  }
+  int calls = 0;
+
+ private:
+  int failures_;
+};
+
+TEST_F(Llm, AModelCallThatFailedIsAskedAgainWhenTheStepRunsAgain) {
+  auto flaky = std::make_shared<flaky_model>(1);
+  auto models = std::make_shared<models::gateway>([](std::chrono::milliseconds) {});
+  models->add({.alias = "local/8B", .backend = flaky, .max_attempts = 1});
+  services_->models = models;
+  auto agent = load_agent(agent_text("", "{type: llm, prompt: '{{request}}', into: reply}"), "writer.yaml",
+                          runtime_registry(services_));
+  ASSERT_TRUE(agent.ok()) << agent.err().message;
+  run_hosting hosting;
+  hosting.gate = gate_;
+  auto app = start_run(*store_, **agent,
+                       run_start{.run_id = "r1", .who = {"acme", "ada"}, .initial = {{"request", "hi"}}}, hosting);
+  ASSERT_TRUE(app.ok()) << app.err().message;
+  auto first = (*app)->run();
+  ASSERT_TRUE(first.ok());
+  ASSERT_EQ(first->reason, graph::halt_reason::failed);
+  EXPECT_NE(first->failure->message.find("outage"), std::string::npos);
+  // The outage is over: the same step, run again, asks the model again instead of replaying the failure.
+  auto second = (*app)->run();
+  ASSERT_TRUE(second.ok());
+  ASSERT_EQ(second->reason, graph::halt_reason::completed) << second->failure->message;
+  EXPECT_EQ((*app)->current_state().get("reply"), "back");
+  EXPECT_EQ(flaky->calls, 2);
+}
+
 TEST_F(Llm, BadLlmActionsAreRefusedWhenTheGraphLoads) {
   struct bad_case {
     std::string action;
