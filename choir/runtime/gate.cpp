@@ -7,6 +7,23 @@
 #include "choir/runtime/agent_run.hpp"
 
 namespace choir::runtime {
+namespace {
+
+/// An audit entry about `call`, with whom and which agent it is for when the run is admitted.
+kernel::audit_event event_about(std::string kind, const gated_call& call, const std::optional<admitted_run>& run) {
+  kernel::audit_event event{.kind = std::move(kind), .run_id = call.run_id};
+  event.step = call.step;
+  event.capability = call.capability;
+  event.argument = call.argument;
+  if (run) {
+    event.tenant = run->who.tenant;
+    event.user = run->who.user;
+    event.agent = run->agent;
+  }
+  return event;
+}
+
+}  // namespace
 
 gate::gate(std::shared_ptr<store::event_store> store, std::shared_ptr<kernel::audit_log> audit,
            std::shared_ptr<const kernel::policy> policy, gate_options options)
@@ -101,17 +118,11 @@ std::optional<admitted_run> gate::admitted(std::string_view run_id) const {
 result<void> gate::check(const gated_call& call) {
   const auto run = admitted(call.run_id);
   const auto policy = current_policy();
-  kernel::audit_event event{.kind = "call", .run_id = call.run_id};
-  event.step = call.step;
-  event.capability = call.capability;
-  event.argument = call.argument;
+  kernel::audit_event event = event_about("call", call, run);
   std::string refusal;
   if (!run) {
     refusal = "run " + call.run_id + " is not admitted";
   } else {
-    event.tenant = run->who.tenant;
-    event.user = run->who.user;
-    event.agent = run->agent;
     const auto& caps = run->contract->capabilities;
     const auto asked =
         std::find_if(caps.begin(), caps.end(), [&](const kernel::capability& c) { return c.name == call.capability; });
@@ -227,16 +238,7 @@ result<store::effect_result> gate::run_effect(const gated_call& call, const gate
                                          return run();
                                        });
   if (ran || !outcome.ok()) {
-    const auto admitted_as = admitted(call.run_id);
-    kernel::audit_event event{.kind = "effect", .run_id = call.run_id};
-    if (admitted_as) {
-      event.tenant = admitted_as->who.tenant;
-      event.user = admitted_as->who.user;
-      event.agent = admitted_as->agent;
-    }
-    event.step = call.step;
-    event.capability = call.capability;
-    event.argument = call.argument;
+    kernel::audit_event event = event_about("effect", call, admitted(call.run_id));
     event.decision = outcome.ok() ? "ok" : "failed";
     if (!outcome.ok()) event.reason = outcome.err().message;
     event.details = {{"key", call.key}, {"kind", effect.kind}};
@@ -252,19 +254,14 @@ result<store::effect_result> gate::run_effect(const gated_call& call, const gate
 
 result<model_grant> gate::check_model(const gated_call& call, std::int64_t estimated_tokens) {
   const auto run = admitted(call.run_id);
-  kernel::audit_event event{.kind = "call", .run_id = call.run_id};
-  event.step = call.step;
+  kernel::audit_event event = event_about("call", call, run);
   event.capability = "model.call";
-  event.argument = call.argument;
   event.details = {{"estimated_tokens", estimated_tokens}};
   std::string refusal;
   model_grant grant;
   if (!run) {
     refusal = "run " + call.run_id + " is not admitted";
   } else {
-    event.tenant = run->who.tenant;
-    event.user = run->who.user;
-    event.agent = run->agent;
     const auto& contract = *run->contract;
     const auto& allowed = contract.models_allowed;
     const std::string alias = call.argument.empty() && !allowed.empty() ? allowed.front() : call.argument;
