@@ -6,6 +6,7 @@
 #include "apps/choir/kernel_commands.hpp"
 #include "apps/choir/run_command.hpp"
 #include "choir/mcp/server.hpp"
+#include "choir/runtime/actions/services.hpp"
 #include "choir/runtime/agent_run.hpp"
 #include "choir/tools/tool.hpp"
 
@@ -29,29 +30,23 @@ actions:
   serve: {type: pass}
 )";
 
-/// The tools a session's contract asks for, each call checked, journaled and audited by the gate
-/// under the session's run.
+/// The tools a session's contract asks for, each call an effect of the session's run: checked,
+/// journaled and audited by the gate (`runtime::call_tool`).
 class gated_tools final : public mcp::server_provider {
  public:
-  gated_tools(std::shared_ptr<runtime::gate> gate, std::shared_ptr<const tools::tool_registry> registry,
-              std::shared_ptr<const kernel::agent_contract> contract, std::string run_id,
-              std::filesystem::path workspace)
-      : gate_(std::move(gate)),
-        registry_(std::move(registry)),
-        contract_(std::move(contract)),
-        run_id_(std::move(run_id)),
-        workspace_(std::move(workspace)) {}
+  gated_tools(std::shared_ptr<const runtime::action_services> services,
+              std::shared_ptr<const kernel::agent_contract> contract, std::string run_id)
+      : services_(std::move(services)), contract_(std::move(contract)), run_id_(std::move(run_id)) {}
 
   std::vector<mcp::tool_descriptor> tools() override {
     std::vector<mcp::tool_descriptor> out;
-    for (const auto& spec : registry_->list()) {
+    for (const auto& spec : services_->tools->list()) {
       if (!contract_->allows(spec.name)) continue;
-      value annotations{{"idempotentHint", spec.idempotent}};
       out.push_back({.name = spec.name,
                      .description = spec.description,
                      .input_schema = spec.input_schema,
                      .output_schema = spec.output_schema,
-                     .annotations = std::move(annotations)});
+                     .annotations = value{{"idempotentHint", spec.idempotent}}});
     }
     return out;
   }
@@ -61,44 +56,19 @@ class gated_tools final : public mcp::server_provider {
       return mcp::tool_result{.content = value::array({{{"type", "text"}, {"text", std::move(message)}}}),
                               .is_error = error};
     };
-    if (auto valid = registry_->validate(name, arguments); !valid.ok()) return text(valid.err().message, true);
-    const auto t = registry_->find(name);
     const std::string key = run_id_ + "/0/mcp/" + std::to_string(++calls_);
-    const runtime::gated_call call{.key = key,
-                                   .run_id = run_id_,
-                                   .step = 0,
-                                   .capability = name,
-                                   .argument = registry_->subject_of(name, arguments),
-                                   .arguments = arguments};
-    const tools::tool_context context{.workspace = workspace_, .idempotency_key = key};
-    auto performed = gate_->perform(
-        call,
-        {.kind = "tool:" + name,
-         .request = kernel::redact(arguments, contract_->log_fields),
-         .idempotent = t->spec().idempotent},
-        [&]() -> result<value> {
-          auto answer = registry_->call(name, arguments, context);
-          if (answer.ok()) return std::move(answer).value();
-          return value{{"is_error", true}, {"code", answer.err().code.message()}, {"message", answer.err().message}};
-        });
-    if (!performed.ok()) return text(performed.err().message, true);
-    const value& outcome = performed->outcome;
-    if (outcome.is_object() && outcome.contains("is_error") && outcome["is_error"] == true) {
-      return text(outcome.contains("message") && outcome["message"].is_string() ? outcome["message"].get<std::string>()
-                                                                                : "the tool failed",
-                  true);
-    }
-    mcp::tool_result r = text(dump_json(outcome), false);
-    if (outcome.is_object()) r.structured = outcome;
+    auto outcome = runtime::call_tool(*services_, run_id_, 0, key, name, arguments);
+    if (!outcome.ok()) return text(outcome.err().message, true);  // refused by the kernel, or the journal failed
+    if (!outcome->ok) return text(outcome->message, true);
+    mcp::tool_result r = text(dump_json(outcome->result), false);
+    if (outcome->result.is_object()) r.structured = outcome->result;
     return r;
   }
 
  private:
-  std::shared_ptr<runtime::gate> gate_;
-  std::shared_ptr<const tools::tool_registry> registry_;
+  std::shared_ptr<const runtime::action_services> services_;
   std::shared_ptr<const kernel::agent_contract> contract_;
   std::string run_id_;
-  std::filesystem::path workspace_;
   std::atomic<std::int64_t> calls_{0};
 };
 
@@ -125,6 +95,7 @@ int mcp_serve(const mcp_options& options, std::istream& in, std::ostream& out, s
   if (!store.ok()) return fail(store.err());
   auto gate = open_gate(*store, options.store);
   if (!gate.ok()) return fail(gate.err());
+  use_gate(*gate);
   const auto who = principal_for(options.tenant, options.user);
   auto app = runtime::start_run(**store, **agent, runtime::run_start{.who = who},
                                 runtime::run_hosting{.lease_ttl_ms = lease_ttl_ms, .gate = *gate});
@@ -136,7 +107,7 @@ int mcp_serve(const mcp_options& options, std::istream& in, std::ostream& out, s
   std::filesystem::create_directories(workspace, ec);
   err << command << ": session run " << run_id << " as " << who.tenant << "/" << who.user << " under agent "
       << (*agent)->name << "; workspace " << workspace.string() << "\n";
-  gated_tools provider(*gate, services->tools, (*agent)->contract, run_id, workspace);
+  gated_tools provider(services, (*agent)->contract, run_id);
   mcp::server server(provider, {.name = "choir",
                                 .version = "0.1.0",
                                 .instructions = "ChoirOS tools; every call is checked by the kernel and audited."});

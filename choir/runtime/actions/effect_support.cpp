@@ -75,20 +75,27 @@ result<std::filesystem::path> workspace_of(const action_services& services, cons
   return dir;
 }
 
-result<tool_outcome> call_tool(const action_services& services, const effect_origin& origin, const std::string& key,
-                               const std::string& name, const value& arguments) {
-  const auto run = services.gate->admitted(origin.run_id);
-  if (!run) return make_error(kernel::kernel_errc::denied, "run " + origin.run_id + " is not admitted");
+}  // namespace choir::runtime::detail
+
+namespace choir::runtime {
+
+result<tool_outcome> call_tool(const action_services& services, const std::string& run_id, std::int64_t step,
+                               const std::string& key, const std::string& name, const value& arguments) {
+  if (!services.gate || !services.tools) {
+    return make_error(kernel::kernel_errc::denied, "tools run only under the kernel's gate");
+  }
+  const auto run = services.gate->admitted(run_id);
+  if (!run) return make_error(kernel::kernel_errc::denied, "run " + run_id + " is not admitted");
   const tools::tool_registry& registry = *services.tools;
   const auto found = registry.find(name);
   if (!found) return tool_outcome{false, value(), "no tool is named '" + name + "'"};
   // Arguments the schema refuses are the caller's to correct: not a call, so nothing is journaled.
   if (auto valid = registry.validate(name, arguments); !valid.ok())
     return tool_outcome{false, value(), valid.err().message};
-  CHOIR_TRY(auto workspace, workspace_of(services, *run));
+  CHOIR_TRY(auto workspace, detail::workspace_of(services, *run));
   const gated_call call{.key = key,
-                        .run_id = origin.run_id,
-                        .step = origin.step,
+                        .run_id = run_id,
+                        .step = step,
                         .capability = name,
                         .argument = registry.subject_of(name, arguments),
                         .arguments = arguments};
@@ -111,6 +118,10 @@ result<tool_outcome> call_tool(const action_services& services, const effect_ori
   }
   return tool_outcome{true, outcome, {}};
 }
+
+}  // namespace choir::runtime
+
+namespace choir::runtime::detail {
 
 result<std::string> string_field(const graph::action_decl& decl, const char* field, bool required,
                                  std::string fallback) {

@@ -47,21 +47,6 @@ struct effect_origin {
 /// The run's workspace, `<workspaces>/<tenant>/<agent>`, created if missing.
 [[nodiscard]] result<std::filesystem::path> workspace_of(const action_services& services, const admitted_run& run);
 
-/// A tool call's outcome as the journal keeps it: the tool's result, or the error it gave (a
-/// failed tool call still happened, and is replayed as the same failure).
-struct tool_outcome {
-  bool ok = true;
-  value result;         ///< when ok
-  std::string message;  ///< when not
-};
-
-/// Calls `name` with `arguments` through the gate: checked against the contract and policy
-/// (capability = the tool's name, argument = its subject), journaled under `key`, audited.
-/// Returns the tool's outcome, or an error for what is not the tool's: `denied`, `suspended`,
-/// `effect_outcome_unknown`, a journal failure.
-[[nodiscard]] result<tool_outcome> call_tool(const action_services& services, const effect_origin& origin,
-                                             const std::string& key, const std::string& name, const value& arguments);
-
 /// A string field of the action's YAML: `fallback` if absent (an error if `required`), an error if
 /// it is not a non-empty string.
 [[nodiscard]] result<std::string> string_field(const graph::action_decl& decl, const char* field, bool required,

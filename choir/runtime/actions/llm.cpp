@@ -153,9 +153,9 @@ class llm_action final : public graph::action {
           result_message.content = "error: no tool named '" + tc.name + "' is available here";
           result_message.is_error = true;
         } else {
-          auto outcome = detail::call_tool(*services_, origin,
-                                           origin.key("tool/" + std::to_string(round) + "/" + std::to_string(i)),
-                                           tc.name, tc.arguments);
+          auto outcome =
+              call_tool(*services_, origin.run_id, origin.step,
+                        origin.key("tool/" + std::to_string(round) + "/" + std::to_string(i)), tc.name, tc.arguments);
           if (!outcome.ok() && outcome.err().code == graph::graph_errc::suspended) return std::move(outcome).err();
           if (!outcome.ok() && outcome.err().code != kernel::kernel_errc::denied) return std::move(outcome).err();
           if (!outcome.ok()) {  // a denial is the model's to know about, and to work around

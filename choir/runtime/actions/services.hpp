@@ -43,6 +43,25 @@ struct action_services {
   std::filesystem::path workspaces = ".choir/workspaces";
 };
 
+/// A tool call's outcome as the journal keeps it: the tool's result, or the error it gave (a
+/// failed tool call still happened, and is replayed as the same failure).
+struct tool_outcome {
+  bool ok = true;
+  value result;         ///< when ok
+  std::string message;  ///< when not: why, for the model or the person who asked
+};
+
+/// Calls tool `name` with `arguments` as an effect of run `run_id` at step `step`, through the
+/// gate: arguments checked against the tool's schema (refused ones are an outcome, not a call),
+/// then checked against the contract and policy (capability = the tool's name, argument = its
+/// subject), journaled under `key`, run in the run's workspace (`<workspaces>/<tenant>/<agent>`),
+/// audited. Used by `tool` and `llm` steps and by the MCP server's sessions. Returns the tool's
+/// outcome, or an error for what is not the tool's: `denied`, `suspended`,
+/// `effect_outcome_unknown`, a journal failure.
+[[nodiscard]] result<tool_outcome> call_tool(const action_services& services, const std::string& run_id,
+                                             std::int64_t step, const std::string& key, const std::string& name,
+                                             const value& arguments);
+
 /// The built-in action types plus the runtime's own: `map`, `agent`, `llm`, `tool`.
 [[nodiscard]] graph::action_registry runtime_registry(std::shared_ptr<const action_services> services);
 

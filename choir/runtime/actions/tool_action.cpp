@@ -45,7 +45,7 @@ class tool_action final : public graph::action {
       if (!computed.ok()) return fail("args." + a.name + " (" + a.expr->source() + "): " + computed.err().message);
       arguments[a.name] = std::move(computed).value();
     }
-    CHOIR_TRY(auto outcome, detail::call_tool(*services_, origin, origin.key(""), tool_, arguments));
+    CHOIR_TRY(auto outcome, call_tool(*services_, origin.run_id, origin.step, origin.key(""), tool_, arguments));
     if (!outcome.ok) return fail(outcome.message);
     graph::action_output out;
     out.result = outcome.result;
