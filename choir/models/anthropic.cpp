@@ -125,8 +125,6 @@ class anthropic final : public provider {
     std::map<std::int64_t, block> blocks;
     bool stopped = false;
     std::optional<error> failure;
-    std::string error_body;
-    net::sse_parser parser;
     auto on_event = [&](const net::sse_event& e) {
       if (stopped || failure) return;
       const value v = value::parse(e.data, nullptr, /*allow_exceptions=*/false);
@@ -182,16 +180,13 @@ class anthropic final : public provider {
                                "Anthropic endpoint (mid-stream)");
       }
     };
-    auto on_body = [&](const net::http_response& head, std::string_view chunk) {
-      if (head.status / 100 != 2) {
-        if (error_body.size() < 64 * 1024) error_body.append(chunk);
-        return true;
-      }
-      if (auto fed = parser.feed(chunk, on_event); !fed.ok()) failure = fed.err();
-      return !stopped && !failure;
-    };
-    CHOIR_TRY(net::http_response response, net::http_call(http, on_body));
-    if (response.status / 100 != 2) return status_error(response.status, error_body, "Anthropic endpoint");
+    CHOIR_CHECK(stream_events(
+        http,
+        [&](const net::sse_event& e) {
+          on_event(e);
+          return !stopped && !failure;
+        },
+        "Anthropic endpoint"));
     if (failure) return *failure;
     if (!stopped) return make_error(model_errc::provider_error, "the stream ended before message_stop");
     return r;

@@ -25,6 +25,29 @@ error status_error(int status, std::string_view body, std::string_view who) {
   return make_error(model_errc::rejected, text);
 }
 
+result<void> stream_events(const net::http_request& http, const std::function<bool(const net::sse_event&)>& on_event,
+                           std::string_view who) {
+  std::string error_body;  // a non-2xx answer's body, kept for its message
+  net::sse_parser parser;
+  std::optional<error> failure;
+  bool more = true;
+  auto on_body = [&](const net::http_response& head, std::string_view chunk) {
+    if (head.status / 100 != 2) {
+      if (error_body.size() < 64 * 1024) error_body.append(chunk);
+      return true;
+    }
+    auto fed = parser.feed(chunk, [&](const net::sse_event& e) {
+      if (more) more = on_event(e);
+    });
+    if (!fed.ok()) failure = fed.err();
+    return more && !failure;
+  };
+  CHOIR_TRY(net::http_response response, net::http_call(http, on_body));
+  if (response.status / 100 != 2) return status_error(response.status, error_body, who);
+  if (failure) return *failure;
+  return {};
+}
+
 namespace {
 
 value openai_message(const chat_message& m) {
@@ -150,8 +173,6 @@ class openai_chat final : public provider {
     std::map<std::int64_t, partial_call> calls;  // joined by index, in index order
     bool done = false;
     std::optional<error> failure;
-    std::string error_body;  // a non-2xx answer's body, kept for its message
-    net::sse_parser parser;
     auto on_event = [&](const net::sse_event& e) {
       if (done || failure) return;
       if (e.data == "[DONE]") {
@@ -197,16 +218,13 @@ class openai_chat final : public provider {
         }
       }
     };
-    auto on_body = [&](const net::http_response& head, std::string_view chunk) {
-      if (head.status / 100 != 2) {
-        if (error_body.size() < 64 * 1024) error_body.append(chunk);
-        return true;
-      }
-      if (auto fed = parser.feed(chunk, on_event); !fed.ok()) failure = fed.err();
-      return !done && !failure;
-    };
-    CHOIR_TRY(net::http_response response, net::http_call(http, on_body));
-    if (response.status / 100 != 2) return status_error(response.status, error_body, "OpenAI-compatible endpoint");
+    CHOIR_CHECK(stream_events(
+        http,
+        [&](const net::sse_event& e) {
+          on_event(e);
+          return !done && !failure;
+        },
+        "OpenAI-compatible endpoint"));
     if (failure) return *failure;
     if (!done && r.finish_reason.empty()) {
       return make_error(model_errc::provider_error, "the stream ended before the answer was complete");

@@ -3,11 +3,13 @@
 /// it: llama.cpp, vLLM, Ollama) and Anthropic Messages. Wire formats: shared reference in
 /// docs/models.md. Both stream with server-sent events when the caller asks for a stream.
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 
 #include "choir/models/gateway.hpp"
 #include "choir/net/http_client.hpp"
+#include "choir/net/sse.hpp"
 
 namespace choir::models {
 
@@ -32,6 +34,13 @@ struct http_provider_options {
 /// `model_errc::bad_response`. Exposed for tests and fuzzing: the bytes come from the network.
 [[nodiscard]] result<chat_response> parse_openai_answer(std::string_view body);
 [[nodiscard]] result<chat_response> parse_anthropic_answer(std::string_view body);
+
+/// Sends `http` and hands each server-sent event of a 2xx answer to `on_event` until it returns
+/// false or the stream ends. A non-2xx answer is `status_error` (naming `who`) with its body; an
+/// event over the parser's limit is `core_errc::parse_error`; transport errors as `http_call`'s.
+[[nodiscard]] result<void> stream_events(const net::http_request& http,
+                                         const std::function<bool(const net::sse_event&)>& on_event,
+                                         std::string_view who);
 
 /// The error a provider's HTTP status means: 429 `rate_limited`, 5xx (and Anthropic's 529)
 /// `provider_error`, 408 `core_errc::timed_out`, other 4xx `rejected`. `body` is searched for the
