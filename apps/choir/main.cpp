@@ -12,6 +12,7 @@
 #include "apps/choir/kernel_commands.hpp"
 #include "apps/choir/mcp_command.hpp"
 #include "apps/choir/run_command.hpp"
+#include "apps/choir/serve_command.hpp"
 #include "choir/graph/export.hpp"
 #include "choir/graph/loader.hpp"
 #include "choir/kernel/contract.hpp"
@@ -287,6 +288,18 @@ int main(int argc, char** argv) {
                         "The tenant the session acts for (default: $CHOIR_TENANT, else local)");
   mcp_serve->add_option("--user", mcp_opts.user, "The user the session acts for (default: $CHOIR_USER, else local)");
 
+  choir::cli::serve_options serve_opts;
+  auto* serve = app.add_subcommand("serve", "Serve the HTTP/WebSocket API and the web desktop (docs/api.md)");
+  serve->add_option("--listen", serve_opts.listen, "HOST:PORT to listen on (default 127.0.0.1:8080; port 0: any)");
+  serve->add_option("--store", serve_opts.store, "The event store (default: .choir/choir.db) or postgresql://…");
+  serve->add_option("--agents", serve_opts.agents, "A folder of agent files (repeatable; default: ./examples)");
+  serve->add_option("--web", serve_opts.web, "The web desktop's built files (default: web/dist)");
+  serve->add_option("--allow-host", serve_opts.allow_hosts, "A further Host name to answer to (repeatable)");
+  serve->add_option("--threads", serve_opts.threads, "Threads answering requests (default 1)")
+      ->check(CLI::Range(1, 64));
+  serve->add_option("--max-connections", serve_opts.max_connections, "Open connections at most (default 4096)")
+      ->check(CLI::Range(1, 1'000'000));
+
   std::string graph_file;
   std::string graph_format = "mermaid";
   auto* graph = app.add_subcommand("graph", "Print a graph as Mermaid, DOT or JSON");
@@ -313,6 +326,7 @@ int main(int argc, char** argv) {
   if (runs_replay->parsed()) return choir::cli::runs_replay(runs_opts, std::cout, std::cerr);
   if (runs_prune->parsed()) return choir::cli::runs_prune(runs_opts, std::cout, std::cerr);
   if (graph->parsed()) return graph_command(graph_file, graph_format);
+  if (serve->parsed()) return choir::cli::serve_command(serve_opts, std::cout, std::cerr);
   if (mcp_serve->parsed()) return choir::cli::mcp_serve(mcp_opts, std::cin, std::cout, std::cerr);
   if (contract_check->parsed()) return contract_validate(contract_file, contract_json);
   if (policy_apply->parsed()) return choir::cli::policy_apply(kernel_opts, std::cout, std::cerr);

@@ -20,6 +20,11 @@ class conversation::step_relay final : public graph::hooks {
   void post_step(const graph::step_record& record, const graph::state& /*after*/) override {
     conv_->emit("step", record.to_json());
   }
+  void stream_item(const graph::action& act, const value& chunk) override {
+    if (chunk.is_object() && chunk.contains("token") && chunk["token"].is_string()) {
+      conv_->emit("token", value{{"action", act.name()}, {"text", chunk["token"]}});
+    }
+  }
 
  private:
   conversation* conv_;
@@ -90,6 +95,12 @@ void conversation::unsubscribe(std::uint64_t id) {
 
 void conversation::emit(const std::string& kind, const value& data) {
   const conversation_event event{kind, opts_.run_id, data};
+  if (opts_.observer) {
+    try {
+      opts_.observer(event);
+    } catch (...) {  // an observer's failure is its own; the conversation goes on
+    }
+  }
   // A listener that throws is dropped; the conversation goes on.
   std::vector<std::uint64_t> failed;
   for (const auto& [id, listener] : listeners_) {
@@ -383,7 +394,8 @@ result<actor_ref<conversation>> spawn_conversation(actor_system& sys, conversati
 conversation_directory::conversation_directory(actor_system& sys, directory_options opts)
     : sys_(&sys), opts_(std::move(opts)) {}
 
-result<void> conversation_directory::add(const std::string& run_id, std::shared_ptr<const agent_definition> agent) {
+result<void> conversation_directory::add(const std::string& run_id, std::shared_ptr<const agent_definition> agent,
+                                         principal who) {
   if (run_id.empty() || !agent) return make_error(runtime_errc::invalid_argument, "a run id and an agent are needed");
   CHOIR_CHECK(check_conversable(*agent, "message"));
   std::lock_guard lock(mutex_);
@@ -391,26 +403,36 @@ result<void> conversation_directory::add(const std::string& run_id, std::shared_
   std::uint32_t index = 0;
   while (index < agents_.size() && agents_[index] != agent) ++index;
   if (index == agents_.size()) agents_.push_back(std::move(agent));
-  entries_.emplace(run_id, index);
+  entries_.emplace(run_id, entry{index, std::move(who)});
   return {};
+}
+
+bool conversation_directory::contains(const std::string& run_id) const {
+  std::lock_guard lock(mutex_);
+  return entries_.contains(run_id);
 }
 
 result<actor_ref<conversation>> conversation_directory::activate(const std::string& run_id) {
   std::shared_ptr<const agent_definition> agent;
+  principal who;
   {
     std::lock_guard lock(mutex_);
     auto it = entries_.find(run_id);
     if (it == entries_.end()) {
       return make_error(runtime_errc::not_found, "no conversation " + run_id + " is registered");
     }
-    agent = agents_[it->second];
+    agent = agents_[it->second.agent];
+    who = it->second.who;
   }
   conversation_options conv{.agent = std::move(agent),
                             .store = opts_.store,
                             .run_id = run_id,
+                            .gate = opts_.gate,
+                            .who = std::move(who),
                             .when_busy = opts_.when_busy,
                             .max_steps_per_turn = opts_.max_steps_per_turn,
-                            .idle_after = opts_.idle_after};
+                            .idle_after = opts_.idle_after,
+                            .observer = opts_.observer};
   return sys_->get_or_create<conversation>({.name = run_id, .name_space = conversations_namespace}, std::move(conv));
 }
 
@@ -423,6 +445,15 @@ task<result<turn_result>> conversation_directory::say(std::string run_id, value 
     // `unavailable`: the activation passivated before the message ran. Go again on a fresh one.
     if (out.ok() || out.err().code != runtime_errc::unavailable || attempt >= 8) co_return out;
   }
+}
+
+void conversation_directory::post(std::string run_id, value message, std::function<void(result<turn_result>)> done) {
+  [](conversation_directory* self, std::string id, value msg,
+     std::function<void(result<turn_result>)> cb) -> detail::detached_coroutine {
+    auto turn = self->say(std::move(id), std::move(msg));
+    auto out = co_await std::move(turn);
+    if (cb) cb(std::move(out));
+  }(this, std::move(run_id), std::move(message), std::move(done));
 }
 
 std::size_t conversation_directory::registered() const {

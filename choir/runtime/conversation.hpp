@@ -30,8 +30,9 @@ enum class busy_policy : std::uint8_t {
 };
 
 /// One event of a conversation, as subscribers see it. `kind` is `turn_started` (data: the
-/// message, or null), `step` (data: the committed step, as `graph::step_record::to_json`) or
-/// `turn_ended` (data: the `turn_result`).
+/// message, or null), `step` (data: the committed step, as `graph::step_record::to_json`),
+/// `token` (data: `{action, text}`, a piece of a streaming action's output, live only: the
+/// committed step carries the whole) or `turn_ended` (data: the `turn_result`).
 struct conversation_event {
   std::string kind;
   std::string run_id;
@@ -72,6 +73,10 @@ struct conversation_options {
   /// subscribed) the actor deactivates itself; its run lives on in the store and the next message
   /// (through a `conversation_directory`) activates it again. Zero: never.
   std::chrono::milliseconds idle_after{0};
+  /// Told every event before the subscribers, for as long as the actor lives (and again after a
+  /// restart); unlike a subscriber it does not keep an idle conversation active. Called on the
+  /// actor: it must not block.
+  conversation_listener observer;
 };
 
 /// The actor. Spawn it with `spawn_conversation`; talk to it through its `actor_ref`:
@@ -158,10 +163,12 @@ class conversation {
 namespace choir::runtime {
 
 struct directory_options {
-  std::shared_ptr<store::event_store> store;                      ///< shared by threads: see `store::synchronized`
+  std::shared_ptr<store::event_store> store;  ///< shared by threads: see `store::synchronized`
+  std::shared_ptr<runtime::gate> gate;  ///< if set, every conversation's run is admitted by it and its effects pass it
   std::chrono::milliseconds idle_after{std::chrono::minutes(5)};  ///< passivation; zero: never
   busy_policy when_busy = busy_policy::enqueue;
   std::uint64_t max_steps_per_turn = 10'000;
+  conversation_listener observer;  ///< every conversation's `conversation_options::observer`
 };
 
 /// Conversations as virtual actors: every registered conversation always exists, by its run id;
@@ -173,16 +180,21 @@ class conversation_directory {
  public:
   conversation_directory(actor_system& sys, directory_options opts);
 
-  /// Registers run `run_id` of `agent`, passive until its first message (the run is created in
-  /// the store then, if it does not exist). Registering it again is a no-op. Errors:
+  /// Registers run `run_id` of `agent` for `who`, passive until its first message (the run is
+  /// created in the store then, if it does not exist). Registering it again is a no-op. Errors:
   /// `invalid_argument` (an agent that cannot hold a conversation, an empty id).
-  result<void> add(const std::string& run_id, std::shared_ptr<const agent_definition> agent);
+  result<void> add(const std::string& run_id, std::shared_ptr<const agent_definition> agent, principal who = {});
+  /// Whether `run_id` is registered.
+  [[nodiscard]] bool contains(const std::string& run_id) const;
   /// The conversation's live activation, activating it if needed. Errors: `not_found` (not
   /// registered), and those of `actor_system::spawn`.
   result<actor_ref<conversation>> activate(const std::string& run_id);
   /// Sends a message to the conversation, activating it as needed — again if it passivated while
   /// the message was on its way (the message had not run: `unavailable` is retried).
   task<result<turn_result>> say(std::string run_id, value message);
+  /// `say` without waiting: the turn runs on the conversation's actor and `done` (if set) is
+  /// called with how it ended, on whichever thread finished it.
+  void post(std::string run_id, value message, std::function<void(result<turn_result>)> done);
 
   [[nodiscard]] std::size_t registered() const;
 
@@ -190,8 +202,12 @@ class conversation_directory {
   actor_system* sys_;
   directory_options opts_;
   mutable std::mutex mutex_;
+  struct entry {
+    std::uint32_t agent = 0;  ///< index into agents_
+    principal who;
+  };
   std::vector<std::shared_ptr<const agent_definition>> agents_;
-  std::unordered_map<std::string, std::uint32_t> entries_;  ///< run id → index into agents_
+  std::unordered_map<std::string, entry> entries_;
 };
 
 }  // namespace choir::runtime

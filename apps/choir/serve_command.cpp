@@ -1,0 +1,185 @@
+#include "apps/choir/serve_command.hpp"
+
+#include <pthread.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <filesystem>
+#include <iostream>
+#include <sstream>
+
+#include "apps/choir/kernel_commands.hpp"
+#include "apps/choir/run_command.hpp"
+#include "choir/api/server.hpp"
+#include "choir/api/service.hpp"
+#include "choir/runtime/actor.hpp"
+#include "choir/runtime/agent_catalog.hpp"
+
+namespace choir::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+/// `host:port` → its parts (the host may be `[v6]`).
+result<std::pair<std::string, std::uint16_t>> split_listen(const std::string& where) {
+  const auto colon = where.rfind(':');
+  if (colon == std::string::npos || colon == 0) {
+    return make_error(core_errc::invalid_argument, "--listen takes HOST:PORT, e.g. 127.0.0.1:8080");
+  }
+  std::string host = where.substr(0, colon);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  const auto port_text = where.substr(colon + 1);
+  if (port_text.empty() || port_text.size() > 5 || port_text.find_first_not_of("0123456789") != std::string::npos ||
+      std::stoul(port_text) > 65535) {
+    return make_error(core_errc::invalid_argument, "--listen: '" + port_text + "' is not a port");
+  }
+  return std::pair{host, static_cast<std::uint16_t>(std::stoul(port_text))};
+}
+
+/// Where the desktop's built files are when `--web` is not given: `web/dist` here, or in the
+/// checkout the binary was built in.
+fs::path default_web_dir() {
+  std::error_code ec;
+  if (fs::is_regular_file("web/dist/index.html", ec)) return "web/dist";
+  const auto exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    for (auto dir = exe.parent_path(); !dir.empty() && dir != dir.root_path(); dir = dir.parent_path()) {
+      if (fs::is_regular_file(dir / "web/dist/index.html", ec)) return dir / "web/dist";
+    }
+  }
+  return {};
+}
+
+/// Every agent in `folders`: each `*.yaml` holding a `kind: Graph` document. Files of other kinds
+/// (models, policies, scripts) are passed over; an agent that does not load is reported and left out.
+std::map<std::string, std::shared_ptr<const runtime::agent_definition>, std::less<>> load_agents(
+    const std::vector<std::string>& folders, std::ostream& err) {
+  std::map<std::string, std::shared_ptr<const runtime::agent_definition>, std::less<>> out;
+  for (const auto& folder : folders) {
+    std::error_code ec;
+    std::vector<fs::path> files;
+    for (const auto& entry : fs::directory_iterator(folder, ec)) {
+      if (entry.is_regular_file() && entry.path().extension() == ".yaml") files.push_back(entry.path());
+    }
+    std::sort(files.begin(), files.end());
+    for (const auto& file : files) {
+      auto text = read_file(file.string());
+      if (!text.ok() || text->find("kind: Graph") == std::string::npos) continue;
+      auto agent = runtime::load_agent(*text, file.string(), default_registry());
+      if (!agent.ok()) {
+        err << "choir serve: " << file.string() << " left out: " << agent.err().message << "\n";
+        continue;
+      }
+      if (!(*agent)->contract) {
+        err << "choir serve: " << file.string() << " left out: it has no AgentContract, so nothing would admit it\n";
+        continue;
+      }
+      process_services()->agents->add(*agent);
+      out[(*agent)->name] = *agent;
+    }
+  }
+  return out;
+}
+
+/// Makes the admin's token if the policy has none at all (the first start), and returns it.
+result<std::string> first_token(const std::string& store_path, std::ostream& err) {
+  kernel_options list{.store = store_path, .json = true};
+  std::ostringstream listed;
+  std::ostringstream quiet;
+  if (token_list(list, listed, quiet) != exit_ok) return make_error(core_errc::io_error, quiet.str());
+  if (!listed.str().empty()) return std::string();
+  const auto admin = principal_for("", "");
+  kernel_options make{.store = store_path, .json = true, .tenant = admin.tenant, .user = admin.user};
+  std::ostringstream made;
+  std::ostringstream why;
+  if (token_create(make, "admin", made, why) != exit_ok) {
+    err << "choir serve: no admin token made (" << why.str() << "); make one with choir token create TENANT USER\n";
+    return std::string();
+  }
+  auto v = value::parse(made.str(), nullptr, false);
+  return v.is_object() ? v.value("token", std::string()) : std::string();
+}
+
+}  // namespace
+
+int serve_command(const serve_options& options, std::ostream& out, std::ostream& err) {
+  const std::string command = "choir serve";
+  auto fail = [&](const std::string& message) {
+    err << command << ": " << message << "\n";
+    return exit_invalid;
+  };
+  auto where = split_listen(options.listen);
+  if (!where.ok()) return fail(where.err().message);
+  std::vector<std::string> folders = options.agents;
+  std::error_code ec;
+  if (folders.empty() && fs::is_directory("examples", ec)) folders.emplace_back("examples");
+  if (auto found = search_agents(folders); !found.ok()) return fail(found.err().message);
+
+  // Signals are taken by sigwait below: block them before any thread starts, so all inherit it.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  {  // A store with no policy admits nothing and knows no tokens: say so now.
+    auto probe = open_store(options.store);
+    if (!probe.ok()) return fail(probe.err().message);
+    auto policy = (*probe)->get_document("policy");
+    if (!policy.ok()) return fail(policy.err().message);
+    if (!*policy)
+      return fail(
+          "the store has no policy, so nobody could sign in: apply one first (choir policy apply "
+          "examples/policy.yaml)");
+  }
+  auto token = first_token(options.store, err);
+  if (!token.ok()) return fail(token.err().message);
+
+  auto store = open_store(options.store);
+  if (!store.ok()) return fail(store.err().message);
+  auto gate = open_gate(*store, options.store);
+  if (!gate.ok()) return fail(gate.err().message);
+  use_gate(*gate);
+  auto agents = load_agents(folders, err);
+
+  auto system = std::make_unique<runtime::actor_system>();
+  auto hub = std::make_shared<api::event_hub>(*store);
+  auto directory = std::make_shared<runtime::conversation_directory>(
+      *system, runtime::directory_options{
+                   .store = *store, .gate = *gate, .observer = [hub](const runtime::conversation_event& e) {
+                     hub->publish(e);
+                   }});
+  const fs::path web = options.web.empty() ? default_web_dir() : fs::path(options.web);
+  auto svc = std::make_shared<api::service>(api::service_options{
+      .store = *store, .gate = *gate, .hub = hub, .directory = directory, .agents = std::move(agents), .web_dir = web});
+  api::server server(svc, api::server_options{.host = where->first,
+                                              .port = where->second,
+                                              .threads = options.threads,
+                                              .max_connections = options.max_connections});
+  auto port = server.listen();
+  if (!port.ok()) return fail(port.err().message);
+  const std::string p = std::to_string(*port);
+  const std::string host = where->first.find(':') != std::string::npos ? "[" + where->first + "]" : where->first;
+  for (const auto& h : {host, std::string("127.0.0.1"), std::string("localhost")}) svc->allow_host(h + ":" + p);
+  for (const auto& h : options.allow_hosts) {
+    svc->allow_host(h.find(':') == std::string::npos ? h + ":" + p : h);
+  }
+  server.run();
+
+  out << "listening on http://" << host << ":" << p << "\n";
+  if (!token->empty()) {
+    out << "admin token: " << *token << "\n";
+    out << "  (shown this once: only its SHA-256 is kept; sign in to the desktop with it)\n";
+  }
+  if (web.empty()) out << "the web desktop is not built: npm ci --prefix web && npm run build --prefix web\n";
+  out << std::flush;
+
+  int received = 0;
+  sigwait(&stop_signals, &received);
+  err << command << ": " << (received == SIGTERM ? "SIGTERM" : "SIGINT") << ", stopping\n";
+  server.stop();   // no more requests
+  system.reset();  // the conversations stop at a step boundary (a step commits whole or not at all)
+  return exit_ok;  // then the server closes its connections
+}
+
+}  // namespace choir::cli

@@ -1,0 +1,25 @@
+#pragma once
+/// `choir serve`: the HTTP/WebSocket API and the web desktop over the conversations of the agents
+/// it loads (docs/api.md).
+#include <cstddef>
+#include <iosfwd>
+#include <string>
+#include <vector>
+
+namespace choir::cli {
+
+struct serve_options {
+  std::string listen = "127.0.0.1:8080";
+  std::string store;
+  std::vector<std::string> agents;  ///< folders of agent files (default: ./examples if it exists)
+  std::string web;                  ///< the desktop's built files (default: web/dist if it exists)
+  std::vector<std::string> allow_hosts;
+  int threads = 1;
+  std::size_t max_connections = 4'096;
+};
+
+/// Serves until SIGTERM or SIGINT. Prints `listening on http://HOST:PORT`, and on the first start
+/// against a store `admin token: …`. Returns the exit code.
+int serve_command(const serve_options& options, std::ostream& out, std::ostream& err);
+
+}  // namespace choir::cli

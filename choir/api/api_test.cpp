@@ -1,0 +1,526 @@
+// The API end to end on 127.0.0.1: a real server, store, kernel and scripted model, reached by
+// HTTP (choir/net's client) and by a WebSocket client (Beast). docs/api.md is what is checked.
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/websocket.hpp>
+
+#include "choir/api/server.hpp"
+#include "choir/api/service.hpp"
+#include "choir/kernel/audit.hpp"
+#include "choir/kernel/policy.hpp"
+#include "choir/models/gateway.hpp"
+#include "choir/models/scripted.hpp"
+#include "choir/net/http_client.hpp"
+#include "choir/runtime/actions/services.hpp"
+#include "choir/runtime/actor.hpp"
+#include "choir/runtime/agent_catalog.hpp"
+#include "choir/store/synchronized.hpp"
+#include "choir/tools/tool.hpp"
+
+namespace choir::api {
+namespace {
+
+namespace fs = std::filesystem;
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace websocket = beast::websocket;
+
+constexpr const char* ada_token = "choir_test_ada_0123456789";
+constexpr const char* carol_token = "choir_test_carol_0123456789";
+
+std::string policy_text() {
+  return std::string(R"(apiVersion: agentos/v0.2
+kind: Policy
+tenants:
+  acme:
+    roles:
+      member: {grants: []}
+    users:
+      ada: {roles: [member]}
+    tokens:
+      t-ada: {user: ada, sha256: )") +
+         kernel::sha256_hex(ada_token) + R"(}
+  globex:
+    roles:
+      member: {grants: []}
+    users:
+      carol: {roles: [member]}
+    tokens:
+      t-carol: {user: carol, sha256: )" +
+         kernel::sha256_hex(carol_token) + "}\n";
+}
+
+constexpr const char* chat_agent = R"(apiVersion: agentos/v0.2
+kind: AgentContract
+name: chat
+class: {latency: SRT}
+capabilities: []
+modelPolicy: {allow: [local/chat]}
+---
+apiVersion: agentos/v0.2
+kind: Graph
+name: chat
+description: Chats.
+entrypoint: listen
+state: {messages: []}
+actions:
+  listen: {type: human, prompt: Say something, inputs: [message], writes: [message]}
+  think: {type: llm, model: local/chat, prompt: "{{message}}", history: messages, into: reply, stream: true}
+transitions:
+  - {from: listen, to: think}
+  - {from: think, to: listen}
+)";
+
+constexpr const char* counter_agent = R"(apiVersion: agentos/v0.2
+kind: AgentContract
+name: counter
+class: {latency: DT}
+capabilities: []
+---
+apiVersion: agentos/v0.2
+kind: Graph
+name: counter
+entrypoint: count
+state: {n: 0}
+actions:
+  count: {type: set, update: {n: n + 1}}
+)";
+
+constexpr const char* script = R"(kind: ScriptedModel
+rules:
+  - reply: "you said {{user}} and that is all"
+)";
+
+/// A WebSocket client with a read timeout.
+class ws_client {
+ public:
+  ws_client() : ws_(ioc_) {}
+  /// Connects and upgrades; false if the server refused.
+  bool connect(std::uint16_t port, const std::string& origin = "") {
+    beast::error_code ec;
+    asio::ip::tcp::endpoint ep(asio::ip::make_address("127.0.0.1"), port);
+    ws_.next_layer().connect(ep, ec);
+    if (ec) return false;
+    timeval tv{.tv_sec = 10, .tv_usec = 0};
+    ::setsockopt(ws_.next_layer().native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ws_.set_option(websocket::stream_base::decorator([origin](websocket::request_type& req) {
+      if (!origin.empty()) req.set(beast::http::field::origin, origin);
+    }));
+    ws_.handshake("127.0.0.1:" + std::to_string(port), "/api/v1/stream", ec);
+    return !ec;
+  }
+  void send(const value& v) {
+    beast::error_code ec;
+    ws_.write(asio::buffer(dump_json(v)), ec);
+  }
+  void send_raw(const std::string& text) {
+    beast::error_code ec;
+    ws_.write(asio::buffer(text), ec);
+  }
+  /// The next frame, or nothing if the connection closed or timed out.
+  std::optional<value> read() {
+    beast::flat_buffer buffer;
+    beast::error_code ec;
+    ws_.read(buffer, ec);
+    if (ec) return std::nullopt;
+    return value::parse(beast::buffers_to_string(buffer.data()));
+  }
+  /// Frames until one of type `type` (and, for events, `kind`) arrives; all of them, in order.
+  std::vector<value> read_until(const std::string& type, const std::string& kind = "") {
+    std::vector<value> out;
+    while (auto f = read()) {
+      out.push_back(*f);
+      if ((*f)["type"] == type && (kind.empty() || f->value("kind", "") == kind)) return out;
+    }
+    ADD_FAILURE() << "the stream ended before a " << type << " " << kind << " frame";
+    return out;
+  }
+
+ private:
+  asio::io_context ioc_;
+  websocket::stream<asio::ip::tcp::socket> ws_;
+};
+
+class Api : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("choir-api-" + std::to_string(::getpid()) + "-" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    store_ = store::synchronized(store::open_sqlite_store((dir_ / "choir.db").string()).value());
+    kernel::audit_options audit_options;
+    audit_options.key_file = (dir_ / "audit.key").string();
+    audit_options.head_file = (dir_ / "audit.head").string();
+    auto audit = kernel::audit_log::open(store_, audit_options);
+    ASSERT_TRUE(audit.ok()) << audit.err().message;
+    auto policy = kernel::policy::load(policy_text(), "policy.yaml");
+    ASSERT_TRUE(policy.ok()) << policy.err().message;
+    auto node = kernel::node_resources::of_this_machine();
+    node.models = {"local/chat"};
+    gate_ = std::make_shared<runtime::gate>(store_, std::shared_ptr<kernel::audit_log>(std::move(audit).value()),
+                                            std::make_shared<const kernel::policy>(std::move(policy).value()),
+                                            runtime::gate_options{.node = node});
+    auto models = std::make_shared<models::gateway>();
+    models->add({.alias = "local/chat", .backend = models::scripted_from_yaml(script, "script.yaml").value()});
+    services_ = std::make_shared<runtime::action_services>();
+    services_->store = store_;
+    services_->gate = gate_;
+    services_->models = models;
+    services_->tools = std::make_shared<tools::tool_registry>();
+    services_->agents = std::make_shared<runtime::agent_catalog>();
+    services_->workspaces = dir_ / "workspaces";
+    system_ = std::make_unique<runtime::actor_system>(runtime::system_options{.threads = 2});
+    services_->actors = system_.get();
+    std::map<std::string, std::shared_ptr<const runtime::agent_definition>, std::less<>> agents;
+    for (const char* text : {chat_agent, counter_agent}) {
+      auto agent = runtime::load_agent(text, "agent.yaml", runtime::runtime_registry(services_));
+      ASSERT_TRUE(agent.ok()) << agent.err().message;
+      agents[(*agent)->name] = *agent;
+    }
+    hub_ = std::make_shared<event_hub>(store_);
+    auto hub = hub_;
+    directory_ = std::make_shared<runtime::conversation_directory>(
+        *system_, runtime::directory_options{
+                      .store = store_, .gate = gate_, .observer = [hub](const runtime::conversation_event& e) {
+                        hub->publish(e);
+                      }});
+    web_ = dir_ / "web";
+    fs::create_directories(web_ / "assets");
+    std::ofstream(web_ / "index.html") << "<!doctype html><title>desk</title>";
+    std::ofstream(web_ / "assets" / "app.js") << "console.log(1)";
+    service_ = std::make_shared<service>(service_options{
+        .store = store_, .gate = gate_, .hub = hub_, .directory = directory_, .agents = agents, .web_dir = web_});
+    server_ = std::make_unique<server>(service_, server_options{.port = 0, .body_limit = 1 << 20});
+    auto port = server_->listen();
+    ASSERT_TRUE(port.ok()) << port.err().message;
+    port_ = *port;
+    service_->allow_host("127.0.0.1:" + std::to_string(port_));
+    service_->allow_host("localhost:" + std::to_string(port_));
+    server_->run();
+  }
+  void TearDown() override {
+    if (server_) server_->stop();
+    system_.reset();
+    server_.reset();
+    service_.reset();
+    directory_.reset();
+    services_.reset();
+    gate_.reset();
+    store_.reset();
+    fs::remove_all(dir_);
+  }
+
+  std::string url(const std::string& path) const { return "http://127.0.0.1:" + std::to_string(port_) + path; }
+
+  net::http_response call(const std::string& method, const std::string& path, const std::string& token = ada_token,
+                          const std::string& body = "", net::header_list headers = {}) {
+    net::http_request req{.method = method, .url = url(path)};
+    if (!token.empty()) req.headers.emplace_back("Authorization", "Bearer " + token);
+    if (!body.empty() || method == "POST") req.headers.emplace_back("Content-Type", "application/json");
+    for (auto& h : headers) req.headers.push_back(std::move(h));
+    req.body = body;
+    req.timeout = std::chrono::seconds(20);
+    auto res = net::http_call(req);
+    EXPECT_TRUE(res.ok()) << (res.ok() ? "" : res.err().message);
+    return res.ok() ? *res : net::http_response{};
+  }
+  static value json_of(const net::http_response& r) { return value::parse(r.body, nullptr, false); }
+
+  /// Opens a conversation with `agent` for ada; its run id.
+  std::string open_chat(const std::string& agent = "chat") {
+    auto res = call("POST", "/api/v1/conversations", ada_token, dump_json(value{{"agent", agent}}));
+    EXPECT_EQ(res.status, 201) << res.body;
+    return json_of(res).value("run_id", "");
+  }
+
+  fs::path dir_;
+  fs::path web_;
+  std::shared_ptr<store::event_store> store_;
+  std::shared_ptr<runtime::gate> gate_;
+  std::shared_ptr<runtime::action_services> services_;
+  std::unique_ptr<runtime::actor_system> system_;
+  std::shared_ptr<event_hub> hub_;
+  std::shared_ptr<runtime::conversation_directory> directory_;
+  std::shared_ptr<service> service_;
+  std::unique_ptr<server> server_;
+  std::uint16_t port_ = 0;
+};
+
+TEST_F(Api, HealthNeedsNoTokenAndEveryApiRouteDoes) {
+  EXPECT_EQ(call("GET", "/healthz", "").status, 200);
+  auto missing = call("GET", "/api/v1/agents", "");
+  EXPECT_EQ(missing.status, 401);
+  EXPECT_EQ(json_of(missing)["error"]["code"], "unauthorized");
+  EXPECT_EQ(call("GET", "/api/v1/agents", "choir_not_a_token").status, 401);
+  // A token in the URL is not a token.
+  EXPECT_EQ(call("GET", std::string("/api/v1/agents?token=") + ada_token, "").status, 401);
+  auto basic = call("GET", "/api/v1/agents", "", "", {{"Authorization", std::string("Basic ") + ada_token}});
+  EXPECT_EQ(basic.status, 401);
+  EXPECT_EQ(call("GET", "/api/v1/agents").status, 200);
+}
+
+TEST_F(Api, ForeignHostAndOriginAreRefused) {
+  // DNS rebinding: a page on evil.example resolves its name to 127.0.0.1; its Host gives it away.
+  EXPECT_EQ(call("GET", "/api/v1/agents", ada_token, "", {{"Host", "evil.example:" + std::to_string(port_)}}).status,
+            421);
+  EXPECT_EQ(call("GET", "/healthz", "", "", {{"Host", "evil.example"}}).status, 421);
+  EXPECT_EQ(call("GET", "/api/v1/agents", ada_token, "", {{"Origin", "http://evil.example"}}).status, 403);
+  EXPECT_EQ(call("GET", "/api/v1/agents", ada_token, "", {{"Origin", "null"}}).status, 403);
+  EXPECT_EQ(
+      call("GET", "/api/v1/agents", ada_token, "",
+           {{"Origin", "http://localhost:" + std::to_string(port_)}, {"Host", "localhost:" + std::to_string(port_)}})
+          .status,
+      200);
+  auto res = call("GET", "/api/v1/agents");
+  EXPECT_EQ(res.header("Access-Control-Allow-Origin"), "");
+  // The WebSocket upgrade is checked the same way (cross-site WebSocket hijacking).
+  ws_client evil;
+  EXPECT_FALSE(evil.connect(port_, "http://evil.example"));
+}
+
+TEST_F(Api, AgentsAreListedWithTheirContracts) {
+  auto list = json_of(call("GET", "/api/v1/agents"));
+  ASSERT_EQ(list["agents"].size(), 2u);
+  EXPECT_EQ(list["agents"][0]["name"], "chat");
+  EXPECT_EQ(list["agents"][0]["conversable"], true);
+  EXPECT_EQ(list["agents"][0]["models"], value::array({"local/chat"}));
+  EXPECT_EQ(list["agents"][1]["name"], "counter");
+  EXPECT_EQ(list["agents"][1]["conversable"], false);
+  EXPECT_EQ(list["agents"][1]["latency"], "DT");
+  auto one = json_of(call("GET", "/api/v1/agents/chat"));
+  EXPECT_EQ(one["listening_action"], "listen");
+  EXPECT_EQ(one["contract"]["name"], "chat");
+  EXPECT_NE(one["mermaid"].get<std::string>().find("listen"), std::string::npos);
+  EXPECT_EQ(call("GET", "/api/v1/agents/nobody").status, 404);
+  EXPECT_EQ(call("POST", "/api/v1/agents", ada_token, "{}").status, 405);
+}
+
+TEST_F(Api, AConversationStreamsItsStepsAndTokens) {
+  const auto run_id = open_chat();
+  ASSERT_FALSE(run_id.empty());
+  ws_client ws;
+  ASSERT_TRUE(ws.connect(port_));
+  ws.send({{"type", "auth"}, {"token", ada_token}});
+  auto ready = ws.read();
+  ASSERT_TRUE(ready);
+  EXPECT_EQ((*ready)["type"], "ready");
+  EXPECT_EQ((*ready)["tenant"], "acme");
+  ws.send({{"type", "subscribe"}, {"run_id", run_id}, {"cursor", -1}});
+  auto subscribed = ws.read_until("subscribed");
+  EXPECT_EQ(subscribed.back()["run"]["status"], "waiting");
+
+  auto posted =
+      call("POST", "/api/v1/conversations/" + run_id + "/messages", ada_token, dump_json(value{{"text", "owls"}}));
+  ASSERT_EQ(posted.status, 202) << posted.body;
+  auto frames = ws.read_until("event", "turn_ended");
+  std::vector<std::int64_t> steps;
+  std::string streamed;
+  for (const auto& f : frames) {
+    if (f.value("kind", "") == "step") steps.push_back(f["data"]["sequence_id"].get<std::int64_t>());
+    if (f.value("kind", "") == "token") streamed += f["data"]["text"].get<std::string>();
+  }
+  ASSERT_EQ(steps.size(), 2u);  // listen (the message), think (the reply)
+  EXPECT_EQ(steps[1], steps[0] + 1);
+  EXPECT_EQ(streamed, "you said owls and that is all");
+  EXPECT_EQ(frames.back()["data"]["ended"], "waiting");
+  EXPECT_FALSE(frames.back()["data"].contains("state"));
+
+  auto chat = json_of(call("GET", "/api/v1/conversations/" + run_id));
+  ASSERT_EQ(chat["messages"].size(), 2u);
+  EXPECT_EQ(chat["messages"][0]["role"], "user");
+  EXPECT_EQ(chat["messages"][0]["text"], "owls");
+  EXPECT_EQ(chat["messages"][1]["role"], "agent");
+  EXPECT_EQ(chat["messages"][1]["text"], "you said owls and that is all");
+  auto listed = json_of(call("GET", "/api/v1/conversations"));
+  ASSERT_EQ(listed["conversations"].size(), 1u);
+  EXPECT_EQ(listed["conversations"][0]["run_id"], run_id);
+}
+
+TEST_F(Api, AReconnectingClientGetsExactlyTheStepsItMissed) {
+  const auto run_id = open_chat();
+  for (const char* text : {"one", "two", "three"}) {
+    ws_client ws;
+    ASSERT_TRUE(ws.connect(port_));
+    ws.send({{"type", "auth"}, {"token", ada_token}});
+    ws.send({{"type", "subscribe"}, {"run_id", run_id}});
+    ws.read_until("subscribed");
+    ASSERT_EQ(call("POST", "/api/v1/conversations/" + run_id + "/messages", ada_token, dump_json(value{{"text", text}}))
+                  .status,
+              202);
+    ws.read_until("event", "turn_ended");
+  }
+  // Six steps committed (0–5). A client that saw up to step 2 reconnects.
+  ws_client ws;
+  ASSERT_TRUE(ws.connect(port_));
+  ws.send({{"type", "auth"}, {"token", ada_token}});
+  ws.send({{"type", "subscribe"}, {"run_id", run_id}, {"cursor", 2}});
+  auto frames = ws.read_until("subscribed");
+  std::vector<std::int64_t> seen;
+  for (const auto& f : frames) {
+    if (f.value("kind", "") == "step") seen.push_back(f["cursor"].get<std::int64_t>());
+  }
+  EXPECT_EQ(seen, (std::vector<std::int64_t>{3, 4, 5}));
+  EXPECT_EQ(frames.back()["cursor"], 5);
+  // And then live, with nothing repeated.
+  ASSERT_EQ(call("POST", "/api/v1/conversations/" + run_id + "/messages", ada_token, dump_json(value{{"text", "four"}}))
+                .status,
+            202);
+  auto live = ws.read_until("event", "turn_ended");
+  std::vector<std::int64_t> more;
+  for (const auto& f : live) {
+    if (f.value("kind", "") == "step") more.push_back(f["cursor"].get<std::int64_t>());
+  }
+  EXPECT_EQ(more, (std::vector<std::int64_t>{6, 7}));
+}
+
+TEST_F(Api, AnotherTenantsRunsDoNotExistForIt) {
+  const auto run_id = open_chat();
+  EXPECT_EQ(call("GET", "/api/v1/runs/" + run_id, carol_token).status, 404);
+  EXPECT_EQ(call("GET", "/api/v1/runs/" + run_id + "/steps", carol_token).status, 404);
+  EXPECT_EQ(call("GET", "/api/v1/conversations/" + run_id, carol_token).status, 404);
+  EXPECT_EQ(call("POST", "/api/v1/conversations/" + run_id + "/messages", carol_token, dump_json(value{{"text", "hi"}}))
+                .status,
+            404);
+  EXPECT_EQ(json_of(call("GET", "/api/v1/runs", carol_token))["runs"].size(), 0u);
+  EXPECT_EQ(json_of(call("GET", "/api/v1/conversations", carol_token))["conversations"].size(), 0u);
+  EXPECT_EQ(call("GET", "/api/v1/runs/" + run_id).status, 200);
+  ws_client ws;
+  ASSERT_TRUE(ws.connect(port_));
+  ws.send({{"type", "auth"}, {"token", carol_token}});
+  ws.read_until("ready");
+  ws.send({{"type", "subscribe"}, {"run_id", run_id}});
+  auto refused = ws.read();
+  ASSERT_TRUE(refused);
+  EXPECT_EQ((*refused)["type"], "error");
+}
+
+TEST_F(Api, BadBodiesAreRefusedClearly) {
+  auto post = [&](const std::string& body, net::header_list headers = {}) {
+    return call("POST", "/api/v1/conversations", ada_token, body, std::move(headers));
+  };
+  auto malformed = post("{\"agent\": ");
+  EXPECT_EQ(malformed.status, 400);
+  EXPECT_NE(json_of(malformed)["error"]["message"].get<std::string>().find("not valid JSON"), std::string::npos);
+  EXPECT_EQ(post("[1, 2]").status, 400);
+  EXPECT_EQ(post("{\"agent\": 5}").status, 400);
+  EXPECT_EQ(post("{}").status, 400);
+  EXPECT_EQ(post("{\"agent\": \"nobody\"}").status, 404);
+  EXPECT_EQ(post("{\"agent\": \"counter\"}").status, 409);  // it cannot hold a conversation
+  EXPECT_EQ(post("{\"agent\": \"../../etc\"}").status, 404);
+  const auto big = "{\"agent\": \"" + std::string(2 << 20, 'a') + "\"}";
+  EXPECT_EQ(post(big).status, 413);
+
+  const auto run_id = open_chat();
+  const auto messages = "/api/v1/conversations/" + run_id + "/messages";
+  EXPECT_EQ(call("POST", messages, ada_token, "{\"text\": 7}").status, 400);
+  EXPECT_EQ(call("POST", messages, ada_token, "{\"text\": \"\"}").status, 400);
+  EXPECT_EQ(call("POST", messages, ada_token, "not json").status, 400);
+  EXPECT_EQ(call("GET", messages).status, 405);
+  EXPECT_EQ(call("POST", "/api/v1/conversations/no-such-run/messages", ada_token, "{\"text\": \"x\"}").status, 404);
+  EXPECT_EQ(call("GET", "/api/v1/runs/%2e%2e").status, 404);
+  EXPECT_EQ(call("GET", "/api/v1/runs?limit=0").status, 400);
+  EXPECT_EQ(call("GET", "/api/v1/runs?limit=abc").status, 400);
+  EXPECT_EQ(call("GET", "/api/v1/runs/" + run_id + "/steps?from=-1").status, 400);
+  EXPECT_EQ(call("GET", "/api/v1/nothing").status, 404);
+  EXPECT_EQ(call("GET", "/api/v1/stream").status, 426);
+}
+
+TEST_F(Api, OversizedHeadersAndGarbageAreRefused) {
+  auto huge = call("GET", "/api/v1/agents", ada_token, "", {{"X-Filler", std::string(20'000, 'x')}});
+  EXPECT_EQ(huge.status, 431);
+  // Not HTTP at all: a 400, then the connection closes.
+  asio::io_context ioc;
+  asio::ip::tcp::socket s(ioc);
+  s.connect({asio::ip::make_address("127.0.0.1"), port_});
+  asio::write(s, asio::buffer(std::string("\x16\x03\x01 hello\r\n\r\n")));
+  std::string reply(256, '\0');
+  beast::error_code ec;
+  const auto n = s.read_some(asio::buffer(reply), ec);
+  EXPECT_EQ(reply.substr(0, std::min<std::size_t>(n, 12)), "HTTP/1.1 400");
+}
+
+TEST_F(Api, RunsArePagedAndStepsListed) {
+  const auto run_id = open_chat();
+  ws_client ws;
+  ASSERT_TRUE(ws.connect(port_));
+  ws.send({{"type", "auth"}, {"token", ada_token}});
+  ws.send({{"type", "subscribe"}, {"run_id", run_id}});
+  ws.read_until("subscribed");
+  ASSERT_EQ(call("POST", "/api/v1/conversations/" + run_id + "/messages", ada_token, "{\"text\": \"a\"}").status, 202);
+  ws.read_until("event", "turn_ended");
+  auto page = json_of(call("GET", "/api/v1/runs/" + run_id + "/steps?limit=1"));
+  ASSERT_EQ(page["steps"].size(), 1u);
+  EXPECT_EQ(page["steps"][0]["action"], "listen");
+  EXPECT_EQ(page["next"], 1);
+  auto rest = json_of(call("GET", "/api/v1/runs/" + run_id + "/steps?from=1&limit=10"));
+  ASSERT_EQ(rest["steps"].size(), 1u);
+  EXPECT_EQ(rest["steps"][0]["action"], "think");
+  EXPECT_TRUE(rest["next"].is_null());
+  auto runs = json_of(call("GET", "/api/v1/runs?limit=5"));
+  ASSERT_EQ(runs["runs"].size(), 1u);
+  EXPECT_EQ(runs["runs"][0]["tenant"], "acme");
+}
+
+TEST_F(Api, TheStreamNeedsAuthFirstAndValidFrames) {
+  {
+    ws_client ws;
+    ASSERT_TRUE(ws.connect(port_));
+    ws.send({{"type", "subscribe"}, {"run_id", "x"}});  // not authenticated: closed
+    EXPECT_FALSE(ws.read());
+  }
+  {
+    ws_client ws;
+    ASSERT_TRUE(ws.connect(port_));
+    ws.send({{"type", "auth"}, {"token", "choir_wrong"}});
+    auto f = ws.read();
+    ASSERT_TRUE(f);
+    EXPECT_EQ((*f)["type"], "error");
+    EXPECT_FALSE(ws.read());  // then closed
+  }
+  {
+    ws_client ws;
+    ASSERT_TRUE(ws.connect(port_));
+    ws.send({{"type", "auth"}, {"token", ada_token}});
+    ws.read_until("ready");
+    ws.send_raw("{not json");
+    EXPECT_EQ((*ws.read())["type"], "error");
+    ws.send({{"type", "subscribe"}});
+    EXPECT_EQ((*ws.read())["type"], "error");
+    ws.send({{"type", "subscribe"}, {"run_id", "r"}, {"cursor", "soon"}});
+    EXPECT_EQ((*ws.read())["type"], "error");
+    ws.send({{"type", "dance"}});
+    EXPECT_EQ((*ws.read())["type"], "error");
+    ws.send_raw(std::string(70'000, ' '));  // over the frame limit: closed
+    EXPECT_FALSE(ws.read());
+  }
+}
+
+TEST_F(Api, TheDesktopsFilesAreServedAndNothingElse) {
+  auto index = call("GET", "/", "");
+  EXPECT_EQ(index.status, 200);
+  EXPECT_EQ(index.body, "<!doctype html><title>desk</title>");
+  EXPECT_NE(index.header("Content-Security-Policy").find("default-src 'self'"), std::string::npos);
+  auto js = call("GET", "/assets/app.js", "");
+  EXPECT_EQ(js.status, 200);
+  EXPECT_EQ(js.header("Content-Type"), "text/javascript; charset=utf-8");
+  EXPECT_EQ(call("GET", "/assets/../index.html", "").status, 404);
+  EXPECT_EQ(call("GET", "/../choir.db", "").status, 404);
+  EXPECT_EQ(call("GET", "/assets/%2e%2e/index.html", "").status, 404);
+  EXPECT_EQ(call("GET", "/.hidden", "").status, 404);
+  EXPECT_EQ(call("POST", "/", "", "{}").status, 405);
+}
+
+}  // namespace
+}  // namespace choir::api

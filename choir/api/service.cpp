@@ -1,0 +1,465 @@
+#include "choir/api/service.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <chrono>
+#include <fstream>
+#include <sstream>
+
+#include "choir/core/id.hpp"
+#include "choir/core/json_access.hpp"
+#include "choir/graph/export.hpp"
+#include "choir/kernel/contract.hpp"
+#include "choir/kernel/policy.hpp"
+#include "choir/runtime/errors.hpp"
+
+namespace choir::api {
+namespace {
+
+using namespace std::string_view_literals;
+
+bool iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
+http_response json_response(int status, const value& body) {
+  return {.status = status, .body = dump_json(body), .headers = {}};
+}
+
+/// Ids in paths: what the store makes (and agent names): `[A-Za-z0-9_.-]`, 1–128 characters.
+bool valid_id(std::string_view id) {
+  if (id.empty() || id.size() > 128) return false;
+  return std::all_of(id.begin(), id.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_' || c == '-' || c == '.';
+  });
+}
+
+std::vector<std::string_view> split_path(std::string_view path) {
+  std::vector<std::string_view> parts;
+  while (!path.empty()) {
+    if (path.front() == '/') {
+      path.remove_prefix(1);
+      continue;
+    }
+    const auto slash = path.find('/');
+    parts.push_back(path.substr(0, slash));
+    path = slash == std::string_view::npos ? std::string_view() : path.substr(slash);
+  }
+  return parts;
+}
+
+/// The value of `key` in a query string, undecoded (the API's query values are numbers).
+std::optional<std::string_view> query_param(std::string_view query, std::string_view key) {
+  while (!query.empty()) {
+    const auto amp = query.find('&');
+    const auto pair = query.substr(0, amp);
+    const auto eq = pair.find('=');
+    if (pair.substr(0, eq) == key) return eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1);
+    if (amp == std::string_view::npos) break;
+    query.remove_prefix(amp + 1);
+  }
+  return std::nullopt;
+}
+
+/// A non-negative integer query parameter within [lo, hi], its default if absent, or an error.
+result<std::int64_t> number_param(std::string_view query, std::string_view key, std::int64_t fallback, std::int64_t lo,
+                                  std::int64_t hi) {
+  const auto raw = query_param(query, key);
+  if (!raw) return fallback;
+  std::int64_t n = 0;
+  if (raw->empty() || raw->size() > 18 ||
+      !std::all_of(raw->begin(), raw->end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    return make_error(core_errc::invalid_argument, "'" + std::string(key) + "' must be a whole number");
+  }
+  for (char c : *raw) n = n * 10 + (c - '0');
+  if (n < lo || n > hi) {
+    return make_error(core_errc::invalid_argument,
+                      "'" + std::string(key) + "' must be " + std::to_string(lo) + "–" + std::to_string(hi));
+  }
+  return n;
+}
+
+std::string content_type_of(const std::filesystem::path& p) {
+  const auto ext = p.extension().string();
+  if (ext == ".html") return "text/html; charset=utf-8";
+  if (ext == ".js" || ext == ".mjs") return "text/javascript; charset=utf-8";
+  if (ext == ".css") return "text/css; charset=utf-8";
+  if (ext == ".svg") return "image/svg+xml";
+  if (ext == ".png") return "image/png";
+  if (ext == ".ico") return "image/x-icon";
+  if (ext == ".json" || ext == ".map") return "application/json";
+  if (ext == ".woff2") return "font/woff2";
+  if (ext == ".txt") return "text/plain; charset=utf-8";
+  return "application/octet-stream";
+}
+
+constexpr const char* no_ui_page = R"(<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>ChoirOS</title></head>
+<body style="font-family: system-ui, sans-serif; max-width: 40rem; margin: 4rem auto; line-height: 1.5">
+<h1>ChoirOS is running</h1>
+<p>The API answers under <code>/api/v1</code> (docs/api.md), but the web desktop has not been built.
+Build it and restart <code>choir serve</code>:</p>
+<pre>npm ci --prefix web &amp;&amp; npm run build --prefix web</pre>
+<p>(<code>./scripts/setup.sh</code> does this too), or point <code>choir serve --web DIR</code> at a built copy.</p>
+</body></html>
+)";
+
+/// The chat so far (docs/api.md, "Conversations and chat messages").
+value chat_messages(const std::vector<store::step_entry>& steps, const std::string& listening) {
+  value out = value::array();
+  for (const auto& step : steps) {
+    if (step.action == listening && step.inputs.is_object() && step.inputs.contains("message")) {
+      const auto& m = step.inputs["message"];
+      out.push_back({{"role", "user"},
+                     {"text", m.is_string() ? m.get<std::string>() : dump_json(m)},
+                     {"sequence_id", step.sequence_id}});
+    }
+    if (!step.delta.is_array()) continue;
+    for (const auto& op : step.delta) {
+      if (string_at(op, "op") == "set" && string_at(op, "key") == "reply" && op.contains("value") &&
+          op["value"].is_string()) {
+        out.push_back({{"role", "agent"}, {"text", op["value"]}, {"sequence_id", step.sequence_id}});
+      }
+    }
+  }
+  return out;
+}
+
+/// The HTTP status and code of an error from below.
+std::pair<int, const char*> status_for(const error& e) {
+  const auto& c = e.code;
+  if (c == core_errc::not_found || c == runtime::runtime_errc::not_found || c == store::store_errc::run_not_found ||
+      c == store::store_errc::step_not_found) {
+    return {404, "not_found"};
+  }
+  if (c == store::store_errc::run_leased || c == runtime::runtime_errc::rejected) return {409, "conflict"};
+  if (c == kernel::kernel_errc::not_admitted || c == kernel::kernel_errc::denied ||
+      c == kernel::kernel_errc::no_contract) {
+    return {403, "forbidden"};
+  }
+  if (c == core_errc::invalid_argument || c == runtime::runtime_errc::invalid_argument ||
+      c == store::store_errc::invalid_argument) {
+    return {400, "bad_request"};
+  }
+  if (c == runtime::runtime_errc::overloaded || c == runtime::runtime_errc::unavailable ||
+      c == runtime::runtime_errc::timed_out) {
+    return {503, "unavailable"};
+  }
+  return {500, "internal"};
+}
+
+}  // namespace
+
+http_response error_response(int status, std::string_view code, std::string_view message) {
+  return json_response(status, value{{"error", {{"code", std::string(code)}, {"message", std::string(message)}}}});
+}
+
+service::service(service_options options) : opts_(std::move(options)) {}
+
+void service::allow_host(std::string host_port) { opts_.allowed_hosts.push_back(std::move(host_port)); }
+
+std::optional<identity> service::authenticate(std::string_view token) const {
+  if (token.empty() || token.size() > 256 || !opts_.gate) return std::nullopt;
+  auto policy = opts_.gate->current_policy();
+  if (!policy) return std::nullopt;
+  auto found = policy->authenticate(token);
+  if (!found) return std::nullopt;
+  return identity{found->tenant, found->user};
+}
+
+stream_context service::stream_settings() const {
+  return stream_context{.hub = opts_.hub, .store = opts_.store, .authenticate = [this](std::string_view token) {
+                          return authenticate(token);
+                        }};
+}
+
+std::optional<http_response> service::check_origin(const http_request& request) const {
+  const bool host_ok = std::any_of(opts_.allowed_hosts.begin(), opts_.allowed_hosts.end(),
+                                   [&](const std::string& h) { return iequals(h, request.host); });
+  if (!host_ok) {
+    return error_response(421, "misdirected_request",
+                          "this server does not answer to Host '" + request.host.substr(0, 200) + "'");
+  }
+  if (!request.origin.empty()) {
+    const bool origin_ok = std::any_of(opts_.allowed_hosts.begin(), opts_.allowed_hosts.end(),
+                                       [&](const std::string& h) { return iequals("http://" + h, request.origin); });
+    if (!origin_ok) return error_response(403, "forbidden_origin", "requests from another origin are refused");
+  }
+  return std::nullopt;
+}
+
+http_response service::handle(const http_request& request) {
+  if (auto refused = check_origin(request)) return *refused;
+  std::string_view target = request.target;
+  const auto q = target.find('?');
+  const auto path = target.substr(0, q);
+  const auto query = q == std::string_view::npos ? std::string_view() : target.substr(q + 1);
+  http_response out;
+  if (path == "/healthz") {
+    out = request.method == "GET" || request.method == "HEAD"
+              ? json_response(200, value{{"status", "ok"}})
+              : error_response(405, "method_not_allowed", "GET /healthz");
+  } else if (path == "/api/v1" || path.starts_with("/api/v1/")) {
+    out = route(request, path, query);
+    out.headers.emplace_back("Cache-Control", "no-store");
+  } else if (request.method != "GET" && request.method != "HEAD") {
+    out = error_response(405, "method_not_allowed", "only GET is served outside /api/v1");
+  } else {
+    out = static_file(path);
+  }
+  out.headers.emplace_back("X-Content-Type-Options", "nosniff");
+  return out;
+}
+
+http_response service::static_file(std::string_view path) const {
+  std::error_code ec;
+  const bool have_ui = !opts_.web_dir.empty() && std::filesystem::is_regular_file(opts_.web_dir / "index.html", ec);
+  if (path == "/" || path == "/index.html") {
+    if (!have_ui) return {.status = 200, .content_type = "text/html; charset=utf-8", .body = no_ui_page, .headers = {}};
+    path = "/index.html";
+  }
+  if (!have_ui) return error_response(404, "not_found", "no such file");
+  // Only plain names: no `..`, no escapes, no hidden files.
+  const auto parts = split_path(path);
+  if (parts.empty() || parts.size() > 8) return error_response(404, "not_found", "no such file");
+  std::filesystem::path file = opts_.web_dir;
+  for (auto part : parts) {
+    if (part.front() == '.' || part.find_first_of("\\%:") != std::string_view::npos) {
+      return error_response(404, "not_found", "no such file");
+    }
+    file /= std::string(part);
+  }
+  if (!std::filesystem::is_regular_file(file, ec)) return error_response(404, "not_found", "no such file");
+  std::ifstream in(file, std::ios::binary);
+  std::ostringstream body;
+  body << in.rdbuf();
+  http_response out{.status = 200, .content_type = content_type_of(file), .body = body.str(), .headers = {}};
+  if (file.extension() == ".html") {
+    out.headers.emplace_back("Content-Security-Policy",
+                             "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+                             "frame-ancestors 'none'; base-uri 'none'; form-action 'self'");
+    out.headers.emplace_back("Cache-Control", "no-cache");
+  } else if (parts.front() == "assets") {
+    out.headers.emplace_back("Cache-Control", "public, max-age=31536000, immutable");  // hashed names
+  }
+  return out;
+}
+
+http_response service::route(const http_request& request, std::string_view path, std::string_view query) {
+  // Who is asking: a bearer token, never one in the URL.
+  std::string_view auth = request.authorization;
+  constexpr auto bearer = "Bearer "sv;
+  std::optional<identity> who;
+  if (auth.size() > bearer.size() && iequals(auth.substr(0, bearer.size()), bearer)) {
+    who = authenticate(auth.substr(bearer.size()));
+  }
+  if (!who) {
+    auto out = error_response(401, "unauthorized", "an API token is needed: Authorization: Bearer TOKEN");
+    out.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"choir\"");
+    return out;
+  }
+  const auto parts = split_path(path);  // "api", "v1", …
+  const std::size_t n = parts.size();
+  const auto& method = request.method;
+  auto is = [&](std::string_view m, std::size_t count) { return method == m && n == count; };
+
+  // The body of a POST: a JSON object.
+  auto body_object = [&]() -> result<value> {
+    if (request.body.size() > opts_.max_body) {
+      return make_error(core_errc::invalid_argument, "the body is larger than the limit");
+    }
+    if (!request.content_type.starts_with("application/json")) {
+      return make_error(core_errc::invalid_argument, "the body must be JSON (Content-Type: application/json)");
+    }
+    auto v = value::parse(request.body, nullptr, false);
+    if (v.is_discarded()) return make_error(core_errc::invalid_argument, "the body is not valid JSON");
+    if (!v.is_object()) return make_error(core_errc::invalid_argument, "the body must be a JSON object");
+    return v;
+  };
+  // A run of the caller's tenant (another tenant's is as if it did not exist).
+  auto own_run = [&](std::string_view id) -> result<store::run_record> {
+    if (!valid_id(id)) return make_error(core_errc::not_found, "no run " + std::string(id.substr(0, 128)));
+    auto run = opts_.store->get_run(id);
+    if (!run.ok() || run->tenant != who->tenant) {
+      if (!run.ok() && run.err().code != store::store_errc::run_not_found) return std::move(run).err();
+      return make_error(core_errc::not_found, "no run " + std::string(id));
+    }
+    return run;
+  };
+  auto fail = [](const error& e) {
+    const auto [status, code] = status_for(e);
+    return error_response(status, code, e.message);
+  };
+
+  if (n < 3) return error_response(404, "not_found", "no such route");
+  const auto resource = parts[2];
+
+  if (resource == "agents") {
+    if (is("GET", 3)) {
+      value list = value::array();
+      for (const auto& [name, agent] : opts_.agents) {
+        value caps = value::array();
+        value models = value::array();
+        std::string latency = "SRT";
+        if (agent->contract) {
+          for (const auto& c : agent->contract->capabilities) caps.push_back(c.name);
+          for (const auto& m : agent->contract->models_allowed) models.push_back(m);
+          latency = agent->contract->to_json().value("class", value::object()).value("latency", "SRT");
+        }
+        list.push_back({{"name", name},
+                        {"description", agent->doc.description},
+                        {"latency", latency},
+                        {"conversable", runtime::check_conversable(*agent, "message").ok()},
+                        {"capabilities", caps},
+                        {"models", models}});
+      }
+      return json_response(200, value{{"agents", list}});
+    }
+    if (is("GET", 4)) {
+      auto it = opts_.agents.find(parts[3]);
+      if (it == opts_.agents.end()) return error_response(404, "not_found", "no agent " + std::string(parts[3]));
+      const auto& agent = *it->second;
+      return json_response(200, value{{"name", agent.name},
+                                      {"description", agent.doc.description},
+                                      {"version", agent.version},
+                                      {"contract", agent.contract ? agent.contract->to_json() : value()},
+                                      {"source", agent.source},
+                                      {"mermaid", graph::to_mermaid(*agent.graph)},
+                                      {"listening_action", agent.listening_action()}});
+    }
+    return error_response(n <= 4 ? 405 : 404, n <= 4 ? "method_not_allowed" : "not_found", "GET only");
+  }
+
+  if (resource == "conversations") {
+    if (is("POST", 3)) {
+      auto body = body_object();
+      if (!body.ok())
+        return error_response(request.body.size() > opts_.max_body ? 413 : 400, "bad_request", body.err().message);
+      const auto name = string_at(*body, "agent");
+      if (name.empty()) return error_response(400, "bad_request", "\"agent\" (a string) names the agent to talk to");
+      auto it = opts_.agents.find(name);
+      if (it == opts_.agents.end()) return error_response(404, "not_found", "no agent " + name.substr(0, 128));
+      if (auto ok = runtime::check_conversable(*it->second, "message"); !ok.ok()) {
+        return error_response(409, "not_conversable", ok.err().message);
+      }
+      const std::string run_id = new_id().to_string();
+      if (auto added = opts_.directory->add(run_id, it->second, runtime::principal{who->tenant, who->user});
+          !added.ok()) {
+        return fail(added.err());
+      }
+      // The run starts now (admitted by the kernel, or refused here) and goes to where it listens.
+      auto conv = opts_.directory->activate(run_id);
+      if (!conv.ok()) return fail(conv.err());
+      auto started = conv->ask([](runtime::conversation& c) { return c.resume(); }).get(std::chrono::seconds(30));
+      if (!started.ok()) return fail(started.err());
+      auto run = opts_.store->get_run(run_id);
+      if (!run.ok()) return fail(run.err());
+      return json_response(
+          201, value{{"run_id", run_id}, {"agent", name}, {"status", run->status}, {"run", run->to_json()}});
+    }
+    if (is("GET", 3)) {
+      auto runs = opts_.store->list_runs(500);
+      if (!runs.ok()) return fail(runs.err());
+      value list = value::array();
+      for (const auto& r : *runs) {
+        if (r.tenant != who->tenant || !r.parent_run.empty()) continue;
+        auto it = opts_.agents.find(r.agent);
+        if (it == opts_.agents.end() || !runtime::check_conversable(*it->second, "message").ok()) continue;
+        list.push_back(r.to_json());
+      }
+      return json_response(200, value{{"conversations", list}});
+    }
+    if (is("GET", 4)) {
+      auto run = own_run(parts[3]);
+      if (!run.ok()) return fail(run.err());
+      auto it = opts_.agents.find(run->agent);
+      const std::string listening = it == opts_.agents.end() ? std::string() : it->second->listening_action();
+      auto steps = opts_.store->steps(run->run_id, 0, 5'000);
+      if (!steps.ok()) return fail(steps.err());
+      return json_response(200, value{{"run", run->to_json()}, {"messages", chat_messages(*steps, listening)}});
+    }
+    if (n == 5 && parts[4] == "messages") {
+      if (method != "POST") return error_response(405, "method_not_allowed", "POST a message");
+      auto run = own_run(parts[3]);
+      if (!run.ok()) return fail(run.err());
+      auto body = body_object();
+      if (!body.ok())
+        return error_response(request.body.size() > opts_.max_body ? 413 : 400, "bad_request", body.err().message);
+      if (!body->contains("text") || !(*body)["text"].is_string()) {
+        return error_response(400, "bad_request", "\"text\" (a string) is the message");
+      }
+      const auto text = (*body)["text"].get<std::string>();
+      if (text.empty()) return error_response(400, "bad_request", "the message is empty");
+      if (!opts_.directory->contains(run->run_id)) {
+        auto it = opts_.agents.find(run->agent);
+        if (it == opts_.agents.end()) {
+          return error_response(409, "agent_unavailable", "this server does not have agent " + run->agent);
+        }
+        if (auto added = opts_.directory->add(run->run_id, it->second, runtime::principal{run->tenant, run->user});
+            !added.ok()) {
+          return error_response(409, "not_conversable", added.err().message);
+        }
+      }
+      auto hub = opts_.hub;
+      const std::string run_id = run->run_id;
+      opts_.directory->post(run_id, value(text), [hub, run_id](result<runtime::turn_result> out) {
+        if (!out.ok()) hub->publish_error(run_id, out.err().message);
+      });
+      return json_response(
+          202, value{{"run_id", run_id}, {"cursor", run->last_sequence ? value(*run->last_sequence) : value()}});
+    }
+    return error_response(404, "not_found", "no such route");
+  }
+
+  if (resource == "stream" && n == 3) {
+    return error_response(426, "upgrade_required", "the stream is a WebSocket (docs/api.md)");
+  }
+
+  if (resource == "runs") {
+    if (is("GET", 3)) {
+      auto limit = number_param(query, "limit", 50, 1, 500);
+      if (!limit.ok()) return error_response(400, "bad_request", limit.err().message);
+      auto runs = opts_.store->list_runs(500);
+      if (!runs.ok()) return fail(runs.err());
+      value list = value::array();
+      for (const auto& r : *runs) {
+        if (r.tenant != who->tenant) continue;
+        list.push_back(r.to_json());
+        if (static_cast<std::int64_t>(list.size()) >= *limit) break;
+      }
+      return json_response(200, value{{"runs", list}});
+    }
+    if (is("GET", 4)) {
+      auto run = own_run(parts[3]);
+      if (!run.ok()) return fail(run.err());
+      return json_response(200, run->to_json());
+    }
+    if (is("GET", 5) && parts[4] == "steps") {
+      auto run = own_run(parts[3]);
+      if (!run.ok()) return fail(run.err());
+      auto from = number_param(query, "from", 0, 0, std::int64_t{1} << 53);
+      if (!from.ok()) return error_response(400, "bad_request", from.err().message);
+      auto limit = number_param(query, "limit", 200, 1, 1000);
+      if (!limit.ok()) return error_response(400, "bad_request", limit.err().message);
+      auto steps = opts_.store->steps(run->run_id, *from, static_cast<std::size_t>(*limit) + 1);
+      if (!steps.ok()) return fail(steps.err());
+      value list = value::array();
+      value next;
+      for (const auto& s : *steps) {
+        if (static_cast<std::int64_t>(list.size()) == *limit) {
+          next = s.sequence_id;
+          break;
+        }
+        list.push_back(s.to_json());
+      }
+      return json_response(200, value{{"steps", list}, {"next", next}});
+    }
+    if (n <= 5 && method != "GET") return error_response(405, "method_not_allowed", "GET only");
+    return error_response(404, "not_found", "no such route");
+  }
+  return error_response(404, "not_found", "no such route");
+}
+
+}  // namespace choir::api

@@ -1,0 +1,79 @@
+#pragma once
+/// The REST API and the desktop's files, as plain requests and responses (docs/api.md): routes,
+/// authentication, the `Host` and `Origin` checks and input limits. The socket side lives in
+/// server.cpp; nothing here knows Beast or Asio.
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "choir/api/stream.hpp"
+#include "choir/runtime/agent_run.hpp"
+#include "choir/runtime/conversation.hpp"
+#include "choir/runtime/gate.hpp"
+
+namespace choir::api {
+
+/// A request as the server read it: the method, the target (path and query, as sent) and the
+/// headers the API looks at.
+struct http_request {
+  std::string method;
+  std::string target;
+  std::string host;
+  std::string origin;
+  std::string authorization;
+  std::string content_type;
+  std::string body;
+};
+
+struct http_response {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;
+};
+
+struct service_options {
+  std::shared_ptr<store::event_store> store;  ///< shared by threads (`store::synchronized`)
+  std::shared_ptr<runtime::gate> gate;        ///< its policy authenticates tokens; it admits the runs
+  std::shared_ptr<event_hub> hub;
+  std::shared_ptr<runtime::conversation_directory> directory;  ///< built with `hub` as its observer
+  std::map<std::string, std::shared_ptr<const runtime::agent_definition>, std::less<>> agents;
+  std::filesystem::path web_dir;  ///< the desktop's built files; empty or missing: `/` says how to build them
+  /// `Host` values accepted (`host:port`, compared without case); `Origin` must be `http://` one of them.
+  std::vector<std::string> allowed_hosts;
+  std::size_t max_body = 1 << 20;
+};
+
+class service {
+ public:
+  explicit service(service_options options);
+
+  /// Answers any request that is not a WebSocket upgrade.
+  [[nodiscard]] http_response handle(const http_request& request);
+  /// The checks every request passes first, the WebSocket upgrade included: its `Host` and
+  /// `Origin`. An error response, or nothing if it may go on.
+  [[nodiscard]] std::optional<http_response> check_origin(const http_request& request) const;
+  /// Whom a token acts for.
+  [[nodiscard]] std::optional<identity> authenticate(std::string_view token) const;
+  /// What each WebSocket connection of `/api/v1/stream` is made with.
+  [[nodiscard]] stream_context stream_settings() const;
+  [[nodiscard]] const service_options& options() const noexcept { return opts_; }
+  /// Adds a `Host` value the server answers to (the server knows its port once it listens).
+  void allow_host(std::string host_port);
+
+ private:
+  http_response route(const http_request& request, std::string_view path, std::string_view query);
+  http_response static_file(std::string_view path) const;
+
+  service_options opts_;
+};
+
+/// `{"error": {"code", "message"}}` with `status`.
+[[nodiscard]] http_response error_response(int status, std::string_view code, std::string_view message);
+
+}  // namespace choir::api
