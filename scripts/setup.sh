@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything ChoirOS needs to build, test and run on Debian 12 (bookworm), as root.
-# Idempotent: running it again installs nothing new. Usage: scripts/setup.sh [--with-browser]
+# Idempotent: running it again installs nothing new; it also builds the web desktop (web/dist) when
+# Node.js and npm are here. Usage: scripts/setup.sh
 set -euo pipefail
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -15,10 +16,9 @@ packages=(
   libyaml-cpp-dev nlohmann-json3-dev libfmt-dev libspdlog-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev libcaf-dev
   bubblewrap   # the sandbox shell.exec runs in
+  chromium     # the desktop's browser tests (headless)
+  wrk          # the API load test
 )
-if [ "${1:-}" = "--with-browser" ]; then
-  packages+=(chromium nodejs npm)
-fi
 
 missing=()
 for p in "${packages[@]}"; do
@@ -31,4 +31,18 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 else
   echo "setup.sh: all Debian packages present"
+fi
+
+# The web desktop: `choir serve` serves web/dist; without it, `/` explains how to build it.
+cd "$(dirname "$0")/.."
+if command -v npm >/dev/null && [ -f web/package-lock.json ]; then
+  if [ ! -f web/dist/index.html ] || [ -n "$(find web/src web/index.html web/package-lock.json -newer web/dist/index.html 2>/dev/null | head -1)" ]; then
+    echo "setup.sh: building the web desktop"
+    npm ci --prefix web --no-audit --no-fund --loglevel=error
+    npm run build --prefix web --silent
+  else
+    echo "setup.sh: the web desktop is built"
+  fi
+else
+  echo "setup.sh: no npm here; the web desktop is not built (choir serve still runs)"
 fi

@@ -1,26 +1,23 @@
 #!/usr/bin/env bash
-# The main job on a fresh Debian 12 machine (as root): install what ChoirOS needs, build it, and
-# run the example agents, printing each of their steps: a counter, an orchestrator that fans out
-# to researcher agents as parallel child runs, and a note taker that thinks through the offline
-# scripted model and acts through tools (a file write, a sandboxed shell command). Runs are recorded in .choir/choir.db; every kernel
-# decision (the policy change, each admission, each call to another agent, model or tool) in its
-# audit log.
+# The main job on a fresh Debian 12 machine (as root): install what ChoirOS needs, build it and the
+# web desktop, run two example agents in the terminal, then start `choir serve` on 127.0.0.1:8080
+# with the embedded default: SQLite under ./.choir/, the offline scripted model, the example agents.
+# It prints the desktop's URL and, on the first start, the admin token to sign in with (only its
+# hash is kept). Ctrl-C stops it. Every kernel decision is in the audit log: choir audit list.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 cmake --preset release >/dev/null
 cmake --build --preset release
+choir=./build/release/apps/choir/choir
 echo
 # Deny by default: the examples run under examples/policy.yaml (tenant local, user local).
-./build/release/apps/choir/choir policy apply examples/policy.yaml
+"$choir" policy show >/dev/null 2>&1 || "$choir" policy apply examples/policy.yaml
 echo
-./build/release/apps/choir/choir run examples/counter.yaml --input n=3
+"$choir" run examples/orchestrator.yaml --input goal=owls
 echo
-./build/release/apps/choir/choir run examples/orchestrator.yaml --input goal=owls
+"$choir" run examples/notes.yaml --input 'request=note: buy milk'
 echo
-./build/release/apps/choir/choir run examples/notes.yaml --input 'request=note: buy milk'
+"$choir" audit verify
 echo
-./build/release/apps/choir/choir runs list --limit 6
-echo
-./build/release/apps/choir/choir audit list --limit 6
-./build/release/apps/choir/choir audit verify
+exec "$choir" serve --listen "${CHOIR_LISTEN:-127.0.0.1:8080}"

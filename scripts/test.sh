@@ -4,6 +4,8 @@
 #   2. TSan build of the runtime's and store's tests (when those layers exist)
 #   3. libFuzzer targets: replay the corpus, then a few seconds of fuzzing each
 #   4. benchmarks as a smoke test (tiny iteration counts)
+#   5. the API load test at CI size (CHOIR_LOAD_CLIENTS WebSocket clients, default 200)
+# The browser tests (headless Chromium against `choir serve`) run with the ASan tests in stage 1.
 # The store's conformance suite and benchmarks also run against a throwaway PostgreSQL cluster on
 # 127.0.0.1 that this script starts and stops (scripts/pg-throwaway.sh), unless CHOIR_TEST_PG
 # already names a database. Without PostgreSQL's server binaries those cases skip.
@@ -35,9 +37,17 @@ else
 fi
 stage_done "postgresql"
 
-stage "interop: the official SDKs from npm"
+stage "npm: the official SDKs, the desktop and its unit tests, playwright"
 if command -v npm >/dev/null && [ -f tests/interop/package-lock.json ]; then
   npm ci --prefix tests/interop --no-audit --no-fund --loglevel=error || echo "npm ci failed: the interop tests will skip"
+  npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error || echo "npm ci failed: the browser tests will skip"
+  if [ ! -f web/dist/index.html ]; then
+    (npm ci --prefix web --no-audit --no-fund --loglevel=error && npm run build --prefix web --silent) ||
+      echo "the web desktop did not build: the browser tests will skip"
+  fi
+  if [ -d web/node_modules ]; then
+    npm test --prefix web --silent   # the desktop's unit tests (vitest)
+  fi
 else
   echo "no npm here: the interop tests will skip"
 fi
@@ -82,6 +92,15 @@ for bench in build/asan/bench/*_bench; do
   echo "$(basename "$bench"): ok"
 done
 stage_done "bench smoke"
+
+stage "load: the API with ${CHOIR_LOAD_CLIENTS:-200} WebSocket clients (CI size; 1000 locally)"
+if command -v node >/dev/null && [ -f bench/load/package-lock.json ] &&
+   npm ci --prefix bench/load --no-audit --no-fund --loglevel=error; then
+  CHOIR_BIN="$PWD/build/asan/apps/choir/choir" WRK_SECONDS=3 bench/load/run.sh "${CHOIR_LOAD_CLIENTS:-200}" 2
+else
+  echo "no node or npm here: the load test is skipped"
+fi
+stage_done "load"
 
 echo
 echo "all stages passed in $(( $(date +%s) - start_all ))s"

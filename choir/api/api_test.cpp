@@ -269,6 +269,8 @@ TEST_F(Api, HealthNeedsNoTokenAndEveryApiRouteDoes) {
   auto basic = call("GET", "/api/v1/agents", "", "", {{"Authorization", std::string("Basic ") + ada_token}});
   EXPECT_EQ(basic.status, 401);
   EXPECT_EQ(call("GET", "/api/v1/agents").status, 200);
+  auto me = json_of(call("GET", "/api/v1/me", carol_token));
+  EXPECT_EQ(me, (value{{"tenant", "globex"}, {"user", "carol"}}));
 }
 
 TEST_F(Api, ForeignHostAndOriginAreRefused) {

@@ -184,7 +184,10 @@ std::optional<http_response> service::check_origin(const http_request& request) 
   }
   if (!request.origin.empty()) {
     const bool origin_ok = std::any_of(opts_.allowed_hosts.begin(), opts_.allowed_hosts.end(),
-                                       [&](const std::string& h) { return iequals("http://" + h, request.origin); });
+                                       [&](const std::string& h) {
+                                         return iequals("http://" + h, request.origin) ||
+                                                iequals("https://" + h, request.origin);  // behind a TLS proxy
+                                       });
     if (!origin_ok) return error_response(403, "forbidden_origin", "requests from another origin are refused");
   }
   return std::nullopt;
@@ -411,6 +414,11 @@ http_response service::route(const http_request& request, std::string_view path,
           202, value{{"run_id", run_id}, {"cursor", run->last_sequence ? value(*run->last_sequence) : value()}});
     }
     return error_response(404, "not_found", "no such route");
+  }
+
+  if (resource == "me" && n == 3) {
+    if (method != "GET") return error_response(405, "method_not_allowed", "GET only");
+    return json_response(200, value{{"tenant", who->tenant}, {"user", who->user}});
   }
 
   if (resource == "stream" && n == 3) {

@@ -1,0 +1,414 @@
+// The web desktop (web/) in headless Chromium against a real `choir serve` (docs/api.md): a bad
+// token is refused, the admin token signs in, the launcher lists the agents, a conversation with
+// `assistant` answers two messages (streamed, then committed), its window minimizes to the
+// taskbar and comes back, moves, resizes and stacks, and signing out returns to the sign-in screen.
+//
+//   npm ci --prefix tests/browser          # playwright-core (drives Debian's /usr/bin/chromium)
+//   npm ci --prefix web && npm run build --prefix web
+//   CHOIR_BIN=build/release/apps/choir/choir CHOIR_WEB_DIST=web/dist CHOIR_EXAMPLES=examples \
+//     CHOIR_SHOTS=build/browser-shots node tests/browser/desktop.mjs
+//
+// CHOIR_WEB_DIST and CHOIR_EXAMPLES default to the repository's, CHOIR_SHOTS to
+// $TMPDIR/choir-desktop-shots, CHOIR_CHROMIUM to /usr/bin/chromium. Exit 0: every check passed;
+// 1: a check failed (printed, with the server's output and the page's text); 77: skipped (no
+// Chromium, no choir binary, no built desktop, or playwright-core not installed).
+import { spawn, execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+
+const started = Date.now();
+const here = dirname(fileURLToPath(import.meta.url));
+const repo = resolve(here, '..', '..');
+const CHROMIUM = process.env.CHOIR_CHROMIUM || '/usr/bin/chromium';
+const CHOIR_BIN = process.env.CHOIR_BIN ? resolve(process.env.CHOIR_BIN) : '';
+const WEB_DIST = resolve(process.env.CHOIR_WEB_DIST || join(repo, 'web', 'dist'));
+const EXAMPLES = resolve(process.env.CHOIR_EXAMPLES || join(repo, 'examples'));
+
+function skip(why) {
+  console.log(`skipped: ${why}`);
+  process.exit(77);
+}
+
+if (!existsSync(CHROMIUM)) skip(`no Chromium at ${CHROMIUM} (apt-get install chromium)`);
+if (!CHOIR_BIN || !existsSync(CHOIR_BIN)) skip(`no choir binary (CHOIR_BIN=${CHOIR_BIN || 'unset'})`);
+if (!existsSync(join(WEB_DIST, 'index.html'))) skip(`no built desktop in ${WEB_DIST} (npm ci && npm run build in web/)`);
+let chromium;
+try {
+  ({ chromium } = await import('playwright-core'));
+} catch {
+  skip('playwright-core is not installed (npm ci --prefix tests/browser)');
+}
+
+const scratch = mkdtempSync(join(tmpdir(), 'choir-desktop-'));
+const SHOTS = resolve(process.env.CHOIR_SHOTS || join(tmpdir(), 'choir-desktop-shots'));
+mkdirSync(SHOTS, { recursive: true });
+for (const f of readdirSync(SHOTS)) if (/^\d\d-[a-z-]+\.png$/.test(f)) rmSync(join(SHOTS, f)); // an earlier run's
+const store = join(scratch, 'choir.db');
+
+let server = null;
+let serverExit = null; // {code, signal} once it exited
+const serverOut = [];
+let context = null;
+let page = null;
+const pageErrors = [];
+const consoleErrors = [];
+let shotCount = 0;
+
+class Failure extends Error {}
+const check = (ok, what) => {
+  if (!ok) throw new Failure(what);
+};
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const secs = (ms) => `${(ms / 1000).toFixed(1)} s`;
+
+/** Polls `probe` until it returns a truthy value (returned), or fails with `what` after `ms`. */
+async function until(probe, what, ms = 10_000) {
+  const deadline = Date.now() + ms;
+  let last;
+  for (;;) {
+    try {
+      last = await probe();
+      if (last) return last;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > deadline) throw new Failure(`timed out after ${secs(ms)}: ${what}${last instanceof Error ? ` (${last.message})` : ''}`);
+    await sleep(50);
+  }
+}
+
+async function step(name, fn) {
+  const t0 = Date.now();
+  await fn();
+  console.log(`ok   ${name} (${secs(Date.now() - t0)})`);
+}
+
+async function shot(name) {
+  shotCount += 1;
+  const file = join(SHOTS, `${String(shotCount).padStart(2, '0')}-${name}.png`);
+  await page.screenshot({ path: file, animations: 'disabled' });
+}
+
+/** Starts `choir serve` on a free port; resolves to its URL and the admin token it prints. */
+function startServer() {
+  server = spawn(
+    CHOIR_BIN,
+    ['serve', '--listen', '127.0.0.1:0', '--store', store, '--agents', EXAMPLES, '--web', WEB_DIST],
+    { cwd: scratch, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  server.on('exit', (code, signal) => {
+    serverExit = { code, signal };
+  });
+  return new Promise((resolvePromise, reject) => {
+    let url = null;
+    let token = null;
+    const timer = setTimeout(
+      () => reject(new Failure(`choir serve did not print its address and admin token within 15 s${url ? '' : ' (no "listening on" line)'}${token ? '' : ' (no "admin token" line)'}; are the lines flushed?`)),
+      15_000,
+    );
+    const onLine = (line) => {
+      serverOut.push(line);
+      const listening = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(line);
+      if (listening) url = listening[1];
+      const admin = /admin token: (choir_\S+)/.exec(line);
+      if (admin) token = admin[1];
+      if (url && token) {
+        clearTimeout(timer);
+        resolvePromise({ url, token });
+      }
+    };
+    createInterface({ input: server.stdout }).on('line', onLine);
+    createInterface({ input: server.stderr }).on('line', (line) => serverOut.push(`[stderr] ${line}`));
+    server.on('error', (e) => {
+      clearTimeout(timer);
+      reject(new Failure(`cannot start ${CHOIR_BIN}: ${e.message}`));
+    });
+    server.on('exit', (code, signal) => {
+      clearTimeout(timer);
+      reject(new Failure(`choir serve exited early (code ${code}, signal ${signal})`));
+    });
+  });
+}
+
+/** SIGTERM, then the server must exit 0 within 5 s. */
+async function stopServer() {
+  const proc = server;
+  server = null;
+  if (!proc || serverExit) {
+    check(serverExit === null, `choir serve had already exited (code ${serverExit?.code}, signal ${serverExit?.signal})`);
+    return;
+  }
+  const exited = new Promise((r) => proc.once('exit', (code, signal) => r({ code, signal })));
+  const t0 = Date.now();
+  proc.kill('SIGTERM');
+  const result = await Promise.race([exited, sleep(5000).then(() => null)]);
+  if (!result) {
+    proc.kill('SIGKILL');
+    throw new Failure('choir serve did not exit within 5 s of SIGTERM');
+  }
+  check(result.code === 0, `choir serve exited with code ${result.code} (signal ${result.signal}) after SIGTERM, not 0`);
+  console.log(`ok   choir serve stopped on SIGTERM with exit code 0 (${secs(Date.now() - t0)})`);
+}
+
+async function cleanup() {
+  if (context) await context.close().catch(() => {});
+  context = null;
+  if (server && !serverExit) server.kill('SIGKILL');
+}
+
+// The whole test has 60 s; stop short of it with what went wrong.
+const watchdog = setTimeout(async () => {
+  console.error(`FAILED: the test took more than 55 s`);
+  dumpDiagnostics();
+  await cleanup();
+  process.exit(1);
+}, 55_000);
+
+function dumpDiagnostics() {
+  if (serverOut.length) console.error(`--- choir serve output (last 40 lines):\n${serverOut.slice(-40).join('\n')}`);
+  if (pageErrors.length) console.error(`--- page errors:\n${pageErrors.join('\n')}`);
+  if (consoleErrors.length) console.error(`--- browser console errors:\n${consoleErrors.slice(-20).join('\n')}`);
+  console.error(`--- screenshots: ${SHOTS}; scratch folder kept: ${scratch}`);
+}
+
+try {
+  await step('choir policy apply', async () => {
+    execFileSync(CHOIR_BIN, ['policy', 'apply', join(EXAMPLES, 'policy.yaml'), '--store', store], { cwd: scratch, stdio: 'pipe' });
+  });
+
+  let base;
+  let token;
+  await step('choir serve prints its address and admin token', async () => {
+    ({ url: base, token } = await startServer());
+    const health = await fetch(`${base}/healthz`).then((r) => r.json());
+    check(health?.status === 'ok', `/healthz answered ${JSON.stringify(health)}`);
+    const index = await fetch(`${base}/`).then((r) => r.text());
+    check(index.includes('id="root"'), 'GET / is not the built desktop (no <div id="root">)');
+  });
+
+  context = await chromium.launchPersistentContext(join(scratch, 'profile'), {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    viewport: { width: 1280, height: 800 },
+  });
+  page = context.pages()[0] ?? (await context.newPage());
+  page.setDefaultTimeout(10_000);
+  page.on('pageerror', (e) => pageErrors.push(String(e?.stack || e)));
+  page.on('console', (m) => {
+    if (m.type() === 'error') consoleErrors.push(m.text());
+  });
+  const byId = (id) => page.getByTestId(id);
+  // What the desktop's WebSocket receives: the answers' tokens are counted.
+  const frames = { token: 0, step: 0 };
+  page.on('websocket', (ws) =>
+    ws.on('framereceived', ({ payload }) => {
+      try {
+        const f = JSON.parse(String(payload));
+        if (f.type === 'event' && f.kind in frames) frames[f.kind] += 1;
+      } catch {
+        // not JSON: not ours to count
+      }
+    }),
+  );
+
+  await step('a bad token is refused with an error on the sign-in screen', async () => {
+    await page.goto(base + '/');
+    await byId('token-input').fill('choir_not_a_real_token');
+    await byId('sign-in').click();
+    const error = byId('sign-in-error');
+    await error.waitFor();
+    check((await error.innerText()).trim().length > 0, 'the sign-in error is empty');
+    check(await byId('token-input').isVisible(), 'the sign-in screen went away after a bad token');
+    await shot('bad-token');
+  });
+
+  await step('the admin token signs in; the desktop has a taskbar', async () => {
+    await byId('token-input').fill(token);
+    await byId('sign-in').click();
+    await byId('launcher-button').waitFor();
+    check(await byId('sign-out').isVisible(), 'no sign-out button in the taskbar');
+    const kept = await page.evaluate((t) => Object.keys(sessionStorage).some((k) => sessionStorage.getItem(k) === t), token);
+    check(kept, 'the token is not kept in sessionStorage');
+    await shot('desktop');
+  });
+
+  await step('a reload keeps the session', async () => {
+    await page.reload();
+    await byId('launcher-button').waitFor();
+  });
+
+  await step('the launcher lists the agents; Escape closes it', async () => {
+    await byId('launcher-button').click();
+    const launcher = byId('launcher');
+    await launcher.waitFor();
+    const assistant = byId('agent-assistant');
+    await assistant.waitFor();
+    check(await assistant.isEnabled(), 'the assistant agent is disabled in the launcher');
+    const agents = launcher.locator('[data-testid^="agent-"]');
+    const n = await agents.count();
+    for (let i = 0; i < n; i++) {
+      const a = agents.nth(i);
+      if (!(await a.isDisabled())) continue;
+      const title = (await a.getAttribute('title')) ?? '';
+      check(/conversation/i.test(title), `the disabled agent ${await a.getAttribute('data-testid')} has no title explaining why`);
+    }
+    await shot('launcher');
+    await page.keyboard.press('Escape');
+    await launcher.waitFor({ state: 'detached' });
+  });
+
+  let runId;
+  let win;
+  await step('opening assistant from the launcher opens its chat window', async () => {
+    await byId('launcher-button').click();
+    await byId('agent-assistant').click();
+    win = page.locator('[data-testid^="window-"][data-agent="assistant"]');
+    await win.waitFor();
+    check((await win.count()) === 1, `${await win.count()} assistant windows are open, not 1`);
+    runId = (await win.getAttribute('data-testid')).slice('window-'.length);
+    check(runId.length > 0, 'the window has no run id in its data-testid');
+    win = byId(`window-${runId}`);
+    check(await page.getByRole('dialog', { name: 'assistant', exact: true }).isVisible(), 'no dialog named "assistant"');
+    check(!(await byId('launcher').isVisible().catch(() => false)), 'the launcher stayed open');
+    check((await byId('taskbar-item').count()) === 1, 'no taskbar button for the window');
+  });
+
+  // Notes whether an answer was ever shown while streaming (tokens can arrive too fast to see).
+  await page.evaluate(() => {
+    window.__sawStreaming = false;
+    const look = () => {
+      if (document.querySelector('[data-testid="streaming"]')) window.__sawStreaming = true;
+    };
+    new MutationObserver(look).observe(document.body, { subtree: true, childList: true, characterData: true });
+  });
+
+  const userDone = win.locator('[data-testid="message-user"]:not([data-pending])');
+  const agentSaid = win.getByTestId('message-agent');
+  const send = win.getByTestId('chat-send');
+  const input = win.getByTestId('chat-input');
+  const status = win.getByTestId('window-status');
+
+  await step('"hello there" (Enter) gets an answer', async () => {
+    await input.fill('hello there');
+    await until(() => send.isEnabled(), 'the send button to be enabled (the window subscribed)');
+    await input.press('Enter');
+    await win.getByTestId('message-user').filter({ hasText: 'hello there' }).first().waitFor();
+    await until(async () => (await userDone.count()) >= 1, 'the message to come back as a committed step of the listening action', 15_000);
+    check((await userDone.first().innerText()).includes('hello there'), `the first user message reads "${await userDone.first().innerText()}"`);
+    const reply = await until(async () => {
+      if ((await agentSaid.count()) < 1) return null;
+      const text = (await agentSaid.first().innerText()).trim();
+      return text || null;
+    }, 'an agent answer with text', 15_000);
+    console.log(`     the agent said: ${JSON.stringify(reply.slice(0, 100))}`);
+    await until(async () => /waiting/i.test(await status.innerText()), 'the status line to say the agent waits again', 15_000);
+    check((await win.getByTestId('streaming').count()) === 0, 'a streaming bubble is left after the answer committed');
+    await shot('first-reply');
+  });
+
+  await step('a second message (the send button) gets a second answer', async () => {
+    await input.fill('what can you do?');
+    await until(() => send.isEnabled(), 'the send button to be enabled after the first turn');
+    await send.click();
+    await until(async () => (await userDone.count()) >= 2, 'the second message as a committed step', 15_000);
+    check((await userDone.nth(1).innerText()).includes('what can you do?'), 'the second user message has the wrong text');
+    await until(async () => (await agentSaid.count()) >= 2 && (await agentSaid.nth(1).innerText()).trim(), 'a second agent answer', 15_000);
+    await until(async () => /waiting/i.test(await status.innerText()), 'the status line to say the agent waits again', 15_000);
+    check(await page.evaluate(() => document.querySelectorAll('[data-testid="message-error"]').length === 0), 'the chat shows an error');
+    check(frames.token > 0, 'no token event reached the desktop (the assistant streams its replies)');
+    const streamed = await page.evaluate(() => window.__sawStreaming);
+    console.log(`     ${frames.token} token events received; a streaming bubble was ${streamed ? 'seen' : 'not seen (the tokens came too fast to draw; not an error)'}`);
+    await shot('second-reply');
+  });
+
+  await step('minimize to the taskbar, restore from it', async () => {
+    await win.getByTestId('window-minimize').click();
+    await win.waitFor({ state: 'hidden' });
+    await shot('minimized');
+    await byId('taskbar-item').click();
+    await win.waitFor({ state: 'visible' });
+    check((await agentSaid.count()) >= 2, 'the chat lost its messages while minimized');
+    await shot('restored');
+  });
+
+  await step('drag the title bar moves the window', async () => {
+    const before = await win.boundingBox();
+    const bar = await win.getByTestId('window-titlebar').boundingBox();
+    const x = bar.x + 80;
+    const y = bar.y + bar.height / 2;
+    await page.mouse.move(x, y);
+    await page.mouse.down();
+    await page.mouse.move(x + 90, y + 45, { steps: 4 });
+    await page.mouse.move(x + 180, y + 90, { steps: 4 });
+    await page.mouse.up();
+    const after = await win.boundingBox();
+    check(Math.abs(after.x - before.x - 180) <= 2 && Math.abs(after.y - before.y - 90) <= 2,
+      `the window moved from (${before.x}, ${before.y}) to (${after.x}, ${after.y}), not by (180, 90)`);
+    await shot('dragged');
+  });
+
+  await step('drag the corner resizes the window', async () => {
+    const before = await win.boundingBox();
+    const handle = await win.getByTestId('window-resize').boundingBox();
+    const x = handle.x + handle.width / 2;
+    const y = handle.y + handle.height / 2;
+    await page.mouse.move(x, y);
+    await page.mouse.down();
+    await page.mouse.move(x + 60, y - 80, { steps: 6 });
+    await page.mouse.up();
+    const after = await win.boundingBox();
+    check(Math.abs(after.width - before.width - 60) <= 2 && Math.abs(after.height - before.height + 80) <= 2,
+      `the window went from ${before.width}×${before.height} to ${after.width}×${after.height}, not by (+60, -80)`);
+    await shot('resized');
+  });
+
+  await step('a second window stacks on top; a click brings the first back to the front; close', async () => {
+    await byId('launcher-button').click();
+    await byId('agent-assistant').click();
+    const second = page.getByRole('dialog', { name: 'assistant (2)', exact: true });
+    await second.waitFor();
+    const z = (loc) => loc.evaluate((el) => Number(getComputedStyle(el).zIndex));
+    check((await z(second)) > (await z(win)), 'the new window is not on top');
+    await shot('two-windows');
+    const statusBox = await status.boundingBox();
+    await status.click({ position: { x: statusBox.width - 30, y: statusBox.height / 2 } }); // clear of the second window
+    check((await z(win)) > (await z(second)), 'a click did not bring the first window to the front');
+    check((await byId('taskbar-item').count()) === 2, 'the taskbar does not show two windows');
+    await second.getByTestId('window-close').click();
+    await second.waitFor({ state: 'detached' });
+    check((await byId('taskbar-item').count()) === 1, 'the closed window kept its taskbar button');
+  });
+
+  await step('sign out returns to the sign-in screen and forgets the token', async () => {
+    await byId('sign-out').click();
+    await byId('token-input').waitFor();
+    const kept = await page.evaluate((t) => Object.keys(sessionStorage).some((k) => sessionStorage.getItem(k) === t), token);
+    check(!kept, 'the token is still in sessionStorage after signing out');
+    await shot('signed-out');
+  });
+
+  check(pageErrors.length === 0, `the page threw: ${pageErrors[0]}`);
+  await context.close();
+  context = null;
+  await stopServer();
+  clearTimeout(watchdog);
+  rmSync(scratch, { recursive: true, force: true });
+  console.log(`passed in ${secs(Date.now() - started)}; screenshots in ${SHOTS}`);
+  process.exit(0);
+} catch (e) {
+  clearTimeout(watchdog);
+  console.error(`FAILED: ${e instanceof Failure ? e.message : e?.stack || e}`);
+  if (page && !page.isClosed()) {
+    await shot('failure').catch(() => {});
+    const text = await page.locator('body').innerText({ timeout: 1000 }).catch(() => '');
+    if (text) console.error(`--- the page's text:\n${text.trim()}`);
+  }
+  dumpDiagnostics();
+  await cleanup();
+  process.exit(1);
+}

@@ -1,0 +1,127 @@
+// The HTTP side of docs/api.md: a bearer token, JSON in and out, errors as {error: {code, message}}.
+
+export interface AgentSummary {
+  name: string;
+  description?: string;
+  latency?: string;
+  conversable?: boolean;
+  capabilities?: unknown[];
+  models?: unknown[];
+}
+
+export interface AgentDetail {
+  name: string;
+  description?: string;
+  version?: unknown;
+  listening_action?: string | null;
+}
+
+export interface RunRecord {
+  run_id: string;
+  agent: string;
+  status: string;
+  next_action?: string | null;
+  last_sequence?: number;
+  created_ms?: number;
+  updated_ms?: number;
+}
+
+export interface StepRecord {
+  sequence_id: number;
+  action: string;
+  status: string;
+  inputs?: Record<string, unknown> | null;
+  result?: unknown;
+  delta?: unknown;
+  attempts?: number;
+  next?: string | null;
+  committed_ms?: number;
+  error?: { code?: string; message?: string } | null;
+}
+
+export class ApiError extends Error {
+  readonly status: number;
+  readonly code: string;
+  constructor(status: number, code: string, message: string) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+/** Why a request failed, in a sentence for the person at the desktop. */
+export function describeError(e: unknown): string {
+  if (e instanceof ApiError) {
+    if (e.status === 0) return e.message;
+    return `${e.message} (HTTP ${e.status}${e.code ? `, ${e.code}` : ''})`;
+  }
+  return e instanceof Error ? e.message : String(e);
+}
+
+export class Api {
+  private readonly token: string;
+  private readonly onUnauthorized?: () => void;
+  private readonly base: string;
+
+  constructor(token: string, onUnauthorized?: () => void, base = '/api/v1') {
+    this.token = token;
+    this.onUnauthorized = onUnauthorized;
+    this.base = base;
+  }
+
+  async request<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
+    const headers: Record<string, string> = { Authorization: `Bearer ${this.token}`, Accept: 'application/json' };
+    if (body !== undefined) headers['Content-Type'] = 'application/json';
+    let response: Response;
+    try {
+      response = await fetch(this.base + path, {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        cache: 'no-store',
+      });
+    } catch (e) {
+      throw new ApiError(0, 'network', `Cannot reach the server (${e instanceof Error ? e.message : String(e)})`);
+    }
+    const text = await response.text();
+    let json: unknown = null;
+    if (text) {
+      try {
+        json = JSON.parse(text);
+      } catch {
+        json = null;
+      }
+    }
+    if (!response.ok) {
+      const err = (json as { error?: { code?: string; message?: string } } | null)?.error;
+      const message = err?.message || response.statusText || 'request failed';
+      if (response.status === 401) this.onUnauthorized?.();
+      throw new ApiError(response.status, err?.code ?? '', message);
+    }
+    return json as T;
+  }
+
+  agents(): Promise<{ agents: AgentSummary[] }> {
+    return this.request('GET', '/agents');
+  }
+
+  agent(name: string): Promise<AgentDetail> {
+    return this.request('GET', `/agents/${encodeURIComponent(name)}`);
+  }
+
+  conversations(): Promise<{ conversations: RunRecord[] }> {
+    return this.request('GET', '/conversations');
+  }
+
+  openConversation(agent: string): Promise<{ run_id: string; agent: string; status: string }> {
+    return this.request('POST', '/conversations', { agent });
+  }
+
+  steps(runId: string, from: number, limit = 500): Promise<{ steps: StepRecord[]; next: number | null }> {
+    return this.request('GET', `/runs/${encodeURIComponent(runId)}/steps?from=${from}&limit=${limit}`);
+  }
+
+  say(runId: string, text: string): Promise<{ run_id: string; cursor: number }> {
+    return this.request('POST', `/conversations/${encodeURIComponent(runId)}/messages`, { text });
+  }
+}

@@ -1,0 +1,136 @@
+import { useEffect, useReducer, useRef, useState, type FormEvent, type KeyboardEvent } from 'react';
+import { describeError, type Api, type AgentDetail } from '../api';
+import { bubbles, canSend, chatReducer, initialChat, isClosed, statusLine } from '../chat';
+import type { StreamClient } from '../stream';
+
+interface Props {
+  api: Api;
+  stream: StreamClient | null;
+  runId: string;
+  agent: string;
+  /** The agent's details (for its listening action), fetched once per agent. */
+  agentDetail: (name: string) => Promise<AgentDetail>;
+  /** The window is shown and on top: the message box takes the focus. */
+  active: boolean;
+}
+
+/** One conversation: the chat so far, the answer being written, and a message box. */
+export function ChatWindow({ api, stream, runId, agent, agentDetail, active }: Props) {
+  const [chat, dispatch] = useReducer(chatReducer, initialChat);
+  const [draft, setDraft] = useState('');
+  const input = useRef<HTMLTextAreaElement>(null);
+  const log = useRef<HTMLDivElement>(null);
+
+  useEffect(() => {
+    let live = true;
+    agentDetail(agent).then(
+      (detail) => live && dispatch({ type: 'listening', action: detail.listening_action ?? null }),
+      (e) => live && dispatch({ type: 'error', message: `Cannot load the agent ${agent}: ${describeError(e)}` }),
+    );
+    return () => {
+      live = false;
+    };
+  }, [agent, agentDetail]);
+
+  useEffect(() => {
+    if (!stream) return;
+    return stream.subscribe(runId, (frame) => dispatch({ type: 'frame', frame }));
+  }, [stream, runId]);
+
+  const shown = bubbles(chat);
+  const streamingText = chat.streaming?.text ?? '';
+  useEffect(() => {
+    const el = log.current;
+    if (el) el.scrollTop = el.scrollHeight;
+  }, [shown.length, streamingText]);
+
+  const ready = canSend(chat);
+  useEffect(() => {
+    if (active && ready) input.current?.focus();
+  }, [active, ready]);
+
+  const send = async (e?: FormEvent) => {
+    e?.preventDefault();
+    const text = draft.trim();
+    if (!text || !ready) return;
+    setDraft('');
+    dispatch({ type: 'send', text });
+    try {
+      await api.say(runId, text);
+    } catch (err) {
+      dispatch({ type: 'send_failed', message: describeError(err) });
+      setDraft((d) => d || text);
+    }
+  };
+
+  const onKeyDown = (e: KeyboardEvent<HTMLTextAreaElement>) => {
+    if (e.key === 'Enter' && !e.shiftKey && !e.nativeEvent.isComposing) {
+      e.preventDefault();
+      void send();
+    }
+  };
+
+  const status = statusLine(chat);
+  const closed = isClosed(chat);
+
+  return (
+    <div className="chat">
+      <div className="chat-log" ref={log} role="log" aria-live="polite" aria-label={`Conversation with ${agent}`}>
+        {shown.length === 0 && !chat.streaming && (
+          <p className="chat-empty">{chat.subscribed ? `Say something to ${agent}.` : 'Loading the conversation…'}</p>
+        )}
+        {shown.map((b) =>
+          b.role === 'error' ? (
+            <div key={b.key} className="chat-error" role="alert" data-testid="message-error">
+              {b.text}
+            </div>
+          ) : (
+            <div
+              key={b.key}
+              className={`bubble ${b.role}${b.pending ? ' pending' : ''}`}
+              data-testid={b.role === 'user' ? 'message-user' : 'message-agent'}
+              data-pending={b.pending ? 'true' : undefined}
+            >
+              {b.text}
+            </div>
+          ),
+        )}
+        {chat.streaming && (
+          <div className="bubble agent streaming" data-testid="streaming" aria-busy="true">
+            {chat.streaming.text}
+            <span className="caret" aria-hidden="true" />
+          </div>
+        )}
+      </div>
+      <div className="window-status" data-testid="window-status" data-tone={status.tone} aria-live="polite">
+        <span className="dot" aria-hidden="true" />
+        <span className="status-text">{status.text}</span>
+      </div>
+      <form className="composer" onSubmit={send}>
+        <textarea
+          ref={input}
+          rows={1}
+          value={draft}
+          onChange={(e) => setDraft(e.target.value)}
+          onKeyDown={onKeyDown}
+          placeholder={closed ? 'This conversation has ended' : `Message ${agent}`}
+          aria-label={`Message to ${agent}`}
+          data-testid="chat-input"
+          disabled={closed}
+        />
+        <button
+          type="submit"
+          className="send"
+          data-testid="chat-send"
+          aria-label="Send"
+          title="Send (Enter)"
+          disabled={!ready || !draft.trim()}
+        >
+          <svg viewBox="0 0 16 16" aria-hidden="true">
+            <path d="M2 8h11M9 4l4 4-4 4" />
+          </svg>
+        </button>
+      </form>
+    </div>
+  );
+}

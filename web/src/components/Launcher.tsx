@@ -1,0 +1,141 @@
+import { useEffect, useRef, type KeyboardEvent } from 'react';
+import type { AgentSummary, RunRecord } from '../api';
+
+const LATENCY: Record<string, string> = {
+  HRT: 'hard real-time',
+  SRT: 'soft real-time',
+  DT: 'delay-tolerant (runs in the background)',
+};
+
+interface Props {
+  agents: AgentSummary[] | null;
+  conversations: RunRecord[] | null;
+  error: string | null;
+  opening: string | null;
+  onOpenAgent: (name: string) => void;
+  onOpenConversation: (run: RunRecord) => void;
+  onClose: () => void;
+}
+
+function ago(ms?: number): string {
+  if (!ms) return '';
+  const s = Math.max(0, Math.round((Date.now() - ms) / 1000));
+  if (s < 60) return 'just now';
+  if (s < 3600) return `${Math.floor(s / 60)} min ago`;
+  if (s < 86400) return `${Math.floor(s / 3600)} h ago`;
+  return new Date(ms).toLocaleDateString();
+}
+
+/** The start menu: the agents to talk to, and the latest conversations to reopen. */
+export function Launcher({ agents, conversations, error, opening, onOpenAgent, onOpenConversation, onClose }: Props) {
+  const panel = useRef<HTMLDivElement>(null);
+  // The agents one can talk to first, then by name.
+  const sorted = agents
+    ? [...agents].sort((a, b) => Number(a.conversable === false) - Number(b.conversable === false) || a.name.localeCompare(b.name))
+    : null;
+
+  useEffect(() => {
+    // The first agent that can hold a conversation takes the focus (once the list is there).
+    if (panel.current?.contains(document.activeElement)) return;
+    panel.current?.querySelector<HTMLButtonElement>('.agent:not(:disabled)')?.focus();
+  }, [agents]);
+
+  const onKeyDown = (e: KeyboardEvent) => {
+    if (e.key === 'Escape') {
+      e.stopPropagation();
+      onClose();
+      return;
+    }
+    if (e.key === 'ArrowDown' || e.key === 'ArrowUp') {
+      const items = [...(panel.current?.querySelectorAll<HTMLButtonElement>('button:not(:disabled)') ?? [])];
+      if (items.length === 0) return;
+      e.preventDefault();
+      const i = items.indexOf(document.activeElement as HTMLButtonElement);
+      const next = e.key === 'ArrowDown' ? (i + 1) % items.length : (i - 1 + items.length) % items.length;
+      items[next].focus();
+    }
+  };
+
+  return (
+    <div
+      className="launcher"
+      ref={panel}
+      role="dialog"
+      aria-label="Launcher"
+      data-testid="launcher"
+      onKeyDown={onKeyDown}
+    >
+      <h2 className="launcher-heading">Agents</h2>
+      {error && (
+        <p className="launcher-error" role="alert">
+          {error}
+        </p>
+      )}
+      {agents === null && !error && <p className="launcher-note">Loading…</p>}
+      {agents?.length === 0 && <p className="launcher-note">No agents are loaded (choir serve --agents DIR).</p>}
+      <ul className="agent-list">
+        {sorted?.map((a) => {
+          const conversable = a.conversable !== false;
+          const latency = a.latency ?? '';
+          return (
+            <li key={a.name}>
+              <button
+                type="button"
+                className="agent"
+                data-testid={`agent-${a.name}`}
+                disabled={!conversable || opening !== null}
+                aria-busy={opening === a.name}
+                title={
+                  conversable
+                    ? `Start a conversation with ${a.name}`
+                    : `${a.name} cannot hold a conversation: it has no listening action (a human action taking the input "message")`
+                }
+                onClick={() => onOpenAgent(a.name)}
+              >
+                <span className="agent-avatar" aria-hidden="true">
+                  {a.name.slice(0, 1).toUpperCase()}
+                </span>
+                <span className="agent-text">
+                  <span className="agent-name">
+                    {a.name}
+                    {!conversable && <span className="agent-tag">not conversable</span>}
+                    {opening === a.name && <span className="agent-tag">opening…</span>}
+                  </span>
+                  {a.description && <span className="agent-description">{a.description}</span>}
+                </span>
+                {latency && (
+                  <span className={`latency latency-${latency.toLowerCase()}`} title={LATENCY[latency] ?? latency}>
+                    {latency}
+                  </span>
+                )}
+              </button>
+            </li>
+          );
+        })}
+      </ul>
+      {conversations && conversations.length > 0 && (
+        <>
+          <h2 className="launcher-heading">Recent conversations</h2>
+          <ul className="recent-list">
+            {conversations.slice(0, 6).map((run) => (
+              <li key={run.run_id}>
+                <button
+                  type="button"
+                  className="recent"
+                  data-testid={`conversation-${run.run_id}`}
+                  title={`Reopen conversation ${run.run_id}`}
+                  onClick={() => onOpenConversation(run)}
+                >
+                  <span className="recent-agent">{run.agent}</span>
+                  <span className="recent-meta">
+                    {run.status} · {ago(run.updated_ms ?? run.created_ms)}
+                  </span>
+                </button>
+              </li>
+            ))}
+          </ul>
+        </>
+      )}
+    </div>
+  );
+}
