@@ -26,6 +26,7 @@
 #include "choir/runtime/actor.hpp"
 #include "choir/runtime/agent_catalog.hpp"
 #include "choir/store/synchronized.hpp"
+#include "choir/tools/builtin.hpp"
 #include "choir/tools/tool.hpp"
 
 namespace choir::api {
@@ -45,7 +46,7 @@ kind: Policy
 tenants:
   acme:
     roles:
-      member: {grants: []}
+      member: {grants: [{name: fs.write, allow: ["notes/**"]}, {name: consent.answer, allow: [fs.write]}]}
     users:
       ada: {roles: [member]}
     tokens:
@@ -97,8 +98,33 @@ actions:
   count: {type: set, update: {n: n + 1}}
 )";
 
+constexpr const char* scribe_agent = R"(apiVersion: agentos/v0.2
+kind: AgentContract
+name: scribe
+class: {latency: SRT}
+capabilities: [{name: fs.write, allow: ["notes/**"]}]
+security: {consent_for: [fs.write]}
+modelPolicy: {allow: [local/chat]}
+---
+apiVersion: agentos/v0.2
+kind: Graph
+name: scribe
+entrypoint: listen
+state: {messages: []}
+actions:
+  listen: {type: human, prompt: Say something, inputs: [message], writes: [message]}
+  think: {type: llm, model: local/chat, prompt: "{{message}}", history: messages, tools: [fs.write], into: reply}
+transitions:
+  - {from: listen, to: think}
+  - {from: think, to: listen}
+)";
+
 constexpr const char* script = R"(kind: ScriptedModel
 rules:
+  - when: {user_matches: "^save ", last_role: user, tools_include: fs.write}
+    tool_calls: [{name: fs.write, arguments: {path: notes/chat.txt, content: "{{user}}"}}]
+  - when: {last_role: tool, tool: fs.write}
+    reply: "tool said {{tool_result}}"
   - reply: "you said {{user}} and that is all"
 )";
 
@@ -178,13 +204,15 @@ class Api : public ::testing::Test {
     services_->store = store_;
     services_->gate = gate_;
     services_->models = models;
-    services_->tools = std::make_shared<tools::tool_registry>();
+    auto tools = std::make_shared<tools::tool_registry>();
+    ASSERT_TRUE(tools::add_builtin_tools(*tools).ok());
+    services_->tools = tools;
     services_->agents = std::make_shared<runtime::agent_catalog>();
     services_->workspaces = dir_ / "workspaces";
     system_ = std::make_unique<runtime::actor_system>(runtime::system_options{.threads = 2});
     services_->actors = system_.get();
     std::map<std::string, std::shared_ptr<const runtime::agent_definition>, std::less<>> agents;
-    for (const char* text : {chat_agent, counter_agent}) {
+    for (const char* text : {chat_agent, counter_agent, scribe_agent}) {
       auto agent = runtime::load_agent(text, "agent.yaml", runtime::runtime_registry(services_));
       ASSERT_TRUE(agent.ok()) << agent.err().message;
       agents[(*agent)->name] = *agent;
@@ -294,7 +322,7 @@ TEST_F(Api, ForeignHostAndOriginAreRefused) {
 
 TEST_F(Api, AgentsAreListedWithTheirContracts) {
   auto list = json_of(call("GET", "/api/v1/agents"));
-  ASSERT_EQ(list["agents"].size(), 2u);
+  ASSERT_EQ(list["agents"].size(), 3u);
   EXPECT_EQ(list["agents"][0]["name"], "chat");
   EXPECT_EQ(list["agents"][0]["conversable"], true);
   EXPECT_EQ(list["agents"][0]["models"], value::array({"local/chat"}));
@@ -522,6 +550,57 @@ TEST_F(Api, TheDesktopsFilesAreServedAndNothingElse) {
   EXPECT_EQ(call("GET", "/assets/%2e%2e/index.html", "").status, 404);
   EXPECT_EQ(call("GET", "/.hidden", "").status, 404);
   EXPECT_EQ(call("POST", "/", "", "{}").status, 405);
+}
+
+TEST_F(Api, AConsentIsAnsweredAndTheConversationGoesOn) {
+  const auto run_id = open_chat("scribe");
+  ws_client ws;
+  ASSERT_TRUE(ws.connect(port_));
+  ws.send({{"type", "auth"}, {"token", ada_token}});
+  ws.send({{"type", "subscribe"}, {"run_id", run_id}});
+  ws.read_until("subscribed");
+  auto say = [&](const std::string& text) {
+    return call("POST", "/api/v1/conversations/" + run_id + "/messages", ada_token, dump_json(value{{"text", text}}));
+  };
+  ASSERT_EQ(say("save milk").status, 202);
+  auto first = ws.read_until("event", "turn_ended");
+  EXPECT_EQ(first.back()["data"]["ended"], "waiting_consent");
+
+  auto pending = json_of(call("GET", "/api/v1/consents"));
+  ASSERT_EQ(pending["consents"].size(), 1u);
+  const auto& request = pending["consents"][0];
+  EXPECT_EQ(request["capability"], "fs.write");
+  EXPECT_EQ(request["run_id"], run_id);
+  const auto id = request["id"].get<std::string>();
+  // Another tenant neither sees it nor answers it.
+  EXPECT_EQ(json_of(call("GET", "/api/v1/consents", carol_token))["consents"].size(), 0u);
+  EXPECT_EQ(call("POST", "/api/v1/consents/" + id + "/approve", carol_token, "{}").status, 404);
+  EXPECT_EQ(call("POST", "/api/v1/consents/" + id + "/approve", ada_token, "{\"reason\": 5}").status, 400);
+  EXPECT_EQ(call("GET", "/api/v1/consents?status=maybe").status, 400);
+  EXPECT_EQ(call("GET", "/api/v1/consents/" + id + "/approve").status, 405);
+
+  auto approved = call("POST", "/api/v1/consents/" + id + "/approve", ada_token, "{\"reason\": \"fine\"}");
+  ASSERT_EQ(approved.status, 200) << approved.body;
+  EXPECT_EQ(json_of(approved)["continued"], true);
+  EXPECT_EQ(json_of(approved)["consent"]["status"], "approved");
+  auto rest = ws.read_until("event", "turn_ended");
+  EXPECT_EQ(rest.back()["data"]["ended"], "waiting");
+  std::ifstream written(dir_ / "workspaces" / "acme" / "scribe" / "notes" / "chat.txt");
+  std::string content((std::istreambuf_iterator<char>(written)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(content, "save milk");
+  EXPECT_EQ(call("POST", "/api/v1/consents/" + id + "/approve").status, 409);  // answered already
+  EXPECT_EQ(json_of(call("GET", "/api/v1/consents"))["consents"].size(), 0u);
+  EXPECT_EQ(json_of(call("GET", "/api/v1/consents?status=all"))["consents"].size(), 1u);
+
+  // Denied: the model is told, and the conversation goes on.
+  ASSERT_EQ(say("save more").status, 202);
+  ws.read_until("event", "turn_ended");
+  const auto second = json_of(call("GET", "/api/v1/consents"))["consents"][0]["id"].get<std::string>();
+  ASSERT_EQ(call("POST", "/api/v1/consents/" + second + "/deny").status, 200);
+  auto denied = ws.read_until("event", "turn_ended");
+  EXPECT_EQ(denied.back()["data"]["ended"], "waiting");
+  auto chat = json_of(call("GET", "/api/v1/conversations/" + run_id));
+  EXPECT_NE(chat["messages"].back()["text"].get<std::string>().find("tool said"), std::string::npos);
 }
 
 }  // namespace

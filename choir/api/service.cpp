@@ -183,11 +183,11 @@ std::optional<http_response> service::check_origin(const http_request& request) 
                           "this server does not answer to Host '" + request.host.substr(0, 200) + "'");
   }
   if (!request.origin.empty()) {
-    const bool origin_ok = std::any_of(opts_.allowed_hosts.begin(), opts_.allowed_hosts.end(),
-                                       [&](const std::string& h) {
-                                         return iequals("http://" + h, request.origin) ||
-                                                iequals("https://" + h, request.origin);  // behind a TLS proxy
-                                       });
+    const bool origin_ok =
+        std::any_of(opts_.allowed_hosts.begin(), opts_.allowed_hosts.end(), [&](const std::string& h) {
+          return iequals("http://" + h, request.origin) ||
+                 iequals("https://" + h, request.origin);  // behind a TLS proxy
+        });
     if (!origin_ok) return error_response(403, "forbidden_origin", "requests from another origin are refused");
   }
   return std::nullopt;
@@ -290,6 +290,19 @@ http_response service::route(const http_request& request, std::string_view path,
       return make_error(core_errc::not_found, "no run " + std::string(id));
     }
     return run;
+  };
+  // Makes sure the directory hosts the run's conversation (after a restart it knows none).
+  auto host_conversation = [&](const store::run_record& run) -> std::optional<http_response> {
+    if (opts_.directory->contains(run.run_id)) return std::nullopt;
+    auto it = opts_.agents.find(run.agent);
+    if (it == opts_.agents.end()) {
+      return error_response(409, "agent_unavailable", "this server does not have agent " + run.agent);
+    }
+    if (auto added = opts_.directory->add(run.run_id, it->second, runtime::principal{run.tenant, run.user});
+        !added.ok()) {
+      return error_response(409, "not_conversable", added.err().message);
+    }
+    return std::nullopt;
   };
   auto fail = [](const error& e) {
     const auto [status, code] = status_for(e);
@@ -395,16 +408,7 @@ http_response service::route(const http_request& request, std::string_view path,
       }
       const auto text = (*body)["text"].get<std::string>();
       if (text.empty()) return error_response(400, "bad_request", "the message is empty");
-      if (!opts_.directory->contains(run->run_id)) {
-        auto it = opts_.agents.find(run->agent);
-        if (it == opts_.agents.end()) {
-          return error_response(409, "agent_unavailable", "this server does not have agent " + run->agent);
-        }
-        if (auto added = opts_.directory->add(run->run_id, it->second, runtime::principal{run->tenant, run->user});
-            !added.ok()) {
-          return error_response(409, "not_conversable", added.err().message);
-        }
-      }
+      if (auto refused = host_conversation(*run)) return *refused;
       auto hub = opts_.hub;
       const std::string run_id = run->run_id;
       opts_.directory->post(run_id, value(text), [hub, run_id](result<runtime::turn_result> out) {
@@ -423,6 +427,70 @@ http_response service::route(const http_request& request, std::string_view path,
 
   if (resource == "stream" && n == 3) {
     return error_response(426, "upgrade_required", "the stream is a WebSocket (docs/api.md)");
+  }
+
+  if (resource == "consents") {
+    if (is("GET", 3)) {
+      std::string status = "pending";
+      if (auto raw = query_param(query, "status")) status = std::string(*raw);
+      if (status != "pending" && status != "approved" && status != "denied" && status != "expired" && status != "all") {
+        return error_response(400, "bad_request", "'status' is pending, approved, denied, expired or all");
+      }
+      auto list = opts_.store->list_consents(who->tenant, status == "all" ? "" : status, 500);
+      if (!list.ok()) return fail(list.err());
+      value out = value::array();
+      for (const auto& c : *list) out.push_back(c.to_json());
+      return json_response(200, value{{"consents", out}});
+    }
+    if (n == 5 && (parts[4] == "approve" || parts[4] == "deny")) {
+      if (method != "POST") return error_response(405, "method_not_allowed", "POST an answer");
+      if (!valid_id(parts[3])) return error_response(404, "not_found", "no consent request");
+      std::string reason;
+      if (!request.body.empty()) {
+        auto body = body_object();
+        if (!body.ok()) return error_response(400, "bad_request", body.err().message);
+        if (body->contains("reason") && !(*body)["reason"].is_string()) {
+          return error_response(400, "bad_request", "\"reason\" is a string");
+        }
+        reason = string_at(*body, "reason");
+        if (reason.size() > 2'000) return error_response(400, "bad_request", "the reason is longer than 2000 bytes");
+      }
+      // Another tenant's request does not exist for this caller.
+      auto found = opts_.store->get_consent(parts[3]);
+      if (!found.ok()) return fail(found.err());
+      if (!*found || (*found)->tenant != who->tenant || (*found)->id != parts[3]) {
+        return error_response(404, "not_found", "no consent request " + std::string(parts[3]));
+      }
+      auto answered =
+          opts_.gate->answer(parts[3], parts[4] == "approve", runtime::principal{who->tenant, who->user}, reason);
+      if (!answered.ok()) {
+        if (answered.err().code == store::store_errc::conflict) {
+          return error_response(409, "conflict", answered.err().message);
+        }
+        return fail(answered.err());
+      }
+      // The run to continue: the outermost one suspended on it (a child waiting for consent
+      // suspends its caller's step too). A conversation goes on by itself.
+      std::string run_id = answered->run_id;
+      for (int depth = 0; depth < 64; ++depth) {
+        auto r = opts_.store->get_run(run_id);
+        if (!r.ok() || r->parent_run.empty()) break;
+        auto parent = opts_.store->get_run(r->parent_run);
+        if (!parent.ok() || parent->status != "waiting_consent") break;
+        run_id = parent->run_id;
+      }
+      bool continued = false;
+      auto run = opts_.store->get_run(run_id);
+      if (run.ok() && run->status == "waiting_consent" && !host_conversation(*run)) {
+        auto hub = opts_.hub;
+        opts_.directory->post(run_id, std::nullopt, [hub, run_id](result<runtime::turn_result> out) {
+          if (!out.ok()) hub->publish_error(run_id, out.err().message);
+        });
+        continued = true;
+      }
+      return json_response(200, value{{"consent", answered->to_json()}, {"run_id", run_id}, {"continued", continued}});
+    }
+    return error_response(404, "not_found", "no such route");
   }
 
   if (resource == "runs") {

@@ -447,13 +447,30 @@ task<result<turn_result>> conversation_directory::say(std::string run_id, value 
   }
 }
 
-void conversation_directory::post(std::string run_id, value message, std::function<void(result<turn_result>)> done) {
-  [](conversation_directory* self, std::string id, value msg,
+void conversation_directory::post(std::string run_id, std::optional<value> message,
+                                  std::function<void(result<turn_result>)> done) {
+  [](conversation_directory* self, std::string id, std::optional<value> msg,
      std::function<void(result<turn_result>)> cb) -> detail::detached_coroutine {
-    auto turn = self->say(std::move(id), std::move(msg));
-    auto out = co_await std::move(turn);
-    if (cb) cb(std::move(out));
+    std::optional<result<turn_result>> out;
+    if (msg) {
+      auto turn = self->say(std::move(id), std::move(*msg));
+      out.emplace(co_await std::move(turn));
+    } else {
+      auto turn = self->resume(std::move(id));
+      out.emplace(co_await std::move(turn));
+    }
+    if (cb) cb(std::move(*out));
   }(this, std::move(run_id), std::move(message), std::move(done));
+}
+
+task<result<turn_result>> conversation_directory::resume(std::string run_id) {
+  for (int attempt = 0;; ++attempt) {
+    auto target = activate(run_id);
+    if (!target.ok()) co_return std::move(target).err();
+    auto pending = target->ask([](conversation& c) { return c.resume(); });
+    auto out = co_await pending;
+    if (out.ok() || out.err().code != runtime_errc::unavailable || attempt >= 8) co_return out;
+  }
 }
 
 std::size_t conversation_directory::registered() const {

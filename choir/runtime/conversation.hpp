@@ -192,9 +192,12 @@ class conversation_directory {
   /// Sends a message to the conversation, activating it as needed — again if it passivated while
   /// the message was on its way (the message had not run: `unavailable` is retried).
   task<result<turn_result>> say(std::string run_id, value message);
-  /// `say` without waiting: the turn runs on the conversation's actor and `done` (if set) is
-  /// called with how it ended, on whichever thread finished it.
-  void post(std::string run_id, value message, std::function<void(result<turn_result>)> done);
+  /// Continues the conversation without a message (after a consent was answered, a pause or a
+  /// crash), activating it as needed.
+  task<result<turn_result>> resume(std::string run_id);
+  /// `say` (or, without a message, `resume`) without waiting: the turn runs on the conversation's
+  /// actor and `done` (if set) is called with how it ended, on whichever thread finished it.
+  void post(std::string run_id, std::optional<value> message, std::function<void(result<turn_result>)> done);
 
   [[nodiscard]] std::size_t registered() const;
 
