@@ -150,13 +150,23 @@ int serve_command(const serve_options& options, std::ostream& out, std::ostream&
                      hub->publish(e);
                    }});
   const fs::path web = options.web.empty() ? default_web_dir() : fs::path(options.web);
-  auto svc = std::make_shared<api::service>(api::service_options{
-      .store = *store, .gate = *gate, .hub = hub, .directory = directory, .agents = std::move(agents), .web_dir = web});
-  api::server server(svc, api::server_options{.host = where->first,
-                                              .port = where->second,
-                                              .threads = options.threads,
-                                              .max_connections = options.max_connections});
-  auto port = server.listen();
+  auto audit = audit_options_for(**store, options.store);
+  if (!audit.ok()) return fail(audit.err().message);
+  std::unique_ptr<api::server> server;
+  auto svc = std::make_shared<api::service>(
+      api::service_options{.store = *store,
+                           .gate = *gate,
+                           .hub = hub,
+                           .directory = directory,
+                           .agents = std::move(agents),
+                           .web_dir = web,
+                           .audit = *audit,
+                           .connections = [&server]() -> std::size_t { return server ? server->connections() : 0; }});
+  server = std::make_unique<api::server>(svc, api::server_options{.host = where->first,
+                                                                  .port = where->second,
+                                                                  .threads = options.threads,
+                                                                  .max_connections = options.max_connections});
+  auto port = server->listen();
   if (!port.ok()) return fail(port.err().message);
   const std::string p = std::to_string(*port);
   const std::string host = where->first.find(':') != std::string::npos ? "[" + where->first + "]" : where->first;
@@ -164,7 +174,7 @@ int serve_command(const serve_options& options, std::ostream& out, std::ostream&
   for (const auto& h : options.allow_hosts) {
     svc->allow_host(h.find(':') == std::string::npos ? h + ":" + p : h);
   }
-  server.run();
+  server->run();
 
   out << "listening on http://" << host << ":" << p << "\n";
   if (!token->empty()) {
@@ -177,7 +187,7 @@ int serve_command(const serve_options& options, std::ostream& out, std::ostream&
   int received = 0;
   sigwait(&stop_signals, &received);
   err << command << ": " << (received == SIGTERM ? "SIGTERM" : "SIGINT") << ", stopping\n";
-  server.stop();   // no more requests
+  server->stop();  // no more requests
   system.reset();  // the conversations stop at a step boundary (a step commits whole or not at all)
   return exit_ok;  // then the server closes its connections
 }

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <set>
+#include <thread>
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
@@ -228,8 +229,13 @@ class Api : public ::testing::Test {
     fs::create_directories(web_ / "assets");
     std::ofstream(web_ / "index.html") << "<!doctype html><title>desk</title>";
     std::ofstream(web_ / "assets" / "app.js") << "console.log(1)";
-    service_ = std::make_shared<service>(service_options{
-        .store = store_, .gate = gate_, .hub = hub_, .directory = directory_, .agents = agents, .web_dir = web_});
+    service_ = std::make_shared<service>(service_options{.store = store_,
+                                                         .gate = gate_,
+                                                         .hub = hub_,
+                                                         .directory = directory_,
+                                                         .agents = agents,
+                                                         .web_dir = web_,
+                                                         .audit = audit_options});
     server_ = std::make_unique<server>(service_, server_options{.port = 0, .body_limit = 1 << 20});
     auto port = server_->listen();
     ASSERT_TRUE(port.ok()) << port.err().message;
@@ -601,6 +607,51 @@ TEST_F(Api, AConsentIsAnsweredAndTheConversationGoesOn) {
   EXPECT_EQ(denied.back()["data"]["ended"], "waiting");
   auto chat = json_of(call("GET", "/api/v1/conversations/" + run_id));
   EXPECT_NE(chat["messages"].back()["text"].get<std::string>().find("tool said"), std::string::npos);
+}
+
+TEST_F(Api, TheAuditLogIsReadAndVerifiedPerTenant) {
+  const auto run_id = open_chat();
+  ASSERT_EQ(call("POST", "/api/v1/conversations/" + run_id + "/messages", ada_token, "{\"text\": \"x\"}").status, 202);
+  // The model call is audited once its turn ran; wait for the run to listen again.
+  for (int i = 0; i < 200 && json_of(call("GET", "/api/v1/runs/" + run_id)).value("last_sequence", value()) != 1; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  auto entries = json_of(call("GET", "/api/v1/audit?run=" + run_id))["entries"];
+  ASSERT_GE(entries.size(), 2u);  // the admission, the model call
+  std::set<std::string> kinds;
+  for (const auto& e : entries) {
+    EXPECT_EQ(e["tenant"], "acme");
+    EXPECT_EQ(e["run"], run_id);
+    kinds.insert(e["kind"].get<std::string>());
+  }
+  EXPECT_TRUE(kinds.contains("admission")) << entries.dump();
+  EXPECT_EQ(json_of(call("GET", "/api/v1/audit?limit=1"))["entries"].size(), 1u);
+  EXPECT_EQ(json_of(call("GET", "/api/v1/audit", carol_token))["entries"].size(), 0u);
+  EXPECT_EQ(call("GET", "/api/v1/audit?run=../x").status, 400);
+  EXPECT_EQ(call("GET", "/api/v1/audit?limit=5000").status, 400);
+  auto verified = json_of(call("GET", "/api/v1/audit/verify"));
+  EXPECT_EQ(verified["ok"], true) << verified.dump();
+  EXPECT_GE(verified["entries"].get<std::int64_t>(), 2);
+
+  auto state = json_of(call("GET", "/api/v1/runs/" + run_id + "/state?at=0"));
+  EXPECT_EQ(state["state"]["message"], "x");
+  EXPECT_FALSE(state["state"].contains("reply"));
+  auto latest = json_of(call("GET", "/api/v1/runs/" + run_id + "/state"));
+  EXPECT_EQ(latest["at"], 1);
+  EXPECT_EQ(latest["state"]["reply"], "you said x and that is all");
+  EXPECT_EQ(call("GET", "/api/v1/runs/" + run_id + "/state?at=99").status, 404);
+  EXPECT_EQ(call("GET", "/api/v1/runs/" + run_id + "/state", carol_token).status, 404);
+}
+
+TEST_F(Api, MetricsCountResponsesAndStreams) {
+  (void)call("GET", "/api/v1/agents");
+  (void)call("GET", "/api/v1/agents", "");
+  auto m = call("GET", "/metrics", "");
+  EXPECT_EQ(m.status, 200);
+  EXPECT_NE(m.body.find("choir_http_responses_total{class=\"2xx\"}"), std::string::npos);
+  EXPECT_NE(m.body.find("choir_http_responses_total{class=\"4xx\"} 1"), std::string::npos) << m.body;
+  EXPECT_NE(m.body.find("choir_agents 3"), std::string::npos);
+  EXPECT_EQ(call("GET", "/metrics", "", "", {{"Host", "evil.example"}}).status, 421);
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <chrono>
+#include <deque>
 #include <fstream>
 #include <sstream>
 
@@ -200,7 +201,9 @@ http_response service::handle(const http_request& request) {
   const auto path = target.substr(0, q);
   const auto query = q == std::string_view::npos ? std::string_view() : target.substr(q + 1);
   http_response out;
-  if (path == "/healthz") {
+  if (path == "/metrics") {
+    out = request.method == "GET" ? metrics() : error_response(405, "method_not_allowed", "GET /metrics");
+  } else if (path == "/healthz") {
     out = request.method == "GET" || request.method == "HEAD"
               ? json_response(200, value{{"status", "ok"}})
               : error_response(405, "method_not_allowed", "GET /healthz");
@@ -213,7 +216,36 @@ http_response service::handle(const http_request& request) {
     out = static_file(path);
   }
   out.headers.emplace_back("X-Content-Type-Options", "nosniff");
+  const auto cls = static_cast<std::size_t>(out.status / 100);
+  if (cls < responses_.size()) responses_[cls].fetch_add(1, std::memory_order_relaxed);
   return out;
+}
+
+http_response service::metrics() const {
+  std::string m;
+  auto metric = [&](const char* name, const char* type, const char* help, const std::string& samples) {
+    m += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n" + samples;
+  };
+  std::string by_class;
+  for (std::size_t c = 1; c < responses_.size(); ++c) {
+    by_class += "choir_http_responses_total{class=\"" + std::to_string(c) + "xx\"} " +
+                std::to_string(responses_[c].load()) + "\n";
+  }
+  metric("choir_http_responses_total", "counter", "HTTP responses by status class.", by_class);
+  if (opts_.connections) {
+    metric("choir_http_connections", "gauge", "Open HTTP and WebSocket connections.",
+           "choir_http_connections " + std::to_string(opts_.connections()) + "\n");
+  }
+  metric("choir_stream_subscriptions", "gauge", "WebSocket subscriptions to runs.",
+         "choir_stream_subscriptions " + std::to_string(opts_.hub->subscribers()) + "\n");
+  metric("choir_stream_events_total", "counter", "Conversation events published (steps, turns, tokens).",
+         "choir_stream_events_total " + std::to_string(opts_.hub->published()) + "\n");
+  metric("choir_stream_frames_total", "counter", "Event frames handed to WebSocket connections.",
+         "choir_stream_frames_total " + std::to_string(opts_.hub->delivered()) + "\n");
+  metric("choir_conversations", "gauge", "Conversations this server hosts (active or passivated).",
+         "choir_conversations " + std::to_string(opts_.directory->registered()) + "\n");
+  metric("choir_agents", "gauge", "Agents loaded.", "choir_agents " + std::to_string(opts_.agents.size()) + "\n");
+  return {.status = 200, .content_type = "text/plain; version=0.0.4; charset=utf-8", .body = m, .headers = {}};
 }
 
 http_response service::static_file(std::string_view path) const {
@@ -420,6 +452,39 @@ http_response service::route(const http_request& request, std::string_view path,
     return error_response(404, "not_found", "no such route");
   }
 
+  if (resource == "audit") {
+    if (is("GET", 4) && parts[3] == "verify") {
+      auto report = kernel::verify_audit(*opts_.store, opts_.audit);
+      if (!report.ok()) return fail(report.err());
+      value out = report->to_json();
+      out["ok"] = report->ok();
+      return json_response(200, out);
+    }
+    if (!is("GET", 3)) return error_response(n <= 4 ? 405 : 404, n <= 4 ? "method_not_allowed" : "not_found", "GET");
+    auto limit = number_param(query, "limit", 200, 1, 1000);
+    if (!limit.ok()) return error_response(400, "bad_request", limit.err().message);
+    std::string run_filter;
+    if (auto raw = query_param(query, "run")) {
+      if (!valid_id(*raw)) return error_response(400, "bad_request", "'run' is a run id");
+      run_filter = std::string(*raw);
+    }
+    // The log is read from the start (it is append-only and small next to the steps); the
+    // caller's tenant's last `limit` entries are kept.
+    std::deque<value> kept;
+    auto scanned = opts_.store->scan_audit(1, [&](const store::audit_view& row) {
+      value entry = value::parse(row.entry, nullptr, false);
+      if (!entry.is_object() || string_at(entry, "tenant") != who->tenant) return true;
+      if (!run_filter.empty() && string_at(entry, "run") != run_filter) return true;
+      kept.push_back(std::move(entry));
+      if (static_cast<std::int64_t>(kept.size()) > *limit) kept.pop_front();
+      return true;
+    });
+    if (!scanned.ok()) return fail(scanned.err());
+    value entries = value::array();
+    for (auto& e : kept) entries.push_back(std::move(e));
+    return json_response(200, value{{"entries", entries}});
+  }
+
   if (resource == "me" && n == 3) {
     if (method != "GET") return error_response(405, "method_not_allowed", "GET only");
     return json_response(200, value{{"tenant", who->tenant}, {"user", who->user}});
@@ -511,6 +576,16 @@ http_response service::route(const http_request& request, std::string_view path,
       auto run = own_run(parts[3]);
       if (!run.ok()) return fail(run.err());
       return json_response(200, run->to_json());
+    }
+    if (is("GET", 5) && parts[4] == "state") {
+      auto run = own_run(parts[3]);
+      if (!run.ok()) return fail(run.err());
+      if (!run->last_sequence && !run->parent_step) return error_response(404, "not_found", "the run has no steps yet");
+      auto at = number_param(query, "at", run->position(), 0, std::int64_t{1} << 53);
+      if (!at.ok()) return error_response(400, "bad_request", at.err().message);
+      auto state = opts_.store->state_at(run->run_id, *at);
+      if (!state.ok()) return fail(state.err());
+      return json_response(200, value{{"run_id", run->run_id}, {"at", *at}, {"state", state->to_json()}});
     }
     if (is("GET", 5) && parts[4] == "steps") {
       auto run = own_run(parts[3]);

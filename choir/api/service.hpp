@@ -2,7 +2,10 @@
 /// The REST API and the desktop's files, as plain requests and responses (docs/api.md): routes,
 /// authentication, the `Host` and `Origin` checks and input limits. The socket side lives in
 /// server.cpp; nothing here knows Beast or Asio.
+#include <array>
+#include <atomic>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -12,6 +15,7 @@
 #include <vector>
 
 #include "choir/api/stream.hpp"
+#include "choir/kernel/audit.hpp"
 #include "choir/runtime/agent_run.hpp"
 #include "choir/runtime/conversation.hpp"
 #include "choir/runtime/gate.hpp"
@@ -47,6 +51,9 @@ struct service_options {
   /// `Host` values accepted (`host:port`, compared without case); `Origin` must be `http://` one of them.
   std::vector<std::string> allowed_hosts;
   std::size_t max_body = 1 << 20;
+  kernel::audit_options audit;  ///< where the audit log's key and head are, for `GET /api/v1/audit/verify`
+  /// Open connections of the server around the service, for `/metrics` (none: not reported).
+  std::function<std::size_t()> connections;
 };
 
 class service {
@@ -69,8 +76,11 @@ class service {
  private:
   http_response route(const http_request& request, std::string_view path, std::string_view query);
   http_response static_file(std::string_view path) const;
+  http_response metrics() const;
 
   service_options opts_;
+  /// Responses by status class (1xx…5xx), for `/metrics`.
+  std::array<std::atomic<std::uint64_t>, 6> responses_{};
 };
 
 /// `{"error": {"code", "message"}}` with `status`.

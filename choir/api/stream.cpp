@@ -52,7 +52,9 @@ void event_hub::deliver(const std::string& run_id, std::string_view kind, std::i
       return false;
     });
   }
+  published_.fetch_add(1, std::memory_order_relaxed);
   if (targets.empty()) return;
+  delivered_.fetch_add(targets.size(), std::memory_order_relaxed);
   const auto f = make_frame(value{{"type", "event"},
                                   {"run_id", run_id},
                                   {"kind", std::string(kind)},

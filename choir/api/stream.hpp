@@ -4,8 +4,10 @@
 /// `stream_connection` is one client's side: its authentication, its subscriptions, the replay of
 /// the steps it missed, and its bounded queue of frames. The server (server.cpp) owns the socket
 /// and writes what `take` hands it.
+#include <atomic>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -38,6 +40,9 @@ class event_hub {
   std::uint64_t subscribe(const std::string& run_id, std::weak_ptr<stream_connection> connection);
   void unsubscribe(const std::string& run_id, std::uint64_t id);
   [[nodiscard]] std::size_t subscribers() const;
+  /// Events published, and frames delivered to connections, since the start.
+  [[nodiscard]] std::uint64_t published() const noexcept { return published_.load(); }
+  [[nodiscard]] std::uint64_t delivered() const noexcept { return delivered_.load(); }
 
  private:
   void deliver(const std::string& run_id, std::string_view kind, std::int64_t step, value data);
@@ -50,6 +55,8 @@ class event_hub {
   };
   std::unordered_map<std::string, run_entry> runs_;
   std::uint64_t next_id_ = 1;
+  std::atomic<std::uint64_t> published_{0};
+  std::atomic<std::uint64_t> delivered_{0};
 };
 
 /// Whom a token acts for; empty if it is nobody.
