@@ -39,6 +39,49 @@ export interface StepRecord {
   error?: { code?: string; message?: string } | null;
 }
 
+/** A consent request (docs/audit.md, "Consent"): a gated call waiting for, or given, a person's answer. */
+export interface ConsentRecord {
+  id: string;
+  key?: string;
+  tenant?: string;
+  user?: string;
+  agent?: string;
+  run_id?: string;
+  step?: number | null;
+  capability: string;
+  argument?: string | null;
+  /** The call's arguments, redacted to the contract's `observability.log_fields`. */
+  arguments?: Record<string, unknown> | null;
+  status: 'pending' | 'approved' | 'denied' | 'expired' | (string & {});
+  answered_by?: string | null;
+  reason?: string | null;
+  created_ms?: number;
+  expires_ms?: number | null;
+  answered_ms?: number | null;
+}
+
+export type ConsentFilter = 'pending' | 'approved' | 'denied' | 'expired' | 'all';
+
+export interface ConsentAnswer {
+  consent: ConsentRecord;
+  run_id?: string;
+  /** The run resumed by itself: its events arrive on the stream. */
+  continued?: boolean;
+}
+
+/** An audit log entry (docs/audit.md, "Entries"); read generically, as servers may add fields. */
+export type AuditEntry = Record<string, unknown>;
+
+/** GET /api/v1/audit/verify: the chain's verification (`choir audit verify --json`). */
+export interface AuditReport {
+  ok: boolean;
+  entries?: number;
+  verified?: number;
+  problem?: string | null;
+  problem_at?: number | null;
+  notes?: unknown;
+}
+
 export class ApiError extends Error {
   readonly status: number;
   readonly code: string;
@@ -119,6 +162,31 @@ export class Api {
 
   steps(runId: string, from: number, limit = 500): Promise<{ steps: StepRecord[]; next: number | null }> {
     return this.request('GET', `/runs/${encodeURIComponent(runId)}/steps?from=${from}&limit=${limit}`);
+  }
+
+  me(): Promise<{ tenant: string; user: string }> {
+    return this.request('GET', '/me');
+  }
+
+  consents(status: ConsentFilter = 'pending'): Promise<{ consents: ConsentRecord[] }> {
+    return this.request('GET', `/consents?status=${status}`);
+  }
+
+  /** Approves or denies a consent request; `reason` is sent only when given. */
+  answerConsent(id: string, answer: 'approve' | 'deny', reason?: string): Promise<ConsentAnswer> {
+    const why = reason?.trim();
+    return this.request('POST', `/consents/${encodeURIComponent(id)}/${answer}`, why ? { reason: why } : {});
+  }
+
+  /** The caller's tenant's last `limit` audit entries, oldest first (optionally of one run). */
+  audit(limit = 200, run?: string): Promise<{ entries: AuditEntry[] }> {
+    const q = new URLSearchParams({ limit: String(limit) });
+    if (run) q.set('run', run);
+    return this.request('GET', `/audit?${q}`);
+  }
+
+  auditVerify(): Promise<AuditReport> {
+    return this.request('GET', '/audit/verify');
   }
 
   say(runId: string, text: string): Promise<{ run_id: string; cursor: number }> {

@@ -1,5 +1,16 @@
 import { describe, expect, it } from 'vitest';
-import { bubbles, canSend, chatReducer, initialChat, messageText, repliesOf, statusLine, type ChatAction, type ChatState } from './chat';
+import {
+  bubbles,
+  canSend,
+  chatReducer,
+  initialChat,
+  messageText,
+  repliesOf,
+  statusLine,
+  waitingConsent,
+  type ChatAction,
+  type ChatState,
+} from './chat';
 import type { RunFrame } from './stream';
 
 const RUN = 'r1';
@@ -130,6 +141,47 @@ describe('the chat', () => {
     const s = run(subscribed('running', 'think'));
     expect(canSend(s)).toBe(true);
     expect(statusLine(s).text).toBe('running: think');
+  });
+
+  it('waits for consent without an error, takes no message meanwhile, and shows the reply once the run continues', () => {
+    let s = run(subscribed('waiting'), { type: 'send', text: 'save buy milk' }, ev('turn_started', -1, 'save buy milk'));
+    s = [
+      step(0, 'listen', { inputs: { message: 'save buy milk' }, next: 'think' }),
+      ev('token', 0, { action: 'think', text: "I'll save that." }),
+      ev('turn_ended', 0, {
+        ended: 'waiting_consent',
+        error: 'waiting for consent to fs.write(notes/chat.txt): request 210ce6eef591',
+        next_action: 'think',
+        steps: 1,
+      }),
+    ].reduce(chatReducer, s);
+    expect(said(s)).toEqual(['user: save buy milk']);
+    expect(s.streaming).toBeNull();
+    expect(waitingConsent(s)).toBe(true);
+    expect(canSend(s)).toBe(false);
+    expect(statusLine(s)).toEqual({ text: 'waiting for your consent to fs.write(notes/chat.txt)', tone: 'warn' });
+
+    // Approved: the run continues by itself.
+    s = [
+      ev('turn_started', 0, null),
+      ev('token', 0, { action: 'think', text: 'Saved ' }),
+      step(1, 'think', { delta: [{ op: 'set', key: 'reply', value: 'Saved to notes/chat.txt.' }], next: 'listen' }),
+      ev('turn_ended', 1, { ended: 'waiting', next_action: 'listen', steps: 1 }),
+    ].reduce(chatReducer, s);
+    expect(said(s)).toEqual(['user: save buy milk', 'agent: Saved to notes/chat.txt.']);
+    expect(waitingConsent(s)).toBe(false);
+    expect(canSend(s)).toBe(true);
+    expect(s.consent).toBeNull();
+  });
+
+  it('knows a run found waiting for consent, and what for from a hint', () => {
+    const s = run(subscribed('waiting_consent', 'think', 0));
+    expect(waitingConsent(s)).toBe(true);
+    expect(canSend(s)).toBe(false);
+    expect(statusLine(s).text).toBe('waiting for your consent');
+    expect(statusLine(s, 'fs.write(notes/a.txt)').text).toBe('waiting for your consent to fs.write(notes/a.txt)');
+    // Once it runs again, the wait is over.
+    expect(waitingConsent(chatReducer(s, subscribed('waiting', 'listen', 1)))).toBe(false);
   });
 
   it('takes no more messages once the run completed', () => {

@@ -3,6 +3,7 @@
 // string a step sets at `reply` is the agent's answer, and `token` events show the answer as it is
 // written until its step commits.
 import type { RunRecord, StepRecord } from './api';
+import { parseConsentWait, type ConsentWait } from './consents';
 import type { ConnectionState, RunFrame } from './stream';
 
 /** What the chat keeps of a committed step. */
@@ -49,6 +50,8 @@ export interface ChatState {
   action: string | null;
   /** The current turn already showed a failed step. */
   turnFailedStep: boolean;
+  /** What the run waits for a person's consent to do, once a turn ended `waiting_consent`. */
+  consent: ConsentWait | null;
   counter: number;
 }
 
@@ -70,6 +73,7 @@ export const initialChat: ChatState = {
   runStatus: null,
   action: null,
   turnFailedStep: false,
+  consent: null,
   counter: 0,
 };
 
@@ -168,6 +172,7 @@ function applyFrame(state: ChatState, frame: RunFrame): ChatState {
         action: run.next_action ?? null,
         busy,
         streaming: busy ? state.streaming : null,
+        consent: status === 'waiting_consent' ? state.consent : null,
       };
     }
     case 'resync':
@@ -180,7 +185,7 @@ function applyFrame(state: ChatState, frame: RunFrame): ChatState {
         case 'step':
           return addStep(state, frame.data as StepRecord);
         case 'turn_started':
-          return { ...state, busy: true, runStatus: 'running', turnFailedStep: false };
+          return { ...state, busy: true, runStatus: 'running', turnFailedStep: false, consent: null };
         case 'token': {
           const action = typeof data.action === 'string' ? data.action : '';
           const text = typeof data.text === 'string' ? data.text : '';
@@ -195,17 +200,18 @@ function applyFrame(state: ChatState, frame: RunFrame): ChatState {
         case 'turn_ended': {
           const ended = typeof data.ended === 'string' ? data.ended : 'waiting';
           const next = typeof data.next_action === 'string' ? data.next_action : null;
+          // A turn waiting for consent is not an error: the status line says what it waits for
+          // (and the run continues by itself once the request is answered).
           let out: ChatState = {
             ...state,
             busy: hasPending(state),
             streaming: null,
             runStatus: ended === 'error' ? 'failed' : ended,
             action: next,
+            consent: ended === 'waiting_consent' ? parseConsentWait(data.error) : null,
           };
           if ((ended === 'failed' || ended === 'error') && !state.turnFailedStep) {
             out = addLocal(out, 'error', `The turn failed${data.error ? `: ${String(data.error)}` : '.'}`);
-          } else if (ended === 'waiting_consent') {
-            out = addLocal(out, 'error', `Waiting for consent${data.error ? `: ${String(data.error)}` : '.'}`);
           }
           return out;
         }
@@ -253,12 +259,27 @@ export function isClosed(state: ChatState): boolean {
   return state.runStatus === 'completed';
 }
 
-export function canSend(state: ChatState): boolean {
-  return state.subscribed && !state.busy && !isClosed(state);
+/**
+ * The run waits for a person to answer a consent request. It continues by itself once answered, so
+ * no message is taken meanwhile (a new one would start the turn over).
+ */
+export function waitingConsent(state: ChatState): boolean {
+  return state.subscribed && !state.busy && state.runStatus === 'waiting_consent';
 }
 
-/** The window's status line: what the agent is doing, and a tone for its dot. */
-export function statusLine(state: ChatState): { text: string; tone: 'idle' | 'busy' | 'warn' | 'error' } {
+export function canSend(state: ChatState): boolean {
+  return state.subscribed && !state.busy && !isClosed(state) && state.runStatus !== 'waiting_consent';
+}
+
+/**
+ * The window's status line: what the agent is doing, and a tone for its dot. `consentHint` says
+ * what a run waiting for consent waits to do when the chat has not seen its turn end (the desktop
+ * knows it from the pending requests).
+ */
+export function statusLine(
+  state: ChatState,
+  consentHint: string | null = null,
+): { text: string; tone: 'idle' | 'busy' | 'warn' | 'error' } {
   if (state.connection !== 'ready' && (!state.subscribed || state.connection === 'offline')) {
     return state.connection === 'offline'
       ? { text: 'offline, reconnecting…', tone: 'warn' }
@@ -283,7 +304,10 @@ export function statusLine(state: ChatState): { text: string; tone: 'idle' | 'bu
     case 'failed':
       return { text: action ? `failed at ${action}` : 'failed', tone: 'error' };
     case 'waiting_consent':
-      return { text: 'waiting for consent', tone: 'warn' };
+      return {
+        text: (state.consent?.what ?? consentHint) ? `waiting for your consent to ${state.consent?.what ?? consentHint}` : 'waiting for your consent',
+        tone: 'warn',
+      };
     case null:
       return { text: 'ready', tone: 'idle' };
     default:

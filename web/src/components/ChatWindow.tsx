@@ -1,6 +1,6 @@
 import { useEffect, useReducer, useRef, useState, type FormEvent, type KeyboardEvent } from 'react';
 import { describeError, type Api, type AgentDetail } from '../api';
-import { bubbles, canSend, chatReducer, initialChat, isClosed, statusLine } from '../chat';
+import { bubbles, canSend, chatReducer, initialChat, isClosed, statusLine, waitingConsent } from '../chat';
 import type { StreamClient } from '../stream';
 
 interface Props {
@@ -12,10 +12,15 @@ interface Props {
   agentDetail: (name: string) => Promise<AgentDetail>;
   /** The window is shown and on top: the message box takes the focus. */
   active: boolean;
+  /** What the run waits for consent to do, from the desktop's pending requests (null: none known). */
+  consentHint: string | null;
+  /** A turn of this run ended waiting for consent (the inbox reads the requests again). */
+  onWaitingConsent: () => void;
+  onOpenConsents: () => void;
 }
 
 /** One conversation: the chat so far, the answer being written, and a message box. */
-export function ChatWindow({ api, stream, runId, agent, agentDetail, active }: Props) {
+export function ChatWindow({ api, stream, runId, agent, agentDetail, active, consentHint, onWaitingConsent, onOpenConsents }: Props) {
   const [chat, dispatch] = useReducer(chatReducer, initialChat);
   const [draft, setDraft] = useState('');
   const input = useRef<HTMLTextAreaElement>(null);
@@ -32,9 +37,21 @@ export function ChatWindow({ api, stream, runId, agent, agentDetail, active }: P
     };
   }, [agent, agentDetail]);
 
+  // The latest callback, without subscribing again when it changes.
+  const waitingConsentRef = useRef(onWaitingConsent);
+  useEffect(() => {
+    waitingConsentRef.current = onWaitingConsent;
+  }, [onWaitingConsent]);
+
   useEffect(() => {
     if (!stream) return;
-    return stream.subscribe(runId, (frame) => dispatch({ type: 'frame', frame }));
+    return stream.subscribe(runId, (frame) => {
+      dispatch({ type: 'frame', frame });
+      const ended = frame.type === 'event' && frame.kind === 'turn_ended' ? (frame.data as { ended?: unknown } | null)?.ended : null;
+      if (ended === 'waiting_consent' || (frame.type === 'subscribed' && frame.run?.status === 'waiting_consent')) {
+        waitingConsentRef.current();
+      }
+    });
   }, [stream, runId]);
 
   const shown = bubbles(chat);
@@ -70,8 +87,9 @@ export function ChatWindow({ api, stream, runId, agent, agentDetail, active }: P
     }
   };
 
-  const status = statusLine(chat);
+  const status = statusLine(chat, consentHint);
   const closed = isClosed(chat);
+  const needsConsent = waitingConsent(chat);
 
   return (
     <div className="chat">
@@ -105,6 +123,18 @@ export function ChatWindow({ api, stream, runId, agent, agentDetail, active }: P
       <div className="window-status" data-testid="window-status" data-tone={status.tone} aria-live="polite">
         <span className="dot" aria-hidden="true" />
         <span className="status-text">{status.text}</span>
+        {needsConsent && (
+          <button
+            type="button"
+            className="status-action"
+            data-testid="open-consents"
+            aria-label="Open the consent inbox to answer the request"
+            title="Open the consent inbox"
+            onClick={onOpenConsents}
+          >
+            Review request
+          </button>
+        )}
       </div>
       <form className="composer" onSubmit={send}>
         <textarea
@@ -113,7 +143,9 @@ export function ChatWindow({ api, stream, runId, agent, agentDetail, active }: P
           value={draft}
           onChange={(e) => setDraft(e.target.value)}
           onKeyDown={onKeyDown}
-          placeholder={closed ? 'This conversation has ended' : `Message ${agent}`}
+          placeholder={
+            closed ? 'This conversation has ended' : needsConsent ? `${agent} waits for your consent…` : `Message ${agent}`
+          }
           aria-label={`Message to ${agent}`}
           data-testid="chat-input"
           disabled={closed}
@@ -123,7 +155,7 @@ export function ChatWindow({ api, stream, runId, agent, agentDetail, active }: P
           className="send"
           data-testid="chat-send"
           aria-label="Send"
-          title="Send (Enter)"
+          title={needsConsent ? 'Answer the consent request first: the run continues by itself' : 'Send (Enter)'}
           disabled={!ready || !draft.trim()}
         >
           <svg viewBox="0 0 16 16" aria-hidden="true">

@@ -1,17 +1,34 @@
 import { useCallback, useEffect, useRef, useState } from 'react';
-import { describeError, type AgentDetail, type AgentSummary, type Api, type RunRecord } from '../api';
+import { ApiError, describeError, type AgentDetail, type AgentSummary, type Api, type ConsentRecord, type RunRecord } from '../api';
+import { describeCall, isPending, pendingCount } from '../consents';
 import { StreamClient, streamUrl, type ConnectionState } from '../stream';
+import { AuditViewer } from './AuditViewer';
 import { ChatWindow } from './ChatWindow';
+import { ConsentInbox } from './ConsentInbox';
 import { Launcher } from './Launcher';
-import { Taskbar } from './Taskbar';
+import { Taskbar, type ToolItem } from './Taskbar';
 import { Window, type Rect } from './Window';
 
 const TASKBAR_HEIGHT = 52;
 const MIN_W = 300;
 const MIN_H = 240;
+/** How often the pending consent requests are read (besides when a chat's turn ends waiting for one). */
+const CONSENT_POLL_MS = 4000;
+
+type ToolId = ToolItem['id'];
+
+/** The desktop's own windows: their ids, titles and default sizes. */
+const TOOLS: Record<ToolId, { title: string; icon: string; w: number; h: number }> = {
+  consents: { title: 'Consents', icon: '✓', w: 540, h: 600 },
+  audit: { title: 'Audit log', icon: '≡', w: 980, h: 560 },
+};
+
+const isTool = (id: string): id is ToolId => Object.prototype.hasOwnProperty.call(TOOLS, id);
 
 interface Win {
   id: string;
+  kind: 'chat' | ToolId;
+  /** The agent of a chat window ('' for the desktop's own windows). */
   agent: string;
   title: string;
   rect: Rect;
@@ -63,6 +80,12 @@ export function Desktop({ api, token, agents: initialAgents, onSignOut }: Props)
   const launcherButton = useRef<HTMLButtonElement>(null);
   const details = useRef(new Map<string, Promise<AgentDetail>>());
 
+  const [pending, setPending] = useState<ConsentRecord[] | null>(null);
+  const [consentError, setConsentError] = useState<string | null>(null);
+  const [answered, setAnswered] = useState<ReadonlyMap<string, ConsentRecord>>(new Map());
+  const consentRead = useRef(0);
+  const consentsMissing = useRef(false);
+
   useEffect(() => {
     const s = new StreamClient(streamUrl(), token, { fetchSteps: (run, from) => api.steps(run, from) });
     s.onState = setConnection;
@@ -81,6 +104,43 @@ export function Desktop({ api, token, agents: initialAgents, onSignOut }: Props)
     const t = setTimeout(() => setNotice(null), 8000);
     return () => clearTimeout(t);
   }, [notice]);
+
+  // ---- consent requests ----
+
+  /** Reads the pending requests (the latest read wins). */
+  const refreshConsents = useCallback(async () => {
+    const n = ++consentRead.current;
+    try {
+      const r = await api.consents('pending');
+      if (n !== consentRead.current) return;
+      consentsMissing.current = false;
+      setPending((r.consents ?? []).filter(isPending));
+      setConsentError(null);
+    } catch (e) {
+      if (n !== consentRead.current) return;
+      // A server without consent requests: say so once, and stop asking.
+      if (e instanceof ApiError && e.status === 404) consentsMissing.current = true;
+      setConsentError(`Cannot read the consent requests: ${describeError(e)}`);
+    }
+  }, [api]);
+
+  useEffect(() => {
+    void refreshConsents();
+    const t = setInterval(() => {
+      if (!document.hidden && !consentsMissing.current) void refreshConsents();
+    }, CONSENT_POLL_MS);
+    return () => clearInterval(t);
+  }, [refreshConsents]);
+
+  const onAnswered = useCallback(
+    (record: ConsentRecord) => {
+      setAnswered((m) => new Map(m).set(record.id, record));
+      void refreshConsents();
+    },
+    [refreshConsents],
+  );
+
+  const waiting = pending === null ? null : pendingCount(pending, answered);
 
   // A smaller browser window keeps every window's title bar within reach.
   useEffect(() => {
@@ -114,13 +174,13 @@ export function Desktop({ api, token, agents: initialAgents, onSignOut }: Props)
   const minimize = (id: string) => {
     setWins((ws) => ws.map((w) => (w.id === id ? { ...w, minimized: true } : w)));
     // Keyboard users land on the window's taskbar button, which restores it.
-    requestAnimationFrame(() =>
-      document.querySelector<HTMLButtonElement>(`[data-testid="taskbar-item"][data-run="${CSS.escape(id)}"]`)?.focus(),
-    );
+    requestAnimationFrame(() => document.querySelector<HTMLButtonElement>(`.taskbar button[data-run="${CSS.escape(id)}"]`)?.focus());
   };
 
   const close = (id: string) => {
     setWins((ws) => ws.filter((w) => w.id !== id));
+    // Answers given in the inbox stay in view until it closes.
+    if (id === 'consents') setAnswered(new Map());
     // The window below takes the focus; with none left, the launcher button does.
     requestAnimationFrame(() => {
       if (!document.querySelector('.window:not([hidden])')) launcherButton.current?.focus();
@@ -129,18 +189,48 @@ export function Desktop({ api, token, agents: initialAgents, onSignOut }: Props)
 
   const setRect = (id: string, rect: Rect) => setWins((ws) => ws.map((w) => (w.id === id ? { ...w, rect: fit(rect) } : w)));
 
-  const addWindow = (id: string, agent: string) => {
+  /** Opens a window (a chat with `agent`, or one of the desktop's own), or brings it to the front. */
+  const addWindow = useCallback((id: string, agent: string) => {
     const z = ++zTop.current;
     setWins((ws) => {
       if (ws.some((w) => w.id === id)) return ws.map((w) => (w.id === id ? { ...w, z, minimized: false } : w));
       const a = area();
       const n = ws.length % 8;
+      if (isTool(id)) {
+        // The desktop's own windows open to the right of the chats.
+        const t = TOOLS[id];
+        const w = Math.min(t.w, a.w - 24);
+        const h = Math.min(t.h, a.h - 24);
+        const x = Math.max(12, Math.min(a.w - w - 12, Math.round(a.w - w - 40 - n * 24)));
+        const y = Math.max(12, Math.min(a.h - h - 12, 28 + n * 24));
+        return [...ws, { id, kind: id, agent: '', title: t.title, rect: fit({ x, y, w, h }), z, minimized: false }];
+      }
       const w = Math.min(460, a.w - 24);
       const h = Math.min(580, a.h - 24);
       const x = Math.max(12, Math.min(a.w - w - 12, Math.round(a.w / 2 - w / 2 - 140 + n * 36)));
       const y = Math.max(12, Math.min(a.h - h - 12, 40 + n * 30));
-      return [...ws, { id, agent, title: uniqueTitle(agent, ws), rect: fit({ x, y, w, h }), z, minimized: false }];
+      return [...ws, { id, kind: 'chat', agent, title: uniqueTitle(agent, ws), rect: fit({ x, y, w, h }), z, minimized: false }];
     });
+  }, []);
+
+  const openConsents = useCallback(() => {
+    addWindow('consents', '');
+    void refreshConsents();
+  }, [addWindow, refreshConsents]);
+
+  /** A tool's taskbar button: opens its window, shows it, or minimizes it when it is on top. */
+  const onTool = (id: ToolId) => {
+    const w = wins.find((x) => x.id === id);
+    if (w && !w.minimized && w.id === topId) minimize(id);
+    else if (id === 'consents') openConsents();
+    else addWindow(id, '');
+  };
+
+  const toolState = (id: ToolId): ToolItem['window'] => {
+    const w = wins.find((x) => x.id === id);
+    if (!w) return 'closed';
+    if (w.minimized) return 'minimized';
+    return w.id === topId ? 'focused' : 'shown';
   };
 
   const onTaskItem = (id: string) => {
@@ -206,6 +296,18 @@ export function Desktop({ api, token, agents: initialAgents, onSignOut }: Props)
     setLauncherOpen(false);
   };
 
+  const openTool = (id: ToolId) => {
+    setLauncherOpen(false);
+    if (id === 'consents') openConsents();
+    else addWindow(id, '');
+  };
+
+  /** What each run waits for consent to do, from the pending requests (the oldest first). */
+  const consentHints = new Map<string, string>();
+  for (const c of pending ?? []) {
+    if (c.run_id && !answered.has(c.id) && !consentHints.has(c.run_id)) consentHints.set(c.run_id, describeCall(c.capability, c.argument));
+  }
+
   return (
     <div className="desktop-shell">
       <main className="desktop" aria-label="Desktop">
@@ -220,7 +322,9 @@ export function Desktop({ api, token, agents: initialAgents, onSignOut }: Props)
             key={w.id}
             id={w.id}
             title={w.title}
-            agent={w.agent}
+            agent={w.kind === 'chat' ? w.agent : undefined}
+            icon={w.kind === 'chat' ? w.agent.slice(0, 1).toUpperCase() : TOOLS[w.kind].icon}
+            system={w.kind !== 'chat'}
             rect={w.rect}
             z={w.z}
             focused={w.id === topId}
@@ -230,14 +334,32 @@ export function Desktop({ api, token, agents: initialAgents, onSignOut }: Props)
             onMinimize={() => minimize(w.id)}
             onClose={() => close(w.id)}
           >
-            <ChatWindow
-              api={api}
-              stream={stream}
-              runId={w.id}
-              agent={w.agent}
-              agentDetail={agentDetail}
-              active={w.id === topId}
-            />
+            {w.kind === 'consents' ? (
+              <ConsentInbox
+                api={api}
+                pending={pending}
+                error={consentError}
+                answered={answered}
+                active={w.id === topId}
+                onAnswered={onAnswered}
+                onRefresh={() => void refreshConsents()}
+                onOpenRun={addWindow}
+              />
+            ) : w.kind === 'audit' ? (
+              <AuditViewer api={api} visible={!w.minimized} active={w.id === topId} />
+            ) : (
+              <ChatWindow
+                api={api}
+                stream={stream}
+                runId={w.id}
+                agent={w.agent}
+                agentDetail={agentDetail}
+                active={w.id === topId}
+                consentHint={consentHints.get(w.id) ?? null}
+                onWaitingConsent={refreshConsents}
+                onOpenConsents={openConsents}
+              />
+            )}
           </Window>
         ))}
         {notice && (
@@ -257,11 +379,20 @@ export function Desktop({ api, token, agents: initialAgents, onSignOut }: Props)
           opening={opening}
           onOpenAgent={(name) => void openAgent(name)}
           onOpenConversation={openConversation}
+          onOpenTool={openTool}
+          pendingConsents={waiting}
           onClose={() => closeLauncher()}
         />
       )}
       <Taskbar
-        items={wins.map((w) => ({ id: w.id, title: w.title, agent: w.agent, minimized: w.minimized, focused: w.id === topId }))}
+        items={wins
+          .filter((w) => w.kind === 'chat')
+          .map((w) => ({ id: w.id, title: w.title, agent: w.agent, minimized: w.minimized, focused: w.id === topId }))}
+        tools={[
+          { id: 'consents', label: 'Consents', count: waiting, window: toolState('consents') },
+          { id: 'audit', label: 'Audit', window: toolState('audit') },
+        ]}
+        onTool={onTool}
         launcherOpen={launcherOpen}
         launcherButton={launcherButton}
         connection={connection}

@@ -1,5 +1,6 @@
 import { useEffect, useRef, type KeyboardEvent } from 'react';
 import type { AgentSummary, RunRecord } from '../api';
+import { ago } from '../time';
 
 const LATENCY: Record<string, string> = {
   HRT: 'hard real-time',
@@ -14,20 +15,25 @@ interface Props {
   opening: string | null;
   onOpenAgent: (name: string) => void;
   onOpenConversation: (run: RunRecord) => void;
+  /** The desktop's own windows. */
+  onOpenTool: (id: 'consents' | 'audit') => void;
+  /** Consent requests waiting for an answer (null: unknown). */
+  pendingConsents: number | null;
   onClose: () => void;
 }
 
-function ago(ms?: number): string {
-  if (!ms) return '';
-  const s = Math.max(0, Math.round((Date.now() - ms) / 1000));
-  if (s < 60) return 'just now';
-  if (s < 3600) return `${Math.floor(s / 60)} min ago`;
-  if (s < 86400) return `${Math.floor(s / 3600)} h ago`;
-  return new Date(ms).toLocaleDateString();
-}
-
 /** The start menu: the agents to talk to, and the latest conversations to reopen. */
-export function Launcher({ agents, conversations, error, opening, onOpenAgent, onOpenConversation, onClose }: Props) {
+export function Launcher({
+  agents,
+  conversations,
+  error,
+  opening,
+  onOpenAgent,
+  onOpenConversation,
+  onOpenTool,
+  pendingConsents,
+  onClose,
+}: Props) {
   const panel = useRef<HTMLDivElement>(null);
   // The agents one can talk to first, then by name.
   const sorted = agents
@@ -136,6 +142,23 @@ export function Launcher({ agents, conversations, error, opening, onOpenAgent, o
           </ul>
         </>
       )}
+      <h2 className="launcher-heading">Oversight</h2>
+      <ul className="recent-list">
+        <li>
+          <button type="button" className="recent" data-testid="tool-consents" onClick={() => onOpenTool('consents')}>
+            <span className="recent-agent">Consent inbox</span>
+            <span className="recent-meta">
+              {pendingConsents === null ? 'approve or deny calls' : pendingConsents === 0 ? 'nothing waiting' : `${pendingConsents} waiting`}
+            </span>
+          </button>
+        </li>
+        <li>
+          <button type="button" className="recent" data-testid="tool-audit" onClick={() => onOpenTool('audit')}>
+            <span className="recent-agent">Audit log</span>
+            <span className="recent-meta">every decision, verified</span>
+          </button>
+        </li>
+      </ul>
     </div>
   );
 }

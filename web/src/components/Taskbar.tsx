@@ -9,16 +9,34 @@ export interface TaskItem {
   focused: boolean;
 }
 
+/** A button for one of the desktop's own windows (the consent inbox, the audit log). */
+export interface ToolItem {
+  id: 'consents' | 'audit';
+  label: string;
+  /** A count to show on a badge (the requests waiting for an answer); none: no badge. */
+  count?: number | null;
+  window: 'closed' | 'minimized' | 'shown' | 'focused';
+}
+
 interface Props {
   items: TaskItem[];
+  tools: ToolItem[];
   launcherOpen: boolean;
   launcherButton: Ref<HTMLButtonElement>;
   connection: ConnectionState;
   who: string | null;
   onLauncher: () => void;
   onItem: (id: string) => void;
+  onTool: (id: ToolItem['id']) => void;
   onSignOut: () => void;
 }
+
+const TOOL_ICON: Record<ToolItem['id'], string> = {
+  // A shield with a check: requests for consent.
+  consents: 'M10 2.5l6 2.2v4.6c0 3.9-2.6 6.6-6 8.2-3.4-1.6-6-4.3-6-8.2V4.7l6-2.2zM7 10l2 2 4-4.2',
+  // A list: the audit log.
+  audit: 'M4 5h12M4 10h12M4 15h8',
+};
 
 function Clock() {
   const [now, setNow] = useState(() => new Date());
@@ -60,6 +78,33 @@ export function Taskbar(props: Props) {
         </svg>
         <span>Agents</span>
       </button>
+      {props.tools.map((t) => {
+        const count = typeof t.count === 'number' ? t.count : null;
+        const label = `${t.label}${count !== null ? ` (${count} waiting)` : ''}${t.window === 'minimized' ? ' (minimized)' : ''}`;
+        return (
+          <button
+            key={t.id}
+            type="button"
+            className={`tool-launch${t.window === 'focused' ? ' focused' : ''}${t.window !== 'closed' ? ' open' : ''}`}
+            data-testid={`${t.id}-button`}
+            data-run={t.id}
+            aria-label={label}
+            aria-pressed={t.window === 'focused'}
+            title={t.window === 'focused' ? `Minimize ${t.label}` : t.window === 'closed' ? `Open ${t.label}` : `Show ${t.label}`}
+            onClick={() => props.onTool(t.id)}
+          >
+            <svg viewBox="0 0 20 20" aria-hidden="true">
+              <path d={TOOL_ICON[t.id]} />
+            </svg>
+            <span>{t.label}</span>
+            {count !== null && (
+              <span className={`badge${count === 0 ? ' zero' : ''}`} data-testid={`${t.id}-badge`} data-count={count} aria-hidden="true">
+                {count}
+              </span>
+            )}
+          </button>
+        );
+      })}
       <ul className="tasks">
         {props.items.map((item) => (
           <li key={item.id}>

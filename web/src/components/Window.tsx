@@ -10,7 +10,12 @@ export interface Rect {
 interface Props {
   id: string;
   title: string;
-  agent: string;
+  /** The agent of a chat window (its `data-agent`); none for the desktop's own windows. */
+  agent?: string;
+  /** The letter on the title bar's icon. */
+  icon: string;
+  /** A desktop window, not an agent's: another colour for its icon. */
+  system?: boolean;
   rect: Rect;
   z: number;
   focused: boolean;
@@ -42,7 +47,7 @@ function track(e: ReactPointerEvent<HTMLElement>, onDelta: (dx: number, dy: numb
 
 /** A desktop window: a title bar to drag, minimize and close buttons, a corner to resize. */
 export function Window(props: Props) {
-  const { id, title, agent, rect, z, focused, minimized } = props;
+  const { id, title, agent, icon, system, rect, z, focused, minimized } = props;
   const ref = useRef<HTMLElement>(null);
 
   const startMove = (e: ReactPointerEvent<HTMLElement>) => {
@@ -89,8 +94,8 @@ export function Window(props: Props) {
       }}
     >
       <header className="titlebar" data-testid="window-titlebar" onPointerDown={startMove}>
-        <span className="window-icon" aria-hidden="true">
-          {agent.slice(0, 1).toUpperCase()}
+        <span className={`window-icon${system ? ' system' : ''}`} aria-hidden="true">
+          {icon}
         </span>
         <h2 className="window-title">{title}</h2>
         <div className="window-controls">
