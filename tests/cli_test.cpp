@@ -737,3 +737,22 @@ TEST(ChoirTools, ModelsAndToolsDoNotRunOutsideTheKernel) {
   EXPECT_EQ(r.exit_code, 1) << r.out;
   EXPECT_NE(r.out.find("runs only under the kernel's gate"), std::string::npos) << r.out;
 }
+
+TEST(ChoirChat, AConversationInTheTerminalStreamsRepliesAndAsksForConsent) {
+  tools_fixture f("chat");
+  const auto input = write_temp("chat-input.txt", "hello there\nsave buy milk\ny\n");
+  auto r = run_choir("chat scribe --agents " + std::string(CHOIR_SOURCE_DIR) + "/examples --store " + f.store + " < " +
+                     input);
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("scribe: Tell me what to save"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("consent needed: fs.write(notes/chat.txt)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("Saved to notes/chat.txt."), std::string::npos) << r.out;
+  std::ifstream note(f.dir / "workspaces" / "local" / "scribe" / "notes" / "chat.txt");
+  std::string text((std::istreambuf_iterator<char>(note)), {});
+  EXPECT_EQ(text, "save buy milk");
+  EXPECT_NE(r.out.find("continue it with: choir chat scribe --run "), std::string::npos) << r.out;
+  auto missing = run_choir("chat nobody --agents " + std::string(CHOIR_SOURCE_DIR) + "/examples --store " + f.store);
+  EXPECT_EQ(missing.exit_code, 2) << missing.out;
+  auto counter = run_choir("chat counter --agents " + std::string(CHOIR_SOURCE_DIR) + "/examples --store " + f.store);
+  EXPECT_EQ(counter.exit_code, 2) << counter.out;
+}

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "apps/choir/chat_command.hpp"
 #include "apps/choir/kernel_commands.hpp"
 #include "apps/choir/mcp_command.hpp"
 #include "apps/choir/run_command.hpp"
@@ -300,6 +301,15 @@ int main(int argc, char** argv) {
   serve->add_option("--max-connections", serve_opts.max_connections, "Open connections at most (default 4096)")
       ->check(CLI::Range(1, 1'000'000));
 
+  choir::cli::chat_options chat_opts;
+  auto* chat = app.add_subcommand("chat", "Talk to an agent in the terminal (its replies streamed)");
+  chat->add_option("agent", chat_opts.agent, "An agent file, or the name of one in --agents")->required();
+  chat->add_option("--store", chat_opts.store, "The event store (default: .choir/choir.db) or postgresql://…");
+  chat->add_option("--agents", chat_opts.agents, "A folder of agent files (default: ./examples)");
+  chat->add_option("--run", chat_opts.run_id, "Continue this conversation");
+  chat->add_option("--tenant", chat_opts.tenant, "The tenant to act for (default: $CHOIR_TENANT, else local)");
+  chat->add_option("--user", chat_opts.user, "The user to act for (default: $CHOIR_USER, else local)");
+
   std::string graph_file;
   std::string graph_format = "mermaid";
   auto* graph = app.add_subcommand("graph", "Print a graph as Mermaid, DOT or JSON");
@@ -326,6 +336,7 @@ int main(int argc, char** argv) {
   if (runs_replay->parsed()) return choir::cli::runs_replay(runs_opts, std::cout, std::cerr);
   if (runs_prune->parsed()) return choir::cli::runs_prune(runs_opts, std::cout, std::cerr);
   if (graph->parsed()) return graph_command(graph_file, graph_format);
+  if (chat->parsed()) return choir::cli::chat_command(chat_opts, std::cin, std::cout, std::cerr);
   if (serve->parsed()) return choir::cli::serve_command(serve_opts, std::cout, std::cerr);
   if (mcp_serve->parsed()) return choir::cli::mcp_serve(mcp_opts, std::cin, std::cout, std::cerr);
   if (contract_check->parsed()) return contract_validate(contract_file, contract_json);

@@ -654,5 +654,40 @@ TEST_F(Api, MetricsCountResponsesAndStreams) {
   EXPECT_EQ(call("GET", "/metrics", "", "", {{"Host", "evil.example"}}).status, 421);
 }
 
+// The OpenAPI document matches the server: every operation it lists is routed (a made-up id may
+// be "not found", but never "no such route" or "method not allowed"), and routes it leaves out are not.
+TEST_F(Api, TheOpenApiDocumentMatchesTheRoutes) {
+  auto res = call("GET", "/api/v1/openapi.json", "");
+  ASSERT_EQ(res.status, 200);
+  auto doc = json_of(res);
+  ASSERT_EQ(doc["openapi"], "3.1.0");
+  const auto run_id = open_chat();
+  int operations = 0;
+  for (const auto& [path, item] : doc["paths"].items()) {
+    for (const auto& [method, op] : item.items()) {
+      std::string concrete = path;
+      for (const auto& [param, with] :
+           {std::pair{std::string("{id}"), run_id}, {std::string("{name}"), std::string("chat")}}) {
+        if (auto at = concrete.find(param); at != std::string::npos) concrete.replace(at, param.size(), with);
+      }
+      std::string upper = method;
+      for (auto& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+      if (concrete == "/api/v1/stream") continue;  // the WebSocket: tested above
+      const std::string body =
+          upper == "POST" ? (concrete.ends_with("messages") ? "{\"text\": \"hi\"}" : "{\"agent\": \"chat\"}") : "";
+      auto answer = call(upper, concrete, ada_token, body);
+      EXPECT_NE(answer.status, 405) << upper << " " << concrete;
+      EXPECT_FALSE(answer.status == 404 && answer.body.find("no such route") != std::string::npos)
+          << upper << " " << concrete << " is documented but not routed";
+      const std::string documented = std::to_string(answer.status);
+      EXPECT_TRUE(op["responses"].contains(documented))
+          << upper << " " << concrete << " answered " << answer.status << ", which the document does not list";
+      ++operations;
+    }
+  }
+  EXPECT_GE(operations, 19);
+  EXPECT_NE(call("GET", "/api/v1/runs/" + run_id + "/nothing").body.find("no such route"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace choir::api

@@ -1,5 +1,6 @@
 #include "choir/api/server.hpp"
 
+#include <array>
 #include <atomic>
 #include <deque>
 #include <thread>
@@ -172,6 +173,18 @@ struct server::impl {
                        11, false, false);
           stream.expires_after(std::chrono::seconds(5));
           (void)co_await http::async_write(stream, res, tuple_awaitable);
+          // A lingering close: say we are done, then read (and drop) what the client is still
+          // sending for a moment, so that it reads the answer instead of a reset connection.
+          beast::error_code ignored;
+          stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+          stream.expires_after(std::chrono::seconds(2));
+          std::array<char, 16 * 1024> sink{};
+          for (std::size_t drained = 0; drained < (std::size_t{8} << 20);) {
+            auto [rec, got] = co_await stream.async_read_some(asio::buffer(sink), tuple_awaitable);
+            if (rec) break;
+            drained += got;
+          }
+          co_return;
         }
         break;
       }

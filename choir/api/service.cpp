@@ -15,6 +15,9 @@
 #include "choir/runtime/errors.hpp"
 
 namespace choir::api {
+
+extern const std::string_view openapi_document;  // openapi.json, compiled in
+
 namespace {
 
 using namespace std::string_view_literals;
@@ -283,6 +286,10 @@ http_response service::static_file(std::string_view path) const {
 }
 
 http_response service::route(const http_request& request, std::string_view path, std::string_view query) {
+  if (path == "/api/v1/openapi.json") {  // public: it describes, it holds nothing
+    if (request.method != "GET") return error_response(405, "method_not_allowed", "GET only");
+    return {.status = 200, .content_type = "application/json", .body = std::string(openapi_document), .headers = {}};
+  }
   // Who is asking: a bearer token, never one in the URL.
   std::string_view auth = request.authorization;
   constexpr auto bearer = "Bearer "sv;
