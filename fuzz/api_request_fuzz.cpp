@@ -66,7 +66,7 @@ world& the_world() {
     run.status = "waiting";
     run.tenant = "t";
     run.user = "u";
-    (void)out->store->create_run(run, choir::graph::state());
+    (void)out->store->create_run(run, choir::graph::state(), -1);
     out->system = std::make_unique<choir::runtime::actor_system>(choir::runtime::system_options{.threads = 1});
     out->hub = std::make_shared<choir::api::event_hub>(out->store);
     out->directory = std::make_shared<choir::runtime::conversation_directory>(
