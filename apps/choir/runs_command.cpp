@@ -366,31 +366,19 @@ int runs_fork(const runs_options& options, std::ostream& out, std::ostream& err)
   if (!store) return exit_invalid;
   auto parent = store->get_run(options.run_id);
   if (!parent.ok()) return report(err, command, parent.err());
-  const std::int64_t at = options.at.value_or(parent->position());
-  auto steps = store->steps(parent->run_id, at, 1);
-  if (!steps.ok()) return report(err, command, steps.err());
-  if (steps->empty() || steps->front().sequence_id != at) {
-    err << command << ": run " << parent->run_id << " has no step " << at << "\n";
-    return exit_invalid;
+  auto forked = runtime::fork_run(*store, parent->run_id, options.at);
+  if (!forked.ok()) {
+    if (forked.err().code == store::store_errc::step_not_found) {
+      err << command << ": " << forked.err().message << "\n";
+      return exit_invalid;
+    }
+    return report(err, command, forked.err());
   }
-  auto st = store->state_at(parent->run_id, at);
-  if (!st.ok()) return report(err, command, st.err());
-  store::run_record fork = *parent;
-  fork.run_id = new_id().to_string();
-  fork.parent_run = parent->run_id;
-  fork.parent_step = at;
-  fork.status = "halted";
-  fork.owner.clear();
-  fork.lease_expires_ms = 0;
-  fork.next_action = steps->front().next_action;
-  fork.last_sequence.reset();
-  auto created = store->create_run(fork, *st, at);
-  if (!created.ok()) return report(err, command, created.err());
+  const auto& fork = *forked;
   if (options.json) {
-    auto shown = store->get_run(fork.run_id);
-    out << dump_json(shown.ok() ? shown->to_json() : fork.to_json()) << "\n";
+    out << dump_json(fork.to_json()) << "\n";
   } else {
-    out << "forked " << parent->run_id << " at step " << at << " into " << fork.run_id
+    out << "forked " << parent->run_id << " at step " << fork.parent_step.value_or(-1) << " into " << fork.run_id
         << " (next: " << (fork.next_action.empty() ? "-" : fork.next_action)
         << "); continue it with: choir runs resume " << fork.run_id << "\n";
   }

@@ -654,6 +654,44 @@ TEST_F(Api, MetricsCountResponsesAndStreams) {
   EXPECT_EQ(call("GET", "/metrics", "", "", {{"Host", "evil.example"}}).status, 421);
 }
 
+TEST_F(Api, ARunIsDiffedBetweenStepsAndForked) {
+  const auto run_id = open_chat();
+  ws_client ws;
+  ASSERT_TRUE(ws.connect(port_));
+  ws.send({{"type", "auth"}, {"token", ada_token}});
+  ws.send({{"type", "subscribe"}, {"run_id", run_id}});
+  ws.read_until("subscribed");
+  ASSERT_EQ(call("POST", "/api/v1/conversations/" + run_id + "/messages", ada_token, "{\"text\": \"owls\"}").status,
+            202);
+  ws.read_until("event", "turn_ended");
+  auto diff = json_of(call("GET", "/api/v1/runs/" + run_id + "/diff?from=0&to=1"));
+  EXPECT_EQ(diff["added"]["reply"], "you said owls and that is all");
+  EXPECT_TRUE(diff["changed"].contains("messages"));
+  EXPECT_TRUE(diff["removed"].empty());
+  auto first = json_of(call("GET", "/api/v1/runs/" + run_id + "/diff?to=0"));
+  EXPECT_EQ(first["from"], -1);
+  EXPECT_EQ(first["added"]["message"], "owls");
+  EXPECT_EQ(call("GET", "/api/v1/runs/" + run_id + "/diff?to=x").status, 400);
+
+  auto forked = call("POST", "/api/v1/runs/" + run_id + "/fork", ada_token, "{\"at\": 0}");
+  ASSERT_EQ(forked.status, 201) << forked.body;
+  auto fork = json_of(forked);
+  EXPECT_EQ(fork["parent_run"], run_id);
+  EXPECT_EQ(fork["parent_step"], 0);
+  EXPECT_EQ(fork["next_action"], "think");
+  EXPECT_EQ(fork["tenant"], "acme");
+  auto children = json_of(call("GET", "/api/v1/runs?parent=" + run_id));
+  ASSERT_EQ(children["runs"].size(), 1u);
+  EXPECT_EQ(children["runs"][0]["run_id"], fork["run_id"]);
+  EXPECT_EQ(json_of(call("GET", "/api/v1/runs?agent=chat&status=waiting"))["runs"].size(), 1u);
+  EXPECT_EQ(call("POST", "/api/v1/runs/" + run_id + "/fork", ada_token, "{\"at\": 99}").status, 404);
+  EXPECT_EQ(call("POST", "/api/v1/runs/" + run_id + "/fork", ada_token, "{\"at\": \"one\"}").status, 400);
+  EXPECT_EQ(call("POST", "/api/v1/runs/" + run_id + "/fork", carol_token, "{}").status, 404);
+  EXPECT_EQ(call("GET", "/api/v1/runs/" + run_id + "/fork").status, 405);
+  auto agent = json_of(call("GET", "/api/v1/agents/chat"));
+  EXPECT_EQ(agent["graph"]["actions"].size(), 2u);
+}
+
 // The OpenAPI document matches the server: every operation it lists is routed (a made-up id may
 // be "not found", but never "no such route" or "method not allowed"), and routes it leaves out are not.
 TEST_F(Api, TheOpenApiDocumentMatchesTheRoutes) {

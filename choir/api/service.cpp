@@ -382,6 +382,7 @@ http_response service::route(const http_request& request, std::string_view path,
                                       {"contract", agent.contract ? agent.contract->to_json() : value()},
                                       {"source", agent.source},
                                       {"mermaid", graph::to_mermaid(*agent.graph)},
+                                      {"graph", agent.graph->describe()},
                                       {"listening_action", agent.listening_action()}});
     }
     return error_response(n <= 4 ? 405 : 404, n <= 4 ? "method_not_allowed" : "not_found", "GET only");
@@ -569,11 +570,17 @@ http_response service::route(const http_request& request, std::string_view path,
     if (is("GET", 3)) {
       auto limit = number_param(query, "limit", 50, 1, 500);
       if (!limit.ok()) return error_response(400, "bad_request", limit.err().message);
-      auto runs = opts_.store->list_runs(500);
+      const auto agent_filter = query_param(query, "agent").value_or("");
+      const auto status_filter = query_param(query, "status").value_or("");
+      const auto parent_filter = query_param(query, "parent").value_or("");
+      auto runs = opts_.store->list_runs(2'000);
       if (!runs.ok()) return fail(runs.err());
       value list = value::array();
       for (const auto& r : *runs) {
         if (r.tenant != who->tenant) continue;
+        if (!agent_filter.empty() && r.agent != agent_filter) continue;
+        if (!status_filter.empty() && r.status != status_filter) continue;
+        if (!parent_filter.empty() && r.parent_run != parent_filter) continue;
         list.push_back(r.to_json());
         if (static_cast<std::int64_t>(list.size()) >= *limit) break;
       }
@@ -593,6 +600,60 @@ http_response service::route(const http_request& request, std::string_view path,
       auto state = opts_.store->state_at(run->run_id, *at);
       if (!state.ok()) return fail(state.err());
       return json_response(200, value{{"run_id", run->run_id}, {"at", *at}, {"state", state->to_json()}});
+    }
+    if (is("GET", 5) && parts[4] == "diff") {
+      auto run = own_run(parts[3]);
+      if (!run.ok()) return fail(run.err());
+      if (!run->last_sequence) return error_response(404, "not_found", "the run has no steps yet");
+      auto to = number_param(query, "to", run->position(), 0, std::int64_t{1} << 53);
+      if (!to.ok()) return error_response(400, "bad_request", to.err().message);
+      auto from = number_param(query, "from", *to - 1, -1, std::int64_t{1} << 53);
+      if (!from.ok()) return error_response(400, "bad_request", from.err().message);
+      auto after = opts_.store->state_at(run->run_id, *to);
+      if (!after.ok()) return fail(after.err());
+      // Before the first step: the state the run started with.
+      auto before = opts_.store->state_at(run->run_id, *from);
+      if (!before.ok()) return fail(before.err());
+      const value a = before->to_json();
+      const value b = after->to_json();
+      value added = value::object();
+      value removed = value::object();
+      value changed = value::object();
+      for (const auto& [key, v] : b.items()) {
+        if (!a.contains(key)) {
+          added[key] = v;
+        } else if (a[key] != v) {
+          changed[key] = {{"from", a[key]}, {"to", v}};
+        }
+      }
+      for (const auto& [key, v] : a.items()) {
+        if (!b.contains(key)) removed[key] = v;
+      }
+      return json_response(200, value{{"run_id", run->run_id},
+                                      {"from", *from},
+                                      {"to", *to},
+                                      {"added", added},
+                                      {"removed", removed},
+                                      {"changed", changed}});
+    }
+    if (n == 5 && parts[4] == "fork") {
+      if (method != "POST") return error_response(405, "method_not_allowed", "POST to fork");
+      auto run = own_run(parts[3]);
+      if (!run.ok()) return fail(run.err());
+      std::optional<std::int64_t> at;
+      if (!request.body.empty()) {
+        auto body = body_object();
+        if (!body.ok()) return error_response(400, "bad_request", body.err().message);
+        if (body->contains("at")) {
+          if (!(*body)["at"].is_number_integer() || (*body)["at"].get<std::int64_t>() < 0) {
+            return error_response(400, "bad_request", "\"at\" is a step's sequence id");
+          }
+          at = (*body)["at"].get<std::int64_t>();
+        }
+      }
+      auto forked = runtime::fork_run(*opts_.store, run->run_id, at);
+      if (!forked.ok()) return fail(forked.err());
+      return json_response(201, forked->to_json());
     }
     if (is("GET", 5) && parts[4] == "steps") {
       auto run = own_run(parts[3]);

@@ -171,4 +171,26 @@ result<void> settle_run(store::event_store& store, std::string_view run_id, std:
   return released;
 }
 
+result<store::run_record> fork_run(store::event_store& store, std::string_view run_id, std::optional<std::int64_t> at) {
+  CHOIR_TRY(auto parent, store.get_run(run_id));
+  const std::int64_t point = at.value_or(parent.position());
+  CHOIR_TRY(auto steps, store.steps(parent.run_id, point, 1));
+  if (steps.empty() || steps.front().sequence_id != point) {
+    return make_error(store::store_errc::step_not_found,
+                      "run " + parent.run_id + " has no step " + std::to_string(point));
+  }
+  CHOIR_TRY(auto state, store.state_at(parent.run_id, point));
+  store::run_record fork = parent;
+  fork.run_id = new_id().to_string();
+  fork.parent_run = parent.run_id;
+  fork.parent_step = point;
+  fork.status = "halted";
+  fork.owner.clear();
+  fork.lease_expires_ms = 0;
+  fork.next_action = steps.front().next_action;
+  fork.last_sequence.reset();
+  CHOIR_CHECK(store.create_run(fork, state, point));
+  return store.get_run(fork.run_id);
+}
+
 }  // namespace choir::runtime

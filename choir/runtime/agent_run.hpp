@@ -107,6 +107,13 @@ struct run_opening {
 /// `waiting_consent` (suspended until a consent request is answered) or `halted`.
 [[nodiscard]] std::string_view status_after(graph::halt_reason reason);
 
+/// Forks run `run_id` at its committed step `at` (default: its last) into a new run that records
+/// its parent and step: the new run starts from the state after that step, at the action that came
+/// next, `halted` and unowned until something continues it. Errors: `run_not_found`,
+/// `step_not_found` (no such step), store errors.
+[[nodiscard]] result<store::run_record> fork_run(store::event_store& store, std::string_view run_id,
+                                                 std::optional<std::int64_t> at = std::nullopt);
+
 /// Records `status` for the run and gives up this process's lease on it (and the gate's
 /// admission, if a gate is given).
 [[nodiscard]] result<void> settle_run(store::event_store& store, std::string_view run_id, std::string_view status,
