@@ -4,7 +4,10 @@
 // taskbar and comes back, moves, resizes and stacks; `scribe`, asked to "save buy milk", waits for
 // consent to fs.write, the request is approved in the consent inbox and the reply arrives; the audit
 // viewer shows the consent entries and an intact chain (skipped, with a note, when the server has
-// no /api/v1/audit); and signing out returns to the sign-in screen.
+// no /api/v1/audit); the run debugger, opened from the assistant's window, shows its 4 steps, a
+// step's diff and state, the graph with the next action, steps through them, forks at step 1,
+// and the fork answers in its own chat window (a made-up 10,000-step run, answered by page routes,
+// checks the timeline's windowing); and signing out returns to the sign-in screen.
 //
 //   npm ci --prefix tests/browser          # playwright-core (drives Debian's /usr/bin/chromium)
 //   npm ci --prefix web && npm run build --prefix web
@@ -511,6 +514,148 @@ try {
       await byId('window-audit').getByTestId('window-close').click();
     });
   }
+
+  // ---- the run debugger ----
+
+  const runs = byId('runs-window');
+  const stepRows = runs.getByTestId('step-row');
+  const selectedStep = runs.getByTestId('step-selected');
+  const selectedSeq = async () => Number(await selectedStep.getAttribute('data-seq'));
+
+  await step('the assistant\'s "debug" button opens the run debugger on its run: 4 steps', async () => {
+    await page.locator(`.taskbar [data-testid="taskbar-item"][data-run="${runId}"]`).click(); // to the front
+    await win.getByTestId('debug-run').click();
+    await runs.waitFor();
+    const row = runs.locator(`[data-testid="run-row"][data-run-id="${runId}"]`);
+    await until(async () => (await row.getAttribute('aria-current')) === 'true', 'the conversation\'s run to be selected in the list');
+    await until(async () => (await runs.getByTestId('run-header').getAttribute('data-run-id')) === runId, 'the header to show the run');
+    await until(async () => (await stepRows.count()) === 4, `4 step rows (there are ${await stepRows.count()})`);
+    await until(async () => !(await stepRows.allInnerTexts()).some((t) => t.includes('…')), 'the steps to be read');
+    const actions = await stepRows.locator('.step-action').allInnerTexts();
+    check(actions.join(',') === 'listen,think,listen,think', `the steps' actions are ${actions.join(',')}`);
+    // The search box filters the list.
+    await byId('runs-search').fill('scribe');
+    await until(async () => (await runs.getByTestId('run-row').count()) >= 1 && (await row.count()) === 0, 'the search to hide the assistant\'s run');
+    await byId('runs-search').fill(runId.slice(-8));
+    await until(async () => (await runs.getByTestId('run-row').count()) === 1 && (await row.count()) === 1, 'the search by run id to show only the run');
+    await byId('runs-search').fill('');
+  });
+
+  await step('step 1 (think): its diff adds reply, its state has reply', async () => {
+    await runs.locator('[data-testid="step-row"][data-seq="1"]').click();
+    await until(async () => (await selectedSeq()) === 1, 'step 1 to be selected');
+    const diff = byId('diff-view');
+    await diff.locator('[data-kind="added"][data-key="reply"]').waitFor();
+    await byId('state-view').locator('[data-key="reply"]').waitFor();
+    check(/think/.test(await selectedStep.innerText()), `the selected step reads "${await selectedStep.innerText()}"`);
+    check((await runs.locator('.graph-node.at-step').getAttribute('data-testid')) === 'graph-node-think', 'the graph does not outline think, the step\'s action');
+    await shot('debugger-step-diff');
+  });
+
+  await step('ArrowDown and Next step to the last step; the graph shows listen (current) and think', async () => {
+    await page.keyboard.press('ArrowDown');
+    await until(async () => (await selectedSeq()) === 2, 'ArrowDown to select step 2');
+    await byId('step-next').click();
+    await until(async () => (await selectedSeq()) === 3, 'Next to select step 3');
+    check(await byId('step-next').isDisabled(), 'Next is enabled on the last step');
+    await byId('step-timeline').focus();
+    await page.keyboard.press('ArrowUp');
+    await until(async () => (await selectedSeq()) === 2, 'ArrowUp to select step 2');
+    await byId('step-next').click();
+    await until(async () => (await selectedSeq()) === 3, 'Next to select step 3 again');
+    await byId('graph-view').waitFor();
+    const listen = byId('graph-node-listen');
+    const think = byId('graph-node-think');
+    check((await listen.count()) === 1 && (await think.count()) === 1, 'the graph lacks the nodes listen and think');
+    check(/\bcurrent\b/.test((await listen.getAttribute('class')) ?? ''), 'listen, the next action, is not marked current');
+    check(!/\bcurrent\b/.test((await think.getAttribute('class')) ?? ''), 'think is marked current');
+  });
+
+  let forkId;
+  await step('"Fork here" at step 1 selects the fork, listed as a "fork of" the run', async () => {
+    await runs.locator('[data-testid="step-row"][data-seq="1"]').click();
+    await until(async () => (await selectedSeq()) === 1, 'step 1 to be selected');
+    await byId('fork-button').click();
+    forkId = await until(async () => {
+      const id = await runs.getByTestId('run-header').getAttribute('data-run-id');
+      return id && id !== runId ? id : null;
+    }, 'the fork to be selected');
+    const row = runs.locator(`[data-testid="run-row"][data-run-id="${forkId}"]`);
+    await until(async () => (await row.getAttribute('aria-current')) === 'true', 'the fork\'s row to be selected');
+    const hint = await row.getByTestId('fork-hint').innerText();
+    check(/fork of/.test(hint) && hint.includes(runId.slice(-8)), `the fork's hint reads "${hint}"`);
+    const { body } = await apiGet(`/runs/${forkId}`);
+    check(body?.parent_run === runId && body?.parent_step === 1, `the server has the fork as ${JSON.stringify(body)}`);
+    await shot('debugger-forked');
+  });
+
+  await step('the fork opens in chat and answers "again"', async () => {
+    await byId('open-fork-chat').click();
+    const forkWin = byId(`window-${forkId}`);
+    await forkWin.waitFor();
+    const forkInput = forkWin.getByTestId('chat-input');
+    await forkInput.fill('again');
+    await until(() => forkWin.getByTestId('chat-send').isEnabled(), 'the fork\'s window to take a message');
+    await forkInput.press('Enter');
+    await until(async () => (await forkWin.getByTestId('message-agent').count()) >= 1 && (await forkWin.getByTestId('message-agent').last().innerText()).trim(), 'a reply in the fork\'s window', 15_000);
+    check((await forkWin.getByTestId('message-error').count()) === 0, 'the fork\'s chat shows an error');
+    await shot('fork-chat');
+    await forkWin.getByTestId('window-close').click();
+  });
+
+  await step('a 10,000-step run keeps a few dozen rows in the page and reads only the pages it shows', async () => {
+    // A made-up run, answered by the page's own routes: the real API has no 10,000-step run to hand.
+    const fake = 'feedfeedfeedfeedfeedfeedfeedfeed';
+    const fetched = [];
+    const json = (route, body) => route.fulfill({ status: 200, contentType: 'application/json', body: JSON.stringify(body) });
+    const record = { run_id: fake, agent: 'assistant', status: 'waiting', next_action: 'listen', last_sequence: 9999, start_after: -1 };
+    await page.route(/\/api\/v1\/runs\?/, async (route) => {
+      const real = await route.fetch();
+      const body = await real.json();
+      await json(route, { runs: [record, ...(body.runs ?? [])] });
+    });
+    await page.route(new RegExp(`/api/v1/runs/${fake}(/|$|\\?)`), (route) => {
+      const url = new URL(route.request().url());
+      if (url.pathname.endsWith('/steps')) {
+        const from = Number(url.searchParams.get('from'));
+        const limit = Number(url.searchParams.get('limit'));
+        fetched.push(from);
+        const steps = [];
+        for (let s = from; s < Math.min(10_000, from + limit); s++) {
+          steps.push({ sequence_id: s, action: s % 2 ? 'think' : 'listen', status: 'committed', delta: [{ op: 'set', key: s % 2 ? 'reply' : 'message', value: s }] });
+        }
+        return json(route, { steps, next: from + limit < 10_000 ? from + limit : null });
+      }
+      if (url.pathname.endsWith('/state')) return json(route, { run_id: fake, at: Number(url.searchParams.get('at')), state: { n: 1 } });
+      if (url.pathname.endsWith('/diff')) return json(route, { added: {}, removed: {}, changed: { n: { from: 0, to: 1 } } });
+      return json(route, record);
+    });
+    try {
+      // Closed, then opened from the taskbar.
+      await byId('window-runs').getByTestId('window-close').click();
+      await runs.waitFor({ state: 'detached' });
+      await byId('runs-button').click();
+      await runs.waitFor();
+      const row = runs.locator(`[data-testid="run-row"][data-run-id="${fake}"]`);
+      await row.click();
+      await until(async () => (await byId('step-timeline').getAttribute('data-count')) === '10000', 'the timeline to count 10,000 steps');
+      await until(async () => (await selectedSeq()) === 9999, 'the last step to be selected');
+      await runs.locator('[data-testid="step-row"][data-seq="9999"]').waitFor();
+      const inDom = await stepRows.count();
+      check(inDom > 0 && inDom < 150, `${inDom} step rows are in the page`);
+      await byId('step-timeline').focus();
+      await page.keyboard.press('Home');
+      await runs.locator('[data-testid="step-row"][data-seq="0"]').waitFor();
+      await until(async () => !(await stepRows.first().innerText()).includes('…'), 'the first page to be read');
+      check((await stepRows.count()) < 150, `${await stepRows.count()} step rows are in the page after Home`);
+      const pages = [...new Set(fetched)].sort((a, b) => a - b);
+      check(pages.length <= 3 && pages.includes(0) && pages.includes(9800), `the pages read: ${pages.join(', ')}`);
+      console.log(`     ${inDom} rows in the page for 10,000 steps; pages read from: ${pages.join(', ')}`);
+    } finally {
+      await page.unrouteAll({ behavior: 'wait' });
+    }
+    await byId('window-runs').getByTestId('window-close').click();
+  });
 
   await step('sign out returns to the sign-in screen and forgets the token', async () => {
     await byId('sign-out').click();

@@ -1,5 +1,7 @@
 // The HTTP side of docs/api.md: a bearer token, JSON in and out, errors as {error: {code, message}}.
 
+import type { AgentGraph, StateDiff } from './runs';
+
 export interface AgentSummary {
   name: string;
   description?: string;
@@ -14,6 +16,8 @@ export interface AgentDetail {
   description?: string;
   version?: unknown;
   listening_action?: string | null;
+  /** The agent's graph (actions, transitions, entrypoint), as `choir graph --format json` prints it. */
+  graph?: AgentGraph | null;
 }
 
 export interface RunRecord {
@@ -21,7 +25,12 @@ export interface RunRecord {
   agent: string;
   status: string;
   next_action?: string | null;
-  last_sequence?: number;
+  last_sequence?: number | null;
+  /** A fork's (or a child run's) parent and the step it starts after. */
+  parent_run?: string | null;
+  parent_step?: number | null;
+  /** The sequence id the run's first step follows: -1, or the fork point. */
+  start_after?: number | null;
   created_ms?: number;
   updated_ms?: number;
 }
@@ -162,6 +171,34 @@ export class Api {
 
   steps(runId: string, from: number, limit = 500): Promise<{ steps: StepRecord[]; next: number | null }> {
     return this.request('GET', `/runs/${encodeURIComponent(runId)}/steps?from=${from}&limit=${limit}`);
+  }
+
+  /** The tenant's runs, newest first (optionally of one agent, one status, or the forks of `parent`). */
+  runs(opts: { limit?: number; agent?: string; status?: string; parent?: string } = {}): Promise<{ runs: RunRecord[] }> {
+    const q = new URLSearchParams({ limit: String(opts.limit ?? 200) });
+    if (opts.agent) q.set('agent', opts.agent);
+    if (opts.status) q.set('status', opts.status);
+    if (opts.parent) q.set('parent', opts.parent);
+    return this.request('GET', `/runs?${q}`);
+  }
+
+  run(runId: string): Promise<RunRecord> {
+    return this.request('GET', `/runs/${encodeURIComponent(runId)}`);
+  }
+
+  /** The state after step `at`. */
+  runState(runId: string, at: number): Promise<{ run_id: string; at: number; state: Record<string, unknown> }> {
+    return this.request('GET', `/runs/${encodeURIComponent(runId)}/state?at=${at}`);
+  }
+
+  /** What step `to` changed in the state (from the step before it). */
+  runDiff(runId: string, to: number): Promise<StateDiff> {
+    return this.request('GET', `/runs/${encodeURIComponent(runId)}/diff?to=${to}`);
+  }
+
+  /** A new run starting from the state after step `at` of `runId` (status halted). */
+  fork(runId: string, at?: number): Promise<RunRecord> {
+    return this.request('POST', `/runs/${encodeURIComponent(runId)}/fork`, at === undefined ? {} : { at });
   }
 
   me(): Promise<{ tenant: string; user: string }> {

@@ -6,6 +6,7 @@ import { AuditViewer } from './AuditViewer';
 import { ChatWindow } from './ChatWindow';
 import { ConsentInbox } from './ConsentInbox';
 import { Launcher } from './Launcher';
+import { RunDebugger } from './RunDebugger';
 import { Taskbar, type ToolItem } from './Taskbar';
 import { Window, type Rect } from './Window';
 
@@ -21,6 +22,7 @@ type ToolId = ToolItem['id'];
 const TOOLS: Record<ToolId, { title: string; icon: string; w: number; h: number }> = {
   consents: { title: 'Consents', icon: '✓', w: 540, h: 600 },
   audit: { title: 'Audit log', icon: '≡', w: 980, h: 560 },
+  runs: { title: 'Runs', icon: 'R', w: 1180, h: 680 },
 };
 
 const isTool = (id: string): id is ToolId => Object.prototype.hasOwnProperty.call(TOOLS, id);
@@ -76,6 +78,8 @@ export function Desktop({ api, token, agents: initialAgents, onSignOut }: Props)
   const [opening, setOpening] = useState<string | null>(null);
 
   const [wins, setWins] = useState<Win[]>([]);
+  /** The run the debugger was last asked to show (a chat window's "debug" button). */
+  const [debugTarget, setDebugTarget] = useState<{ run: string; n: number } | null>(null);
   const zTop = useRef(10);
   const launcherButton = useRef<HTMLButtonElement>(null);
   const details = useRef(new Map<string, Promise<AgentDetail>>());
@@ -213,6 +217,14 @@ export function Desktop({ api, token, agents: initialAgents, onSignOut }: Props)
     });
   }, []);
 
+  const openDebugger = useCallback(
+    (run: string) => {
+      setDebugTarget((t) => ({ run, n: (t?.n ?? 0) + 1 }));
+      addWindow('runs', '');
+    },
+    [addWindow],
+  );
+
   const openConsents = useCallback(() => {
     addWindow('consents', '');
     void refreshConsents();
@@ -333,6 +345,20 @@ export function Desktop({ api, token, agents: initialAgents, onSignOut }: Props)
             onRect={(r) => setRect(w.id, r)}
             onMinimize={() => minimize(w.id)}
             onClose={() => close(w.id)}
+            actions={
+              w.kind === 'chat' && (
+                <button
+                  type="button"
+                  className="control debug"
+                  data-testid="debug-run"
+                  aria-label={`Debug the run of ${w.title}`}
+                  title="Open this conversation's run in the debugger"
+                  onClick={() => openDebugger(w.id)}
+                >
+                  debug
+                </button>
+              )
+            }
           >
             {w.kind === 'consents' ? (
               <ConsentInbox
@@ -347,6 +373,8 @@ export function Desktop({ api, token, agents: initialAgents, onSignOut }: Props)
               />
             ) : w.kind === 'audit' ? (
               <AuditViewer api={api} visible={!w.minimized} active={w.id === topId} />
+            ) : w.kind === 'runs' ? (
+              <RunDebugger api={api} agentDetail={agentDetail} target={debugTarget} active={w.id === topId} onOpenChat={addWindow} />
             ) : (
               <ChatWindow
                 api={api}
@@ -391,6 +419,7 @@ export function Desktop({ api, token, agents: initialAgents, onSignOut }: Props)
         tools={[
           { id: 'consents', label: 'Consents', count: waiting, window: toolState('consents') },
           { id: 'audit', label: 'Audit', window: toolState('audit') },
+          { id: 'runs', label: 'Runs', window: toolState('runs') },
         ]}
         onTool={onTool}
         launcherOpen={launcherOpen}

@@ -11,7 +11,7 @@ export interface TaskItem {
 
 /** A button for one of the desktop's own windows (the consent inbox, the audit log). */
 export interface ToolItem {
-  id: 'consents' | 'audit';
+  id: 'consents' | 'audit' | 'runs';
   label: string;
   /** A count to show on a badge (the requests waiting for an answer); none: no badge. */
   count?: number | null;
@@ -36,6 +36,8 @@ const TOOL_ICON: Record<ToolItem['id'], string> = {
   consents: 'M10 2.5l6 2.2v4.6c0 3.9-2.6 6.6-6 8.2-3.4-1.6-6-4.3-6-8.2V4.7l6-2.2zM7 10l2 2 4-4.2',
   // A list: the audit log.
   audit: 'M4 5h12M4 10h12M4 15h8',
+  // A timeline with a branch: the run debugger.
+  runs: 'M5 3v14M5 6h6M5 11h9M11 6l3 3',
 };
 
 function Clock() {

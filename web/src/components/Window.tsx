@@ -24,6 +24,8 @@ interface Props {
   onRect: (rect: Rect) => void;
   onMinimize: () => void;
   onClose: () => void;
+  /** Further title bar buttons, before minimize and close. */
+  actions?: ReactNode;
   children: ReactNode;
 }
 
@@ -99,6 +101,7 @@ export function Window(props: Props) {
         </span>
         <h2 className="window-title">{title}</h2>
         <div className="window-controls">
+          {props.actions}
           <button
             type="button"
             className="control"
