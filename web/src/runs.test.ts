@@ -21,6 +21,9 @@ describe('stepRange and changedKeys', () => {
     expect(stepRange({ start_after: -1, last_sequence: 9999 })).toEqual({ first: 0, count: 10000 });
     expect(stepRange({ start_after: 1, last_sequence: 1 })).toEqual({ first: 2, count: 0 });
     expect(stepRange({ start_after: 1, last_sequence: 3 })).toEqual({ first: 2, count: 2 });
+    // As the API reports runs: a fork's start is its parent_step.
+    expect(stepRange({ parent_step: 1, last_sequence: 4 })).toEqual({ first: 2, count: 3 });
+    expect(stepRange({ parent_step: null, last_sequence: 3 })).toEqual({ first: 0, count: 4 });
     expect(stepRange({ last_sequence: null })).toEqual({ first: 0, count: 0 });
   });
   it('lists the keys a delta touches, once each', () => {

@@ -16,8 +16,13 @@ export function filterRuns(runs: readonly RunRecord[], query: string): RunRecord
 }
 
 /** The sequence ids a run's steps take: from `first` to `last` (none when `count` is 0). */
-export function stepRange(run: Pick<RunRecord, 'start_after' | 'last_sequence'>): { first: number; count: number } {
-  const first = typeof run.start_after === 'number' ? run.start_after + 1 : 0;
+export function stepRange(
+  run: Pick<RunRecord, 'start_after' | 'last_sequence'> & { parent_step?: number | null },
+): { first: number; count: number } {
+  // A run's first step follows its start: -1 for a new run, the fork point for a fork (or the step
+  // a child run was started from), which the API reports as `parent_step`.
+  const after = typeof run.start_after === 'number' ? run.start_after : typeof run.parent_step === 'number' ? run.parent_step : -1;
+  const first = after + 1;
   const last = typeof run.last_sequence === 'number' ? run.last_sequence : first - 1;
   return { first, count: Math.max(0, last - first + 1) };
 }
