@@ -26,6 +26,7 @@
 #include "choir/runtime/actions/services.hpp"
 #include "choir/runtime/actor.hpp"
 #include "choir/runtime/agent_catalog.hpp"
+#include "choir/runtime/test_kernel.hpp"
 #include "choir/store/synchronized.hpp"
 #include "choir/tools/builtin.hpp"
 #include "choir/tools/tool.hpp"
@@ -182,23 +183,14 @@ class ws_client {
 class Api : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("choir-api-" + std::to_string(::getpid()) + "-" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-    store_ = store::synchronized(store::open_sqlite_store((dir_ / "choir.db").string()).value());
-    kernel::audit_options audit_options;
-    audit_options.key_file = (dir_ / "audit.key").string();
-    audit_options.head_file = (dir_ / "audit.head").string();
-    auto audit = kernel::audit_log::open(store_, audit_options);
-    ASSERT_TRUE(audit.ok()) << audit.err().message;
-    auto policy = kernel::policy::load(policy_text(), "policy.yaml");
-    ASSERT_TRUE(policy.ok()) << policy.err().message;
-    auto node = kernel::node_resources::of_this_machine();
-    node.models = {"local/chat"};
-    gate_ = std::make_shared<runtime::gate>(store_, std::shared_ptr<kernel::audit_log>(std::move(audit).value()),
-                                            std::make_shared<const kernel::policy>(std::move(policy).value()),
-                                            runtime::gate_options{.node = node});
+    auto k = runtime::test_support::test_kernel::make(
+        std::string("api-") + ::testing::UnitTest::GetInstance()->current_test_info()->name(), policy_text(),
+        {"local/chat"});
+    ASSERT_TRUE(k.ok()) << k.err().message;
+    dir_ = k->dir;
+    store_ = k->store;
+    gate_ = k->gate;
+    const auto audit_options = k->audit;
     auto models = std::make_shared<models::gateway>();
     models->add({.alias = "local/chat", .backend = models::scripted_from_yaml(script, "script.yaml").value()});
     services_ = std::make_shared<runtime::action_services>();

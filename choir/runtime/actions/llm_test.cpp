@@ -9,6 +9,7 @@
 #include "choir/models/gateway.hpp"
 #include "choir/models/scripted.hpp"
 #include "choir/runtime/agent_run.hpp"
+#include "choir/runtime/test_kernel.hpp"
 #include "choir/store/synchronized.hpp"
 #include "choir/tools/builtin.hpp"
 
@@ -59,23 +60,13 @@ std::string agent_text(const std::string& contract_extra, const std::string& act
 class Llm : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("choir-llm-" + std::to_string(::getpid()) + "-" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-    store_ = store::synchronized(store::open_sqlite_store((dir_ / "choir.db").string()).value());
-    kernel::audit_options audit_options;
-    audit_options.key_file = (dir_ / "audit.key").string();
-    audit_options.head_file = (dir_ / "audit.head").string();
-    auto audit = kernel::audit_log::open(store_, audit_options);
-    ASSERT_TRUE(audit.ok()) << audit.err().message;
-    auto policy = kernel::policy::load(policy_text, "policy.yaml");
-    ASSERT_TRUE(policy.ok()) << policy.err().message;
-    auto node = kernel::node_resources::of_this_machine();
-    node.models = {"local/8B"};
-    gate_ = std::make_shared<gate>(store_, std::shared_ptr<kernel::audit_log>(std::move(audit).value()),
-                                   std::make_shared<const kernel::policy>(std::move(policy).value()),
-                                   gate_options{.node = node});
+    auto k = test_support::test_kernel::make(
+        std::string("llm-") + ::testing::UnitTest::GetInstance()->current_test_info()->name(), policy_text,
+        {"local/8B"});
+    ASSERT_TRUE(k.ok()) << k.err().message;
+    dir_ = k->dir;
+    store_ = k->store;
+    gate_ = k->gate;
     auto models = std::make_shared<models::gateway>();
     models->add({.alias = "local/8B", .backend = models::scripted_from_yaml(script, "script.yaml").value()});
     auto tools = std::make_shared<tools::tool_registry>();
