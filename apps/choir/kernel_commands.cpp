@@ -18,7 +18,6 @@ namespace choir::cli {
 namespace {
 
 /// The store document that holds the policy in force (docs/audit.md, "Policy changes").
-constexpr const char* policy_document = "policy";
 
 std::string env_or(const char* name, const std::string& fallback) {
   const char* v = std::getenv(name);

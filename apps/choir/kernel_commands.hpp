@@ -14,6 +14,9 @@
 
 namespace choir::cli {
 
+/// The store document the policy in force is kept in.
+inline constexpr const char* policy_document = "policy";
+
 /// Where the audit key and head file of a store live: `audit.key` and `audit-<store id>.head`
 /// beside a SQLite store's file, or in `.choir/` for PostgreSQL (the store id, made on first use
 /// and kept in the store, tells the head files of several stores apart); `CHOIR_AUDIT_KEY` and

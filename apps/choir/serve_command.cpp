@@ -125,7 +125,7 @@ int serve_command(const serve_options& options, std::ostream& out, std::ostream&
   {  // A store with no policy admits nothing and knows no tokens: say so now.
     auto probe = open_store(options.store);
     if (!probe.ok()) return fail(probe.err().message);
-    auto policy = (*probe)->get_document("policy");
+    auto policy = (*probe)->get_document(policy_document);
     if (!policy.ok()) return fail(policy.err().message);
     if (!*policy)
       return fail(
@@ -161,7 +161,8 @@ int serve_command(const serve_options& options, std::ostream& out, std::ostream&
                            .agents = std::move(agents),
                            .web_dir = web,
                            .audit = *audit,
-                           .connections = [&server]() -> std::size_t { return server ? server->connections() : 0; }});
+                           .connections = [&server]() -> std::size_t { return server ? server->connections() : 0; },
+                           .policy_document = policy_document});
   server = std::make_unique<api::server>(svc, api::server_options{.host = where->first,
                                                                   .port = where->second,
                                                                   .threads = options.threads,

@@ -227,7 +227,8 @@ class Api : public ::testing::Test {
                                                          .directory = directory_,
                                                          .agents = agents,
                                                          .web_dir = web_,
-                                                         .audit = audit_options});
+                                                         .audit = audit_options,
+                                                         .policy_document = "policy"});
     server_ = std::make_unique<server>(service_, server_options{.port = 0, .body_limit = 1 << 20});
     auto port = server_->listen();
     ASSERT_TRUE(port.ok()) << port.err().message;
@@ -682,6 +683,38 @@ TEST_F(Api, ARunIsDiffedBetweenStepsAndForked) {
   EXPECT_EQ(call("GET", "/api/v1/runs/" + run_id + "/fork").status, 405);
   auto agent = json_of(call("GET", "/api/v1/agents/chat"));
   EXPECT_EQ(agent["graph"]["actions"].size(), 2u);
+}
+
+TEST_F(Api, TokensMadeOrRevokedWhileServingTakeEffect) {
+  const std::string dave = "choir_test_new_0123456789";
+  EXPECT_EQ(call("GET", "/api/v1/me", dave).status, 401);
+  // As `choir token create` does: the policy's next version, stored.
+  std::string with_new = policy_text();
+  const auto globex = with_new.find("  globex:");
+  with_new.insert(globex, "      t-new: {user: ada, sha256: " + kernel::sha256_hex(dave) + "}\n");
+  auto valid = kernel::policy::load(with_new, "policy.yaml");
+  ASSERT_TRUE(valid.ok()) << valid.err().message << "\n" << with_new;
+  ASSERT_TRUE(store_->put_document("policy", with_new, 0).ok());
+  auto eventually = [&](const std::string& token, int status) {
+    for (int i = 0; i < 40; ++i) {
+      if (call("GET", "/api/v1/me", token).status == status) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return false;
+  };
+  EXPECT_TRUE(eventually(dave, 200));
+  EXPECT_EQ(json_of(call("GET", "/api/v1/me", dave))["user"], "ada");
+  // Revoked: ada's first token goes.
+  std::string without = with_new;
+  const auto line = without.find("      t-ada:");
+  without.erase(line, without.find('\n', line) + 1 - line);
+  ASSERT_TRUE(store_->put_document("policy", without, 1).ok());
+  EXPECT_TRUE(eventually(ada_token, 401));
+  EXPECT_EQ(call("GET", "/api/v1/me", dave).status, 200);
+  // A stored policy that does not load leaves the one in force.
+  ASSERT_TRUE(store_->put_document("policy", "kind: Policy\ntenants: 7\n", 2).ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(1'100));
+  EXPECT_EQ(call("GET", "/api/v1/me", dave).status, 200);
 }
 
 // The OpenAPI document matches the server: every operation it lists is routed (a made-up id may

@@ -164,8 +164,25 @@ service::service(service_options options) : opts_(std::move(options)) {}
 
 void service::allow_host(std::string host_port) { opts_.allowed_hosts.push_back(std::move(host_port)); }
 
+void service::refresh_policy() const {
+  if (opts_.policy_document.empty() || !opts_.gate) return;
+  const std::int64_t now =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+          .count();
+  auto last = policy_checked_ms_.load();
+  if (last != 0 && now - last < 1'000) return;
+  if (!policy_checked_ms_.compare_exchange_strong(last, now)) return;  // another thread is looking
+  auto doc = opts_.store->get_document(opts_.policy_document);
+  if (!doc.ok() || !*doc || (*doc)->version == policy_version_.load()) return;
+  auto loaded = kernel::policy::load((*doc)->body, "stored policy v" + std::to_string((*doc)->version));
+  if (!loaded.ok()) return;  // `choir policy apply` stores only valid policies; keep the one in force
+  opts_.gate->set_policy(std::make_shared<const kernel::policy>(std::move(loaded).value()));
+  policy_version_.store((*doc)->version);
+}
+
 std::optional<identity> service::authenticate(std::string_view token) const {
   if (token.empty() || token.size() > 256 || !opts_.gate) return std::nullopt;
+  refresh_policy();
   auto policy = opts_.gate->current_policy();
   if (!policy) return std::nullopt;
   auto found = policy->authenticate(token);

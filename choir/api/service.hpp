@@ -54,6 +54,10 @@ struct service_options {
   kernel::audit_options audit;  ///< where the audit log's key and head are, for `GET /api/v1/audit/verify`
   /// Open connections of the server around the service, for `/metrics` (none: not reported).
   std::function<std::size_t()> connections;
+  /// The store document the policy is kept in (`choir policy apply`). If set, the policy is read
+  /// again when its stored version changes (looked at once a second at most), so that tokens made
+  /// or revoked while the server runs take effect. Empty: the gate's policy stays as it is.
+  std::string policy_document;
 };
 
 class service {
@@ -77,10 +81,14 @@ class service {
   http_response route(const http_request& request, std::string_view path, std::string_view query);
   http_response static_file(std::string_view path) const;
   http_response metrics() const;
+  /// Puts the stored policy in force if it changed (see `service_options::policy_document`).
+  void refresh_policy() const;
 
   service_options opts_;
   /// Responses by status class (1xx…5xx), for `/metrics`.
   std::array<std::atomic<std::uint64_t>, 6> responses_{};
+  mutable std::atomic<std::int64_t> policy_version_{-1};    ///< the stored version in force (-1: not read yet)
+  mutable std::atomic<std::int64_t> policy_checked_ms_{0};  ///< when the store was last looked at
 };
 
 /// `{"error": {"code", "message"}}` with `status`.
