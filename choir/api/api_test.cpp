@@ -272,6 +272,23 @@ class Api : public ::testing::Test {
     return json_of(res).value("run_id", "");
   }
 
+  /// A stream client of ada's, subscribed to `run_id` from its start (the replay read).
+  std::unique_ptr<ws_client> watch(const std::string& run_id) {
+    auto ws = std::make_unique<ws_client>();
+    EXPECT_TRUE(ws->connect(port_));
+    ws->send({{"type", "auth"}, {"token", ada_token}});
+    ws->send({{"type", "subscribe"}, {"run_id", run_id}});
+    ws->read_until("subscribed");
+    return ws;
+  }
+  /// Sends ada's message `text` and returns the stream's frames up to the turn's end.
+  std::vector<value> turn(ws_client& ws, const std::string& run_id, const std::string& text) {
+    auto posted =
+        call("POST", "/api/v1/conversations/" + run_id + "/messages", ada_token, dump_json(value{{"text", text}}));
+    EXPECT_EQ(posted.status, 202) << posted.body;
+    return ws.read_until("event", "turn_ended");
+  }
+
   fs::path dir_;
   fs::path web_;
   std::shared_ptr<store::event_store> store_;
@@ -482,13 +499,8 @@ TEST_F(Api, OversizedHeadersAndGarbageAreRefused) {
 
 TEST_F(Api, RunsArePagedAndStepsListed) {
   const auto run_id = open_chat();
-  ws_client ws;
-  ASSERT_TRUE(ws.connect(port_));
-  ws.send({{"type", "auth"}, {"token", ada_token}});
-  ws.send({{"type", "subscribe"}, {"run_id", run_id}});
-  ws.read_until("subscribed");
-  ASSERT_EQ(call("POST", "/api/v1/conversations/" + run_id + "/messages", ada_token, "{\"text\": \"a\"}").status, 202);
-  ws.read_until("event", "turn_ended");
+  auto ws = watch(run_id);
+  turn(*ws, run_id, "a");
   auto page = json_of(call("GET", "/api/v1/runs/" + run_id + "/steps?limit=1"));
   ASSERT_EQ(page["steps"].size(), 1u);
   EXPECT_EQ(page["steps"][0]["action"], "listen");
@@ -553,16 +565,8 @@ TEST_F(Api, TheDesktopsFilesAreServedAndNothingElse) {
 
 TEST_F(Api, AConsentIsAnsweredAndTheConversationGoesOn) {
   const auto run_id = open_chat("scribe");
-  ws_client ws;
-  ASSERT_TRUE(ws.connect(port_));
-  ws.send({{"type", "auth"}, {"token", ada_token}});
-  ws.send({{"type", "subscribe"}, {"run_id", run_id}});
-  ws.read_until("subscribed");
-  auto say = [&](const std::string& text) {
-    return call("POST", "/api/v1/conversations/" + run_id + "/messages", ada_token, dump_json(value{{"text", text}}));
-  };
-  ASSERT_EQ(say("save milk").status, 202);
-  auto first = ws.read_until("event", "turn_ended");
+  auto ws = watch(run_id);
+  auto first = turn(*ws, run_id, "save milk");
   EXPECT_EQ(first.back()["data"]["ended"], "waiting_consent");
 
   auto pending = json_of(call("GET", "/api/v1/consents"));
@@ -582,7 +586,7 @@ TEST_F(Api, AConsentIsAnsweredAndTheConversationGoesOn) {
   ASSERT_EQ(approved.status, 200) << approved.body;
   EXPECT_EQ(json_of(approved)["continued"], true);
   EXPECT_EQ(json_of(approved)["consent"]["status"], "approved");
-  auto rest = ws.read_until("event", "turn_ended");
+  auto rest = ws->read_until("event", "turn_ended");
   EXPECT_EQ(rest.back()["data"]["ended"], "waiting");
   std::ifstream written(dir_ / "workspaces" / "acme" / "scribe" / "notes" / "chat.txt");
   std::string content((std::istreambuf_iterator<char>(written)), std::istreambuf_iterator<char>());
@@ -592,11 +596,10 @@ TEST_F(Api, AConsentIsAnsweredAndTheConversationGoesOn) {
   EXPECT_EQ(json_of(call("GET", "/api/v1/consents?status=all"))["consents"].size(), 1u);
 
   // Denied: the model is told, and the conversation goes on.
-  ASSERT_EQ(say("save more").status, 202);
-  ws.read_until("event", "turn_ended");
+  turn(*ws, run_id, "save more");
   const auto second = json_of(call("GET", "/api/v1/consents"))["consents"][0]["id"].get<std::string>();
   ASSERT_EQ(call("POST", "/api/v1/consents/" + second + "/deny").status, 200);
-  auto denied = ws.read_until("event", "turn_ended");
+  auto denied = ws->read_until("event", "turn_ended");
   EXPECT_EQ(denied.back()["data"]["ended"], "waiting");
   auto chat = json_of(call("GET", "/api/v1/conversations/" + run_id));
   EXPECT_NE(chat["messages"].back()["text"].get<std::string>().find("tool said"), std::string::npos);
@@ -649,14 +652,8 @@ TEST_F(Api, MetricsCountResponsesAndStreams) {
 
 TEST_F(Api, ARunIsDiffedBetweenStepsAndForked) {
   const auto run_id = open_chat();
-  ws_client ws;
-  ASSERT_TRUE(ws.connect(port_));
-  ws.send({{"type", "auth"}, {"token", ada_token}});
-  ws.send({{"type", "subscribe"}, {"run_id", run_id}});
-  ws.read_until("subscribed");
-  ASSERT_EQ(call("POST", "/api/v1/conversations/" + run_id + "/messages", ada_token, "{\"text\": \"owls\"}").status,
-            202);
-  ws.read_until("event", "turn_ended");
+  auto ws = watch(run_id);
+  turn(*ws, run_id, "owls");
   auto diff = json_of(call("GET", "/api/v1/runs/" + run_id + "/diff?from=0&to=1"));
   EXPECT_EQ(diff["added"]["reply"], "you said owls and that is all");
   EXPECT_TRUE(diff["changed"].contains("messages"));
