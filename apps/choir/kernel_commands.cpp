@@ -13,6 +13,7 @@
 #include "choir/core/id.hpp"
 #include "choir/core/yaml.hpp"
 #include "choir/kernel/policy.hpp"
+#include "choir/runtime/run_tree.hpp"
 
 namespace choir::cli {
 namespace {
@@ -296,16 +297,7 @@ int consent_answer(const kernel_options& options, bool approve, std::ostream& ou
           << (answered->argument.empty() ? "" : "(" + answered->argument + ")") << " for run " << answered->run_id
           << "\n";
     }
-    // The run to continue: the outermost one suspended on it (a child waiting for consent
-    // suspends its caller's step too).
-    run_id = answered->run_id;
-    for (int depth = 0; depth < 64; ++depth) {
-      auto run = (*s)->get_run(run_id);
-      if (!run.ok() || run->parent_run.empty()) break;
-      auto parent = (*s)->get_run(run->parent_run);
-      if (!parent.ok() || parent->status != "waiting_consent") break;
-      run_id = parent->run_id;
-    }
+    run_id = runtime::waiting_root(**s, answered->run_id);
   }
   runs_options resume;
   resume.store = options.store;

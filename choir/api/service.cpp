@@ -13,6 +13,7 @@
 #include "choir/kernel/contract.hpp"
 #include "choir/kernel/policy.hpp"
 #include "choir/runtime/errors.hpp"
+#include "choir/runtime/run_tree.hpp"
 
 namespace choir::api {
 
@@ -559,16 +560,8 @@ http_response service::route(const http_request& request, std::string_view path,
         }
         return fail(answered.err());
       }
-      // The run to continue: the outermost one suspended on it (a child waiting for consent
-      // suspends its caller's step too). A conversation goes on by itself.
-      std::string run_id = answered->run_id;
-      for (int depth = 0; depth < 64; ++depth) {
-        auto r = opts_.store->get_run(run_id);
-        if (!r.ok() || r->parent_run.empty()) break;
-        auto parent = opts_.store->get_run(r->parent_run);
-        if (!parent.ok() || parent->status != "waiting_consent") break;
-        run_id = parent->run_id;
-      }
+      // A conversation waiting on it goes on by itself.
+      const std::string run_id = runtime::waiting_root(*opts_.store, answered->run_id);
       bool continued = false;
       auto run = opts_.store->get_run(run_id);
       if (run.ok() && run->status == "waiting_consent" && !host_conversation(*run)) {
