@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "choir/tools/tool.hpp"
@@ -44,6 +45,21 @@ struct sandbox_result {
 [[nodiscard]] result<sandbox_result> run_sandboxed(const std::vector<std::string>& argv,
                                                    const std::filesystem::path& workspace, std::string_view input,
                                                    const sandbox_limits& limits);
+
+/// What else a sandboxed program may see: folders bound read-only at their own paths (a
+/// program's own files, such as an MCP server's packages), and environment variables.
+struct sandbox_extras {
+  std::vector<std::filesystem::path> read_only;
+  std::vector<std::pair<std::string, std::string>> env;
+};
+
+/// The bubblewrap command line that runs `argv` in the sandbox described at `sandbox_limits`, for
+/// a caller that starts and talks to the process itself (the runtime's stdio MCP servers). Limits
+/// of time and memory are the caller's; the namespaces and the `--die-with-parent` tie are here.
+[[nodiscard]] std::vector<std::string> sandbox_command(const std::vector<std::string>& argv,
+                                                       const std::filesystem::path& workspace,
+                                                       const sandbox_extras& extras = {},
+                                                       const std::string& bwrap = "/usr/bin/bwrap");
 
 /// The workspace tools. `max_file_bytes` bounds what `fs.read` returns and `fs.write` accepts.
 [[nodiscard]] std::vector<std::shared_ptr<tool>> workspace_tools(std::size_t max_file_bytes = 8u << 20);

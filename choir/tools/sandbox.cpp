@@ -15,11 +15,17 @@
 namespace choir::tools {
 namespace {
 
-/// The bubblewrap command line around `argv`.
-std::vector<std::string> sandbox_argv(const std::vector<std::string>& argv, const std::filesystem::path& workspace,
-                                      const sandbox_limits& limits) {
-  std::vector<std::string> out = {limits.bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--ro-bind",
-                                  "/usr",       "/usr"};
+void close_both(int p[2]) {
+  if (p[0] >= 0) ::close(p[0]);
+  if (p[1] >= 0) ::close(p[1]);
+}
+
+}  // namespace
+
+std::vector<std::string> sandbox_command(const std::vector<std::string>& argv, const std::filesystem::path& workspace,
+                                         const sandbox_extras& extras, const std::string& bwrap) {
+  std::vector<std::string> out = {bwrap,  "--unshare-all", "--die-with-parent", "--new-session", "--ro-bind",
+                                  "/usr", "/usr"};
   for (const char* top : {"/bin", "/lib", "/lib64", "/sbin", "/lib32", "/libx32"}) {
     std::error_code ec;
     const auto status = std::filesystem::symlink_status(top, ec);
@@ -30,41 +36,16 @@ std::vector<std::string> sandbox_argv(const std::vector<std::string>& argv, cons
       out.insert(out.end(), {"--ro-bind", top, top});
     }
   }
-  out.insert(out.end(), {"--proc",
-                         "/proc",
-                         "--dev",
-                         "/dev",
-                         "--tmpfs",
-                         "/tmp",
-                         "--bind",
-                         workspace.string(),
-                         "/workspace",
-                         "--chdir",
-                         "/workspace",
-                         "--clearenv",
-                         "--setenv",
-                         "PATH",
-                         "/usr/local/bin:/usr/bin:/bin",
-                         "--setenv",
-                         "HOME",
-                         "/workspace",
-                         "--setenv",
-                         "LANG",
-                         "C.UTF-8",
-                         "--setenv",
-                         "TMPDIR",
-                         "/tmp",
-                         "--"});
+  out.insert(out.end(), {"--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"});
+  for (const auto& dir : extras.read_only) out.insert(out.end(), {"--ro-bind", dir.string(), dir.string()});
+  out.insert(out.end(), {"--bind", workspace.string(), "/workspace", "--chdir", "/workspace", "--clearenv", "--setenv",
+                         "PATH", "/usr/local/bin:/usr/bin:/bin", "--setenv", "HOME", "/workspace", "--setenv", "LANG",
+                         "C.UTF-8", "--setenv", "TMPDIR", "/tmp"});
+  for (const auto& [name, val] : extras.env) out.insert(out.end(), {"--setenv", name, val});
+  out.emplace_back("--");
   out.insert(out.end(), argv.begin(), argv.end());
   return out;
 }
-
-void close_both(int p[2]) {
-  if (p[0] >= 0) ::close(p[0]);
-  if (p[1] >= 0) ::close(p[1]);
-}
-
-}  // namespace
 
 result<sandbox_result> run_sandboxed(const std::vector<std::string>& argv, const std::filesystem::path& workspace,
                                      std::string_view input, const sandbox_limits& limits) {
@@ -73,7 +54,7 @@ result<sandbox_result> run_sandboxed(const std::vector<std::string>& argv, const
     return make_error(tool_errc::sandbox_unavailable,
                       limits.bwrap + " is not installed (Debian: bubblewrap); sandboxed tools do not run without it");
   }
-  const auto full = sandbox_argv(argv, workspace, limits);
+  const auto full = sandbox_command(argv, workspace, {}, limits.bwrap);
   std::vector<char*> cargv;
   cargv.reserve(full.size() + 1);
   for (const auto& a : full) cargv.push_back(const_cast<char*>(a.c_str()));
