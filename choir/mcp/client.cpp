@@ -1,6 +1,8 @@
 #include "choir/mcp/client.hpp"
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 
 #include "choir/core/json_schema.hpp"
 #include "choir/mcp/jsonrpc.hpp"
@@ -35,6 +37,20 @@ std::optional<double> number_at(const value& v, const char* key) {
   const auto it = v.find(key);
   if (it == v.end() || !it->is_number()) return std::nullopt;
   return it->get<double>();
+}
+
+/// `CHOIR_MCP_TRACE=1`: every message in and out is written to stderr (`>>` sent, `<<` received).
+bool tracing() {
+  static const bool on = [] {
+    const char* v = std::getenv("CHOIR_MCP_TRACE");
+    return v != nullptr && *v != '\0' && std::string_view(v) != "0";
+  }();
+  return on;
+}
+
+void trace(const char* direction, const std::string& where, std::string_view message) {
+  if (!tracing()) return;
+  std::fprintf(stderr, "%s %s %.*s\n", where.c_str(), direction, static_cast<int>(message.size()), message.data());
 }
 
 }  // namespace
@@ -120,6 +136,7 @@ result<void> client::send(const std::string& message) {
     std::lock_guard lock(mutex_);
     if (closed_) return make_error(mcp_errc::closed, describe() + ": " + close_reason_);
   }
+  trace(">>", describe(), message);
   auto sent = channel_->send(message);
   if (!sent.ok()) {
     if (sent.err().code == make_error_code(mcp_errc::session_expired)) return sent.err();
@@ -317,11 +334,13 @@ std::vector<std::string> client::tags_in_flight() const {
 }
 
 void client::on_message(std::string_view text) {
+  trace("<<", describe(), text);
   rpc_failure failure;
   auto message = parse_rpc(text, failure);
   if (!message) {
+    trace("dropped:", describe(), failure.message);
     // A server's malformed message cannot be answered usefully unless it had an id.
-    if (!failure.id.is_null()) (void)channel_->send(rpc_error(failure.id, failure.code, failure.message));
+    if (!failure.id.is_null()) (void)send(rpc_error(failure.id, failure.code, failure.message));
     return;
   }
   switch (message->type) {
@@ -374,7 +393,7 @@ void client::on_message(std::string_view text) {
     }
     case rpc_message::kind::request: {
       if (message->method == "ping") {
-        (void)channel_->send(rpc_result(message->id, value::object()));
+        (void)send(rpc_result(message->id, value::object()));
         return;
       }
       {
@@ -402,12 +421,12 @@ void client::worker_loop() {
 }
 
 void client::answer_server_request(const value& id, const std::string& method, const value& params) {
-  auto refuse = [&](int code, const std::string& why) { (void)channel_->send(rpc_error(id, code, why)); };
+  auto refuse = [&](int code, const std::string& why) { (void)send(rpc_error(id, code, why)); };
   if (method == "roots/list") {
     if (options_.roots.empty()) return refuse(rpc_code::method_not_found, "this client does not declare roots");
     value roots = value::array();
     for (const auto& r : options_.roots) roots.push_back({{"uri", r}});
-    (void)channel_->send(rpc_result(id, {{"roots", std::move(roots)}}));
+    (void)send(rpc_result(id, {{"roots", std::move(roots)}}));
     return;
   }
   const server_request_handler* handler = nullptr;
@@ -418,7 +437,7 @@ void client::answer_server_request(const value& id, const std::string& method, c
   }
   auto answer = (*handler)(params, tags_in_flight());
   if (!answer.ok()) return refuse(rpc_code::internal_error, answer.err().message);
-  (void)channel_->send(rpc_result(id, std::move(answer).value()));
+  (void)send(rpc_result(id, std::move(answer).value()));  // if the channel ended, so did the request
 }
 
 }  // namespace choir::mcp

@@ -402,6 +402,10 @@ TEST(McpHttp, KeepsTheSessionStreamsAnswersAndEndsWithDelete) {
   net::testing::test_http_server server([](const net::testing::received_request& r) {
     net::testing::canned_reply reply;
     if (r.method == "DELETE") return reply;
+    if (r.method == "GET") {  // no server stream here
+      reply.status = 405;
+      return reply;
+    }
     const value m = value::parse(r.body);
     if (!m.contains("id")) {
       reply.status = 202;

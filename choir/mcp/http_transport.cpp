@@ -1,5 +1,8 @@
 // The Streamable HTTP transport (MCP 2025-03-26 and later): one POST per message.
+#include <atomic>
+#include <condition_variable>
 #include <mutex>
+#include <thread>
 
 #include "choir/mcp/client.hpp"
 #include "choir/net/http_client.hpp"
@@ -37,6 +40,9 @@ class http_channel final : public transport {
   void agreed(const std::string& version) override {
     std::lock_guard lock(mutex_);
     version_ = version;
+    // The server's own stream: requests and notifications that answer no POST of ours (a
+    // sampling request a tool call makes, a list that changed) come on a GET.
+    if (!listener_.joinable() && !closed_) listener_ = std::thread([this] { listen(); });
   }
 
   result<void> send(const std::string& message) override {
@@ -114,6 +120,9 @@ class http_channel final : public transport {
       session = session_;
       version = version_;
     }
+    stop_listening_ = true;
+    stopped_.notify_all();
+    if (listener_.joinable()) listener_.join();
     if (session.empty()) return;
     // Ends the session; a server that does not allow it answers 405, which is fine.
     net::http_request request;
@@ -139,7 +148,53 @@ class http_channel final : public transport {
     if (session_.empty()) session_ = std::string(id);
   }
 
+  /// Keeps a GET event stream open until `close`, reconnecting (from the last event id) when it
+  /// ends; stops for good if the server does not offer one (405) or refuses it.
+  void listen() {
+    std::string last_event_id;
+    while (!stop_listening_) {
+      net::http_request request;
+      request.method = "GET";
+      request.url = options_.url;
+      request.timeout = std::chrono::hours(24);
+      request.cancel = &stop_listening_;
+      request.headers = {{"Accept", "text/event-stream"}};
+      {
+        std::lock_guard lock(mutex_);
+        if (!session_.empty()) request.headers.emplace_back("Mcp-Session-Id", session_);
+        if (!version_.empty()) request.headers.emplace_back("MCP-Protocol-Version", version_);
+      }
+      if (!last_event_id.empty()) request.headers.emplace_back("Last-Event-ID", last_event_id);
+      request.headers.insert(request.headers.end(), options_.headers.begin(), options_.headers.end());
+      net::sse_parser events(options_.max_message_bytes);
+      bool refused = false;
+      auto response = net::http_call(request, [&](const net::http_response& head, std::string_view chunk) {
+        if (head.status / 100 != 2 || !starts_with_ci(head.header("content-type"), "text/event-stream")) {
+          refused = true;
+          return false;
+        }
+        return events
+            .feed(chunk,
+                  [&](const net::sse_event& e) {
+                    if (!e.id.empty()) last_event_id = e.id;
+                    if (!e.data.empty() && (e.event.empty() || e.event == "message") && !stop_listening_) {
+                      on_message_(e.data);
+                    }
+                  })
+            .ok();
+      });
+      if (stop_listening_) return;
+      if (refused || (response.ok() && response->status / 100 != 2)) return;  // 405: no stream offered
+      // The stream ended or failed: try again in a second.
+      std::unique_lock lock(mutex_);
+      stopped_.wait_for(lock, std::chrono::seconds(1), [&] { return stop_listening_.load(); });
+    }
+  }
+
   http_options options_;
+  std::atomic<bool> stop_listening_{false};
+  std::condition_variable stopped_;
+  std::thread listener_;
   message_handler on_message_;
   std::mutex mutex_;
   std::string session_;

@@ -72,7 +72,7 @@ asio::awaitable<result<http_response>> talk(Stream& stream, const http_request& 
   while (!parser.is_done()) {
     parser.get().body().data = chunk.data();
     parser.get().body().size = chunk.size();
-    auto [ec, n] = co_await http::async_read(stream, buffer, parser, asio::as_tuple(asio::use_awaitable));
+    auto [ec, n] = co_await http::async_read_some(stream, buffer, parser, asio::as_tuple(asio::use_awaitable));
     (void)n;
     if (ec && ec != http::error::need_buffer) throw beast::system_error(ec);
     const std::size_t got = chunk.size() - parser.get().body().size;
@@ -225,7 +225,21 @@ result<http_response> http_call(const http_request& request, const body_sink& on
   }
   asio::io_context ioc(1);
   asio::co_spawn(ioc, run_exchange(out, request, url, on_body, tls ? &*tls : nullptr), asio::detached);
-  ioc.run_for(request.timeout);
+  const auto deadline = std::chrono::steady_clock::now() + request.timeout;
+  for (;;) {
+    const auto left = deadline - std::chrono::steady_clock::now();
+    if (left <= std::chrono::steady_clock::duration::zero()) break;
+    if (request.cancel == nullptr) {
+      ioc.run_for(left);
+      break;
+    }
+    ioc.run_for(std::min<std::chrono::steady_clock::duration>(left, std::chrono::milliseconds(50)));
+    if (out.outcome || ioc.stopped()) break;
+    if (request.cancel->load()) {
+      ioc.stop();
+      return make_error(core_errc::io_error, request.method + " " + request.url + ": cancelled");
+    }
+  }
   if (!out.outcome) {
     ioc.stop();
     return make_error(core_errc::timed_out, request.method + " " + request.url + ": no complete answer within " +

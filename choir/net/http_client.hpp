@@ -3,6 +3,7 @@
 /// providers, `web.fetch`, MCP over Streamable HTTP, the OTLP exporter). `http` and `https` (TLS
 /// with peer and host name verification against the system's roots). Asio and Beast stay inside
 /// http_client.cpp.
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <functional>
@@ -26,6 +27,9 @@ struct http_request {
   std::chrono::milliseconds timeout{60'000};
   /// A longer response body fails with `core_errc::invalid_argument` ("response too large").
   std::size_t max_body_bytes = 16u << 20;
+  /// When set, the call gives up within 50 ms of it becoming true (`core_errc::io_error`,
+  /// "cancelled"): how a long-lived stream is stopped from another thread.
+  const std::atomic<bool>* cancel = nullptr;
 };
 
 struct http_response {

@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <future>
+#include <thread>
+
 #include "choir/net/test_http_server.hpp"
 
 namespace choir::net {
@@ -40,6 +44,47 @@ TEST(HttpClient, StreamsAChunkedBodyToTheSink) {
   EXPECT_EQ(status_seen, 200);
   EXPECT_EQ(got, "one two three");
   EXPECT_TRUE(response->body.empty());
+}
+
+TEST(HttpClient, HandsOverEachPieceBeforeTheNextIsSent) {
+  // The server sends its second piece only once the client has seen the first: a stream whose
+  // reader waits for a full buffer would never see it (server-sent events that ask for an answer).
+  std::promise<void> first_seen;
+  auto seen = first_seen.get_future().share();
+  std::atomic<bool> waited_ok{false};
+  test_http_server server([&](const received_request&) {
+    canned_reply reply{.headers = {{"Content-Type", "text/event-stream"}}, .chunks = {"data: 1\n\n", "data: 2\n\n"}};
+    reply.between_chunks = [&, seen] {
+      waited_ok = seen.wait_for(std::chrono::seconds(10)) == std::future_status::ready;
+    };
+    return reply;
+  });
+  std::string got;
+  bool told = false;
+  auto response = http_call({.url = server.url("/events")}, [&](const http_response&, std::string_view piece) {
+    got.append(piece);
+    if (!told) {
+      told = true;
+      first_seen.set_value();
+    }
+    return true;
+  });
+  ASSERT_TRUE(response.ok()) << response.err().message;
+  EXPECT_TRUE(waited_ok.load());
+  EXPECT_EQ(got, "data: 1\n\ndata: 2\n\n");
+}
+
+TEST(HttpClient, AnotherThreadCancelsALongStream) {
+  test_http_server server([](const received_request&) { return canned_reply{.hang = true}; });
+  std::atomic<bool> cancel{false};
+  std::thread canceller([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    cancel = true;
+  });
+  auto response = http_call({.url = server.url("/"), .timeout = std::chrono::seconds(30), .cancel = &cancel});
+  canceller.join();
+  ASSERT_FALSE(response.ok());
+  EXPECT_NE(response.err().message.find("cancelled"), std::string::npos) << response.err().message;
 }
 
 TEST(HttpClient, GivesUpAfterTheTimeout) {

@@ -43,6 +43,8 @@ struct canned_reply {
   std::vector<std::string> chunks;     ///< one piece: a plain body; several: chunked encoding
   std::chrono::milliseconds delay{0};  ///< before the status line
   bool hang = false;                   ///< never answer (until the client gives up)
+  /// Called after each chunk but the last, before the next is sent (a stream that waits).
+  std::function<void()> between_chunks;
 };
 
 class test_http_server {
@@ -168,10 +170,12 @@ class test_http_server {
     }
     out += "Transfer-Encoding: chunked\r\n\r\n";
     send_all(c, out);
-    for (const auto& piece : reply.chunks) {
+    for (std::size_t i = 0; i < reply.chunks.size(); ++i) {
+      const auto& piece = reply.chunks[i];
       char size[32];
       std::snprintf(size, sizeof size, "%zx\r\n", piece.size());
       send_all(c, std::string(size) + piece + "\r\n");
+      if (reply.between_chunks && i + 1 < reply.chunks.size()) reply.between_chunks();
     }
     send_all(c, "0\r\n\r\n");
   }
