@@ -715,6 +715,57 @@ TEST(ChoirTools, TheNotesAgentSavesAndReadsANoteThroughTheModelAndTheSandbox) {
   EXPECT_EQ(run_choir("audit verify --store " + f.store).exit_code, 0);
 }
 
+TEST(ChoirTools, AnAgentUsesMcpToolsAndTheServerSamplesItsModelThroughTheGate) {
+  const auto server = std::filesystem::path(CHOIR_SOURCE_DIR) /
+                      "tests/interop/node_modules/@modelcontextprotocol/server-everything/dist/index.js";
+  if (!std::filesystem::exists(server) || ::access("/usr/bin/node", X_OK) != 0) {
+    GTEST_SKIP() << "Node.js or the reference MCP server is missing (npm ci --prefix tests/interop)";
+  }
+  if (::access("/usr/bin/bwrap", X_OK) != 0) GTEST_SKIP() << "bubblewrap is not installed";
+  tools_fixture f("mcp");
+  auto r = run_choir("run " + example("mcp/weather.yaml") + " --json --store " + f.store);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("The weather in Chicago"), std::string::npos) << r.out;             // the model's MCP tool call
+  EXPECT_NE(r.out.find("The sum of 2 and 40 is 42"), std::string::npos) << r.out;          // a tool step's
+  EXPECT_NE(r.out.find("Sampled offline: take an umbrella"), std::string::npos) << r.out;  // the server sampled
+  auto audit = run_choir("audit list --store " + f.store);
+  EXPECT_NE(audit.out.find("mcp.everything.get-structured-content  allow"), std::string::npos) << audit.out;
+  EXPECT_NE(audit.out.find("mcp.everything.get-sum  allow"), std::string::npos) << audit.out;
+  EXPECT_NE(audit.out.find("mcp.everything.trigger-sampling-request  allow"), std::string::npos) << audit.out;
+  EXPECT_EQ(run_choir("audit verify --store " + f.store).exit_code, 0);
+
+  // A contract that does not ask for an MCP tool cannot call it: the gate refuses.
+  const auto sneaky = write_temp("sneaky-mcp.yaml", R"(apiVersion: agentos/v0.2
+kind: AgentContract
+name: sneaky
+class: {latency: DT}
+capabilities: [mcp.everything.get-sum]
+---
+apiVersion: agentos/v0.2
+kind: Graph
+name: sneaky
+entrypoint: env
+actions:
+  env: {type: tool, tool: mcp.everything.get-env, into: env}
+)");
+  auto refused = run_choir("--mcp " + example("mcp/mcp.yaml") + " run " + sneaky + " --store " + f.store);
+  EXPECT_NE(refused.exit_code, 0) << refused.out;
+  EXPECT_NE(refused.out.find("mcp.everything.get-env"), std::string::npos) << refused.out;
+}
+
+TEST(ChoirTools, ABadMcpFileIsReportedWithTheFieldAtFault) {
+  tools_fixture f("mcp-bad");
+  const auto servers = write_temp("bad-mcp.yaml", "kind: McpServers\nservers:\n  Everything: {command: [node]}\n");
+  auto r = run_choir("--mcp " + servers + " run " + example("counter.yaml") + " --store " + f.store);
+  EXPECT_EQ(r.exit_code, 2) << r.out;
+  EXPECT_NE(r.out.find("servers.Everything"), std::string::npos) << r.out;
+  const auto both =
+      write_temp("both-mcp.yaml", "kind: McpServers\nservers:\n  x: {command: [node], url: http://a/mcp}\n");
+  r = run_choir("--mcp " + both + " run " + example("counter.yaml") + " --store " + f.store);
+  EXPECT_EQ(r.exit_code, 2) << r.out;
+  EXPECT_NE(r.out.find("exactly one of command"), std::string::npos) << r.out;
+}
+
 TEST(ChoirTools, ABadModelsFileIsReportedWithTheFieldAtFault) {
   tools_fixture f("models");
   const auto models = write_temp("bad-models.yaml", "kind: Models\nmodels:\n  local/8B: {provider: oracle}\n");

@@ -90,7 +90,14 @@ int main(int argc, char** argv) {
   app.add_option("--models", models_file,
                  "The models file (kind: Models; default: $CHOIR_MODELS, else models.yaml beside the agents)")
       ->check(CLI::ExistingFile);
-  app.parse_complete_callback([&] { choir::cli::set_models_file(models_file); });
+  std::string mcp_file;
+  app.add_option("--mcp", mcp_file,
+                 "The MCP servers file (kind: McpServers; default: $CHOIR_MCP, else mcp.yaml beside the agents)")
+      ->check(CLI::ExistingFile);
+  app.parse_complete_callback([&] {
+    choir::cli::set_models_file(models_file);
+    choir::cli::set_mcp_file(mcp_file);
+  });
 
   choir::cli::run_options run_opts;
   auto* run = app.add_subcommand("run", "Run a YAML graph in memory and print each step");

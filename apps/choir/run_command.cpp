@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <ostream>
 #include <sstream>
 
@@ -19,6 +20,7 @@
 #include "choir/models/gateway.hpp"
 #include "choir/runtime/actions/map.hpp"
 #include "choir/runtime/actor.hpp"
+#include "choir/runtime/mcp_servers.hpp"
 #include "choir/store/event_store.hpp"
 #include "choir/store/synchronized.hpp"
 #include "choir/tools/builtin.hpp"
@@ -76,6 +78,9 @@ void print_step_line(std::ostream& out, std::int64_t sequence_id, const std::str
   out << line << "\n";
 }
 
+/// The tools of this process: the built-ins, then those of its MCP servers (added before any run starts).
+const std::shared_ptr<tools::tool_registry>& process_tools();
+
 /// What this process's steps use: worker actors, the store the command opened, models and tools.
 const std::shared_ptr<runtime::action_services>& process_services() {
   static runtime::actor_system actors;
@@ -84,12 +89,19 @@ const std::shared_ptr<runtime::action_services>& process_services() {
     s->actors = &actors;
     s->lease_ttl_ms = lease_ttl_ms;
     s->agents = std::make_shared<runtime::agent_catalog>();
-    auto tools = std::make_shared<tools::tool_registry>();
-    (void)tools::add_builtin_tools(*tools);  // the built-ins' schemas are fixed: this cannot fail
-    s->tools = std::move(tools);
+    s->tools = process_tools();
     return s;
   }();
   return services;
+}
+
+const std::shared_ptr<tools::tool_registry>& process_tools() {
+  static const auto registry = [] {
+    auto r = std::make_shared<tools::tool_registry>();
+    (void)tools::add_builtin_tools(*r);  // the built-ins' schemas are fixed: this cannot fail
+    return r;
+  }();
+  return registry;
 }
 
 namespace {
@@ -97,6 +109,35 @@ namespace {
 std::string& models_file() {
   static std::string file;
   return file;
+}
+
+std::string& mcp_file() {
+  static std::string file;
+  return file;
+}
+
+/// The MCP servers this process started; they stop with it.
+std::shared_ptr<runtime::mcp_servers>& process_mcp() {
+  static std::shared_ptr<runtime::mcp_servers> servers;
+  return servers;
+}
+
+/// Starts the servers of a `kind: McpServers` file and adds their tools to the process's registry.
+result<void> start_mcp(const std::filesystem::path& path) {
+  CHOIR_TRY(std::string text, read_file(path.string()));
+  CHOIR_TRY(auto docs, parse_yaml(text, path.string()));
+  if (docs.size() != 1) {
+    return make_error(core_errc::invalid_argument, path.string() + ": expected one kind: McpServers document");
+  }
+  auto configs = runtime::parse_mcp_servers(docs.front().root(), path.parent_path());
+  if (!configs.ok()) return make_error(configs.err().code, path.string() + ": " + configs.err().message);
+  const auto state = process_services()->workspaces.parent_path();
+  auto started = runtime::mcp_servers::start(std::move(configs).value(), *process_tools(), state);
+  if (!started.ok()) return make_error(started.err().code, path.string() + ": " + started.err().message);
+  for (const auto& w : (*started)->warnings()) std::cerr << "warning: " << w << "\n";
+  (*started)->route_sampling(process_services());
+  process_mcp() = std::move(started).value();
+  return {};
 }
 
 /// The gateway of a `kind: Models` file; its scripted models' rule files are beside it.
@@ -122,6 +163,15 @@ std::shared_ptr<const models::gateway> default_models() {
 }  // namespace
 
 void set_models_file(std::string path) { models_file() = std::move(path); }
+void set_mcp_file(std::string path) { mcp_file() = std::move(path); }
+
+std::vector<std::string> mcp_server_lines() {
+  return process_mcp() ? process_mcp()->describe() : std::vector<std::string>{};
+}
+
+void stop_mcp_servers() {
+  if (process_mcp()) process_mcp()->stop();
+}
 
 std::vector<std::string> served_models() {
   const auto& g = process_services()->models;
@@ -135,20 +185,30 @@ result<void> search_agents(const std::vector<std::string>& folders, const std::s
     dirs.push_back(beside.empty() ? std::filesystem::path(".") : beside);
   }
   for (const auto& d : dirs) process_services()->agents->search_in(d);
-  if (process_services()->models) return {};
-  std::filesystem::path chosen = models_file();
-  if (chosen.empty()) {
-    if (const char* env = std::getenv("CHOIR_MODELS"); env != nullptr && *env != '\0') chosen = env;
+  // The first of: the file named on the command line, the environment's, one beside the agents.
+  auto choose = [&](const std::string& given, const char* env_name, const char* beside) {
+    std::filesystem::path chosen = given;
+    if (chosen.empty()) {
+      if (const char* env = std::getenv(env_name); env != nullptr && *env != '\0') chosen = env;
+    }
+    for (const auto& d : dirs) {
+      if (!chosen.empty()) break;
+      if (std::filesystem::exists(d / beside)) chosen = d / beside;
+    }
+    return chosen;
+  };
+  if (!process_services()->models) {
+    const auto chosen = choose(models_file(), "CHOIR_MODELS", "models.yaml");
+    if (chosen.empty()) {
+      process_services()->models = default_models();
+    } else {
+      CHOIR_TRY(process_services()->models, load_models(chosen));
+    }
   }
-  for (const auto& d : dirs) {
-    if (!chosen.empty()) break;
-    if (std::filesystem::exists(d / "models.yaml")) chosen = d / "models.yaml";
+  if (!process_mcp()) {
+    const auto chosen = choose(mcp_file(), "CHOIR_MCP", "mcp.yaml");
+    if (!chosen.empty()) CHOIR_CHECK(start_mcp(chosen));
   }
-  if (chosen.empty()) {
-    process_services()->models = default_models();
-    return {};
-  }
-  CHOIR_TRY(process_services()->models, load_models(chosen));
   return {};
 }
 

@@ -63,6 +63,14 @@ void print_step_line(std::ostream& out, std::int64_t sequence_id, const std::str
 [[nodiscard]] result<void> search_agents(const std::vector<std::string>& folders, const std::string& file = "");
 /// The models file `search_agents` uses before any other (empty: search).
 void set_models_file(std::string path);
+/// The MCP servers file (`kind: McpServers`, docs/mcp.md) `search_agents` starts before any
+/// other: else `$CHOIR_MCP`, else `mcp.yaml` beside the agents, else none. Its servers' tools
+/// join the registry as `mcp.<server>.<tool>`.
+void set_mcp_file(std::string path);
+/// One line per MCP server the process uses (empty: none).
+[[nodiscard]] std::vector<std::string> mcp_server_lines();
+/// Stops the MCP servers (at shutdown).
+void stop_mcp_servers();
 /// What this process's steps use (`map` workers, the store `open_store` opened, the model gateway
 /// `search_agents` set up, the built-in tools, the agents' workspaces). One per process.
 [[nodiscard]] const std::shared_ptr<runtime::action_services>& process_services();

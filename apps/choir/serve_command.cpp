@@ -182,6 +182,7 @@ int serve_command(const serve_options& options, std::ostream& out, std::ostream&
     out << "admin token: " << *token << "\n";
     out << "  (shown this once: only its SHA-256 is kept; sign in to the desktop with it)\n";
   }
+  for (const auto& line : mcp_server_lines()) out << "MCP server " << line << "\n";
   if (web.empty()) out << "the web desktop is not built: npm ci --prefix web && npm run build --prefix web\n";
   out << std::flush;
 
@@ -190,6 +191,7 @@ int serve_command(const serve_options& options, std::ostream& out, std::ostream&
   err << command << ": " << (received == SIGTERM ? "SIGTERM" : "SIGINT") << ", stopping\n";
   server->stop();  // no more requests
   system.reset();  // the conversations stop at a step boundary (a step commits whole or not at all)
+  stop_mcp_servers();
   return exit_ok;  // then the server closes its connections
 }
 

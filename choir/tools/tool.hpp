@@ -38,6 +38,8 @@ struct tool_context {
   /// The same for every attempt of the same call: tools that can be made idempotent use it (a
   /// write goes to a temporary file named after it, then is renamed into place).
   std::string idempotency_key;
+  /// The run the call is for (tools that call out, such as MCP servers, say on whose behalf).
+  std::string run_id;
 };
 
 struct tool_spec {

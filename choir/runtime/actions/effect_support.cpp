@@ -99,7 +99,7 @@ result<tool_outcome> call_tool(const action_services& services, const std::strin
                         .capability = name,
                         .argument = registry.subject_of(name, arguments),
                         .arguments = arguments};
-  const tools::tool_context context{.workspace = workspace, .idempotency_key = key};
+  const tools::tool_context context{.workspace = workspace, .idempotency_key = key, .run_id = run_id};
   CHOIR_TRY(
       auto performed,
       services.gate->perform(

@@ -1,0 +1,419 @@
+#include "choir/runtime/mcp_servers.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstdlib>
+#include <map>
+
+#include "choir/kernel/audit.hpp"
+#include "choir/mcp/client.hpp"
+#include "choir/models/gateway.hpp"
+#include "choir/runtime/actions/services.hpp"
+#include "choir/tools/builtin.hpp"
+#include "choir/tools/tool.hpp"
+
+namespace choir::runtime {
+namespace {
+
+error bad(const std::string& where, const std::string& why) {
+  return make_error(core_errc::invalid_argument, where + ": " + why);
+}
+
+bool server_name_ok(const std::string& name) {
+  return !name.empty() && name.size() <= 64 && std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
+  });
+}
+
+/// MCP's rule for tool names: 1–128 of `[A-Za-z0-9_.-]`.
+bool tool_name_ok(const std::string& name) {
+  return !name.empty() && name.size() <= 128 && std::all_of(name.begin(), name.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_' || c == '.' || c == '-';
+  });
+}
+
+/// `${VAR}` from the environment; a variable that is not set is an error (a key left empty
+/// would fail later, at the server, less clearly).
+result<std::string> expand(const std::string& text, const std::string& where) {
+  std::string out;
+  std::size_t at = 0;
+  while (at < text.size()) {
+    const auto open = text.find("${", at);
+    if (open == std::string::npos) break;
+    const auto close = text.find('}', open);
+    if (close == std::string::npos) return bad(where, "an unclosed ${");
+    out += text.substr(at, open - at);
+    const std::string name = text.substr(open + 2, close - open - 2);
+    const char* v = std::getenv(name.c_str());
+    if (v == nullptr) return bad(where, "the environment variable " + name + " is not set");
+    out += v;
+    at = close + 1;
+  }
+  out += text.substr(at);
+  return out;
+}
+
+result<std::vector<std::string>> string_list(const value& v, const std::string& where) {
+  if (!v.is_array()) return bad(where, "expected a list of strings");
+  std::vector<std::string> out;
+  for (const auto& item : v) {
+    if (!item.is_string()) return bad(where, "expected a list of strings");
+    out.push_back(item.get<std::string>());
+  }
+  return out;
+}
+
+result<std::vector<std::pair<std::string, std::string>>> string_map(const value& v, const std::string& where) {
+  if (!v.is_object()) return bad(where, "expected a mapping of names to strings");
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& [k, item] : v.items()) {
+    if (!item.is_string() && !item.is_number()) return bad(where + "." + k, "expected a string");
+    CHOIR_TRY(std::string text, expand(item.is_string() ? item.get<std::string>() : dump_json(item), where + "." + k));
+    out.emplace_back(k, std::move(text));
+  }
+  return out;
+}
+
+std::filesystem::path from_base(const std::filesystem::path& base, const std::string& path) {
+  std::filesystem::path p(path);
+  if (p.is_relative()) p = base / p;
+  return std::filesystem::weakly_canonical(std::filesystem::absolute(p));
+}
+
+}  // namespace
+
+result<std::vector<mcp_server_config>> parse_mcp_servers(const value& document, const std::filesystem::path& base) {
+  if (!document.is_object() || document.value("kind", std::string()) != "McpServers") {
+    return bad("document", "expected kind: McpServers");
+  }
+  for (const auto& [k, _] : document.items()) {
+    if (k != "kind" && k != "apiVersion" && k != "servers") return bad(k, "unknown field (kind, servers)");
+  }
+  if (!document.contains("servers") || !document["servers"].is_object()) {
+    return bad("servers", "expected a mapping of server names to servers");
+  }
+  std::vector<mcp_server_config> out;
+  for (const auto& [name, spec] : document["servers"].items()) {
+    const std::string where = "servers." + name;
+    if (!server_name_ok(name)) return bad(where, "a server name is lowercase letters, digits, '_' and '-'");
+    if (!spec.is_object()) return bad(where, "expected a mapping");
+    mcp_server_config c;
+    c.name = name;
+    for (const auto& [field, v] : spec.items()) {
+      const std::string at = where + "." + field;
+      if (field == "command") {
+        CHOIR_TRY(auto args, string_list(v, at));
+        if (args.empty() || args.front().empty()) return bad(at, "needs at least the program");
+        for (auto& a : args) {
+          if (a.starts_with("./") || a.starts_with("../")) a = from_base(base, a).string();
+          c.command.push_back(std::move(a));
+        }
+      } else if (field == "env") {
+        CHOIR_TRY(c.env, string_map(v, at));
+      } else if (field == "sandbox") {
+        if (!v.is_boolean()) return bad(at, "expected true or false");
+        c.sandbox = v.get<bool>();
+      } else if (field == "read_only") {
+        CHOIR_TRY(auto dirs, string_list(v, at));
+        for (const auto& d : dirs) {
+          const auto p = from_base(base, d);
+          if (!std::filesystem::is_directory(p)) return bad(at, p.string() + " is not a folder");
+          c.read_only.push_back(p);
+        }
+      } else if (field == "workspace") {
+        if (!v.is_string()) return bad(at, "expected a folder");
+        c.workspace = from_base(base, v.get<std::string>());
+      } else if (field == "url") {
+        if (!v.is_string()) return bad(at, "expected http(s)://host[:port]/path");
+        CHOIR_TRY(c.url, expand(v.get<std::string>(), at));
+        if (!c.url.starts_with("http://") && !c.url.starts_with("https://")) {
+          return bad(at, "expected http(s)://host[:port]/path");
+        }
+      } else if (field == "headers") {
+        CHOIR_TRY(c.headers, string_map(v, at));
+      } else if (field == "timeout_ms") {
+        if (!v.is_number_integer() || v.get<std::int64_t>() <= 0) return bad(at, "expected a positive integer");
+        c.timeout = std::chrono::milliseconds(v.get<std::int64_t>());
+      } else if (field == "idempotent") {
+        CHOIR_TRY(c.idempotent, string_list(v, at));
+      } else if (field == "only") {
+        CHOIR_TRY(c.only, string_list(v, at));
+      } else {
+        return bad(at,
+                   "unknown field (command, env, sandbox, read_only, workspace, url, headers, timeout_ms, "
+                   "idempotent, only)");
+      }
+    }
+    if (c.command.empty() == c.url.empty()) return bad(where, "needs exactly one of command (stdio) and url (HTTP)");
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
+/// A server's client, restarted if it has ended (a stdio server that exited between calls).
+struct mcp_servers::connection {
+  mcp_server_config config;
+  std::filesystem::path workspace;
+  /// Sampling requests go to these services (set once they exist).
+  struct sampling_route {
+    std::mutex mutex;
+    std::weak_ptr<const action_services> services;
+    std::map<std::string, int> asked;  ///< per tool call: how many times it sampled
+  };
+  std::shared_ptr<sampling_route> route = std::make_shared<sampling_route>();
+  std::mutex mutex;
+  std::shared_ptr<mcp::client> client;
+
+  result<std::shared_ptr<mcp::client>> ensure() {
+    std::lock_guard lock(mutex);
+    if (client && !client->closed()) return client;
+    if (client) client->close();
+    CHOIR_TRY(auto fresh, connect());
+    client = std::move(fresh);
+    return client;
+  }
+
+  result<std::shared_ptr<mcp::client>> connect() {
+    mcp::client_options options;
+    options.request_timeout = config.timeout;
+    options.on_sampling = [route = route](const value& params, const std::vector<std::string>& tags) {
+      return sample(*route, params, tags);
+    };
+    std::unique_ptr<mcp::transport> channel;
+    if (!config.url.empty()) {
+      channel = mcp::http_transport({.url = config.url, .headers = config.headers});
+    } else if (config.sandbox) {
+      if (::access("/usr/bin/bwrap", X_OK) != 0) {
+        return make_error(tools::tool_errc::sandbox_unavailable,
+                          "MCP server " + config.name +
+                              ": bubblewrap is not installed (Debian: bubblewrap); stdio servers run in its "
+                              "sandbox unless the server says sandbox: false");
+      }
+      options.roots = {"file:///workspace"};
+      channel =
+          mcp::stdio_transport({.argv = tools::sandbox_command(config.command, workspace,
+                                                               {.read_only = config.read_only, .env = config.env})});
+    } else {
+      options.roots = {"file://" + workspace.string()};
+      channel = mcp::stdio_transport({.argv = config.command, .env = config.env, .cwd = workspace.string()});
+    }
+    auto connected = mcp::client::connect(std::move(channel), std::move(options));
+    if (!connected.ok()) {
+      return make_error(connected.err().code, "MCP server " + config.name + ": " + connected.err().message);
+    }
+    return std::shared_ptr<mcp::client>(std::move(connected).value());
+  }
+
+  /// A `sampling/createMessage` from the server, for the one run whose call is in flight.
+  static result<value> sample(sampling_route& route, const value& params, const std::vector<std::string>& tags) {
+    auto services = route.services.lock();
+    if (!services || !services->gate || !services->models) {
+      return make_error(core_errc::invalid_argument, "this ChoirOS process has no model gateway to sample with");
+    }
+    if (tags.size() != 1) {
+      return make_error(core_errc::invalid_argument,
+                        tags.empty() ? "sampling is answered only while a run's tool call is in flight"
+                                     : "several runs are calling this server at once: sampling cannot tell whose "
+                                       "model policy applies");
+    }
+    const auto space = tags.front().find(' ');
+    const std::string run_id = tags.front().substr(0, space);
+    const std::string call_key = space == std::string::npos ? run_id : tags.front().substr(space + 1);
+    const auto run = services->gate->admitted(run_id);
+    if (!run) return make_error(core_errc::invalid_argument, "run " + run_id + " is not admitted");
+
+    models::chat_request request;
+    if (params.contains("systemPrompt") && params["systemPrompt"].is_string()) {
+      request.messages.push_back({.role = "system", .content = params["systemPrompt"].get<std::string>()});
+    }
+    if (!params.contains("messages") || !params["messages"].is_array()) {
+      return make_error(core_errc::invalid_argument, "sampling/createMessage needs messages");
+    }
+    for (const auto& m : params["messages"]) {
+      const std::string role = m.is_object() ? m.value("role", std::string()) : std::string();
+      if (role != "user" && role != "assistant") {
+        return make_error(core_errc::invalid_argument, "a sampled message's role is user or assistant");
+      }
+      const value blocks =
+          m.contains("content") && m["content"].is_array() ? m["content"] : value::array({m.value("content", value())});
+      std::string text;
+      for (const auto& b : blocks) {
+        if (!b.is_object() || b.value("type", std::string()) != "text" || !b.contains("text") ||
+            !b["text"].is_string()) {
+          return make_error(core_errc::invalid_argument, "only text content can be sampled here");
+        }
+        text += (text.empty() ? "" : "\n") + b["text"].get<std::string>();
+      }
+      request.messages.push_back({.role = role, .content = std::move(text)});
+    }
+    if (params.contains("maxTokens") && params["maxTokens"].is_number_integer()) {
+      request.max_tokens = params["maxTokens"].get<std::int64_t>();
+    }
+    if (params.contains("temperature") && params["temperature"].is_number()) {
+      request.temperature = params["temperature"].get<double>();
+    }
+    // A hint the contract allows picks the model; otherwise the contract's first.
+    std::string alias;
+    if (params.contains("modelPreferences") && params["modelPreferences"].is_object()) {
+      for (const auto& h : params["modelPreferences"].value("hints", value::array())) {
+        const std::string name = h.is_object() ? h.value("name", std::string()) : std::string();
+        const auto& allowed = run->contract->models_allowed;
+        if (!name.empty() && std::find(allowed.begin(), allowed.end(), name) != allowed.end()) {
+          alias = name;
+          break;
+        }
+      }
+    }
+    int n = 0;
+    {
+      std::lock_guard lock(route.mutex);
+      n = ++route.asked[call_key];
+    }
+    const gated_call call{.key = call_key + "/sampling/" + std::to_string(n),
+                          .run_id = run_id,
+                          .capability = "model.call",
+                          .argument = alias,
+                          .arguments = value::object()};
+    CHOIR_TRY(auto grant, services->gate->check_model(call, models::estimate_tokens(request)));
+    request.model = grant.aliases.front();
+    if (grant.max_answer_tokens) {
+      request.max_tokens = std::min(request.max_tokens.value_or(*grant.max_answer_tokens), *grant.max_answer_tokens);
+    }
+    const std::vector<std::string> fallbacks(grant.aliases.begin() + 1, grant.aliases.end());
+    gated_call granted = call;
+    granted.argument = request.model;
+    CHOIR_TRY(auto performed, services->gate->run_effect(
+                                  granted,
+                                  {.kind = "model:" + request.model,
+                                   .request = kernel::redact(models::to_json(request), run->contract->log_fields),
+                                   .idempotent = true,
+                                   .record_failure = false},
+                                  [&]() -> result<value> {
+                                    CHOIR_TRY(auto answer, services->models->complete(request, fallbacks));
+                                    return models::to_json(answer);
+                                  }));
+    CHOIR_TRY(auto answer, models::response_from_json(performed.outcome));
+    if (performed.source != store::effect_source::recorded) {
+      services->gate->charge(run_id, answer.usage.total(), answer.cost_usd);
+    }
+    return value{{"role", "assistant"},
+                 {"content", {{"type", "text"}, {"text", answer.message.content}}},
+                 {"model", answer.model},
+                 {"stopReason", answer.finish_reason == "length" ? "maxTokens" : "endTurn"}};
+  }
+};
+
+namespace {
+
+/// One of a server's tools, as a tool of the registry named `mcp.<server>.<tool>`.
+class mcp_tool final : public tools::tool {
+ public:
+  mcp_tool(tools::tool_spec spec, std::shared_ptr<mcp_servers::connection> connection, std::string remote_name)
+      : tool(std::move(spec)), connection_(std::move(connection)), remote_name_(std::move(remote_name)) {}
+
+  result<value> call(const value& arguments, const tools::tool_context& context) override {
+    auto client = connection_->ensure();
+    if (!client.ok()) return make_error(tools::tool_errc::failed, client.err().message);
+    mcp::call_options options;
+    options.tag = context.run_id + " " + context.idempotency_key;
+    auto answer = (*client)->call_tool(remote_name_, arguments, options);
+    if (!answer.ok()) return make_error(tools::tool_errc::failed, answer.err().message);
+    if (answer->is_error) return make_error(tools::tool_errc::failed, answer->text());
+    // The text is what a model reads; blocks of other kinds (images, resource links) are kept as
+    // the server sent them, and so is structured content.
+    value out{{"text", answer->text()}};
+    const bool only_text = std::all_of(answer->content.begin(), answer->content.end(), [](const value& b) {
+      return b.is_object() && b.value("type", std::string()) == "text";
+    });
+    if (!only_text) out["content"] = answer->content;
+    if (!answer->structured.is_null()) out["structured"] = answer->structured;
+    return out;
+  }
+
+ private:
+  std::shared_ptr<mcp_servers::connection> connection_;
+  std::string remote_name_;
+};
+
+std::string lowercase(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+}  // namespace
+
+result<std::shared_ptr<mcp_servers>> mcp_servers::start(std::vector<mcp_server_config> configs,
+                                                        tools::tool_registry& registry,
+                                                        const std::filesystem::path& state) {
+  std::shared_ptr<mcp_servers> servers(new mcp_servers());
+  for (auto& config : configs) {
+    auto c = std::make_shared<connection>();
+    c->workspace = config.workspace.empty() ? state / "mcp" / config.name : config.workspace;
+    std::error_code ec;
+    std::filesystem::create_directories(c->workspace, ec);
+    if (ec) return make_error(core_errc::io_error, c->workspace.string() + ": " + ec.message());
+    c->workspace = std::filesystem::canonical(c->workspace, ec);
+    c->config = std::move(config);
+    CHOIR_TRY(auto client, c->ensure());
+    auto listed = client->list_tools();
+    if (!listed.ok()) {
+      client->close();
+      return make_error(listed.err().code, "MCP server " + c->config.name + ": " + listed.err().message);
+    }
+    servers->connections_.push_back(c);
+    const auto& cfg = c->config;
+    for (const auto& t : *listed) {
+      if (!cfg.only.empty() && std::find(cfg.only.begin(), cfg.only.end(), t.name) == cfg.only.end()) continue;
+      const std::string where = "MCP server " + cfg.name + ": tool '" + t.name + "'";
+      if (!tool_name_ok(t.name)) {
+        servers->warnings_.push_back(where + " skipped: not a valid MCP tool name");
+        continue;
+      }
+      std::string description = t.title.empty() ? t.description : t.title + ". " + t.description;
+      tools::tool_spec spec{
+          .name = "mcp." + cfg.name + "." + lowercase(t.name),
+          .description = std::move(description),
+          .input_schema = t.input_schema,
+          .idempotent = std::find(cfg.idempotent.begin(), cfg.idempotent.end(), t.name) != cfg.idempotent.end()};
+      auto added = registry.add(std::make_shared<mcp_tool>(std::move(spec), c, t.name));
+      if (!added.ok()) servers->warnings_.push_back(where + " skipped: " + added.err().message);
+    }
+  }
+  return servers;
+}
+
+mcp_servers::~mcp_servers() { stop(); }
+
+void mcp_servers::route_sampling(const std::shared_ptr<const action_services>& services) {
+  for (const auto& c : connections_) {
+    std::lock_guard lock(c->route->mutex);
+    c->route->services = services;
+  }
+}
+
+std::vector<std::string> mcp_servers::describe() const {
+  std::vector<std::string> out;
+  for (const auto& c : connections_) {
+    std::lock_guard lock(c->mutex);
+    std::string line = c->config.name + ": ";
+    if (c->client) {
+      line += c->client->describe() + " (MCP " + c->client->protocol_version() + ", " +
+              c->client->server_info().value("name", std::string("?")) + ")";
+    } else {
+      line += "not connected";
+    }
+    out.push_back(std::move(line));
+  }
+  return out;
+}
+
+void mcp_servers::stop() {
+  for (const auto& c : connections_) {
+    std::lock_guard lock(c->mutex);
+    if (c->client) c->client->close();
+  }
+}
+
+}  // namespace choir::runtime
