@@ -62,11 +62,11 @@ stage "asan: tests"
 ctest --preset asan
 stage_done "asan tests"
 
-stage "tsan: runtime and store tests"
+stage "tsan: runtime, store and MCP tests"
 if [ -d choir/runtime ] || [ -d choir/store ]; then
   cmake --preset tsan >/dev/null
   cmake --build --preset tsan
-  ctest --preset tsan -L 'runtime|store'
+  ctest --preset tsan -L 'runtime|store|mcp'
 else
   echo "no runtime or store layer yet: nothing to run under TSan"
 fi

@@ -140,6 +140,12 @@ result<void> client::send(const std::string& message) {
   auto sent = channel_->send(message);
   if (!sent.ok()) {
     if (sent.err().code == make_error_code(mcp_errc::session_expired)) return sent.err();
+    if (sent.err().code == make_error_code(mcp_errc::closed)) {
+      // The server went away: its end, with its last words, is usually reported a moment later.
+      std::unique_lock lock(mutex_);
+      changed_.wait_for(lock, std::chrono::milliseconds(500), [&] { return closed_; });
+      return make_error(mcp_errc::closed, closed_ ? describe() + ": " + close_reason_ : sent.err().message);
+    }
     return make_error(mcp_errc::transport_failed, describe() + ": " + sent.err().message);
   }
   return {};
@@ -350,7 +356,8 @@ void client::on_message(std::string_view text) {
       {
         std::lock_guard lock(mutex_);
         const auto it = pending_.find(id);
-        if (it == pending_.end()) return;  // late (timed out and cancelled) or unknown: dropped
+        if (it == pending_.end()) return;                   // late (timed out and cancelled) or unknown: dropped
+        if (it->second.result || it->second.error) return;  // a second answer to one request: the first stands
         if (!message->error.is_null()) {
           it->second.error = std::move(message->error);
         } else {

@@ -264,7 +264,7 @@ class stdio_channel final : public transport {
       const auto last = tail.rfind('\n');
       why += "; its last words: " + (last == std::string::npos ? tail : tail.substr(last + 1));
     }
-    if (on_close_) on_close_(describe() + ": " + why);
+    if (on_close_) on_close_(why);
   }
 
   stdio_options options_;
