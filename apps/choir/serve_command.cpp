@@ -14,6 +14,7 @@
 #include "choir/api/service.hpp"
 #include "choir/runtime/actor.hpp"
 #include "choir/runtime/agent_catalog.hpp"
+#include "choir/runtime/mcp_session.hpp"
 
 namespace choir::cli {
 namespace {
@@ -152,6 +153,8 @@ int serve_command(const serve_options& options, std::ostream& out, std::ostream&
   const fs::path web = options.web.empty() ? default_web_dir() : fs::path(options.web);
   auto audit = audit_options_for(**store, options.store);
   if (!audit.ok()) return fail(audit.err().message);
+  auto session_agent = runtime::mcp_session_agent(default_registry());
+  if (!session_agent.ok()) return fail(session_agent.err().message);
   std::unique_ptr<api::server> server;
   auto svc = std::make_shared<api::service>(
       api::service_options{.store = *store,
@@ -162,7 +165,9 @@ int serve_command(const serve_options& options, std::ostream& out, std::ostream&
                            .web_dir = web,
                            .audit = *audit,
                            .connections = [&server]() -> std::size_t { return server ? server->connections() : 0; },
-                           .policy_document = policy_document});
+                           .policy_document = policy_document,
+                           .services = process_services(),
+                           .mcp_agent = *session_agent});
   server = std::make_unique<api::server>(svc, api::server_options{.host = where->first,
                                                                   .port = where->second,
                                                                   .threads = options.threads,
@@ -190,6 +195,7 @@ int serve_command(const serve_options& options, std::ostream& out, std::ostream&
   sigwait(&stop_signals, &received);
   err << command << ": " << (received == SIGTERM ? "SIGTERM" : "SIGINT") << ", stopping\n";
   server->stop();  // no more requests
+  svc->close_mcp_sessions();
   system.reset();  // the conversations stop at a step boundary (a step commits whole or not at all)
   stop_mcp_servers();
   return exit_ok;  // then the server closes its connections

@@ -26,6 +26,7 @@
 #include "choir/runtime/actions/services.hpp"
 #include "choir/runtime/actor.hpp"
 #include "choir/runtime/agent_catalog.hpp"
+#include "choir/runtime/mcp_session.hpp"
 #include "choir/runtime/test_kernel.hpp"
 #include "choir/store/synchronized.hpp"
 #include "choir/tools/builtin.hpp"
@@ -48,7 +49,7 @@ kind: Policy
 tenants:
   acme:
     roles:
-      member: {grants: [{name: fs.write, allow: ["notes/**"]}, {name: consent.answer, allow: [fs.write]}]}
+      member: {grants: [{name: fs.write, allow: ["notes/**"]}, {name: consent.answer, allow: [fs.write]}, fs.read, fs.list]}
     users:
       ada: {roles: [member]}
     tokens:
@@ -217,6 +218,8 @@ class Api : public ::testing::Test {
                       .store = store_, .gate = gate_, .observer = [hub](const runtime::conversation_event& e) {
                         hub->publish(e);
                       }});
+    auto session_agent = runtime::mcp_session_agent(runtime::runtime_registry(services_));
+    ASSERT_TRUE(session_agent.ok()) << session_agent.err().message;
     web_ = dir_ / "web";
     fs::create_directories(web_ / "assets");
     std::ofstream(web_ / "index.html") << "<!doctype html><title>desk</title>";
@@ -228,7 +231,9 @@ class Api : public ::testing::Test {
                                                          .agents = agents,
                                                          .web_dir = web_,
                                                          .audit = audit_options,
-                                                         .policy_document = "policy"});
+                                                         .policy_document = "policy",
+                                                         .services = services_,
+                                                         .mcp_agent = *session_agent});
     server_ = std::make_unique<server>(service_, server_options{.port = 0, .body_limit = 1 << 20});
     auto port = server_->listen();
     ASSERT_TRUE(port.ok()) << port.err().message;
@@ -716,6 +721,89 @@ TEST_F(Api, TokensMadeOrRevokedWhileServingTakeEffect) {
 
 // The OpenAPI document matches the server: every operation it lists is routed (a made-up id may
 // be "not found", but never "no such route" or "method not allowed"), and routes it leaves out are not.
+TEST_F(Api, McpOverStreamableHttpIsASessionRunThroughTheGate) {
+  auto post = [&](const std::string& session, const value& message, const std::string& token = ada_token,
+                  net::header_list extra = {}) {
+    extra.emplace_back("Accept", "application/json, text/event-stream");
+    if (!session.empty()) extra.emplace_back("Mcp-Session-Id", session);
+    return call("POST", "/mcp", token, dump_json(message), extra);
+  };
+  const value init{{"jsonrpc", "2.0"},
+                   {"id", 1},
+                   {"method", "initialize"},
+                   {"params",
+                    {{"protocolVersion", "2025-11-25"},
+                     {"capabilities", value::object()},
+                     {"clientInfo", {{"name", "t"}, {"version", "1"}}}}}};
+  EXPECT_EQ(post("", init, "").status, 401);  // no token, no session
+  // A session starts with initialize, and nothing else.
+  auto early = post("", {{"jsonrpc", "2.0"}, {"id", 1}, {"method", "tools/list"}});
+  EXPECT_EQ(early.status, 400);
+  EXPECT_NE(early.body.find("initialize"), std::string::npos);
+  // Carol's roles grant nothing: the kernel refuses her session's agent, and says why.
+  auto refused = post("", init, carol_token);
+  EXPECT_EQ(refused.status, 403) << refused.body;
+  EXPECT_NE(refused.body.find("fs.read"), std::string::npos) << refused.body;
+
+  auto opened = post("", init);
+  ASSERT_EQ(opened.status, 200) << opened.body;
+  const std::string session(opened.header("mcp-session-id"));
+  ASSERT_EQ(session.size(), 32u);
+  EXPECT_EQ(json_of(opened)["result"]["protocolVersion"], "2025-11-25");
+  EXPECT_EQ(json_of(opened)["result"]["serverInfo"]["name"], "choir");
+  const net::header_list v{{"MCP-Protocol-Version", "2025-11-25"}};
+  EXPECT_EQ(post(session, {{"jsonrpc", "2.0"}, {"method", "notifications/initialized"}}, ada_token, v).status, 202);
+
+  auto listed = json_of(post(session, {{"jsonrpc", "2.0"}, {"id", 2}, {"method", "tools/list"}}, ada_token, v));
+  std::vector<std::string> names;
+  for (const auto& t : listed["result"]["tools"]) names.push_back(t["name"]);
+  std::sort(names.begin(), names.end());
+  EXPECT_EQ(names, (std::vector<std::string>{"fs.list", "fs.read"}));
+
+  fs::create_directories(dir_ / "workspaces" / "acme" / "mcp-session");
+  std::ofstream(dir_ / "workspaces" / "acme" / "mcp-session" / "hello.txt") << "hi from the workspace";
+  auto read = json_of(post(session,
+                           {{"jsonrpc", "2.0"},
+                            {"id", 3},
+                            {"method", "tools/call"},
+                            {"params", {{"name", "fs.read"}, {"arguments", {{"path", "hello.txt"}}}}}},
+                           ada_token, v));
+  EXPECT_EQ(read["result"]["isError"], false) << read;
+  EXPECT_EQ(read["result"]["structuredContent"]["content"], "hi from the workspace");
+  auto escape = json_of(post(session,
+                             {{"jsonrpc", "2.0"},
+                              {"id", 4},
+                              {"method", "tools/call"},
+                              {"params", {{"name", "fs.read"}, {"arguments", {{"path", "../../../choir.db"}}}}}},
+                             ada_token, v));
+  EXPECT_EQ(escape["result"]["isError"], true) << escape;
+
+  // Hostile and malformed: another user's token with this session, a version nobody speaks, garbage.
+  EXPECT_EQ(post(session, {{"jsonrpc", "2.0"}, {"id", 5}, {"method", "ping"}}, carol_token).status, 404);
+  EXPECT_EQ(post(session, {{"jsonrpc", "2.0"}, {"id", 5}, {"method", "ping"}}, ada_token,
+                 {{"MCP-Protocol-Version", "1999-01-01"}})
+                .status,
+            400);
+  auto garbage = call("POST", "/mcp", ada_token, "{not json", {{"Mcp-Session-Id", session}});
+  EXPECT_EQ(garbage.status, 200);  // answered in JSON-RPC, as over stdio
+  EXPECT_EQ(json_of(garbage)["error"]["code"], -32700);
+  EXPECT_EQ(call("POST", "/mcp", ada_token, "[]", {{"Content-Type", "text/plain"}}).status, 415);
+  EXPECT_EQ(call("GET", "/mcp").status, 405);
+  EXPECT_EQ(post("no-such-session", {{"jsonrpc", "2.0"}, {"id", 6}, {"method", "ping"}}).status, 404);
+  EXPECT_EQ(call("POST", "/mcp", ada_token, dump_json(init), {{"Origin", "http://evil.example"}}).status, 403);
+  EXPECT_NE(call("GET", "/metrics", "").body.find("choir_mcp_sessions 1"), std::string::npos);
+
+  // Each call is in the tenant's audit log, under the session's run.
+  auto audit = json_of(call("GET", "/api/v1/audit"));
+  bool seen = false;
+  for (const auto& e : audit["entries"]) seen = seen || (e.value("capability", "") == "fs.read");
+  EXPECT_TRUE(seen) << audit;
+
+  EXPECT_EQ(call("DELETE", "/mcp", ada_token, "", {{"Mcp-Session-Id", session}}).status, 200);
+  EXPECT_EQ(call("DELETE", "/mcp", ada_token, "", {{"Mcp-Session-Id", session}}).status, 404);
+  EXPECT_EQ(post(session, {{"jsonrpc", "2.0"}, {"id", 7}, {"method", "ping"}}).status, 404);
+}
+
 TEST_F(Api, TheOpenApiDocumentMatchesTheRoutes) {
   auto res = call("GET", "/api/v1/openapi.json", "");
   ASSERT_EQ(res.status, 200);

@@ -189,13 +189,17 @@ struct server::impl {
         break;
       }
       auto& req = parser.get();
-      http_request r{.method = std::string(req.method_string()),
-                     .target = std::string(req.target()),
-                     .host = header(req, http::field::host),
-                     .origin = header(req, http::field::origin),
-                     .authorization = header(req, http::field::authorization),
-                     .content_type = header(req, http::field::content_type),
-                     .body = std::move(req.body())};
+      http_request r{
+          .method = std::string(req.method_string()),
+          .target = std::string(req.target()),
+          .host = header(req, http::field::host),
+          .origin = header(req, http::field::origin),
+          .authorization = header(req, http::field::authorization),
+          .content_type = header(req, http::field::content_type),
+          .accept = header(req, http::field::accept),
+          .mcp_session = req.count("Mcp-Session-Id") ? std::string(req["Mcp-Session-Id"]) : "",
+          .mcp_protocol_version = req.count("MCP-Protocol-Version") ? std::string(req["MCP-Protocol-Version"]) : "",
+          .body = std::move(req.body())};
       if (websocket::is_upgrade(req)) {
         std::string_view path = r.target;
         path = path.substr(0, path.find('?'));

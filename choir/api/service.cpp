@@ -1,5 +1,7 @@
 #include "choir/api/service.hpp"
 
+#include "choir/api/mcp_endpoint.hpp"
+
 #include <algorithm>
 #include <cctype>
 #include <chrono>
@@ -161,7 +163,20 @@ http_response error_response(int status, std::string_view code, std::string_view
   return json_response(status, value{{"error", {{"code", std::string(code)}, {"message", std::string(message)}}}});
 }
 
-service::service(service_options options) : opts_(std::move(options)) {}
+service::service(service_options options) : opts_(std::move(options)), mcp_(std::make_unique<mcp_endpoint>(opts_)) {}
+
+service::~service() = default;
+
+void service::close_mcp_sessions() { mcp_->close_all(); }
+
+std::optional<identity> service::caller(const http_request& request) const {
+  std::string_view auth = request.authorization;
+  constexpr auto bearer = "Bearer "sv;
+  if (auth.size() > bearer.size() && iequals(auth.substr(0, bearer.size()), bearer)) {
+    return authenticate(auth.substr(bearer.size()));
+  }
+  return std::nullopt;
+}
 
 void service::allow_host(std::string host_port) { opts_.allowed_hosts.push_back(std::move(host_port)); }
 
@@ -228,6 +243,14 @@ http_response service::handle(const http_request& request) {
     out = request.method == "GET" || request.method == "HEAD"
               ? json_response(200, value{{"status", "ok"}})
               : error_response(405, "method_not_allowed", "GET /healthz");
+  } else if (path == "/mcp") {
+    if (auto who = caller(request)) {
+      out = mcp_->handle(request, *who, query);
+    } else {
+      out = error_response(401, "unauthorized", "an API token is needed: Authorization: Bearer TOKEN");
+      out.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"choir\"");
+    }
+    out.headers.emplace_back("Cache-Control", "no-store");
   } else if (path == "/api/v1" || path.starts_with("/api/v1/")) {
     out = route(request, path, query);
     out.headers.emplace_back("Cache-Control", "no-store");
@@ -266,6 +289,8 @@ http_response service::metrics() const {
   metric("choir_conversations", "gauge", "Conversations this server hosts (active or passivated).",
          "choir_conversations " + std::to_string(opts_.directory->registered()) + "\n");
   metric("choir_agents", "gauge", "Agents loaded.", "choir_agents " + std::to_string(opts_.agents.size()) + "\n");
+  metric("choir_mcp_sessions", "gauge", "Open MCP sessions at /mcp.",
+         "choir_mcp_sessions " + std::to_string(mcp_->sessions()) + "\n");
   return {.status = 200, .content_type = "text/plain; version=0.0.4; charset=utf-8", .body = m, .headers = {}};
 }
 
@@ -309,12 +334,7 @@ http_response service::route(const http_request& request, std::string_view path,
     return {.status = 200, .content_type = "application/json", .body = std::string(openapi_document), .headers = {}};
   }
   // Who is asking: a bearer token, never one in the URL.
-  std::string_view auth = request.authorization;
-  constexpr auto bearer = "Bearer "sv;
-  std::optional<identity> who;
-  if (auth.size() > bearer.size() && iequals(auth.substr(0, bearer.size()), bearer)) {
-    who = authenticate(auth.substr(bearer.size()));
-  }
+  const std::optional<identity> who = caller(request);
   if (!who) {
     auto out = error_response(401, "unauthorized", "an API token is needed: Authorization: Bearer TOKEN");
     out.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"choir\"");

@@ -16,6 +16,7 @@
 
 #include "choir/api/stream.hpp"
 #include "choir/kernel/audit.hpp"
+#include "choir/runtime/actions/services.hpp"
 #include "choir/runtime/agent_run.hpp"
 #include "choir/runtime/conversation.hpp"
 #include "choir/runtime/gate.hpp"
@@ -31,6 +32,9 @@ struct http_request {
   std::string origin;
   std::string authorization;
   std::string content_type;
+  std::string accept;
+  std::string mcp_session;           ///< `Mcp-Session-Id` (`/mcp`)
+  std::string mcp_protocol_version;  ///< `MCP-Protocol-Version` (`/mcp`)
   std::string body;
 };
 
@@ -58,11 +62,21 @@ struct service_options {
   /// again when its stored version changes (looked at once a second at most), so that tokens made
   /// or revoked while the server runs take effect. Empty: the gate's policy stays as it is.
   std::string policy_document;
+  /// What MCP sessions at `/mcp` call tools with (the registry, the gate, the store); null: `/mcp`
+  /// answers 404.
+  std::shared_ptr<const runtime::action_services> services;
+  /// The agent an MCP session acts under when it names none (`/mcp?agent=NAME` names one of `agents`).
+  std::shared_ptr<const runtime::agent_definition> mcp_agent;
 };
+
+class mcp_endpoint;
 
 class service {
  public:
   explicit service(service_options options);
+  ~service();
+  service(const service&) = delete;
+  service& operator=(const service&) = delete;
 
   /// Answers any request that is not a WebSocket upgrade.
   [[nodiscard]] http_response handle(const http_request& request);
@@ -76,6 +90,8 @@ class service {
   [[nodiscard]] const service_options& options() const noexcept { return opts_; }
   /// Adds a `Host` value the server answers to (the server knows its port once it listens).
   void allow_host(std::string host_port);
+  /// Ends the MCP sessions (at shutdown: their runs are recorded completed).
+  void close_mcp_sessions();
 
  private:
   http_response route(const http_request& request, std::string_view path, std::string_view query);
@@ -84,7 +100,11 @@ class service {
   /// Puts the stored policy in force if it changed (see `service_options::policy_document`).
   void refresh_policy() const;
 
+  /// Whom the request's bearer token acts for (none: no token, or an unknown one).
+  [[nodiscard]] std::optional<identity> caller(const http_request& request) const;
+
   service_options opts_;
+  std::unique_ptr<mcp_endpoint> mcp_;
   /// Responses by status class (1xx…5xx), for `/metrics`.
   std::array<std::atomic<std::uint64_t>, 6> responses_{};
   mutable std::atomic<std::int64_t> policy_version_{-1};    ///< the stored version in force (-1: not read yet)

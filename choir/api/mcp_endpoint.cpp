@@ -1,0 +1,211 @@
+#include "choir/api/mcp_endpoint.hpp"
+
+#include <openssl/rand.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "choir/mcp/jsonrpc.hpp"
+#include "choir/mcp/server.hpp"
+#include "choir/runtime/mcp_session.hpp"
+
+namespace choir::api {
+namespace {
+
+/// A JSON-RPC error as the whole body of an HTTP answer (what MCP clients read on a 4xx).
+http_response rpc_refusal(int status, int code, std::string_view message, const value& id = nullptr) {
+  return {
+      .status = status, .content_type = "application/json", .body = mcp::rpc_error(id, code, message), .headers = {}};
+}
+
+std::string session_id() {
+  unsigned char bytes[16];
+  if (RAND_bytes(bytes, sizeof bytes) != 1) return {};
+  static constexpr char hex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char b : bytes) {
+    out.push_back(hex[b >> 4]);
+    out.push_back(hex[b & 15]);
+  }
+  return out;
+}
+
+std::string query_value(std::string_view query, std::string_view key) {
+  while (!query.empty()) {
+    const auto amp = query.find('&');
+    const auto pair = query.substr(0, amp);
+    const auto eq = pair.find('=');
+    if (eq != std::string_view::npos && pair.substr(0, eq) == key) return std::string(pair.substr(eq + 1));
+    if (amp == std::string_view::npos) break;
+    query.remove_prefix(amp + 1);
+  }
+  return {};
+}
+
+constexpr std::size_t max_sessions = 256;
+constexpr auto idle_limit = std::chrono::minutes(60);
+
+}  // namespace
+
+struct mcp_endpoint::session {
+  std::string id;
+  identity who;
+  std::unique_ptr<runtime::mcp_session> provider;
+  std::unique_ptr<mcp::server> engine;
+  std::mutex calls;  ///< one message at a time, in the order they arrive (as over stdio)
+  std::chrono::steady_clock::time_point last_used = std::chrono::steady_clock::now();
+};
+
+mcp_endpoint::mcp_endpoint(const service_options& options) : options_(options) {}
+
+mcp_endpoint::~mcp_endpoint() { close_all(); }
+
+std::size_t mcp_endpoint::sessions() const {
+  std::lock_guard lock(mutex_);
+  return sessions_.size();
+}
+
+void mcp_endpoint::close_all() {
+  std::map<std::string, std::shared_ptr<session>, std::less<>> ending;
+  {
+    std::lock_guard lock(mutex_);
+    ending.swap(sessions_);
+  }
+  for (auto& [id, s] : ending) {
+    std::lock_guard calls(s->calls);
+    s->provider->close();
+  }
+}
+
+void mcp_endpoint::sweep() {
+  std::vector<std::shared_ptr<session>> ending;
+  {
+    std::lock_guard lock(mutex_);
+    const auto now = std::chrono::steady_clock::now();
+    for (auto it = sessions_.begin(); it != sessions_.end();) {
+      if (now - it->second->last_used > idle_limit) {
+        ending.push_back(it->second);
+        it = sessions_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (auto& s : ending) {
+    std::lock_guard calls(s->calls);
+    s->provider->close();
+  }
+}
+
+http_response mcp_endpoint::handle(const http_request& request, const identity& who, std::string_view query) {
+  if (!options_.services) return error_response(404, "not_found", "MCP is not served here");
+  sweep();
+  if (request.method == "GET") {
+    // No server-initiated stream: every answer comes in the response to its POST.
+    auto out = error_response(405, "method_not_allowed", "POST and DELETE /mcp (this server opens no GET stream)");
+    out.headers.emplace_back("Allow", "POST, DELETE");
+    return out;
+  }
+  if (request.method != "POST" && request.method != "DELETE") {
+    auto out = error_response(405, "method_not_allowed", "POST and DELETE /mcp");
+    out.headers.emplace_back("Allow", "POST, DELETE");
+    return out;
+  }
+  if (!request.mcp_protocol_version.empty()) {
+    const auto& known = mcp::supported_versions();
+    if (std::find(known.begin(), known.end(), request.mcp_protocol_version) == known.end()) {
+      std::string list;
+      for (const auto& v : known) list += (list.empty() ? "" : ", ") + v;
+      return rpc_refusal(400, mcp::rpc_code::invalid_request,
+                         "unsupported MCP-Protocol-Version " + request.mcp_protocol_version.substr(0, 64) +
+                             " (supported: " + list + ")");
+    }
+  }
+  std::shared_ptr<session> s;
+  if (!request.mcp_session.empty()) {
+    std::lock_guard lock(mutex_);
+    const auto it = sessions_.find(request.mcp_session);
+    // Another user's session is as if it did not exist.
+    if (it != sessions_.end() && it->second->who.tenant == who.tenant && it->second->who.user == who.user) {
+      s = it->second;
+    }
+    if (!s) return rpc_refusal(404, -32001, "no such MCP session (it ended or expired): initialize again");
+    if (request.method == "DELETE") sessions_.erase(it);
+  }
+  if (request.method == "DELETE") {
+    if (!s) return rpc_refusal(400, mcp::rpc_code::invalid_request, "DELETE /mcp needs an Mcp-Session-Id");
+    std::lock_guard calls(s->calls);
+    s->provider->close();
+    return {.status = 200, .content_type = "application/json", .body = "{}", .headers = {}};
+  }
+  // POST: one JSON-RPC message.
+  if (!request.content_type.starts_with("application/json")) {
+    return rpc_refusal(415, mcp::rpc_code::invalid_request, "the body must be JSON (Content-Type: application/json)");
+  }
+  if (!request.accept.empty() && request.accept.find("application/json") == std::string::npos &&
+      request.accept.find("*/*") == std::string::npos) {
+    return rpc_refusal(406, mcp::rpc_code::invalid_request, "Accept must include application/json");
+  }
+  if (!s) return open(request, who, query);
+  std::optional<std::string> answer;
+  {
+    std::lock_guard calls(s->calls);
+    s->last_used = std::chrono::steady_clock::now();
+    answer = s->engine->handle(request.body);
+  }
+  if (!answer) return {.status = 202, .content_type = "application/json", .body = "", .headers = {}};
+  return {.status = 200, .content_type = "application/json", .body = std::move(*answer), .headers = {}};
+}
+
+http_response mcp_endpoint::open(const http_request& request, const identity& who, std::string_view query) {
+  mcp::rpc_failure failure;
+  const auto message = mcp::parse_rpc(request.body, failure);
+  if (!message) return rpc_refusal(400, failure.code, failure.message, failure.id);
+  if (message->type != mcp::rpc_message::kind::request || message->method != "initialize") {
+    return rpc_refusal(400, mcp::rpc_code::invalid_request,
+                       "no Mcp-Session-Id: a session starts with an initialize request", message->id);
+  }
+  {
+    std::lock_guard lock(mutex_);
+    if (sessions_.size() >= max_sessions) {
+      return rpc_refusal(503, mcp::rpc_code::internal_error, "too many MCP sessions: end one (DELETE) and try again",
+                         message->id);
+    }
+  }
+  // The session's agent: one of the server's agents (`?agent=NAME`), or the built-in one.
+  std::shared_ptr<const runtime::agent_definition> agent = options_.mcp_agent;
+  if (const std::string name = query_value(query, "agent"); !name.empty()) {
+    const auto it = options_.agents.find(name);
+    if (it == options_.agents.end()) {
+      return rpc_refusal(404, mcp::rpc_code::invalid_params, "no agent named " + name.substr(0, 128), message->id);
+    }
+    agent = it->second;
+  }
+  if (!agent) return rpc_refusal(404, mcp::rpc_code::invalid_params, "name an agent: /mcp?agent=NAME", message->id);
+  auto provider = runtime::mcp_session::open(options_.services, agent,
+                                             runtime::principal{.tenant = who.tenant, .user = who.user}, 30'000);
+  if (!provider.ok()) {
+    // The kernel refused the session's agent for this user: say which clause.
+    return rpc_refusal(403, mcp::rpc_code::invalid_request, provider.err().message, message->id);
+  }
+  auto s = std::make_shared<session>();
+  s->id = session_id();
+  if (s->id.empty()) return rpc_refusal(500, mcp::rpc_code::internal_error, "no randomness for a session id");
+  s->who = who;
+  s->provider = std::move(provider).value();
+  s->engine = std::make_unique<mcp::server>(
+      *s->provider, mcp::server_info{.name = "choir",
+                                     .version = "0.1.0",
+                                     .instructions = "ChoirOS tools of agent " + agent->name +
+                                                     "; every call is checked by the kernel and audited."});
+  auto answer = s->engine->handle(request.body);
+  {
+    std::lock_guard lock(mutex_);
+    sessions_.emplace(s->id, s);
+  }
+  http_response out{.status = 200, .content_type = "application/json", .body = answer.value_or("{}"), .headers = {}};
+  out.headers.emplace_back("Mcp-Session-Id", s->id);
+  return out;
+}
+
+}  // namespace choir::api

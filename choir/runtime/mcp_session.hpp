@@ -1,0 +1,60 @@
+#pragma once
+/// An MCP client's session with ChoirOS (`choir mcp serve` over stdio, `/mcp` of `choir serve`
+/// over Streamable HTTP) is a run: started and admitted by the kernel like any other, for the
+/// person the client authenticated as, under an agent's contract (the built-in `mcp-session`
+/// agent unless one is named). The session serves the tools that contract asks for; each call is
+/// an effect of the run — checked, journaled and audited by the gate (`call_tool`).
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "choir/mcp/server.hpp"
+#include "choir/runtime/actions/services.hpp"
+#include "choir/runtime/agent_catalog.hpp"
+
+namespace choir::graph {
+class application;
+}
+
+namespace choir::runtime {
+
+/// The agent of a session that names none: it may read and list its workspace.
+[[nodiscard]] result<std::shared_ptr<const agent_definition>> mcp_session_agent(const graph::action_registry& registry);
+
+class mcp_session final : public mcp::server_provider {
+ public:
+  /// Starts the session's run of `agent` for `who` (admitted by `services.gate`, recorded in
+  /// `services.store`), and makes its workspace. Errors: those of admission (`not_admitted`,
+  /// naming the clause), of the store.
+  [[nodiscard]] static result<std::unique_ptr<mcp_session>> open(std::shared_ptr<const action_services> services,
+                                                                 std::shared_ptr<const agent_definition> agent,
+                                                                 const principal& who, std::int64_t lease_ttl_ms);
+  ~mcp_session() override;
+
+  [[nodiscard]] const std::string& run_id() const noexcept { return run_id_; }
+  [[nodiscard]] const agent_definition& agent() const noexcept { return *agent_; }
+
+  /// The registry's tools that the contract asks for.
+  [[nodiscard]] std::vector<mcp::tool_descriptor> tools() override;
+  /// One call, as an effect of the session's run (key `<run>/0/mcp/<n>`). The kernel's refusals and
+  /// the tool's failures are results with `is_error`, their reason as text.
+  [[nodiscard]] result<mcp::tool_result> call_tool(const std::string& name, const value& arguments) override;
+
+  /// Ends the session: its run is recorded `completed` (and released by the gate). Idempotent.
+  void close();
+
+ private:
+  mcp_session(std::shared_ptr<const action_services> services, std::shared_ptr<const agent_definition> agent,
+              std::unique_ptr<graph::application> app);
+  std::shared_ptr<const action_services> services_;
+  std::shared_ptr<const agent_definition> agent_;
+  std::unique_ptr<graph::application> app_;  ///< the session's run, held (and leased) while it is open
+  std::string run_id_;
+  std::atomic<std::int64_t> calls_{0};
+  std::atomic<bool> closed_{false};
+};
+
+}  // namespace choir::runtime

@@ -1,0 +1,109 @@
+// Interop: the official MCP TypeScript SDK's client against `/mcp` of `choir serve` (Streamable HTTP).
+//   node tests/interop/mcp_http.mjs <choir binary> <scratch folder> <examples folder>
+// Exit 0: every check passed; 1: a check failed (printed); 77: the SDK is not installed (skip).
+import assert from "node:assert/strict";
+import { execFileSync, spawn } from "node:child_process";
+import { mkdirSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+
+let Client, StreamableHTTPClientTransport;
+try {
+  ({ Client } = await import("@modelcontextprotocol/sdk/client/index.js"));
+  ({ StreamableHTTPClientTransport } = await import("@modelcontextprotocol/sdk/client/streamableHttp.js"));
+} catch {
+  console.log("skipped: @modelcontextprotocol/sdk is not installed (npm ci --prefix tests/interop)");
+  process.exit(77);
+}
+
+const [choir, scratch, examples] = process.argv.slice(2);
+rmSync(scratch, { recursive: true, force: true });
+mkdirSync(scratch, { recursive: true });
+const store = join(scratch, "choir.db");
+execFileSync(choir, ["policy", "apply", join(examples, "policy.yaml"), "--store", store]);
+
+/** `choir serve` on a free port: its URL and admin token. */
+function serve() {
+  const proc = spawn(choir, ["serve", "--listen", "127.0.0.1:0", "--store", store, "--agents", examples], {
+    cwd: scratch,
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  return new Promise((resolve, reject) => {
+    let url = null;
+    let token = null;
+    const timer = setTimeout(() => reject(new Error("choir serve did not start within 20 s")), 20_000);
+    createInterface({ input: proc.stdout }).on("line", (line) => {
+      url ??= /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(line)?.[1];
+      token ??= /admin token: (choir_\S+)/.exec(line)?.[1];
+      if (url && token) {
+        clearTimeout(timer);
+        resolve({ proc, url, token });
+      }
+    });
+    proc.on("exit", (code) => reject(new Error(`choir serve exited early (${code})`)));
+  });
+}
+
+const text = (result) => result.content.map((c) => c.text ?? "").join("");
+
+async function connect(url, token, agent) {
+  const endpoint = new URL(`${url}/mcp${agent ? `?agent=${agent}` : ""}`);
+  const transport = new StreamableHTTPClientTransport(endpoint, {
+    requestInit: { headers: { Authorization: `Bearer ${token}` } },
+  });
+  const client = new Client({ name: "choir-interop", version: "1.0.0" });
+  await client.connect(transport);
+  return { client, transport };
+}
+
+let server;
+try {
+  server = await serve();
+  const { url, token } = server;
+
+  // Without a token there is no session.
+  await assert.rejects(connect(url, "choir_not_a_token"), /401|nauthori/);
+
+  // The built-in session agent: read-only tools of its workspace.
+  const { client, transport } = await connect(url, token);
+  assert.equal(client.getServerVersion().name, "choir");
+  assert.match(transport.sessionId, /^[0-9a-f]{32}$/);
+  const { tools } = await client.listTools();
+  assert.deepEqual(tools.map((t) => t.name).sort(), ["fs.list", "fs.read"]);
+  const listed = await client.callTool({ name: "fs.list", arguments: { path: "." } });
+  assert.equal(listed.isError, false, text(listed));
+  const missing = await client.callTool({ name: "fs.read", arguments: { path: "nope.txt" } });
+  assert.equal(missing.isError, true);
+  const escape = await client.callTool({ name: "fs.read", arguments: { path: "../../../choir.db" } });
+  assert.equal(escape.isError, true);
+  await assert.rejects(client.callTool({ name: "no.such.tool", arguments: {} }), /Unknown tool/);
+  await client.ping();
+  await transport.terminateSession();
+  await assert.rejects(client.ping(), /404|not found|session/i);
+  await client.close();
+
+  // A session under the notes agent's contract: its tools, its patterns, the kernel's refusals.
+  const notes = await connect(url, token, "notes");
+  const noteTools = (await notes.client.listTools()).tools.map((t) => t.name).sort();
+  assert.deepEqual(noteTools, ["fs.read", "fs.write", "shell.exec"]);
+  const wrote = await notes.client.callTool({ name: "fs.write", arguments: { path: "notes/http.txt", content: "over HTTP" } });
+  assert.equal(wrote.isError, false, text(wrote));
+  const read = await notes.client.callTool({ name: "fs.read", arguments: { path: "notes/http.txt" } });
+  assert.equal(read.structuredContent.content, "over HTTP");
+  const denied = await notes.client.callTool({ name: "fs.write", arguments: { path: "elsewhere.txt", content: "x" } });
+  assert.equal(denied.isError, true);
+  assert.match(text(denied), /only for/);
+  await notes.transport.terminateSession();
+  await notes.client.close();
+
+  // Every call is in the audit log, and the log verifies.
+  const audit = execFileSync(choir, ["audit", "list", "--limit", "200", "--store", store]).toString();
+  assert.match(audit, /fs\.write/);
+  assert.match(audit, /fs\.list/);
+  console.log(`ok: the SDK's HTTP client opened sessions at ${url}/mcp, listed, called, was refused, and ended them`);
+} catch (e) {
+  console.error("FAILED:", e);
+  process.exitCode = 1;
+} finally {
+  if (server) server.proc.kill("SIGTERM");
+}
