@@ -106,6 +106,18 @@ asio::awaitable<void> run_exchange(exchange& out, const http_request& request, c
       auto resolved = co_await resolver.async_resolve(url.host, url.port, asio::use_awaitable);
       for (const auto& entry : resolved) endpoints.push_back(entry.endpoint());
     }
+    if (request.vet_address) {
+      std::string refusal;
+      std::erase_if(endpoints, [&](const tcp::endpoint& e) {
+        auto why = request.vet_address(e.address().to_string());
+        if (!why.empty() && refusal.empty()) refusal = e.address().to_string() + " " + why;
+        return !why.empty();
+      });
+      if (endpoints.empty()) {
+        out.outcome = make_error(core_errc::invalid_argument, request.url + ": refused: " + refusal);
+        co_return;
+      }
+    }
     if (tls == nullptr) {
       beast::tcp_stream stream(executor);
       co_await stream.async_connect(endpoints, asio::use_awaitable);

@@ -30,6 +30,11 @@ struct http_request {
   /// When set, the call gives up within 50 ms of it becoming true (`core_errc::io_error`,
   /// "cancelled"): how a long-lived stream is stopped from another thread.
   const std::atomic<bool>* cancel = nullptr;
+  /// When set, called with each address the host resolves to (`127.0.0.1`, `::1`); it returns why
+  /// the address is refused, or nothing to allow it. Only allowed addresses are connected to, so a
+  /// name cannot resolve to one address when checked and another when used. All refused: the call
+  /// fails with `core_errc::invalid_argument` and the first reason.
+  std::function<std::string(std::string_view address)> vet_address;
 };
 
 struct http_response {

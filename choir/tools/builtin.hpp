@@ -65,6 +65,24 @@ struct sandbox_extras {
 [[nodiscard]] std::vector<std::shared_ptr<tool>> workspace_tools(std::size_t max_file_bytes = 8u << 20);
 [[nodiscard]] std::shared_ptr<tool> shell_tool(sandbox_limits limits);
 
+/// What `web.fetch` may do per call.
+struct web_limits {
+  std::size_t max_bytes = 1u << 20;  ///< of the answer's body; more is cut (`truncated: true`)
+  std::chrono::milliseconds timeout{20'000};
+  int max_redirects = 5;
+};
+
+/// Why `web.fetch` refuses to connect to `address` (text form, IPv4 or IPv6): loopback, private,
+/// link-local (cloud metadata), shared, unspecified, multicast — IPv4-mapped IPv6 included. Empty:
+/// a public address.
+[[nodiscard]] std::string refused_address(std::string_view address);
+
+/// `web.fetch`: GET `url` (http or https). The host is resolved first and each address vetted
+/// (`refused_address`) unless one of the capability's patterns names the host itself; only vetted
+/// addresses are connected to. Redirects (at most `max_redirects`) are followed by hand, each new
+/// URL checked again by the gate (`tool_context::recheck`) and vetted again.
+[[nodiscard]] std::shared_ptr<tool> web_tool(web_limits limits = {});
+
 /// Registers every built-in tool.
 [[nodiscard]] result<void> add_builtin_tools(tool_registry& registry, const sandbox_limits& limits = {});
 

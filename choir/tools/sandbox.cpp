@@ -213,6 +213,7 @@ std::shared_ptr<tool> shell_tool(sandbox_limits limits) { return std::make_share
 result<void> add_builtin_tools(tool_registry& registry, const sandbox_limits& limits) {
   for (auto& t : workspace_tools()) CHOIR_CHECK(registry.add(std::move(t)));
   CHOIR_CHECK(registry.add(shell_tool(limits)));
+  CHOIR_CHECK(registry.add(web_tool()));
   return {};
 }
 

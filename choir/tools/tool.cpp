@@ -18,6 +18,7 @@ class tool_category_impl final : public std::error_category {
       case tool_errc::limit_exceeded: return "limit exceeded";
       case tool_errc::sandbox_unavailable: return "sandbox unavailable";
       case tool_errc::failed: return "failed";
+      case tool_errc::forbidden_address: return "forbidden address";
     }
     return "unknown tool error";
   }

@@ -6,6 +6,7 @@
 /// checks and journals every call before it reaches them (ARCHITECTURE, "Who owns what").
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -27,6 +28,7 @@ enum class tool_errc {
   limit_exceeded,       ///< time, memory or output over the limit
   sandbox_unavailable,  ///< the sandbox cannot be set up here (the tool does not run without it)
   failed,               ///< the operation failed (the message says how)
+  forbidden_address,    ///< a network address the tool may not reach (loopback, private, link-local)
 };
 
 [[nodiscard]] const std::error_category& tool_category() noexcept;
@@ -40,6 +42,12 @@ struct tool_context {
   std::string idempotency_key;
   /// The run the call is for (tools that call out, such as MCP servers, say on whose behalf).
   std::string run_id;
+  /// The patterns the contract narrows this capability to (`allow`), for tools that treat a
+  /// place a pattern names explicitly differently (`web.fetch` reaches a private address only then).
+  std::vector<std::string> patterns;
+  /// Checks another subject of the same call against the contract and policy, as the first was
+  /// (a redirect's URL); null: none is checked.
+  std::function<result<void>(const std::string& subject)> recheck;
 };
 
 struct tool_spec {

@@ -99,7 +99,17 @@ result<tool_outcome> call_tool(const action_services& services, const std::strin
                         .capability = name,
                         .argument = registry.subject_of(name, arguments),
                         .arguments = arguments};
-  const tools::tool_context context{.workspace = workspace, .idempotency_key = key, .run_id = run_id};
+  tools::tool_context context{.workspace = workspace, .idempotency_key = key, .run_id = run_id};
+  for (const auto& c : run->contract->capabilities) {
+    if (c.name == name) context.patterns = c.allow;
+  }
+  // A second place the same call goes to (a redirect) is checked as the first was.
+  context.recheck = [&services, &call](const std::string& subject) -> result<void> {
+    gated_call again = call;
+    again.key = call.key + "/then/" + subject;
+    again.argument = subject;
+    return services.gate->check(again);
+  };
   CHOIR_TRY(
       auto performed,
       services.gate->perform(

@@ -7,6 +7,7 @@
 #include "choir/graph/errors.hpp"
 #include "choir/models/gateway.hpp"
 #include "choir/runtime/actions/effect_support.hpp"
+#include "choir/runtime/actions/exec.hpp"
 #include "choir/runtime/actions/map.hpp"
 #include "choir/tools/tool.hpp"
 
@@ -312,7 +313,8 @@ graph::action_registry runtime_registry(std::shared_ptr<const action_services> s
   auto registry = graph::action_registry::with_builtins();
   register_map_action(registry, services);
   register_llm_action(registry, services);
-  register_tool_action(registry, std::move(services));
+  register_tool_action(registry, services);
+  register_exec_actions(registry, std::move(services));
   return registry;
 }
 

@@ -1,4 +1,5 @@
 #include "choir/runtime/actions/llm.hpp"
+#include "choir/runtime/actions/exec.hpp"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -23,7 +24,7 @@ kind: Policy
 tenants:
   acme:
     roles:
-      writer: {grants: [fs.read, fs.write, fs.list, shell.exec]}
+      writer: {grants: [fs.read, fs.write, fs.list, shell.exec, {name: exec, allow: ["sh **"]}, verify]}
     users:
       ada: {roles: [writer]}
 )";
@@ -350,6 +351,100 @@ TEST_F(Llm, AToolStepCallsItsToolWithComputedArguments) {
   ASSERT_EQ(linked->reason, graph::halt_reason::failed);
   EXPECT_NE(linked->failure->message.find("leads outside the workspace"), std::string::npos)
       << linked->failure->message;
+}
+
+// ---- exec and verify: programs in the sandbox ----
+
+std::string program_agent(const std::string& capabilities, const std::string& actions, const std::string& transitions = "") {
+  return "apiVersion: agentos/v0.2\nkind: AgentContract\nname: writer\nclass: {latency: SRT}\ncapabilities: " +
+         capabilities + "\nobservability: {log_fields: [request]}\n---\napiVersion: agentos/v0.2\nkind: Graph\nname: writer\n"
+         "entrypoint: first\nstate: {request: '', length: 0, verdict: null}\nactions:\n" + actions + transitions;
+}
+
+bool have_sandbox() { return ::access("/usr/bin/bwrap", X_OK) == 0; }
+
+TEST_F(Llm, ExecRunsAProgramJsonInAndJsonOutInTheWorkspace) {
+  if (!have_sandbox()) GTEST_SKIP() << "bubblewrap is not installed";
+  // stdin is {"request": "hello"}: 19 bytes; the program also leaves a file in the workspace.
+  const std::string actions =
+      "  first:\n    type: exec\n    reads: [request]\n    writes: [length]\n"
+      "    command: [sh, -c, 'read -r line; echo made > made.txt; printf \"{\\\"length\\\": %d}\" ${#line}']\n";
+  auto outcome = run(program_agent("[{name: exec, allow: [\"sh **\"]}]", actions), "hello");
+  ASSERT_TRUE(outcome.ok()) << outcome.err().message;
+  ASSERT_EQ(outcome->reason, graph::halt_reason::completed) << (outcome->failure ? outcome->failure->message : "");
+  EXPECT_EQ(final_["length"], 19);
+  EXPECT_TRUE(fs::exists(workspace() / "made.txt"));
+  const auto calls = audit_entries("call");
+  ASSERT_FALSE(calls.empty());
+  EXPECT_EQ(calls.back()["capability"], "exec");
+}
+
+TEST_F(Llm, ExecFailsClearlyOnBadExitsBadOutputAndUndeclaredWrites) {
+  if (!have_sandbox()) GTEST_SKIP() << "bubblewrap is not installed";
+  struct failing {
+    const char* command;
+    const char* says;
+  };
+  for (const auto& f : {failing{"echo oops >&2; exit 3", "exited with 3: oops"},
+                        failing{"echo not json", "not one JSON object"},
+                        failing{"echo '{\"secret\": 1}'", "wrote 'secret', which is not in writes"},
+                        failing{"sleep 5", "time limit"}}) {
+    const std::string actions = std::string("  first:\n    type: exec\n    writes: [length]\n    timeout_ms: 300\n") +
+                                "    command: " + value(f.command).dump() + "\n";
+    auto outcome = run(program_agent("[{name: exec, allow: [\"**\"]}]", actions), "x",
+                       std::string("r-") + std::to_string(std::hash<std::string>{}(f.command)));
+    ASSERT_TRUE(outcome.ok()) << outcome.err().message;
+    ASSERT_TRUE(outcome->failure) << f.command;
+    EXPECT_NE(outcome->failure->message.find(f.says), std::string::npos) << outcome->failure->message;
+  }
+}
+
+TEST_F(Llm, ExecAndVerifyNeedTheirCapabilities) {
+  if (!have_sandbox()) GTEST_SKIP() << "bubblewrap is not installed";
+  // The contract asks for exec only for `sh …`; the policy grants exec only for `sh …` too.
+  const std::string actions = "  first:\n    type: exec\n    command: [cat, /etc/hostname]\n";
+  auto outcome = run(program_agent("[{name: exec, allow: [\"sh **\"]}]", actions), "x");
+  ASSERT_TRUE(outcome.ok()) << outcome.err().message;
+  ASSERT_TRUE(outcome->failure);
+  EXPECT_NE(outcome->failure->message.find("exec"), std::string::npos) << outcome->failure->message;
+  const auto verify = "  first:\n    type: verify\n    command: 'true'\n    into: verdict\n";
+  auto no_cap = run(program_agent("[fs.read]", verify), "x", "r2");
+  ASSERT_TRUE(no_cap.ok()) << no_cap.err().message;
+  ASSERT_TRUE(no_cap->failure);
+  EXPECT_NE(no_cap->failure->message.find("verify"), std::string::npos) << no_cap->failure->message;
+}
+
+TEST_F(Llm, VerifyGivesAVerdictTheGraphRoutesOn) {
+  if (!have_sandbox()) GTEST_SKIP() << "bubblewrap is not installed";
+  // Check for a file that is not there, make it, check again: fail, then pass.
+  const std::string actions =
+      "  first:\n    type: verify\n    command: 'test -f ok.txt || { echo missing ok.txt; exit 1; }'\n    into: verdict\n"
+      "  fix:\n    type: exec\n    command: [sh, -c, 'touch ok.txt']\n"
+      "  again:\n    type: verify\n    command: 'test -f ok.txt && echo found'\n    into: verdict\n";
+  const std::string transitions =
+      "transitions:\n  - {from: first, to: fix, when: 'verdict.passed == false'}\n  - {from: fix, to: again}\n";
+  auto outcome = run(program_agent("[{name: exec, allow: [\"sh **\"]}, verify]", actions, transitions), "x");
+  ASSERT_TRUE(outcome.ok()) << outcome.err().message;
+  ASSERT_EQ(outcome->reason, graph::halt_reason::completed) << (outcome->failure ? outcome->failure->message : "");
+  EXPECT_EQ(final_["verdict"]["passed"], true);
+  EXPECT_EQ(final_["verdict"]["exit_code"], 0);
+  EXPECT_EQ(final_["verdict"]["output"], "found\n");
+  // A verifier that runs out of time has failed; it is not an error.
+  const auto slow = "  first:\n    type: verify\n    command: 'sleep 5'\n    timeout_ms: 200\n    into: verdict\n";
+  auto timed = run(program_agent("[verify]", slow), "x", "r3");
+  ASSERT_TRUE(timed.ok()) << timed.err().message;
+  ASSERT_EQ(timed->reason, graph::halt_reason::completed) << (timed->failure ? timed->failure->message : "");
+  EXPECT_EQ(final_["verdict"]["passed"], false);
+  EXPECT_NE(final_["verdict"]["output"].get<std::string>().find("time limit"), std::string::npos);
+}
+
+TEST_F(Llm, BadExecAndVerifyActionsAreRefusedWhenTheGraphLoads) {
+  for (const char* bad : {"  first: {type: exec}\n", "  first: {type: exec, command: 7}\n",
+                          "  first: {type: exec, command: [sh, 3]}\n", "  first: {type: exec, command: x, timeout_ms: -1}\n",
+                          "  first: {type: verify, command: x}\n", "  first: {type: verify, command: x, into: v, idempotent: 1}\n"}) {
+    auto agent = load_agent(program_agent("[exec, verify]", bad), "writer.yaml", runtime_registry(services_));
+    EXPECT_FALSE(agent.ok()) << bad;
+  }
 }
 
 }  // namespace
