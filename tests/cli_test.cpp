@@ -753,6 +753,23 @@ actions:
   EXPECT_NE(refused.out.find("mcp.everything.get-env"), std::string::npos) << refused.out;
 }
 
+TEST(ChoirTools, TheCheckerRunsProgramsInTheSandboxAndRoutesOnItsVerdict) {
+  if (::access("/usr/bin/bwrap", X_OK) != 0) GTEST_SKIP() << "bubblewrap is not installed";
+  tools_fixture f("checker");
+  auto r = run_choir("run " + example("checker.yaml") + " --json --store " + f.store);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  // measure, check (fails: no report yet), report, check (passes), done
+  EXPECT_NE(r.out.find("\"input_bytes\":22"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\"passed\":false"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\"passed\":true"), std::string::npos) << r.out;
+  std::ifstream report(f.dir / "workspaces" / "local" / "checker" / "report.json");
+  std::string saved((std::istreambuf_iterator<char>(report)), {});
+  EXPECT_EQ(saved, "{\"input_bytes\":22}");  // the step's reads, as its stdin
+  auto audit = run_choir("audit list --store " + f.store);
+  EXPECT_NE(audit.out.find("exec(sh -c"), std::string::npos) << audit.out;
+  EXPECT_NE(audit.out.find("verify(test -s report.json)"), std::string::npos) << audit.out;
+}
+
 TEST(ChoirTools, ABadMcpFileIsReportedWithTheFieldAtFault) {
   tools_fixture f("mcp-bad");
   const auto servers = write_temp("bad-mcp.yaml", "kind: McpServers\nservers:\n  Everything: {command: [node]}\n");

@@ -12,7 +12,8 @@ namespace choir::tools {
 namespace {
 
 bool in_v4(const std::array<unsigned char, 4>& a, unsigned char b0, unsigned char b1, int prefix) {
-  const std::uint32_t addr = (std::uint32_t{a[0]} << 24) | (std::uint32_t{a[1]} << 16) | (std::uint32_t{a[2]} << 8) | a[3];
+  const std::uint32_t addr =
+      (std::uint32_t{a[0]} << 24) | (std::uint32_t{a[1]} << 16) | (std::uint32_t{a[2]} << 8) | a[3];
   const std::uint32_t net = (std::uint32_t{b0} << 24) | (std::uint32_t{b1} << 16);
   const std::uint32_t mask = prefix == 0 ? 0 : ~std::uint32_t{0} << (32 - prefix);
   return (addr & mask) == (net & mask);
@@ -54,8 +55,9 @@ result<std::string> resolve_location(const std::string& base, std::string_view l
     return base.substr(0, base.find("://") + 1) + std::string(location);
   }
   CHOIR_TRY(net::url_parts parts, net::parse_url(base));
-  const std::string origin = parts.scheme + "://" + (parts.host.find(':') != std::string::npos ? "[" + parts.host + "]" : parts.host) +
-                             ":" + parts.port;
+  const std::string origin = parts.scheme + "://" +
+                             (parts.host.find(':') != std::string::npos ? "[" + parts.host + "]" : parts.host) + ":" +
+                             parts.port;
   if (location.starts_with("/")) return origin + std::string(location);
   std::string dir = parts.target.substr(0, parts.target.find('?'));
   dir = dir.substr(0, dir.rfind('/') + 1);
@@ -114,17 +116,15 @@ class web_fetch final : public tool {
       if (!response.ok()) {
         const bool refused = response.err().message.find(": refused: ") != std::string::npos;
         return make_error(refused ? tool_errc::forbidden_address : tool_errc::failed,
-                          refused ? response.err().message +
-                                        " (name the host in the capability's patterns to allow it)"
+                          refused ? response.err().message + " (name the host in the capability's patterns to allow it)"
                                   : response.err().message);
       }
       const int status = response->status;
       const auto location = response->header("location");
       if (status >= 300 && status < 400 && status != 304 && !location.empty()) {
         if (hop >= limits_.max_redirects) {
-          return make_error(tool_errc::limit_exceeded,
-                            "more than " + std::to_string(limits_.max_redirects) + " redirects from " +
-                                arguments["url"].get<std::string>());
+          return make_error(tool_errc::limit_exceeded, "more than " + std::to_string(limits_.max_redirects) +
+                                                           " redirects from " + arguments["url"].get<std::string>());
         }
         CHOIR_TRY(std::string next, resolve_location(url, location));
         if (!next.starts_with("http://") && !next.starts_with("https://")) {

@@ -11,10 +11,10 @@ using net::testing::received_request;
 using net::testing::test_http_server;
 
 TEST(WebFetch, RefusesLoopbackPrivateLinkLocalAndTheirDisguises) {
-  for (const char* refused : {"127.0.0.1", "127.1.2.3", "10.0.0.7", "172.16.0.1", "172.31.255.255", "192.168.1.1",
-                              "169.254.169.254", "100.64.0.1", "0.0.0.0", "224.0.0.1", "::1", "::", "fc00::1",
-                              "fd12:3456::1", "fe80::1", "ff02::1", "::ffff:127.0.0.1", "::ffff:169.254.169.254",
-                              "not-an-address"}) {
+  for (const char* refused :
+       {"127.0.0.1", "127.1.2.3", "10.0.0.7", "172.16.0.1", "172.31.255.255", "192.168.1.1", "169.254.169.254",
+        "100.64.0.1", "0.0.0.0", "224.0.0.1", "::1", "::", "fc00::1", "fd12:3456::1", "fe80::1", "ff02::1",
+        "::ffff:127.0.0.1", "::ffff:169.254.169.254", "not-an-address"}) {
     EXPECT_FALSE(refused_address(refused).empty()) << refused;
   }
   for (const char* allowed : {"93.184.216.34", "8.8.8.8", "172.32.0.1", "192.169.0.1", "2606:4700::1111"}) {
@@ -76,7 +76,8 @@ TEST_F(WebFetchTest, LongAnswersAreCutAndArgumentsChecked) {
 
 TEST_F(WebFetchTest, EveryRedirectIsCheckedAgainAndTheirNumberBounded) {
   test_http_server server([](const received_request& r) {
-    if (r.target == "/start") return canned_reply{.status = 302, .headers = {{"Location", "/next?x=1"}}, .chunks = {""}};
+    if (r.target == "/start")
+      return canned_reply{.status = 302, .headers = {{"Location", "/next?x=1"}}, .chunks = {""}};
     if (r.target == "/next?x=1") return canned_reply{.status = 301, .headers = {{"Location", "end"}}, .chunks = {""}};
     if (r.target == "/end") return canned_reply{.chunks = {"arrived"}};
     if (r.target == "/loop") return canned_reply{.status = 307, .headers = {{"Location", "/loop"}}, .chunks = {""}};

@@ -67,8 +67,9 @@ result<program> read_program(const graph::action_decl& decl, bool idempotent_def
 result<value> run_program(const action_services& services, const graph::state_view& view, const std::string& type,
                           const std::string& action, const program& p, const value& input) {
   if (!services.gate) {
-    return make_error(graph::graph_errc::action_failed,
-                      type + " '" + action + "' runs only under the kernel's gate (a run with a store; not --no-store)");
+    return make_error(
+        graph::graph_errc::action_failed,
+        type + " '" + action + "' runs only under the kernel's gate (a run with a store; not --no-store)");
   }
   CHOIR_TRY(auto origin, detail::origin_of(view, type));
   const auto run = services.gate->admitted(origin.run_id);
@@ -81,26 +82,27 @@ result<value> run_program(const action_services& services, const graph::state_vi
                         .argument = p.shown,
                         .arguments = input};
   const std::string stdin_text = dump_json(input);
-  CHOIR_TRY(auto performed, services.gate->perform(call,
-                                                   {.kind = type + ":" + action,
-                                                    .request = kernel::redact(value{{"command", p.shown}, {"input", input}},
-                                                                              run->contract->log_fields),
-                                                    .idempotent = p.idempotent},
-                                                   [&]() -> result<value> {
-                                                     auto r = tools::run_sandboxed(p.argv, workspace, stdin_text, p.limits);
-                                                     if (!r.ok()) {
-                                                       // A limit that stopped it is its outcome; a sandbox
-                                                       // that cannot start is not (nothing ran).
-                                                       if (r.err().code == tools::tool_errc::limit_exceeded) {
-                                                         return value{{"killed", r.err().message}};
-                                                       }
-                                                       return r.err();
-                                                     }
-                                                     return value{{"exit_code", r->exit_code},
-                                                                  {"stdout", text_of(r->out)},
-                                                                  {"stderr", text_of(r->err, output_tail)},
-                                                                  {"elapsed_ms", r->elapsed_ms}};
-                                                   }));
+  CHOIR_TRY(auto performed,
+            services.gate->perform(
+                call,
+                {.kind = type + ":" + action,
+                 .request = kernel::redact(value{{"command", p.shown}, {"input", input}}, run->contract->log_fields),
+                 .idempotent = p.idempotent},
+                [&]() -> result<value> {
+                  auto r = tools::run_sandboxed(p.argv, workspace, stdin_text, p.limits);
+                  if (!r.ok()) {
+                    // A limit that stopped it is its outcome; a sandbox
+                    // that cannot start is not (nothing ran).
+                    if (r.err().code == tools::tool_errc::limit_exceeded) {
+                      return value{{"killed", r.err().message}};
+                    }
+                    return r.err();
+                  }
+                  return value{{"exit_code", r->exit_code},
+                               {"stdout", text_of(r->out)},
+                               {"stderr", text_of(r->err, output_tail)},
+                               {"elapsed_ms", r->elapsed_ms}};
+                }));
   return performed.outcome;
 }
 

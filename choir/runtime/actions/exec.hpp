@@ -5,8 +5,8 @@
 ///
 ///     score:                          # any language, no recompiling: JSON in, JSON out
 ///       type: exec
-///       command: [python3, -c, "import json,sys; d=json.load(sys.stdin); print(json.dumps({'score': len(d['draft'])}))"]
-///       reads: [draft]                # stdin: one JSON object of the step's inputs and reads
+///       command: [python3, -c, "import json,sys; d=json.load(sys.stdin); print(json.dumps({'score':
+///       len(d['draft'])}))"] reads: [draft]                # stdin: one JSON object of the step's inputs and reads
 ///       writes: [score]               # stdout: one JSON object; each key must be in writes
 ///       timeout_ms: 10000             # default 30000; memory_mb (default 1024)
 ///       idempotent: false             # may it run again after a crash? (default false)

@@ -9,6 +9,7 @@
 
 #include "choir/models/gateway.hpp"
 #include "choir/models/scripted.hpp"
+#include "choir/net/test_http_server.hpp"
 #include "choir/runtime/agent_run.hpp"
 #include "choir/runtime/test_kernel.hpp"
 #include "choir/store/synchronized.hpp"
@@ -24,7 +25,7 @@ kind: Policy
 tenants:
   acme:
     roles:
-      writer: {grants: [fs.read, fs.write, fs.list, shell.exec, {name: exec, allow: ["sh **"]}, verify]}
+      writer: {grants: [fs.read, fs.write, fs.list, shell.exec, {name: exec, allow: ["sh **"]}, verify, web.fetch]}
     users:
       ada: {roles: [writer]}
 )";
@@ -355,10 +356,13 @@ TEST_F(Llm, AToolStepCallsItsToolWithComputedArguments) {
 
 // ---- exec and verify: programs in the sandbox ----
 
-std::string program_agent(const std::string& capabilities, const std::string& actions, const std::string& transitions = "") {
+std::string program_agent(const std::string& capabilities, const std::string& actions,
+                          const std::string& transitions = "") {
   return "apiVersion: agentos/v0.2\nkind: AgentContract\nname: writer\nclass: {latency: SRT}\ncapabilities: " +
-         capabilities + "\nobservability: {log_fields: [request]}\n---\napiVersion: agentos/v0.2\nkind: Graph\nname: writer\n"
-         "entrypoint: first\nstate: {request: '', length: 0, verdict: null}\nactions:\n" + actions + transitions;
+         capabilities +
+         "\nobservability: {log_fields: [request]}\n---\napiVersion: agentos/v0.2\nkind: Graph\nname: writer\n"
+         "entrypoint: first\nstate: {request: '', length: 0, verdict: null}\nactions:\n" +
+         actions + transitions;
 }
 
 bool have_sandbox() { return ::access("/usr/bin/bwrap", X_OK) == 0; }
@@ -385,13 +389,13 @@ TEST_F(Llm, ExecFailsClearlyOnBadExitsBadOutputAndUndeclaredWrites) {
     const char* command;
     const char* says;
   };
-  for (const auto& f : {failing{"echo oops >&2; exit 3", "exited with 3: oops"},
-                        failing{"echo not json", "not one JSON object"},
-                        failing{"echo '{\"secret\": 1}'", "wrote 'secret', which is not in writes"},
-                        failing{"sleep 5", "time limit"}}) {
+  for (const auto& f :
+       {failing{"echo oops >&2; exit 3", "exited with 3: oops"}, failing{"echo not json", "not one JSON object"},
+        failing{"echo '{\"secret\": 1}'", "wrote 'secret', which is not in writes"},
+        failing{"sleep 5", "time limit"}}) {
     const std::string actions = std::string("  first:\n    type: exec\n    writes: [length]\n    timeout_ms: 300\n") +
-                                "    command: " + value(f.command).dump() + "\n";
-    auto outcome = run(program_agent("[{name: exec, allow: [\"**\"]}]", actions), "x",
+                                "    command: [sh, -c, " + value(f.command).dump() + "]\n";
+    auto outcome = run(program_agent("[{name: exec, allow: [\"sh **\"]}]", actions), "x",
                        std::string("r-") + std::to_string(std::hash<std::string>{}(f.command)));
     ASSERT_TRUE(outcome.ok()) << outcome.err().message;
     ASSERT_TRUE(outcome->failure) << f.command;
@@ -418,7 +422,8 @@ TEST_F(Llm, VerifyGivesAVerdictTheGraphRoutesOn) {
   if (!have_sandbox()) GTEST_SKIP() << "bubblewrap is not installed";
   // Check for a file that is not there, make it, check again: fail, then pass.
   const std::string actions =
-      "  first:\n    type: verify\n    command: 'test -f ok.txt || { echo missing ok.txt; exit 1; }'\n    into: verdict\n"
+      "  first:\n    type: verify\n    command: 'test -f ok.txt || { echo missing ok.txt; exit 1; }'\n    into: "
+      "verdict\n"
       "  fix:\n    type: exec\n    command: [sh, -c, 'touch ok.txt']\n"
       "  again:\n    type: verify\n    command: 'test -f ok.txt && echo found'\n    into: verdict\n";
   const std::string transitions =
@@ -439,12 +444,46 @@ TEST_F(Llm, VerifyGivesAVerdictTheGraphRoutesOn) {
 }
 
 TEST_F(Llm, BadExecAndVerifyActionsAreRefusedWhenTheGraphLoads) {
-  for (const char* bad : {"  first: {type: exec}\n", "  first: {type: exec, command: 7}\n",
-                          "  first: {type: exec, command: [sh, 3]}\n", "  first: {type: exec, command: x, timeout_ms: -1}\n",
-                          "  first: {type: verify, command: x}\n", "  first: {type: verify, command: x, into: v, idempotent: 1}\n"}) {
+  for (const char* bad :
+       {"  first: {type: exec}\n", "  first: {type: exec, command: 7}\n", "  first: {type: exec, command: [sh, 3]}\n",
+        "  first: {type: exec, command: x, timeout_ms: -1}\n", "  first: {type: verify, command: x}\n",
+        "  first: {type: verify, command: x, into: v, idempotent: 1}\n"}) {
     auto agent = load_agent(program_agent("[exec, verify]", bad), "writer.yaml", runtime_registry(services_));
     EXPECT_FALSE(agent.ok()) << bad;
   }
+}
+
+TEST_F(Llm, WebFetchReachesOnlyWhatTheContractNamesAndEveryRedirectPassesTheGate) {
+  net::testing::test_http_server server([](const net::testing::received_request& r) {
+    if (r.target == "/docs") return net::testing::canned_reply{.chunks = {"the docs"}};
+    if (r.target == "/hop") {
+      return net::testing::canned_reply{.status = 302, .headers = {{"Location", "/docs"}}, .chunks = {""}};
+    }
+    // Redirected to a port the contract does not name: the gate refuses the second place.
+    return net::testing::canned_reply{
+        .status = 302, .headers = {{"Location", "http://127.0.0.1:1/admin"}}, .chunks = {""}};
+  });
+  const std::string allowed = "http://127.0.0.1:" + server.url("").substr(server.url("").rfind(':') + 1) + "/**";
+  auto agent = [&](const std::string& path) {
+    return program_agent("[{name: web.fetch, allow: [\"" + allowed + "\"]}]",
+                         "  first:\n    type: tool\n    tool: web.fetch\n    args: {url: \"'" + server.url(path) +
+                             "'\"}\n    into: page\n");
+  };
+  auto fetched = run(agent("/hop"), "x", "w1");
+  ASSERT_TRUE(fetched.ok()) << fetched.err().message;
+  ASSERT_EQ(fetched->reason, graph::halt_reason::completed) << (fetched->failure ? fetched->failure->message : "");
+  EXPECT_EQ(final_["page"]["content"], "the docs");
+  EXPECT_EQ(final_["page"]["redirects"].size(), 1u);
+
+  auto away = run(agent("/away"), "x", "w2");
+  ASSERT_TRUE(away.ok()) << away.err().message;
+  ASSERT_TRUE(away->failure);
+  EXPECT_NE(away->failure->message.find("http://127.0.0.1:1/admin"), std::string::npos) << away->failure->message;
+  bool denied = false;
+  for (const auto& e : audit_entries("call")) {
+    denied = denied || (e.value("argument", "") == "http://127.0.0.1:1/admin" && e.value("decision", "") == "deny");
+  }
+  EXPECT_TRUE(denied);
 }
 
 }  // namespace
