@@ -75,29 +75,10 @@ class echo_tools final : public choir::mcp::server_provider {
   }
 };
 
-class loopback final : public choir::mcp::transport {
- public:
-  explicit loopback(choir::mcp::server& s) : server_(s) {}
-  choir::result<void> start(message_handler on_message, close_handler) override {
-    on_message_ = std::move(on_message);
-    return {};
-  }
-  choir::result<void> send(const std::string& message) override {
-    if (auto answer = server_.handle(message)) on_message_(*answer);
-    return {};
-  }
-  void close() override {}
-  std::string describe() const override { return "loopback"; }
-
- private:
-  choir::mcp::server& server_;
-  message_handler on_message_;
-};
-
 void BM_McpInProcessEchoRoundTrip(benchmark::State& state) {
   echo_tools tools;
   choir::mcp::server s(tools, {});
-  auto c = choir::mcp::client::connect(std::make_unique<loopback>(s));
+  auto c = choir::mcp::client::connect(choir::mcp::in_process_transport(s));
   if (!c.ok()) {
     state.SkipWithError(c.err().message.c_str());
     return;

@@ -447,4 +447,29 @@ void client::answer_server_request(const value& id, const std::string& method, c
   (void)send(rpc_result(id, std::move(answer).value()));  // if the channel ended, so did the request
 }
 
+namespace {
+
+class in_process final : public transport {
+ public:
+  explicit in_process(server& engine) : engine_(engine) {}
+  result<void> start(message_handler on_message, close_handler /*on_close*/) override {
+    on_message_ = std::move(on_message);
+    return {};
+  }
+  result<void> send(const std::string& message) override {
+    if (auto answer = engine_.handle(message)) on_message_(*answer);
+    return {};
+  }
+  void close() override {}
+  std::string describe() const override { return "in-process"; }
+
+ private:
+  server& engine_;
+  message_handler on_message_;
+};
+
+}  // namespace
+
+std::unique_ptr<transport> in_process_transport(server& engine) { return std::make_unique<in_process>(engine); }
+
 }  // namespace choir::mcp

@@ -247,6 +247,10 @@ struct http_options {
   std::size_t max_message_bytes = 16u << 20;
 };
 
+/// A channel straight into a server engine in this process: each message is answered inside
+/// `send`, with no pipe or socket between (tests, benchmarks of the protocol engines alone).
+[[nodiscard]] std::unique_ptr<transport> in_process_transport(server& engine);
+
 /// Streamable HTTP: each message is one POST; a request's answer comes back as JSON or as an SSE
 /// stream (which may carry the server's requests and notifications first). The session id the
 /// server gives at `initialize` and the agreed version are sent on every later request; `close`

@@ -82,26 +82,6 @@ class fake_peer final : public transport {
   bool closed_ = false;
 };
 
-/// Our own server engine as the peer, in process: every message is answered inside `send`.
-class loopback final : public transport {
- public:
-  explicit loopback(server& s) : server_(s) {}
-  result<void> start(message_handler on_message, close_handler) override {
-    on_message_ = std::move(on_message);
-    return {};
-  }
-  result<void> send(const std::string& message) override {
-    if (auto answer = server_.handle(message)) on_message_(*answer);
-    return {};
-  }
-  void close() override {}
-  std::string describe() const override { return "loopback"; }
-
- private:
-  server& server_;
-  message_handler on_message_;
-};
-
 class demo_tools final : public server_provider {
  public:
   std::vector<tool_descriptor> tools() override {
@@ -127,7 +107,7 @@ class demo_tools final : public server_provider {
 TEST(McpClient, TalksToOurOwnServerThroughEveryPage) {
   demo_tools tools;
   server s(tools, {.name = "choir-test"}, /*page_size=*/2);
-  auto c = client::connect(std::make_unique<loopback>(s));
+  auto c = client::connect(in_process_transport(s));  // our own server engine as the peer
   ASSERT_TRUE(c.ok()) << c.err().message;
   auto& mcp = **c;
   EXPECT_EQ(mcp.protocol_version(), "2025-11-25");
