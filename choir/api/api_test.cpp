@@ -804,6 +804,28 @@ TEST_F(Api, McpOverStreamableHttpIsASessionRunThroughTheGate) {
   EXPECT_EQ(post(session, {{"jsonrpc", "2.0"}, {"id", 7}, {"method", "ping"}}).status, 404);
 }
 
+TEST_F(Api, ToolsAndModelsAndWhatAnAgentMayUse) {
+  EXPECT_EQ(call("GET", "/api/v1/tools", "").status, 401);
+  auto tools = json_of(call("GET", "/api/v1/tools"));
+  std::set<std::string> names;
+  for (const auto& t : tools["tools"]) names.insert(t["name"].get<std::string>());
+  for (const char* expected : {"fs.read", "fs.write", "fs.list", "shell.exec", "web.fetch"}) {
+    EXPECT_TRUE(names.count(expected)) << expected << " in " << tools;
+  }
+  EXPECT_TRUE(tools["tools"][0]["input_schema"].is_object());
+  auto models = json_of(call("GET", "/api/v1/models"));
+  ASSERT_EQ(models["models"].size(), 1u);
+  EXPECT_EQ(models["models"][0]["alias"], "local/chat");
+  EXPECT_EQ(call("POST", "/api/v1/models", ada_token, "{}").status, 405);
+
+  auto chat = json_of(call("GET", "/api/v1/agents/chat"));
+  EXPECT_EQ(chat["models"], (value::array({{{"alias", "local/chat"}, {"served", true}}})));
+  EXPECT_TRUE(chat["tools"].empty());
+  auto scribe = json_of(call("GET", "/api/v1/agents/scribe"));
+  ASSERT_EQ(scribe["tools"].size(), 1u);
+  EXPECT_EQ(scribe["tools"][0]["name"], "fs.write");
+}
+
 TEST_F(Api, TheOpenApiDocumentMatchesTheRoutes) {
   auto res = call("GET", "/api/v1/openapi.json", "");
   ASSERT_EQ(res.status, 200);

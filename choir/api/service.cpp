@@ -1,6 +1,8 @@
 #include "choir/api/service.hpp"
 
 #include "choir/api/mcp_endpoint.hpp"
+#include "choir/models/gateway.hpp"
+#include "choir/tools/tool.hpp"
 
 #include <algorithm>
 #include <cctype>
@@ -161,6 +163,33 @@ std::pair<int, const char*> status_for(const error& e) {
 
 http_response error_response(int status, std::string_view code, std::string_view message) {
   return json_response(status, value{{"error", {{"code", std::string(code)}, {"message", std::string(message)}}}});
+}
+
+value service::tool_json(const tools::tool_spec& t) {
+  return value{{"name", t.name},
+               {"description", t.description},
+               {"input_schema", t.input_schema},
+               {"output_schema", t.output_schema},
+               {"idempotent", t.idempotent}};
+}
+
+value service::agent_tools(const runtime::agent_definition& agent) const {
+  value list = value::array();
+  if (!agent.contract || !opts_.services || !opts_.services->tools) return list;
+  for (const auto& t : opts_.services->tools->list()) {
+    if (agent.contract->allows(t.name)) list.push_back(tool_json(t));
+  }
+  return list;
+}
+
+value service::agent_models(const runtime::agent_definition& agent) const {
+  value list = value::array();
+  if (!agent.contract) return list;
+  for (const auto& alias : agent.contract->models_allowed) {
+    const bool served = opts_.services && opts_.services->models && opts_.services->models->find(alias) != nullptr;
+    list.push_back({{"alias", alias}, {"served", served}});
+  }
+  return list;
 }
 
 service::service(service_options options) : opts_(std::move(options)), mcp_(std::make_unique<mcp_endpoint>(opts_)) {}
@@ -421,9 +450,39 @@ http_response service::route(const http_request& request, std::string_view path,
                                       {"source", agent.source},
                                       {"mermaid", graph::to_mermaid(*agent.graph)},
                                       {"graph", agent.graph->describe()},
-                                      {"listening_action", agent.listening_action()}});
+                                      {"listening_action", agent.listening_action()},
+                                      {"tools", agent_tools(agent)},
+                                      {"models", agent_models(agent)}});
     }
     return error_response(n <= 4 ? 405 : 404, n <= 4 ? "method_not_allowed" : "not_found", "GET only");
+  }
+
+  if (resource == "tools") {
+    if (!is("GET", 3))
+      return error_response(n == 3 ? 405 : 404, n == 3 ? "method_not_allowed" : "not_found", "GET only");
+    value list = value::array();
+    if (opts_.services && opts_.services->tools) {
+      for (const auto& t : opts_.services->tools->list()) list.push_back(tool_json(t));
+    }
+    return json_response(200, value{{"tools", list}});
+  }
+
+  if (resource == "models") {
+    if (!is("GET", 3))
+      return error_response(n == 3 ? 405 : 404, n == 3 ? "method_not_allowed" : "not_found", "GET only");
+    value list = value::array();
+    if (opts_.services && opts_.services->models) {
+      for (const auto& alias : opts_.services->models->aliases()) {
+        const auto* route = opts_.services->models->find(alias);
+        value m{{"alias", alias},
+                {"model", route->model.empty() ? alias : route->model},
+                {"context_tokens", route->context_tokens ? value(*route->context_tokens) : value()},
+                {"usd_per_million_input", route->usd_per_million_input},
+                {"usd_per_million_output", route->usd_per_million_output}};
+        list.push_back(std::move(m));
+      }
+    }
+    return json_response(200, value{{"models", list}});
   }
 
   if (resource == "conversations") {

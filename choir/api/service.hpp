@@ -21,6 +21,10 @@
 #include "choir/runtime/conversation.hpp"
 #include "choir/runtime/gate.hpp"
 
+namespace choir::tools {
+struct tool_spec;
+}
+
 namespace choir::api {
 
 /// A request as the server read it: the method, the target (path and query, as sent) and the
@@ -100,6 +104,11 @@ class service {
   /// Puts the stored policy in force if it changed (see `service_options::policy_document`).
   void refresh_policy() const;
 
+  /// A tool as the API shows it.
+  [[nodiscard]] static value tool_json(const tools::tool_spec& t);
+  /// What an agent may use here: the tools its contract asks for, and its models (served or not).
+  [[nodiscard]] value agent_tools(const runtime::agent_definition& agent) const;
+  [[nodiscard]] value agent_models(const runtime::agent_definition& agent) const;
   /// Whom the request's bearer token acts for (none: no token, or an unknown one).
   [[nodiscard]] std::optional<identity> caller(const http_request& request) const;
 
