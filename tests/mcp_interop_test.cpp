@@ -75,7 +75,7 @@ class McpInterop : public ::testing::Test {
   fs::path workspace_;
 };
 
-std::vector<std::string> names(const std::vector<server_tool>& tools) {
+std::vector<std::string> names(const std::vector<tool_descriptor>& tools) {
   std::vector<std::string> out;
   for (const auto& t : tools) out.push_back(t.name);
   return out;

@@ -211,8 +211,8 @@ result<void> client::ping() {
   return {};
 }
 
-result<std::vector<server_tool>> client::list_tools() {
-  std::vector<server_tool> tools;
+result<std::vector<tool_descriptor>> client::list_tools() {
+  std::vector<tool_descriptor> tools;
   std::map<std::string, value> schemas;
   value params = value::object();
   for (int page = 0; page < 1000; ++page) {
@@ -224,7 +224,7 @@ result<std::vector<server_tool>> client::list_tools() {
       if (!t.is_object() || !t.contains("name") || !t["name"].is_string() || t["name"].get<std::string>().empty()) {
         return make_error(mcp_errc::bad_response, describe() + ": tools/list: a tool without a name");
       }
-      server_tool tool;
+      tool_descriptor tool;
       tool.name = t["name"].get<std::string>();
       tool.title = t.contains("title") && t["title"].is_string() ? t["title"].get<std::string>() : "";
       tool.description =

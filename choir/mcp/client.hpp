@@ -69,16 +69,6 @@ class transport {
   [[nodiscard]] virtual std::string describe() const = 0;
 };
 
-/// A tool the server offers.
-struct server_tool {
-  std::string name;
-  std::string title;
-  std::string description;
-  value input_schema = value{{"type", "object"}};
-  value output_schema;  ///< null: none
-  value annotations;    ///< null: none; hints only — the server's word, not to be trusted
-};
-
 /// A `tools/call` answer: MCP's `CallToolResult`.
 struct call_result {
   value content = value::array();
@@ -148,8 +138,9 @@ class client {
   [[nodiscard]] const std::string& instructions() const { return instructions_; }
   [[nodiscard]] std::string describe() const { return channel_->describe(); }
 
-  /// Every tool, following `nextCursor` through all pages (at most 1,000 pages).
-  [[nodiscard]] result<std::vector<server_tool>> list_tools();
+  /// Every tool, following `nextCursor` through all pages (at most 1,000 pages). Its
+  /// `annotations` are hints only: the server's word, not to be trusted.
+  [[nodiscard]] result<std::vector<tool_descriptor>> list_tools();
   /// Calls a tool. A tool's own failure is a result with `is_error` (the model may correct
   /// itself); an error is for the protocol (an unknown tool may come either way, as servers
   /// differ). A declared output schema is checked: `structuredContent` that does not match it is
