@@ -319,6 +319,10 @@ class mcp_tool final : public tools::tool {
     mcp::call_options options;
     options.tag = context.run_id + " " + context.idempotency_key;
     auto answer = (*client)->call_tool(remote_name_, arguments, options);
+    {  // the call is over: its sampling count is not needed any more
+      std::lock_guard lock(connection_->route->mutex);
+      connection_->route->asked.erase(context.idempotency_key);
+    }
     if (!answer.ok()) return make_error(tools::tool_errc::failed, answer.err().message);
     if (answer->is_error) return make_error(tools::tool_errc::failed, answer->text());
     // The text is what a model reads; blocks of other kinds (images, resource links) are kept as

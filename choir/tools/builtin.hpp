@@ -46,6 +46,10 @@ struct sandbox_result {
                                                    const std::filesystem::path& workspace, std::string_view input,
                                                    const sandbox_limits& limits);
 
+/// Bytes from outside (a file, a program's output, a web page) as text JSON can hold: bytes that
+/// are not UTF-8 become U+FFFD.
+[[nodiscard]] std::string as_text(const std::string& bytes);
+
 /// What else a sandboxed program may see: folders bound read-only at their own paths (a
 /// program's own files, such as an MCP server's packages), and environment variables.
 struct sandbox_extras {

@@ -197,9 +197,10 @@ class shell_exec final : public tool {
     const std::string input = arguments.value("stdin", std::string());
     CHOIR_TRY(sandbox_result r, run_sandboxed({"/bin/sh", "-c", arguments["command"].get<std::string>()},
                                               context.workspace, input, limits));
-    auto text = [](const std::string& bytes) { return value::parse(dump_json(value(bytes))).get<std::string>(); };
-    return value{
-        {"exit_code", r.exit_code}, {"stdout", text(r.out)}, {"stderr", text(r.err)}, {"elapsed_ms", r.elapsed_ms}};
+    return value{{"exit_code", r.exit_code},
+                 {"stdout", as_text(r.out)},
+                 {"stderr", as_text(r.err)},
+                 {"elapsed_ms", r.elapsed_ms}};
   }
 
  private:

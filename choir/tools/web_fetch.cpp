@@ -139,7 +139,7 @@ class web_fetch final : public tool {
         url = std::move(next);
         continue;
       }
-      std::string content = value::parse(dump_json(value(body))).get<std::string>();  // valid UTF-8
+      std::string content = as_text(body);
       return value{{"url", url},
                    {"status", status},
                    {"content_type", std::string(response->header("content-type"))},

@@ -77,12 +77,6 @@ result<fd_handle> open_workspace(const tool_context& context) {
   return root;
 }
 
-/// Text as JSON can hold it: bytes that are not UTF-8 become U+FFFD.
-std::string as_text(const std::string& bytes) {
-  const std::string quoted = dump_json(value(bytes));
-  return value::parse(quoted).get<std::string>();
-}
-
 class fs_read final : public tool {
  public:
   explicit fs_read(std::size_t max_bytes)
@@ -284,6 +278,11 @@ class fs_list final : public tool {
 std::vector<std::shared_ptr<tool>> workspace_tools(std::size_t max_file_bytes) {
   return {std::make_shared<fs_read>(max_file_bytes), std::make_shared<fs_write>(max_file_bytes),
           std::make_shared<fs_list>()};
+}
+
+std::string as_text(const std::string& bytes) {
+  const std::string quoted = dump_json(value(bytes));
+  return value::parse(quoted).get<std::string>();
 }
 
 }  // namespace choir::tools

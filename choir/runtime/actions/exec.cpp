@@ -11,9 +11,9 @@ namespace {
 
 constexpr std::size_t output_tail = 4096;
 
-/// Bytes as valid UTF-8 text (invalid sequences replaced), at most the last `limit` bytes.
+/// `tools::as_text`, at most its last `limit` bytes.
 std::string text_of(const std::string& bytes, std::size_t limit = std::string::npos) {
-  std::string text = value::parse(dump_json(value(bytes))).get<std::string>();
+  std::string text = tools::as_text(bytes);
   if (text.size() > limit) text = "…" + text.substr(text.size() - limit);
   return text;
 }
