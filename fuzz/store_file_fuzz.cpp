@@ -2,7 +2,8 @@
 /// (migrating it if it is an older schema), then every run in it is listed, shown and loaded.
 /// Whatever the bytes, opening must fail cleanly (`not_a_store`, `corrupt`, `newer_schema`, …) or
 /// give a store whose reads fail cleanly — never a crash, a hang or a sanitizer report.
-/// Seeds: fuzz/corpus/store_file holds stores of schema 1 and 2 with a few runs.
+/// Seeds: fuzz/corpus/store_file holds stores of schema 1, 2 and 5 with a few runs (schema 5 with
+/// steps in the step log and in a pack).
 #include <unistd.h>
 
 #include <cstddef>

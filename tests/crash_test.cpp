@@ -85,8 +85,9 @@ std::string kill_and_resume(const std::string& store, int limit, int wanted_kill
     }
     const bool killing = kills < wanted_kills;
     std::string fault;
-    if (killing && attempt % 3 == 2) {
-      // An injected kill inside a commit; snapshots are rarer, so they come sooner.
+    if (killing && attempt % 3 != 0) {
+      // An injected kill inside a commit (two attempts in three, so that a fast build still gets
+      // its kills in before the run ends); snapshots are rarer, so they come sooner.
       const char* point = points[static_cast<std::size_t>(injected++) % points.size()];
       const int nth =
           std::string(point) == "step.snapshot" ? 1 + static_cast<int>(rng() % 3) : 1 + static_cast<int>(rng() % 300);
@@ -96,7 +97,9 @@ std::string kill_and_resume(const std::string& store, int limit, int wanted_kill
     EXPECT_GT(pid, 0);
     if (pid <= 0) return run_id;
     if (killing && fault.empty()) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(10 + rng() % 70));
+      // Early enough that a fast build has not finished the run yet; some land before its first
+      // step, whose inputs must then survive.
+      std::this_thread::sleep_for(std::chrono::milliseconds(5 + rng() % 40));
       kill(pid, SIGKILL);
     }
     int status = 0;
@@ -232,7 +235,7 @@ transitions:
     }
     const bool killing = kills < 8;
     std::string fault;
-    if (killing && attempt % 2 == 0) fault = "step.committed:" + std::to_string(3 + rng() % 40);
+    if (killing && attempt % 3 != 0) fault = "step.committed:" + std::to_string(2 + rng() % 12);
     const pid_t pid = spawn(args, fault);
     ASSERT_GT(pid, 0);
     if (killing && fault.empty()) {

@@ -406,7 +406,8 @@ int run_command(const run_options& options, std::ostream& out, std::ostream& err
   auto app = [&]() -> result<std::unique_ptr<graph::application>> {
     if (store) {
       return runtime::start_run(
-          *store, **agent, runtime::run_start{.who = principal_for(options.tenant, options.user), .pin = options.pin},
+          *store, **agent,
+          runtime::run_start{.who = principal_for(options.tenant, options.user), .pin = options.pin, .inputs = *inputs},
           runtime::run_hosting{.lease_ttl_ms = lease_ttl_ms, .gate = gate});
     }
     graph::application_builder in_memory = (*agent)->doc.builder;

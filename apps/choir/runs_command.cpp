@@ -185,6 +185,14 @@ int continue_run(const runs_options& options, std::ostream& out, std::ostream& e
       }
     }
     CHOIR_TRY(inputs, checked_inputs(agent, options.run.inputs));
+    if (options.run.inputs.empty() && !run.last_sequence) {
+      // Killed before its first step committed: that step gets the inputs the run started with.
+      value started = value::parse(run.start_inputs, nullptr, /*allow_exceptions=*/false);
+      if (!started.is_object()) {
+        return make_error(store::store_errc::corrupt, "run " + run.run_id + ": its start inputs are not a JSON object");
+      }
+      inputs = std::move(started);
+    }
     if (auto index = agent.graph->index_of(run.next_action); delivering_input && index) {
       const auto& spec = agent.graph->nodes()[*index].act->spec();
       std::string needs;

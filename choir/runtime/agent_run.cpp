@@ -75,6 +75,7 @@ result<std::unique_ptr<graph::application>> start_run(store::event_store& store,
   record.parent_step = start.parent_step;
   record.tenant = start.who.tenant;
   record.user = start.who.user;
+  record.start_inputs = dump_json(start.inputs);
   if (hosting.gate) CHOIR_CHECK(hosting.gate->admit(agent, start.who, record.run_id));
   graph::state initial = agent.graph->initial_state();
   if (start.initial.is_object() && !start.initial.empty()) {

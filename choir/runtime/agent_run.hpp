@@ -62,6 +62,8 @@ struct run_start {
   std::optional<std::int64_t> parent_step;
   /// Keys set over the graph's initial state (a child's inputs), if any.
   value initial = value::object();
+  /// The inputs its first step is given (recorded with the run, for a resume before that step).
+  value inputs = value::object();
 };
 
 /// Creates a run of `agent` (already leased by `store`'s owner, so no other process can take it

@@ -732,6 +732,154 @@ TEST_P(Conformance, GroupCommitSharesTransactionsAndCommitsEveryStepOnce) {
   }
 }
 
+// Thousands of batched steps of many runs, some steps committed alone, read back exactly while
+// they are written (by this connection and another), across the moves of SQLite's step log into
+// its packs; duplicates are refused wherever the first copy is; retention removes them all.
+TEST_P(Conformance, BatchesOfManyRunsReadBackExactlyWhereverTheyAreKept) {
+  auto s = open();
+  auto reader = open();
+  ASSERT_NE(reader, nullptr);
+  constexpr int runs = 40;
+  constexpr int rounds = 150;  // 6,000 steps: SQLite moves its step log at least once
+  const auto id = [](int r) { return "run-" + std::to_string(r); };
+  for (int r = 0; r < runs; ++r) fill(*s, id(r), 0);
+  const auto check_run = [&](event_store& store, int r, int count) {
+    const auto run = store.get_run(id(r));
+    ASSERT_TRUE(run.ok()) << run.err().message;
+    ASSERT_TRUE(run->last_sequence.has_value());
+    EXPECT_EQ(*run->last_sequence, count - 1);
+    const auto all = store.steps(id(r), 0, 100'000);
+    ASSERT_TRUE(all.ok()) << all.err().message;
+    ASSERT_EQ(all->size(), static_cast<std::size_t>(count));
+    for (int i = 0; i < count; ++i) {
+      const auto& e = (*all)[static_cast<std::size_t>(i)];
+      ASSERT_EQ(e.sequence_id, i);
+      EXPECT_EQ(e.result, i + 1);
+      EXPECT_EQ(e.action, "increment");
+    }
+    const auto state = store.state_at(id(r), count - 1);
+    ASSERT_TRUE(state.ok()) << state.err().message;
+    EXPECT_EQ(state->get("count"), count);
+  };
+  for (int i = 0; i < rounds; ++i) {
+    std::vector<step_write> batch;
+    for (int r = 0; r < runs; ++r) {
+      if (r == 0 && i % 10 == 0) continue;  // run-0 commits these steps alone, below
+      batch.push_back(make_step_write(id(r), step(static_cast<std::uint64_t>(i), i + 1), counted(i + 1), "v1"));
+    }
+    if (i % 10 == 0) {
+      auto alone = s->append_step(id(0), step(static_cast<std::uint64_t>(i), i + 1), counted(i + 1), "v1");
+      ASSERT_TRUE(alone.ok()) << alone.err().message;
+    }
+    // A duplicate of a step committed in an earlier round rides along and is refused alone.
+    if (i > 0)
+      batch.push_back(make_step_write(id(i % runs), step(static_cast<std::uint64_t>(i - 1), i), counted(i), "v1"));
+    const auto results = s->append_steps(batch);
+    ASSERT_EQ(results.size(), batch.size());
+    for (std::size_t k = 0; k + 1 < results.size(); ++k) ASSERT_TRUE(results[k].ok()) << results[k].err().message;
+    if (i > 0) {
+      EXPECT_EQ(results.back().err().code, store_errc::duplicate_step);
+    }
+    if (i % 25 == 24) {
+      check_run(*reader, i % runs, i + 1);  // another connection sees every committed step
+      check_run(*s, 0, i + 1);
+    }
+  }
+  // Each step once, wherever it is kept: a step committed alone, an early one, the last one.
+  for (const int seq : {0, 10, 1, rounds - 1}) {
+    for (const int r : {0, 1, runs - 1}) {
+      auto again = s->append_step(id(r), step(static_cast<std::uint64_t>(seq), seq + 1), counted(seq + 1), "v1");
+      EXPECT_EQ(again.err().code, store_errc::duplicate_step) << "run " << r << " step " << seq;
+      auto through_reader = reader->append_steps(
+          std::vector{make_step_write(id(r), step(static_cast<std::uint64_t>(seq), seq + 1), counted(seq + 1), "v1"),
+                      make_step_write(id(r), step(static_cast<std::uint64_t>(seq), seq + 1), counted(seq + 1), "v1")});
+      EXPECT_EQ(through_reader[0].err().code, store_errc::duplicate_step);
+      EXPECT_EQ(through_reader[1].err().code, store_errc::duplicate_step);
+    }
+  }
+  for (int r = 0; r < runs; ++r) {
+    check_run(*s, r, rounds);
+    check_run(*reader, r, rounds);
+  }
+  // Pages of steps and the state in the middle of a run.
+  const auto page = s->steps(id(7), 100, 10);
+  ASSERT_TRUE(page.ok());
+  ASSERT_EQ(page->size(), 10u);
+  EXPECT_EQ(page->front().sequence_id, 100);
+  EXPECT_EQ(page->back().sequence_id, 109);
+  EXPECT_EQ(s->state_at(id(7), 77)->get("count"), 78);
+  EXPECT_EQ(reader->state_at(id(0), 30)->get("count"), 31);
+  // A step of a batch committed after all this is read back by both.
+  const auto late =
+      reader->append_steps(std::vector{make_step_write(id(3), step(rounds, rounds + 1), counted(rounds + 1), "v1"),
+                                       make_step_write(id(4), step(rounds, rounds + 1), counted(rounds + 1), "v1")});
+  ASSERT_TRUE(late[0].ok() && late[1].ok());
+  EXPECT_EQ(*s->get_run(id(3))->last_sequence, rounds);
+  EXPECT_EQ(s->state_at(id(4), rounds)->get("count"), rounds + 1);
+  if (backend() == "sqlite") {
+    EXPECT_GT(raw_int("SELECT count(*) FROM step_packs"), 0);  // the log moved
+    EXPECT_GT(raw_int("SELECT count(*) FROM step_log WHERE steps <> '[]'"), 0);
+  }
+  // Retention takes finished runs with every step, wherever kept.
+  for (int r = 0; r < runs; ++r) ASSERT_TRUE(s->set_status(id(r), r < 10 ? "completed" : "running").ok());
+  const auto report = s->prune({.keep_last = 0});
+  ASSERT_TRUE(report.ok()) << report.err().message;
+  EXPECT_EQ(report->runs, 10u);
+  EXPECT_EQ(report->steps, static_cast<std::size_t>(10 * rounds + 2));  // with the two late steps
+  EXPECT_EQ(s->get_run(id(0)).err().code, store_errc::run_not_found);
+  EXPECT_EQ(reader->steps(id(5), 0, 10)->size(), 0u);
+  check_run(*reader, 20, rounds);
+  check_run(*s, 39, rounds);
+}
+
+// SQLite keeps batched steps in a step log (docs/event-log.md): a damaged log row is reported,
+// never read as fewer steps.
+TEST_P(Conformance, ADamagedStepLogIsReportedNotTrusted) {
+  if (backend() != "sqlite") GTEST_SKIP() << "the step log is SQLite's";
+  {
+    auto s = open();
+    fill(*s, "run-1", 0);
+    fill(*s, "run-2", 0);
+    const auto results = s->append_steps(std::vector{make_step_write("run-1", step(0, 1), counted(1), "v1"),
+                                                     make_step_write("run-2", step(0, 1), counted(1), "v1")});
+    ASSERT_TRUE(results[0].ok() && results[1].ok());
+  }
+  for (const char* damage : {"UPDATE step_log SET steps = '[[\"run-1\", 0'", "UPDATE step_log SET steps = '[[1, 2]]'",
+                             "UPDATE step_log SET steps = '{}'"}) {
+    raw_exec(damage);
+    auto s = open();
+    EXPECT_EQ(s->steps("run-1", 0, 10).err().code, store_errc::corrupt) << damage;
+    EXPECT_EQ(s->get_run("run-2").err().code, store_errc::corrupt) << damage;
+    const auto more = s->append_steps(std::vector{make_step_write("run-1", step(1, 2), counted(2), "v1"),
+                                                  make_step_write("run-2", step(1, 2), counted(2), "v1")});
+    EXPECT_EQ(more[0].err().code, store_errc::corrupt) << damage;
+  }
+}
+
+// Schema 4 kept batched steps in a `steps_tail` table; migrating moves them into `steps`.
+TEST_P(Conformance, StepsOfTheOldTailSurviveTheMigration) {
+  if (backend() != "sqlite") GTEST_SKIP() << "the steps tail was SQLite's";
+  ASSERT_NE(try_open({.create_schema_version = 4}).value(), nullptr);
+  raw_exec(
+      "INSERT INTO graphs VALUES ('v1', 'counter', 'source', 1);"
+      "INSERT INTO runs(run_id, partition_key, agent, graph_version, status, start_after, created_ms, updated_ms) "
+      "VALUES ('run-1', '', 'counter', 'v1', 'halted', -1, 1, 1);"
+      "INSERT INTO snapshots VALUES ('run-1', -1, '{\"count\":0}');"
+      "INSERT INTO steps VALUES ('run-1', 0, 'increment', 'completed', 'null', '1', "
+      "'[{\"op\":\"set\",\"key\":\"count\",\"value\":1}]', 'null', 1, 'increment', 'v1', 2);"
+      "INSERT INTO steps_tail VALUES ('run-1', 1, 'increment', 'completed', 'null', '2', "
+      "'[{\"op\":\"set\",\"key\":\"count\",\"value\":2}]', 'null', 1, 'increment', 'v1', 3);"
+      "INSERT INTO steps_tail VALUES ('run-1', 2, 'increment', 'completed', 'null', '3', "
+      "'[{\"op\":\"set\",\"key\":\"count\",\"value\":3}]', 'null', 1, 'increment', 'v1', 5)");
+  auto s = open();
+  ASSERT_NE(s, nullptr);
+  EXPECT_EQ(raw_int("PRAGMA user_version"), 5);
+  EXPECT_EQ(s->steps("run-1", 0, 10)->size(), 3u);
+  EXPECT_EQ(*s->get_run("run-1")->last_sequence, 2);
+  EXPECT_EQ(s->state_at("run-1", 2)->get("count"), 3);
+  EXPECT_EQ(s->append_step("run-1", step(2, 3), counted(3), "v1").err().code, store_errc::duplicate_step);
+}
+
 TEST_P(Conformance, ThePersisterCommitsAnApplicationsSteps) {
   auto s = open();
   ASSERT_TRUE(s->put_graph({"v1", "counter", "source"}).ok());

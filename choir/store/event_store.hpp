@@ -67,8 +67,11 @@ struct run_record {
   bool pinned = false;                        ///< resumes only under `graph_version`, never an upgrade
   std::string tenant;                         ///< who started it: its tenant (empty: started without a kernel)
   std::string user;                           ///< … and the user, whose grants the run acts under
-  std::string owner;                          ///< the lease holder (empty: none)
-  std::int64_t lease_expires_ms = 0;          ///< the lease is live until then
+  /// The inputs its first step was started with (a JSON object, as text): kept so that a run
+  /// killed before its first step committed resumes with them.
+  std::string start_inputs = "{}";
+  std::string owner;                  ///< the lease holder (empty: none)
+  std::int64_t lease_expires_ms = 0;  ///< the lease is live until then
   std::int64_t created_ms = 0;
   std::int64_t updated_ms = 0;
 
@@ -233,8 +236,9 @@ class event_store {
 
   /// Commits steps — of one run or of many — in one transaction, each with the run's new position
   /// (and a snapshot when one is due). Returns one result per step: `duplicate_step` if that
-  /// sequence id is already committed, `run_not_found`, or `run_leased` if another live owner
-  /// holds the run; a refused step writes nothing and does not affect the others. If a write
+  /// sequence id is already committed, `run_not_found`, `run_leased` if another live owner holds
+  /// the run, or (SQLite, steps of a batch) `invalid_argument` if a JSON column is not JSON; a
+  /// refused step writes nothing and does not affect the others. If a write
   /// fails (the disk, a snapshot), the transaction is rolled back and every step that was not
   /// refused gets that error.
   [[nodiscard]] virtual std::vector<result<void>> append_steps(std::span<const step_write> steps) = 0;

@@ -127,6 +127,8 @@ CREATE TABLE consents (
 );
 CREATE INDEX consents_by_tenant ON consents(tenant, created_ms DESC);
 )sql",
+    // 4 -> 5: the inputs a run's first step was started with (and on SQLite the step log).
+    "ALTER TABLE runs ADD COLUMN start_inputs TEXT NOT NULL DEFAULT '{}'",
 };
 constexpr std::int64_t schema_version = std::size(migrations);
 /// Serializes schema creation and migration between processes (`pg_advisory_xact_lock`).
@@ -279,11 +281,11 @@ class pg_store final : public event_store {
       }
       p.add(run_rec.status).add(run_rec.next_action).add(start_after).add(now).add(now);
       p.add(static_cast<std::int64_t>(run_rec.pinned ? 1 : 0)).add(run_rec.owner).add(run_rec.lease_expires_ms);
-      p.add(run_rec.tenant).add(run_rec.user);
+      p.add(run_rec.tenant).add(run_rec.user).add(run_rec.start_inputs);
       reply r =
           run("INSERT INTO runs(run_id, partition_key, agent, graph_version, parent_run, parent_step, status, "
-              "start_action, start_after, created_ms, updated_ms, pinned, owner, lease_expires_ms, tenant, user_name) "
-              "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+              "start_action, start_after, created_ms, updated_ms, pinned, owner, lease_expires_ms, tenant, user_name, "
+              "start_inputs) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
               p);
       if (r.sqlstate == "23503") {
         return make_error(store_errc::invalid_argument, "graph version " + run_rec.graph_version + " is not stored");
@@ -958,7 +960,7 @@ class pg_store final : public event_store {
                "SELECT r.run_id, r.partition_key, r.agent, r.graph_version, r.parent_run, r.parent_step, r.status, "
                "COALESCE(s.next_action, r.start_action), s.sequence_id, r.created_ms, "
                "GREATEST(r.updated_ms, COALESCE(s.committed_ms, 0)), r.pinned, r.owner, r.lease_expires_ms, r.tenant, "
-               "r.user_name FROM runs r LEFT JOIN steps s ON s.run_id = r.run_id AND s.sequence_id = "
+               "r.user_name, r.start_inputs FROM runs r LEFT JOIN steps s ON s.run_id = r.run_id AND s.sequence_id = "
                "(SELECT max(sequence_id) FROM steps WHERE run_id = r.run_id) ") +
            tail;
   }
@@ -980,6 +982,7 @@ class pg_store final : public event_store {
     out.lease_expires_ms = r.integer(i, 13);
     out.tenant = r.text(i, 14);
     out.user = r.text(i, 15);
+    out.start_inputs = r.text(i, 16);
     return out;
   }
 

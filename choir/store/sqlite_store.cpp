@@ -5,8 +5,10 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <numeric>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <unordered_map>
 #include <utility>
 
@@ -146,6 +148,33 @@ CREATE TABLE consents (
 ) WITHOUT ROWID;
 CREATE INDEX consents_by_tenant ON consents(tenant, created_ms DESC);
 )sql",
+    // 4 -> 5: the inputs a run's first step was started with; the step log and the step packs
+    // replace the steps tail. A group commit writes one
+    // `step_log` row holding every step of its transaction (docs/event-log.md, "The step log");
+    // a few thousand steps at a time, the log moves to `step_packs`, one row per run.
+    R"sql(
+CREATE TABLE IF NOT EXISTS steps_tail (run_id, sequence_id, action, status, inputs, result, delta, error, attempts,
+  next_action, graph_version, committed_ms);
+INSERT INTO steps SELECT * FROM steps_tail WHERE true ON CONFLICT DO NOTHING;
+ALTER TABLE runs ADD COLUMN start_inputs TEXT NOT NULL DEFAULT '{}';
+DROP TABLE steps_tail;
+CREATE TABLE step_log (
+  id INTEGER PRIMARY KEY,
+  steps TEXT NOT NULL
+);
+CREATE TABLE step_packs (
+  id INTEGER PRIMARY KEY,
+  run_id TEXT NOT NULL,
+  first_seq INTEGER NOT NULL,
+  last_seq INTEGER NOT NULL,
+  count INTEGER NOT NULL,
+  delta_bytes INTEGER NOT NULL,
+  next_action TEXT NOT NULL,
+  committed_ms INTEGER NOT NULL,
+  steps TEXT NOT NULL,
+  UNIQUE (run_id, first_seq)
+);
+)sql",
 };
 /// The schema version this code writes. Opening a store with a higher version is refused.
 constexpr std::int64_t schema_version = std::size(migrations);
@@ -241,6 +270,96 @@ class statement_use {
   statement* s_;
 };
 
+/// One step as the step log and the step packs hold it (docs/event-log.md, "The step log"): the
+/// JSON array `[run_id, sequence_id, action, status, inputs, result, delta, error, attempts,
+/// next_action, graph_version, committed_ms]`, with what is looked up without parsing it.
+struct packed_step {
+  std::string run_id;
+  std::int64_t sequence_id = 0;
+  std::string next_action;
+  std::int64_t committed_ms = 0;
+  std::int64_t delta_bytes = 0;
+  std::string text;  // the JSON array
+};
+
+/// Appends `s` as a JSON string.
+void append_json_string(std::string& out, std::string_view s) {
+  const bool plain = std::all_of(s.begin(), s.end(), [](char c) {
+    const auto u = static_cast<unsigned char>(c);
+    return u >= 0x20 && u < 0x80 && c != '"' && c != '\\';
+  });
+  if (plain) {
+    out += '"';
+    out += s;
+    out += '"';
+  } else {
+    out += dump_json(value(std::string(s)));
+  }
+}
+
+/// A step to write, packed; its JSON columns are embedded as they are (checked valid by the caller).
+packed_step pack_step(const step_write& w, std::int64_t now) {
+  packed_step p{w.run_id, w.sequence_id, w.next_action, now, static_cast<std::int64_t>(w.delta.size()), {}};
+  std::string& out = p.text;
+  out.reserve(96 + w.run_id.size() + w.action.size() + w.inputs.size() + w.result.size() + w.delta.size() +
+              w.error.size() + w.next_action.size() + w.graph_version.size());
+  out += '[';
+  append_json_string(out, w.run_id);
+  out += ',';
+  out += std::to_string(w.sequence_id);
+  out += ',';
+  append_json_string(out, w.action);
+  out += w.failed ? ",\"failed\"" : ",\"completed\"";
+  for (const std::string* json : {&w.inputs, &w.result, &w.delta, &w.error}) {
+    out += ',';
+    out += *json;
+  }
+  out += ',';
+  out += std::to_string(w.attempts);
+  out += ',';
+  append_json_string(out, w.next_action);
+  out += ',';
+  append_json_string(out, w.graph_version);
+  out += ',';
+  out += std::to_string(now);
+  out += ']';
+  return p;
+}
+
+/// Parses a JSON array of packed steps (a `step_log` row, a pack); `corrupt`, naming `where`, if it
+/// is not what `pack_step` writes.
+result<std::vector<value>> parse_packed(const std::string& text, const std::string& where) {
+  CHOIR_TRY(value all, detail::parse_column(text, where));
+  if (!all.is_array()) return make_error(store_errc::corrupt, where + " is not an array of steps");
+  std::vector<value> out;
+  out.reserve(all.size());
+  for (value& v : all) {
+    const bool shaped = v.is_array() && v.size() == 12 && v[0].is_string() && v[1].is_number_integer() &&
+                        v[2].is_string() && v[3].is_string() && v[8].is_number_integer() && v[9].is_string() &&
+                        v[10].is_string() && v[11].is_number_integer();
+    if (!shaped) return make_error(store_errc::corrupt, where + " holds a malformed step");
+    out.push_back(std::move(v));
+  }
+  return out;
+}
+
+/// A parsed packed step as readers see it.
+step_entry entry_of(value& v) {
+  step_entry e;
+  e.sequence_id = v[1].get<std::int64_t>();
+  e.action = v[2].get<std::string>();
+  e.status = v[3].get<std::string>();
+  e.inputs = std::move(v[4]);
+  e.result = std::move(v[5]);
+  e.delta = std::move(v[6]);
+  e.error = std::move(v[7]);
+  e.attempts = static_cast<int>(v[8].get<std::int64_t>());
+  e.next_action = v[9].get<std::string>();
+  e.graph_version = v[10].get<std::string>();
+  e.committed_ms = v[11].get<std::int64_t>();
+  return e;
+}
+
 class sqlite_store final : public event_store {
  public:
   sqlite_store(sqlite3* db, store_options options, const clock& time)
@@ -288,8 +407,8 @@ class sqlite_store final : public event_store {
     auto done = [&]() -> result<void> {
       auto s = cached(
           "INSERT INTO runs(run_id, partition_key, agent, graph_version, parent_run, parent_step, status, "
-          "start_action, start_after, created_ms, updated_ms, pinned, owner, lease_expires_ms, tenant, user_name) "
-          "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+          "start_action, start_after, created_ms, updated_ms, pinned, owner, lease_expires_ms, tenant, user_name, "
+          "start_inputs) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
       const std::int64_t now = clock_->unix_ms();
       s.bind(1, run.run_id).bind(2, run.partition_key).bind(3, run.agent).bind(4, run.graph_version);
       if (run.parent_run.empty()) {
@@ -304,7 +423,7 @@ class sqlite_store final : public event_store {
       }
       s.bind(7, run.status).bind(8, run.next_action).bind(9, start_after).bind(10, now).bind(11, now);
       s.bind(12, static_cast<std::int64_t>(run.pinned ? 1 : 0)).bind(13, run.owner).bind(14, run.lease_expires_ms);
-      s.bind(15, run.tenant).bind(16, run.user);
+      s.bind(15, run.tenant).bind(16, run.user).bind(17, run.start_inputs);
       const int rc = s.step();
       const int extended = sqlite3_extended_errcode(db_);
       if (extended == SQLITE_CONSTRAINT_FOREIGNKEY) {
@@ -330,39 +449,45 @@ class sqlite_store final : public event_store {
       return out;
     }
     const std::int64_t now = clock_->unix_ms();
-    bool any = false;
-    result<void> failure;  // a write that failed (not a refused step) fails the whole transaction
+    std::vector<packed_step> logged;  // the batch's steps bound for the log
     // A step committed alone goes straight to `steps`, clustered by run. The steps of a batch go
-    // to the tail, in commit order, and move to `steps` a thousand at a time, sorted by run: a
-    // transaction of many runs' steps then touches a few pages instead of one or more per run.
-    const bool to_tail = batch.size() > 1;
-    if (to_tail && tail_rows_ < 0) {
-      auto count = cached("SELECT count(*) FROM steps_tail");
-      tail_rows_ = count.step() == SQLITE_ROW ? count.integer(0) : 0;
-    }
-    for (const step_write& w : batch) {
-      out.push_back(insert_step(w, now, to_tail));
-      any = any || out.back().ok();
-      if (!out.back().ok() && !refusal(out.back().err())) {
-        failure = out.back();
-        break;
+    // to the step log as one row; when the log has grown, it moves to `step_packs`, one row per
+    // run holding its steps: a transaction of many runs' steps then writes a few pages instead of
+    // one or more per run, and the move writes a row per run, not per step.
+    const bool to_log = batch.size() > 1;
+    bool merged = false;
+    result<void> failure = sync_log();  // a failed write (not a refused step) fails the whole transaction
+    if (failure.ok()) {
+      for (const step_write& w : batch) {
+        out.push_back(insert_step(w, now, to_log ? &logged : nullptr));
+        if (!out.back().ok() && !refusal(out.back().err())) {
+          failure = out.back();
+          break;
+        }
       }
     }
-    if (failure.ok() && tail_rows_ >= tail_merge_rows) {
-      failure = exec("INSERT INTO steps SELECT * FROM steps_tail ORDER BY run_id, sequence_id; DELETE FROM steps_tail",
-                     "moving the steps tail");
-      if (failure.ok()) tail_rows_ = 0;
+    if (failure.ok() && !logged.empty()) {
+      std::size_t bytes = 0;
+      for (const auto& l : logged) bytes += l.text.size();
+      merged = log_.size() + logged.size() >= log_merge_steps || log_bytes_ + bytes >= log_merge_bytes;
+      failure = merged ? move_log_to_packs(logged) : write_log_row(logged);
     }
-    if (failure.ok() && any) fault("step.inserted");
+    if (failure.ok() && std::any_of(out.begin(), out.end(), [](const auto& r) { return r.ok(); })) {
+      fault("step.inserted");
+    }
     result<void> committed = finish_transaction(std::move(failure));
     if (!committed.ok()) {
-      tail_rows_ = -1;    // recount
-      counters_.clear();  // they counted rows that are not there: reload them when needed
       out.resize(batch.size(), committed);
       for (auto& r : out) {
         if (r.ok() || !refusal(r.err())) r = committed;
       }
       return out;
+    }
+    // Only now, committed, does this connection's view of the log change.
+    if (merged) {
+      log_moved();
+    } else {
+      for (auto& l : logged) remember_logged(std::move(l));
     }
     fault("step.committed");
     return out;
@@ -458,34 +583,7 @@ class sqlite_store final : public event_store {
   }
 
   result<std::vector<step_entry>> steps(std::string_view run_id, std::int64_t from, std::size_t limit) override {
-    auto s = cached(
-        "SELECT * FROM (SELECT sequence_id, action, status, inputs, result, delta, error, attempts, next_action, "
-        "graph_version, committed_ms FROM steps WHERE run_id = ?1 AND sequence_id >= ?2 "
-        "ORDER BY sequence_id LIMIT ?3) UNION ALL "
-        "SELECT * FROM (SELECT sequence_id, action, status, inputs, result, delta, error, attempts, next_action, "
-        "graph_version, committed_ms FROM steps_tail WHERE run_id = ?1 AND sequence_id >= ?2 "
-        "ORDER BY sequence_id LIMIT ?3) ORDER BY 1 LIMIT ?3");
-    s.bind(1, run_id).bind(2, from).bind(3, static_cast<std::int64_t>(limit));
-    std::vector<step_entry> out;
-    int rc = 0;
-    while ((rc = s.step()) == SQLITE_ROW) {
-      step_entry e;
-      e.sequence_id = s.integer(0);
-      e.action = s.text(1);
-      e.status = s.text(2);
-      const std::string where = "step " + std::to_string(e.sequence_id) + " of run " + std::string(run_id);
-      CHOIR_TRY(e.inputs, detail::parse_column(s.text(3), where + ": inputs"));
-      CHOIR_TRY(e.result, detail::parse_column(s.text(4), where + ": result"));
-      CHOIR_TRY(e.delta, detail::parse_column(s.text(5), where + ": delta"));
-      CHOIR_TRY(e.error, detail::parse_column(s.text(6), where + ": error"));
-      e.attempts = static_cast<int>(s.integer(7));
-      e.next_action = s.text(8);
-      e.graph_version = s.text(9);
-      e.committed_ms = s.integer(10);
-      out.push_back(std::move(e));
-    }
-    if (rc != SQLITE_DONE) return sqlite_error(store_errc::io_error, db_, "reading steps");
-    return out;
+    return gather(run_id, from, std::numeric_limits<std::int64_t>::max(), limit);
   }
 
   result<graph::state> state_at(std::string_view run_id, std::int64_t sequence_id) override {
@@ -503,20 +601,14 @@ class sqlite_store final : public event_store {
     const std::int64_t base = snap.integer(0);
     const std::string snapshot = snap.text(1);
     snap.reset();
-    auto deltas = cached(
-        "SELECT sequence_id, delta FROM steps WHERE run_id = ?1 AND sequence_id > ?2 AND sequence_id <= ?3 "
-        "UNION ALL SELECT sequence_id, delta FROM steps_tail WHERE run_id = ?1 AND sequence_id > ?2 "
-        "AND sequence_id <= ?3 ORDER BY 1");
-    deltas.bind(1, run_id).bind(2, base).bind(3, sequence_id);
+    CHOIR_TRY(auto after, deltas_after(run_id, base, sequence_id));
+    std::size_t next = 0;
     return detail::rebuild_state(run_id, base, snapshot, sequence_id,
                                  [&](std::int64_t& seq, std::string& text) -> result<bool> {
-                                   const int step_rc = deltas.step();
-                                   if (step_rc == SQLITE_DONE) return false;
-                                   if (step_rc != SQLITE_ROW) {
-                                     return sqlite_error(store_errc::io_error, db_, "reading deltas");
-                                   }
-                                   seq = deltas.integer(0);
-                                   text = deltas.text(1);
+                                   if (next == after.size()) return false;
+                                   seq = after[next].first;
+                                   text = std::move(after[next].second);
+                                   ++next;
                                    return true;
                                  });
   }
@@ -745,6 +837,9 @@ class sqlite_store final : public event_store {
     CHOIR_CHECK(exec("BEGIN IMMEDIATE", "pruning"));
     prune_report report;
     auto done = [&]() -> result<void> {
+      // Pruned runs' logged steps go with their runs: move the log to the packs first.
+      CHOIR_CHECK(sync_log());
+      if (!log_.empty()) CHOIR_CHECK(move_log_to_packs({}));
       const std::int64_t now = clock_->unix_ms();
       std::string sql =
           "CREATE TEMP TABLE IF NOT EXISTS pruned(run_id TEXT PRIMARY KEY); DELETE FROM pruned; "
@@ -778,15 +873,17 @@ class sqlite_store final : public event_store {
       CHOIR_CHECK(remove("effects", report.effects));
       CHOIR_CHECK(remove("snapshots", report.snapshots));
       CHOIR_CHECK(remove("steps", report.steps));
-      std::size_t tail = 0;
-      CHOIR_CHECK(remove("steps_tail", tail));
-      report.steps += tail;
-      tail_rows_ = -1;
+      statement packed(db_,
+                       "SELECT COALESCE(sum(count), 0) FROM step_packs WHERE run_id IN (SELECT run_id FROM pruned)");
+      if (packed.step() != SQLITE_ROW) return sqlite_error(store_errc::io_error, db_, "pruning");
+      report.steps += static_cast<std::size_t>(packed.integer(0));
+      CHOIR_CHECK(remove("step_packs", ignored));
       CHOIR_CHECK(remove("runs", ignored));
       return exec("DELETE FROM pruned", "pruning");
     }();
     CHOIR_CHECK(finish_transaction(std::move(done)));
     counters_.clear();
+    if (moved_to_ != 0) log_moved();
     return report;
   }
 
@@ -812,7 +909,7 @@ class sqlite_store final : public event_store {
     return std::string(
                "SELECT r.run_id, r.partition_key, r.agent, r.graph_version, r.parent_run, r.parent_step, r.status, "
                "r.start_action, r.created_ms, r.updated_ms, r.pinned, r.owner, r.lease_expires_ms, r.tenant, "
-               "r.user_name FROM runs r ") +
+               "r.user_name, r.start_inputs FROM runs r ") +
            tail;
   }
   static run_record read_run(const statement& s) {
@@ -832,16 +929,113 @@ class sqlite_store final : public event_store {
     r.lease_expires_ms = s.integer(12);
     r.tenant = s.text(13);
     r.user = s.text(14);
+    r.start_inputs = s.text(15);
     return r;
+  }
+
+  /// A run's steps with `lo <= sequence_id <= hi`, at most `limit`, in sequence order: from
+  /// `steps`, the packs and the log.
+  result<std::vector<step_entry>> gather(std::string_view run_id, std::int64_t lo, std::int64_t hi, std::size_t limit) {
+    CHOIR_CHECK(sync_log());
+    std::vector<step_entry> out;
+    auto rows = cached(
+        "SELECT sequence_id, action, status, inputs, result, delta, error, attempts, next_action, graph_version, "
+        "committed_ms FROM steps WHERE run_id = ?1 AND sequence_id >= ?2 AND sequence_id <= ?3 "
+        "ORDER BY sequence_id LIMIT ?4");
+    rows.bind(1, run_id).bind(2, lo).bind(3, hi);
+    rows.bind(4, static_cast<std::int64_t>(
+                     std::min<std::size_t>(limit, static_cast<std::size_t>(std::numeric_limits<std::int64_t>::max()))));
+    int rc = 0;
+    while ((rc = rows.step()) == SQLITE_ROW) {
+      step_entry e;
+      e.sequence_id = rows.integer(0);
+      e.action = rows.text(1);
+      e.status = rows.text(2);
+      const std::string where = "step " + std::to_string(e.sequence_id) + " of run " + std::string(run_id);
+      CHOIR_TRY(e.inputs, detail::parse_column(rows.text(3), where + ": inputs"));
+      CHOIR_TRY(e.result, detail::parse_column(rows.text(4), where + ": result"));
+      CHOIR_TRY(e.delta, detail::parse_column(rows.text(5), where + ": delta"));
+      CHOIR_TRY(e.error, detail::parse_column(rows.text(6), where + ": error"));
+      e.attempts = static_cast<int>(rows.integer(7));
+      e.next_action = rows.text(8);
+      e.graph_version = rows.text(9);
+      e.committed_ms = rows.integer(10);
+      out.push_back(std::move(e));
+    }
+    if (rc != SQLITE_DONE) return sqlite_error(store_errc::io_error, db_, "reading steps");
+    rows.reset();
+    const auto take = [&](value& v, std::size_t& taken) {
+      const auto seq = v[1].get<std::int64_t>();
+      if (seq < lo || seq > hi || taken >= limit) return;
+      out.push_back(entry_of(v));
+      ++taken;
+    };
+    auto packs = cached(
+        "SELECT id, steps FROM step_packs WHERE run_id = ?1 AND last_seq >= ?2 AND first_seq <= ?3 ORDER BY first_seq");
+    packs.bind(1, run_id).bind(2, lo).bind(3, hi);
+    std::size_t taken = 0;
+    rc = SQLITE_DONE;
+    while (taken < limit && (rc = packs.step()) == SQLITE_ROW) {
+      CHOIR_TRY(auto pack, parse_packed(packs.text(1), "step pack " + std::to_string(packs.integer(0))));
+      for (value& v : pack) take(v, taken);
+    }
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW) return sqlite_error(store_errc::io_error, db_, "reading step packs");
+    packs.reset();
+    taken = 0;
+    for (const packed_step* l : logged_steps(run_id)) {
+      if (l->sequence_id < lo || l->sequence_id > hi) continue;
+      CHOIR_TRY(auto one, parse_packed("[" + l->text + "]", "the logged step " + std::to_string(l->sequence_id)));
+      take(one[0], taken);
+    }
+    std::stable_sort(out.begin(), out.end(),
+                     [](const step_entry& a, const step_entry& b) { return a.sequence_id < b.sequence_id; });
+    if (out.size() > limit) out.resize(limit);
+    return out;
+  }
+
+  /// The deltas (as stored, unparsed) of a run's steps with `base < sequence_id <= target`, in
+  /// sequence order: from `steps`, the packs and the log.
+  result<std::vector<std::pair<std::int64_t, std::string>>> deltas_after(std::string_view run_id, std::int64_t base,
+                                                                         std::int64_t target) {
+    CHOIR_CHECK(sync_log());
+    std::vector<std::pair<std::int64_t, std::string>> out;
+    auto rows = cached(
+        "SELECT sequence_id, delta FROM steps WHERE run_id = ?1 AND sequence_id > ?2 AND sequence_id <= ?3 "
+        "ORDER BY sequence_id");
+    rows.bind(1, run_id).bind(2, base).bind(3, target);
+    int rc = 0;
+    while ((rc = rows.step()) == SQLITE_ROW) out.emplace_back(rows.integer(0), rows.text(1));
+    if (rc != SQLITE_DONE) return sqlite_error(store_errc::io_error, db_, "reading deltas");
+    rows.reset();
+    const auto take = [&](const value& v) {
+      const auto seq = v[1].get<std::int64_t>();
+      if (seq > base && seq <= target) out.emplace_back(seq, dump_json(v[6]));
+    };
+    auto packs = cached(
+        "SELECT id, steps FROM step_packs WHERE run_id = ?1 AND last_seq > ?2 AND first_seq <= ?3 ORDER BY first_seq");
+    packs.bind(1, run_id).bind(2, base).bind(3, target);
+    while ((rc = packs.step()) == SQLITE_ROW) {
+      CHOIR_TRY(auto pack, parse_packed(packs.text(1), "step pack " + std::to_string(packs.integer(0))));
+      for (const value& v : pack) take(v);
+    }
+    if (rc != SQLITE_DONE) return sqlite_error(store_errc::io_error, db_, "reading deltas");
+    packs.reset();
+    for (const packed_step* l : logged_steps(run_id)) {
+      if (l->sequence_id <= base || l->sequence_id > target) continue;
+      CHOIR_TRY(auto one, parse_packed("[" + l->text + "]", "the logged step " + std::to_string(l->sequence_id)));
+      take(one[0]);
+    }
+    std::stable_sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+    return out;
   }
 
   /// A run's position comes from its last committed step (in `steps` or in the tail): its
   /// sequence id, its next action and its time.
   result<run_record> with_position(run_record r) {
+    CHOIR_CHECK(sync_log());
     auto s = cached(
-        "SELECT * FROM (SELECT sequence_id, next_action, committed_ms FROM steps WHERE run_id = ?1 "
-        "ORDER BY sequence_id DESC LIMIT 1) UNION ALL SELECT * FROM (SELECT sequence_id, next_action, committed_ms "
-        "FROM steps_tail WHERE run_id = ?1 ORDER BY sequence_id DESC LIMIT 1) ORDER BY 1 DESC LIMIT 1");
+        "SELECT sequence_id, next_action, committed_ms FROM steps WHERE run_id = ?1 ORDER BY sequence_id DESC "
+        "LIMIT 1");
     s.bind(1, r.run_id);
     const int rc = s.step();
     if (rc == SQLITE_ROW) {
@@ -851,17 +1045,39 @@ class sqlite_store final : public event_store {
     } else if (rc != SQLITE_DONE) {
       return sqlite_error(store_errc::io_error, db_, "reading run");
     }
+    s.reset();
+    auto packs = cached(
+        "SELECT last_seq, next_action, committed_ms FROM step_packs WHERE run_id = ? ORDER BY first_seq DESC "
+        "LIMIT 1");
+    packs.bind(1, r.run_id);
+    const int packs_rc = packs.step();
+    if (packs_rc == SQLITE_ROW) {
+      if (!r.last_sequence || packs.integer(0) > *r.last_sequence) {
+        r.last_sequence = packs.integer(0);
+        r.next_action = packs.text(1);
+        r.updated_ms = std::max(r.updated_ms, packs.integer(2));
+      }
+    } else if (packs_rc != SQLITE_DONE) {
+      return sqlite_error(store_errc::io_error, db_, "reading run");
+    }
+    const auto logged = logged_steps(r.run_id);
+    if (!logged.empty() && (!r.last_sequence || logged.back()->sequence_id > *r.last_sequence)) {
+      r.last_sequence = logged.back()->sequence_id;
+      r.next_action = logged.back()->next_action;
+      r.updated_ms = std::max(r.updated_ms, logged.back()->committed_ms);
+    }
     return r;
   }
 
   /// A step refused on its own (the others of its batch go on), as opposed to a failed write.
   static bool refusal(const error& e) {
     return e.code == store_errc::duplicate_step || e.code == store_errc::run_not_found ||
-           e.code == store_errc::run_leased;
+           e.code == store_errc::run_leased || e.code == store_errc::invalid_argument;
   }
 
-  /// Writes one step inside the open transaction; a refused step writes nothing.
-  result<void> insert_step(const step_write& w, std::int64_t now, bool to_tail) {
+  /// Writes one step inside the open transaction — into `steps`, or into `log` (the batch bound
+  /// for the step log) when given; a refused step writes nothing.
+  result<void> insert_step(const step_write& w, std::int64_t now, std::vector<packed_step>* log) {
     // A lease this store took and that has not run out cannot have been taken by anyone else
     // (one machine, one clock): skip reading it. Otherwise check who holds the run.
     const auto ours = held_.find(w.run_id);
@@ -878,30 +1094,45 @@ class sqlite_store final : public event_store {
       }
     }
     CHOIR_CHECK(load_counters(w.run_id));
-    // A step goes to the table the other does not hold it in: `(run_id, sequence_id)` is unique
-    // across both.
-    auto s = cached(to_tail ? "INSERT INTO steps_tail(run_id, sequence_id, action, status, inputs, result, delta, "
-                              "error, attempts, next_action, graph_version, committed_ms) SELECT ?1, ?2, ?3, ?4, ?5, "
-                              "?6, ?7, ?8, ?9, ?10, ?11, ?12 WHERE NOT EXISTS (SELECT 1 FROM steps WHERE run_id = ?1 "
-                              "AND sequence_id = ?2) ON CONFLICT DO NOTHING"
-                            : "INSERT INTO steps(run_id, sequence_id, action, status, inputs, result, delta, error, "
-                              "attempts, next_action, graph_version, committed_ms) SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, "
-                              "?8, ?9, ?10, ?11, ?12 WHERE NOT EXISTS (SELECT 1 FROM steps_tail WHERE run_id = ?1 AND "
-                              "sequence_id = ?2) ON CONFLICT DO NOTHING");
-    s.bind(1, w.run_id).bind(2, w.sequence_id).bind(3, w.action).bind(4, w.failed ? "failed" : "completed");
-    s.bind(5, w.inputs).bind(6, w.result).bind(7, w.delta).bind(8, w.error);
-    s.bind(9, static_cast<std::int64_t>(w.attempts)).bind(10, w.next_action).bind(11, w.graph_version).bind(12, now);
-    if (s.step() != SQLITE_DONE) {
-      if (sqlite3_extended_errcode(db_) == SQLITE_CONSTRAINT_FOREIGNKEY) {
-        return make_error(store_errc::run_not_found, "no run " + w.run_id);
-      }
-      return sqlite_error(store_errc::io_error, db_, "committing a step");
-    }
-    if (sqlite3_changes(db_) != 1) {
+    const auto duplicate = [&] {
       return make_error(store_errc::duplicate_step,
                         "run " + w.run_id + " already has step " + std::to_string(w.sequence_id));
+    };
+    // `(run_id, sequence_id)` is unique across `steps`, the packs, the log and the batch.
+    if (logged_has(w.run_id, w.sequence_id)) return duplicate();
+    CHOIR_TRY(const bool stored, is_stored(w.run_id, w.sequence_id));
+    if (stored) return duplicate();
+    if (log != nullptr) {
+      // The JSON columns are embedded in the log row as they are: one malformed column must not
+      // make the row, and the batch's other steps, unreadable.
+      for (const std::string* json : {&w.inputs, &w.result, &w.delta, &w.error}) {
+        if (!value::accept(*json)) {
+          return make_error(store_errc::invalid_argument,
+                            "step " + std::to_string(w.sequence_id) + " of run " + w.run_id + " holds malformed JSON");
+        }
+      }
+      for (const auto& l : *log) {
+        if (l.sequence_id == w.sequence_id && l.run_id == w.run_id) return duplicate();
+      }
+      log->push_back(pack_step(w, now));
+    } else {
+      auto s = cached(
+          "INSERT INTO steps(run_id, sequence_id, action, status, inputs, result, delta, error, attempts, "
+          "next_action, graph_version, committed_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) "
+          "ON CONFLICT DO NOTHING");
+      s.bind(1, w.run_id).bind(2, w.sequence_id).bind(3, w.action).bind(4, w.failed ? "failed" : "completed");
+      s.bind(5, w.inputs).bind(6, w.result).bind(7, w.delta).bind(8, w.error);
+      s.bind(9, static_cast<std::int64_t>(w.attempts)).bind(10, w.next_action).bind(11, w.graph_version).bind(12, now);
+      if (s.step() != SQLITE_DONE) {
+        if (sqlite3_extended_errcode(db_) == SQLITE_CONSTRAINT_FOREIGNKEY) {
+          return make_error(store_errc::run_not_found, "no run " + w.run_id);
+        }
+        return sqlite_error(store_errc::io_error, db_, "committing a step");
+      }
+      if (sqlite3_changes(db_) != 1) return duplicate();
+      auto known = stored_last_.find(w.run_id);
+      if (known != stored_last_.end()) known->second = std::max(known->second, w.sequence_id);
     }
-    if (to_tail) ++tail_rows_;
     detail::snapshot_counters& counters = counters_[w.run_id];
     counters.delta_bytes_since += static_cast<std::int64_t>(w.delta.size());
     ++counters.steps_since;
@@ -909,6 +1140,198 @@ class sqlite_store final : public event_store {
       CHOIR_CHECK(write_snapshot(w.run_id, w.sequence_id, w.after));
       fault("step.snapshot");
     }
+    return {};
+  }
+
+  // ---- the step log and the step packs (docs/event-log.md, "The step log") -----------------------
+  //
+  // This connection keeps the log's steps in memory: readers merge them with `steps` and the
+  // packs, and writers check uniqueness against them. `PRAGMA data_version` tells when another
+  // connection committed; the copy is then read again (only the new rows, unless the log moved).
+
+  /// Brings this connection's copy of the log up to date.
+  result<void> sync_log() {
+    auto v = cached("PRAGMA data_version");
+    if (v.step() != SQLITE_ROW) return sqlite_error(store_errc::io_error, db_, "reading the data version");
+    const std::int64_t version = v.integer(0);
+    v.reset();
+    if (version == data_version_) return {};
+    // Another connection committed: whatever this one cached about steps may be stale.
+    stored_last_.clear();
+    counters_.clear();
+    auto first = cached("SELECT min(id) FROM step_log");
+    if (first.step() != SQLITE_ROW) return sqlite_error(store_errc::io_error, db_, "reading the step log");
+    const bool moved = first.is_null(0) || log_first_id_ == 0 || first.integer(0) != log_first_id_;
+    first.reset();
+    if (moved) clear_log();
+    auto rows = cached("SELECT id, steps FROM step_log WHERE id > ? ORDER BY id");
+    rows.bind(1, log_last_id_);
+    int rc = 0;
+    while ((rc = rows.step()) == SQLITE_ROW) {
+      const std::int64_t id = rows.integer(0);
+      auto parsed = parse_packed(rows.text(1), "step log row " + std::to_string(id));
+      if (!parsed.ok()) {
+        clear_log();
+        return std::move(parsed).err();
+      }
+      if (log_first_id_ == 0) log_first_id_ = id;
+      for (auto& step : *parsed) {
+        packed_step p{step[0].get<std::string>(),
+                      step[1].get<std::int64_t>(),
+                      step[9].get<std::string>(),
+                      step[11].get<std::int64_t>(),
+                      static_cast<std::int64_t>(dump_json(step[6]).size()),
+                      dump_json(step)};
+        remember_logged(std::move(p));
+      }
+      log_last_id_ = id;
+    }
+    if (rc != SQLITE_DONE) {
+      clear_log();
+      return sqlite_error(store_errc::io_error, db_, "reading the step log");
+    }
+    data_version_ = version;
+    return {};
+  }
+
+  void remember_logged(packed_step s) {
+    log_bytes_ += s.text.size();
+    log_by_run_[s.run_id].push_back(log_.size());
+    log_.push_back(std::move(s));
+  }
+
+  /// The log moved to the packs in the transaction that just committed: only the empty row with
+  /// id `moved_to_` is left.
+  void log_moved() {
+    clear_log();
+    log_first_id_ = log_last_id_ = std::exchange(moved_to_, 0);
+  }
+
+  /// Forgets the log (it moved to the packs, or must be read again).
+  void clear_log() {
+    log_.clear();
+    log_by_run_.clear();
+    log_bytes_ = 0;
+    log_first_id_ = 0;
+    log_last_id_ = 0;
+  }
+
+  /// The run's logged steps, in sequence order.
+  std::vector<const packed_step*> logged_steps(std::string_view run_id) const {
+    std::vector<const packed_step*> out;
+    const auto it = log_by_run_.find(std::string(run_id));
+    if (it == log_by_run_.end()) return out;
+    for (const std::size_t i : it->second) out.push_back(&log_[i]);
+    std::sort(out.begin(), out.end(),
+              [](const packed_step* a, const packed_step* b) { return a->sequence_id < b->sequence_id; });
+    return out;
+  }
+
+  bool logged_has(const std::string& run_id, std::int64_t seq) const {
+    const auto it = log_by_run_.find(run_id);
+    if (it == log_by_run_.end()) return false;
+    return std::any_of(it->second.begin(), it->second.end(), [&](std::size_t i) { return log_[i].sequence_id == seq; });
+  }
+
+  /// Whether `steps` or a pack holds the step. The last stored sequence id of each run is cached,
+  /// so a step after it needs no lookup.
+  result<bool> is_stored(const std::string& run_id, std::int64_t seq) {
+    auto known = stored_last_.find(run_id);
+    if (known == stored_last_.end()) {
+      auto last = cached(
+          "SELECT max(m) FROM (SELECT max(sequence_id) AS m FROM steps WHERE run_id = ?1 UNION ALL "
+          "SELECT max(last_seq) FROM step_packs WHERE run_id = ?1)");
+      last.bind(1, run_id);
+      if (last.step() != SQLITE_ROW) return sqlite_error(store_errc::io_error, db_, "reading a run's steps");
+      known = stored_last_.emplace(run_id, last.is_null(0) ? std::int64_t{-2} : last.integer(0)).first;
+    }
+    if (seq > known->second) return false;
+    auto exists = cached("SELECT 1 FROM steps WHERE run_id = ? AND sequence_id = ?");
+    exists.bind(1, run_id).bind(2, seq);
+    const int rc = exists.step();
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return sqlite_error(store_errc::io_error, db_, "reading a step");
+    if (rc == SQLITE_ROW) return true;
+    exists.reset();
+    return in_packs(run_id, seq);
+  }
+
+  /// Whether a pack holds the step.
+  result<bool> in_packs(const std::string& run_id, std::int64_t seq) {
+    auto s = cached("SELECT id, steps FROM step_packs WHERE run_id = ?1 AND first_seq <= ?2 AND last_seq >= ?2");
+    s.bind(1, run_id).bind(2, seq);
+    int rc = 0;
+    while ((rc = s.step()) == SQLITE_ROW) {
+      CHOIR_TRY(auto steps, parse_packed(s.text(1), "step pack " + std::to_string(s.integer(0))));
+      for (const auto& v : steps) {
+        if (v[1].get<std::int64_t>() == seq) return true;
+      }
+    }
+    if (rc != SQLITE_DONE) return sqlite_error(store_errc::io_error, db_, "reading the step packs");
+    return false;
+  }
+
+  /// Writes the batch's steps as one log row (inside the open transaction).
+  result<void> write_log_row(const std::vector<packed_step>& batch) {
+    std::string text;
+    text.reserve(2 + std::accumulate(batch.begin(), batch.end(), std::size_t{0},
+                                     [](std::size_t n, const packed_step& p) { return n + p.text.size() + 1; }));
+    text += '[';
+    for (const auto& p : batch) {
+      if (text.size() > 1) text += ',';
+      text += p.text;
+    }
+    text += ']';
+    auto s = cached("INSERT INTO step_log(steps) VALUES (?)");
+    s.bind_static(1, text);
+    if (s.step() != SQLITE_DONE) return sqlite_error(store_errc::io_error, db_, "writing the step log");
+    const std::int64_t id = sqlite3_last_insert_rowid(db_);
+    // This connection's copy takes the batch once the transaction commits (`append_steps`).
+    if (log_first_id_ == 0) log_first_id_ = id;
+    log_last_id_ = id;
+    return {};
+  }
+
+  /// Moves the log, and `batch` with it, into packs: each run's steps in sequence order, at most
+  /// `pack_steps` or `pack_bytes` to a pack (inside the open transaction).
+  result<void> move_log_to_packs(const std::vector<packed_step>& batch) {
+    std::vector<const packed_step*> all;
+    all.reserve(log_.size() + batch.size());
+    for (const auto& l : log_) all.push_back(&l);
+    for (const auto& l : batch) all.push_back(&l);
+    std::sort(all.begin(), all.end(), [](const packed_step* a, const packed_step* b) {
+      return std::tie(a->run_id, a->sequence_id) < std::tie(b->run_id, b->sequence_id);
+    });
+    auto insert = cached(
+        "INSERT INTO step_packs(run_id, first_seq, last_seq, count, delta_bytes, next_action, committed_ms, steps) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+    std::string text;
+    for (std::size_t i = 0; i < all.size();) {
+      std::size_t j = i;
+      std::int64_t delta_bytes = 0;
+      text.assign(1, '[');
+      while (j < all.size() && all[j]->run_id == all[i]->run_id && j - i < pack_steps &&
+             (j == i || text.size() + all[j]->text.size() < pack_bytes)) {
+        if (j > i) text += ',';
+        text += all[j]->text;
+        delta_bytes += all[j]->delta_bytes;
+        ++j;
+      }
+      text += ']';
+      const packed_step& last = *all[j - 1];
+      insert.bind_static(1, all[i]->run_id).bind(2, all[i]->sequence_id).bind(3, last.sequence_id);
+      insert.bind(4, static_cast<std::int64_t>(j - i)).bind(5, delta_bytes).bind_static(6, last.next_action);
+      insert.bind(7, last.committed_ms).bind_static(8, text);
+      if (insert.step() != SQLITE_DONE) return sqlite_error(store_errc::io_error, db_, "moving the step log");
+      insert.reset();
+      i = j;
+    }
+    // An empty row with the next id replaces the log, so that ids keep growing: a reader tells
+    // that the log moved by its first id.
+    CHOIR_CHECK(exec_cached("INSERT INTO step_log(id, steps) SELECT COALESCE(max(id), 0) + 1, '[]' FROM step_log",
+                            "moving the step log"));
+    moved_to_ = sqlite3_last_insert_rowid(db_);
+    CHOIR_CHECK(exec_cached("DELETE FROM step_log WHERE id < (SELECT max(id) FROM step_log)", "moving the step log"));
+    stored_last_.clear();
     return {};
   }
 
@@ -938,13 +1361,36 @@ class sqlite_store final : public event_store {
     detail::snapshot_counters c{snap.integer(1), 0, 0};
     const std::int64_t base = snap.integer(0);
     snap.reset();
-    auto since = cached(
-        "SELECT count(*), COALESCE(sum(length(delta)), 0) FROM (SELECT delta FROM steps WHERE run_id = ?1 "
-        "AND sequence_id > ?2 UNION ALL SELECT delta FROM steps_tail WHERE run_id = ?1 AND sequence_id > ?2)");
+    auto since =
+        cached("SELECT count(*), COALESCE(sum(length(delta)), 0) FROM steps WHERE run_id = ?1 AND sequence_id > ?2");
     since.bind(1, run_id).bind(2, base);
     if (since.step() != SQLITE_ROW) return sqlite_error(store_errc::io_error, db_, "reading snapshot counters");
     c.steps_since = since.integer(0);
     c.delta_bytes_since = since.integer(1);
+    since.reset();
+    auto packs =
+        cached("SELECT id, first_seq, count, delta_bytes, steps FROM step_packs WHERE run_id = ?1 AND last_seq > ?2");
+    packs.bind(1, run_id).bind(2, base);
+    int rc_packs = 0;
+    while ((rc_packs = packs.step()) == SQLITE_ROW) {
+      if (packs.integer(1) > base) {
+        c.steps_since += packs.integer(2);
+        c.delta_bytes_since += packs.integer(3);
+        continue;
+      }
+      CHOIR_TRY(auto pack, parse_packed(packs.text(4), "step pack " + std::to_string(packs.integer(0))));
+      for (const value& v : pack) {
+        if (v[1].get<std::int64_t>() <= base) continue;
+        ++c.steps_since;
+        c.delta_bytes_since += static_cast<std::int64_t>(dump_json(v[6]).size());
+      }
+    }
+    if (rc_packs != SQLITE_DONE) return sqlite_error(store_errc::io_error, db_, "reading snapshot counters");
+    for (const packed_step* l : logged_steps(run_id)) {
+      if (l->sequence_id <= base) continue;
+      ++c.steps_since;
+      c.delta_bytes_since += l->delta_bytes;
+    }
     counters_[run_id] = c;
     return {};
   }
@@ -966,17 +1412,25 @@ class sqlite_store final : public event_store {
   result<void> finish_transaction(result<void> outcome) {
     if (!outcome.ok()) {
       (void)exec_cached("ROLLBACK", "rolling back");
-      counters_.clear();
-      held_.clear();  // a lease written in the transaction may not be there
+      forget_cached();
       return outcome;
     }
     auto committed = exec_cached("COMMIT", "committing");
     if (!committed.ok()) {
       (void)exec_cached("ROLLBACK", "rolling back");
-      counters_.clear();
-      held_.clear();  // a lease written in the transaction may not be there
+      forget_cached();
     }
     return committed;
+  }
+
+  /// After a rollback: what this connection cached may describe writes that are not there.
+  void forget_cached() {
+    counters_.clear();
+    held_.clear();  // a lease written in the transaction may not be there
+    stored_last_.clear();
+    clear_log();
+    moved_to_ = 0;
+    data_version_ = -1;  // read the log again
   }
 
   sqlite3* db_;
@@ -984,9 +1438,23 @@ class sqlite_store final : public event_store {
   const clock* clock_;
   std::unordered_map<std::string, detail::snapshot_counters> counters_;
   std::unordered_map<std::string, std::int64_t> held_;  // leases this store took: run -> expiry
-  /// Rows in `steps_tail` (-1: not counted yet); at `tail_merge_rows` they move to `steps`.
-  std::int64_t tail_rows_ = -1;
-  static constexpr std::int64_t tail_merge_rows = 1024;
+  /// The last sequence id of each run in `steps` and the packs (-2: none), as far as this
+  /// connection knows.
+  std::unordered_map<std::string, std::int64_t> stored_last_;
+  /// This connection's copy of the step log, in commit order, and where each run's steps are.
+  std::vector<packed_step> log_;
+  std::unordered_map<std::string, std::vector<std::size_t>> log_by_run_;
+  std::size_t log_bytes_ = 0;      // of the logged steps' JSON
+  std::int64_t log_first_id_ = 0;  // the ids of the first and last `step_log` rows read
+  std::int64_t log_last_id_ = 0;
+  std::int64_t data_version_ = -1;  // PRAGMA data_version when the copy was read (-1: never)
+  std::int64_t moved_to_ = 0;       // the empty row that replaced the log in the open transaction
+  /// The log moves to `steps` when it holds this many steps or JSON bytes.
+  static constexpr std::size_t log_merge_steps = 4096;
+  static constexpr std::size_t log_merge_bytes = 8 << 20;
+  /// A pack holds at most this many steps or (unless it holds one) bytes.
+  static constexpr std::size_t pack_steps = 256;
+  static constexpr std::size_t pack_bytes = 1 << 20;
   std::unordered_map<std::string, std::unique_ptr<statement>> cached_;
 };
 
