@@ -307,6 +307,14 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 64));
   serve->add_option("--max-connections", serve_opts.max_connections, "Open connections at most (default 4096)")
       ->check(CLI::Range(1, 1'000'000));
+  serve
+      ->add_option("--step-workers", serve_opts.step_workers,
+                   "Agent steps that run at once, started in latency-class order (default: one per core)")
+      ->check(CLI::Range(0, 1024));
+  serve
+      ->add_option("--hrt-workers", serve_opts.hrt_workers,
+                   "Of the step workers, how many run only HRT steps (default 0: HRT steps go first on every one)")
+      ->check(CLI::Range(0, 1023));
 
   choir::cli::chat_options chat_opts;
   auto* chat = app.add_subcommand("chat", "Talk to an agent in the terminal (its replies streamed)");

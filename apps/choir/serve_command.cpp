@@ -3,10 +3,12 @@
 #include <pthread.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
 #include <filesystem>
 #include <iostream>
 #include <sstream>
+#include <thread>
 
 #include "apps/choir/kernel_commands.hpp"
 #include "apps/choir/run_command.hpp"
@@ -145,11 +147,20 @@ int serve_command(const serve_options& options, std::ostream& out, std::ostream&
 
   auto system = std::make_unique<runtime::actor_system>();
   auto hub = std::make_shared<api::event_hub>(*store);
+  // Every conversation's steps start in latency-class order (docs/scheduling.md).
+  const int cores = static_cast<int>(std::max(1U, std::thread::hardware_concurrency()));
+  const int workers = options.step_workers > 0 ? options.step_workers : cores;
+  if (options.hrt_workers >= workers) {
+    return fail("--hrt-workers must leave at least one of the " + std::to_string(workers) +
+                " step workers to SRT and DT steps");
+  }
+  auto dispatcher = std::make_shared<runtime::step_dispatcher>(
+      runtime::dispatch_options{.workers = workers, .hrt_workers = options.hrt_workers});
   auto directory = std::make_shared<runtime::conversation_directory>(
-      *system, runtime::directory_options{
-                   .store = *store, .gate = *gate, .observer = [hub](const runtime::conversation_event& e) {
-                     hub->publish(e);
-                   }});
+      *system, runtime::directory_options{.store = *store,
+                                          .gate = *gate,
+                                          .observer = [hub](const runtime::conversation_event& e) { hub->publish(e); },
+                                          .dispatcher = dispatcher});
   const fs::path web = options.web.empty() ? default_web_dir() : fs::path(options.web);
   auto audit = audit_options_for(**store, options.store);
   if (!audit.ok()) return fail(audit.err().message);
@@ -167,7 +178,8 @@ int serve_command(const serve_options& options, std::ostream& out, std::ostream&
                            .connections = [&server]() -> std::size_t { return server ? server->connections() : 0; },
                            .policy_document = policy_document,
                            .services = process_services(),
-                           .mcp_agent = *session_agent});
+                           .mcp_agent = *session_agent,
+                           .dispatcher = dispatcher});
   server = std::make_unique<api::server>(svc, api::server_options{.host = where->first,
                                                                   .port = where->second,
                                                                   .threads = options.threads,

@@ -16,6 +16,9 @@ struct serve_options {
   std::vector<std::string> allow_hosts;
   int threads = 1;
   std::size_t max_connections = 4'096;
+  /// Agent steps that run at once (0: one per core), and how many of them only HRT steps may use.
+  int step_workers = 0;
+  int hrt_workers = 0;
 };
 
 /// Serves until SIGTERM or SIGINT. Prints `listening on http://HOST:PORT`, and on the first start

@@ -5,6 +5,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -213,11 +214,13 @@ class Api : public ::testing::Test {
     }
     hub_ = std::make_shared<event_hub>(store_);
     auto hub = hub_;
+    dispatcher_ = std::make_shared<runtime::step_dispatcher>(runtime::dispatch_options{.workers = 2});
     directory_ = std::make_shared<runtime::conversation_directory>(
-        *system_, runtime::directory_options{
-                      .store = store_, .gate = gate_, .observer = [hub](const runtime::conversation_event& e) {
-                        hub->publish(e);
-                      }});
+        *system_,
+        runtime::directory_options{.store = store_,
+                                   .gate = gate_,
+                                   .observer = [hub](const runtime::conversation_event& e) { hub->publish(e); },
+                                   .dispatcher = dispatcher_});
     auto session_agent = runtime::mcp_session_agent(runtime::runtime_registry(services_));
     ASSERT_TRUE(session_agent.ok()) << session_agent.err().message;
     web_ = dir_ / "web";
@@ -233,7 +236,8 @@ class Api : public ::testing::Test {
                                                          .audit = audit_options,
                                                          .policy_document = "policy",
                                                          .services = services_,
-                                                         .mcp_agent = *session_agent});
+                                                         .mcp_agent = *session_agent,
+                                                         .dispatcher = dispatcher_});
     server_ = std::make_unique<server>(service_, server_options{.port = 0, .body_limit = 1 << 20});
     auto port = server_->listen();
     ASSERT_TRUE(port.ok()) << port.err().message;
@@ -302,6 +306,7 @@ class Api : public ::testing::Test {
   std::unique_ptr<runtime::actor_system> system_;
   std::shared_ptr<event_hub> hub_;
   std::shared_ptr<runtime::conversation_directory> directory_;
+  std::shared_ptr<runtime::step_dispatcher> dispatcher_;
   std::shared_ptr<service> service_;
   std::unique_ptr<server> server_;
   std::uint16_t port_ = 0;
@@ -627,9 +632,30 @@ TEST_F(Api, TheAuditLogIsReadAndVerifiedPerTenant) {
   }
   EXPECT_TRUE(kinds.contains("admission")) << entries.dump();
   EXPECT_EQ(json_of(call("GET", "/api/v1/audit?limit=1"))["entries"].size(), 1u);
+  // Pages, newest first: each page's entries oldest first, `next_before` to the page before.
+  const auto all = json_of(call("GET", "/api/v1/audit?limit=1000"));
+  ASSERT_TRUE(all["next_before"].is_null());
+  std::vector<std::int64_t> paged;
+  value cursor;
+  for (int page = 0; page < 100; ++page) {
+    const std::string more = cursor.is_null() ? std::string() : "&before=" + std::to_string(cursor.get<std::int64_t>());
+    const auto got = json_of(call("GET", "/api/v1/audit?limit=2" + more));
+    ASSERT_LE(got["entries"].size(), 2u);
+    std::vector<std::int64_t> seqs;
+    for (const auto& e : got["entries"]) seqs.push_back(e["seq"].get<std::int64_t>());
+    EXPECT_TRUE(std::is_sorted(seqs.begin(), seqs.end()));
+    paged.insert(paged.begin(), seqs.begin(), seqs.end());
+    cursor = got["next_before"];
+    if (cursor.is_null()) break;
+    EXPECT_EQ(cursor, got["entries"][0]["seq"]);
+  }
+  ASSERT_EQ(paged.size(), all["entries"].size());
+  for (std::size_t i = 0; i < paged.size(); ++i) EXPECT_EQ(paged[i], all["entries"][i]["seq"]);
   EXPECT_EQ(json_of(call("GET", "/api/v1/audit", carol_token))["entries"].size(), 0u);
   EXPECT_EQ(call("GET", "/api/v1/audit?run=../x").status, 400);
   EXPECT_EQ(call("GET", "/api/v1/audit?limit=5000").status, 400);
+  EXPECT_EQ(call("GET", "/api/v1/audit?before=0").status, 400);
+  EXPECT_EQ(call("GET", "/api/v1/audit?before=x").status, 400);
   auto verified = json_of(call("GET", "/api/v1/audit/verify"));
   EXPECT_EQ(verified["ok"], true) << verified.dump();
   EXPECT_GE(verified["entries"].get<std::int64_t>(), 2);
@@ -653,6 +679,18 @@ TEST_F(Api, MetricsCountResponsesAndStreams) {
   EXPECT_NE(m.body.find("choir_http_responses_total{class=\"4xx\"} 1"), std::string::npos) << m.body;
   EXPECT_NE(m.body.find("choir_agents 3"), std::string::npos);
   EXPECT_EQ(call("GET", "/metrics", "", "", {{"Host", "evil.example"}}).status, 421);
+  // A conversation's turn: its steps went through the dispatcher, by the chat agent's class (SRT).
+  const auto run_id = open_chat();
+  auto ws = watch(run_id);
+  (void)turn(*ws, run_id, "hello");
+  const std::string after = call("GET", "/metrics", "").body;
+  EXPECT_EQ(after.find("choir_steps_total{class=\"srt\"} 0\n"), std::string::npos) << after;
+  EXPECT_NE(after.find("choir_steps_total{class=\"srt\"} "), std::string::npos);
+  EXPECT_NE(after.find("choir_turn_seconds_count{class=\"srt\"} 1\n"), std::string::npos) << after;
+  EXPECT_NE(after.find("choir_steps_waiting{class=\"dt\"} 0\n"), std::string::npos);
+  // The gate's decisions: the run's admission and its model call, both allowed.
+  EXPECT_NE(after.find("choir_gate_decisions_total{kind=\"call\",decision=\"allow\"} "), std::string::npos) << after;
+  EXPECT_NE(after.find("choir_gate_decisions_total{kind=\"admission\",decision="), std::string::npos);
 }
 
 TEST_F(Api, ARunIsDiffedBetweenStepsAndForked) {

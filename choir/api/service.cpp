@@ -9,6 +9,7 @@
 #include <chrono>
 #include <deque>
 #include <fstream>
+#include <limits>
 #include <sstream>
 
 #include "choir/core/id.hpp"
@@ -320,6 +321,17 @@ http_response service::metrics() const {
   metric("choir_agents", "gauge", "Agents loaded.", "choir_agents " + std::to_string(opts_.agents.size()) + "\n");
   metric("choir_mcp_sessions", "gauge", "Open MCP sessions at /mcp.",
          "choir_mcp_sessions " + std::to_string(mcp_->sessions()) + "\n");
+  std::string decisions;
+  for (const auto& [what, count] :
+       opts_.gate ? opts_.gate->audit().decisions() : std::map<std::pair<std::string, std::string>, std::uint64_t>{}) {
+    decisions += "choir_gate_decisions_total{kind=" + dump_json(value(what.first)) +
+                 ",decision=" + dump_json(value(what.second)) + "} " + std::to_string(count) + "\n";
+  }
+  metric("choir_gate_decisions_total", "counter",
+         "Audited kernel decisions of this process by kind and decision (call allow/deny, consent, effect outcome, "
+         "admission, budget).",
+         decisions);
+  if (opts_.dispatcher) m += opts_.dispatcher->prometheus();
   return {.status = 200, .content_type = "text/plain; version=0.0.4; charset=utf-8", .body = m, .headers = {}};
 }
 
@@ -573,21 +585,37 @@ http_response service::route(const http_request& request, std::string_view path,
       if (!valid_id(*raw)) return error_response(400, "bad_request", "'run' is a run id");
       run_filter = std::string(*raw);
     }
-    // The log is read from the start (it is append-only and small next to the steps); the
-    // caller's tenant's last `limit` entries are kept.
-    std::deque<value> kept;
-    auto scanned = opts_.store->scan_audit(1, [&](const store::audit_view& row) {
+    // 0 (absent): from the newest entry.
+    auto before = number_param(query, "before", 0, 1, std::numeric_limits<std::int64_t>::max());
+    if (!before.ok()) return error_response(400, "bad_request", before.err().message);
+    // Newest first, until `limit` entries of the caller's tenant (and run) are found. An entry's
+    // canonical text holds `"tenant":"…"` as written: an entry without it is skipped unparsed.
+    const bool plain = std::all_of(who->tenant.begin(), who->tenant.end(), [](char c) {
+      return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '-' || c == '_' || c == '.';
+    });
+    const std::string tenant_needle = plain ? "\"tenant\":\"" + who->tenant + "\"" : std::string();
+    const std::string run_needle = run_filter.empty() ? std::string() : "\"run\":\"" + run_filter + "\"";
+    std::vector<value> newest;
+    std::int64_t oldest = 0;
+    bool more = false;
+    auto scanned = opts_.store->scan_audit_back(*before, [&](const store::audit_view& row) {
+      if (static_cast<std::int64_t>(newest.size()) >= *limit) {
+        more = true;
+        return false;
+      }
+      if (!tenant_needle.empty() && row.entry.find(tenant_needle) == std::string_view::npos) return true;
+      if (!run_needle.empty() && row.entry.find(run_needle) == std::string_view::npos) return true;
       value entry = value::parse(row.entry, nullptr, false);
       if (!entry.is_object() || string_at(entry, "tenant") != who->tenant) return true;
       if (!run_filter.empty() && string_at(entry, "run") != run_filter) return true;
-      kept.push_back(std::move(entry));
-      if (static_cast<std::int64_t>(kept.size()) > *limit) kept.pop_front();
+      newest.push_back(std::move(entry));
+      oldest = row.seq;
       return true;
     });
     if (!scanned.ok()) return fail(scanned.err());
     value entries = value::array();
-    for (auto& e : kept) entries.push_back(std::move(e));
-    return json_response(200, value{{"entries", entries}});
+    for (auto e = newest.rbegin(); e != newest.rend(); ++e) entries.push_back(std::move(*e));
+    return json_response(200, value{{"entries", entries}, {"next_before", more ? value(oldest) : value()}});
   }
 
   if (resource == "me" && n == 3) {

@@ -71,6 +71,8 @@ struct service_options {
   std::shared_ptr<const runtime::action_services> services;
   /// The agent an MCP session acts under when it names none (`/mcp?agent=NAME` names one of `agents`).
   std::shared_ptr<const runtime::agent_definition> mcp_agent;
+  /// The conversations' step dispatcher, whose per-class figures `/metrics` publishes (none: not reported).
+  std::shared_ptr<runtime::step_dispatcher> dispatcher;
 };
 
 class mcp_endpoint;

@@ -336,6 +336,11 @@ std::int64_t audit_log::entries() const {
   return head_.entries;
 }
 
+std::map<std::pair<std::string, std::string>, std::uint64_t> audit_log::decisions() const {
+  std::lock_guard lock(mutex_);
+  return decisions_;
+}
+
 std::int64_t audit_log::transactions() const {
   std::lock_guard lock(mutex_);
   return transactions_;
@@ -368,7 +373,11 @@ result<std::int64_t> audit_log::append(std::span<const audit_event> events) {
     auto committed = commit(*batch);
     lock.lock();
     batch->done = true;
-    if (!committed.ok()) batch->failure = std::move(committed).err();
+    if (!committed.ok()) {
+      batch->failure = std::move(committed).err();
+    } else {
+      for (const auto& e : batch->events) ++decisions_[{e.kind, e.decision}];
+    }
     flushing_ = false;
     done_.notify_all();
   }

@@ -9,12 +9,14 @@
 #include <array>
 #include <condition_variable>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "choir/core/clock.hpp"
@@ -98,6 +100,9 @@ class audit_log {
   /// Entries committed so far, and transactions they took.
   [[nodiscard]] std::int64_t entries() const;
   [[nodiscard]] std::int64_t transactions() const;
+  /// Entries this process committed, by kind and decision (`call`/`allow`, `call`/`deny`,
+  /// `consent`/`ask`, `effect`/`ok`, …): the gate's decisions, for `/metrics`.
+  [[nodiscard]] std::map<std::pair<std::string, std::string>, std::uint64_t> decisions() const;
 
  private:
   struct pending;
@@ -115,6 +120,7 @@ class audit_log {
   audit_head head_;
   int head_fd_ = -1;  ///< the head file, open once
   std::int64_t transactions_ = 0;
+  std::map<std::pair<std::string, std::string>, std::uint64_t> decisions_;
 };
 
 /// What `verify_audit` found.

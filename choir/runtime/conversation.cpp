@@ -6,6 +6,26 @@
 
 namespace choir::runtime {
 
+namespace {
+
+/// The latency class of a step of `action` — the action's own, else the agent's (SRT without a
+/// contract) — and the agent's HRT deadline. An unknown action (none) gives the agent's class.
+std::pair<graph::latency_class, std::optional<std::int64_t>> step_class(const agent_definition& agent,
+                                                                        const std::string& action) {
+  graph::latency_class cls = graph::latency_class::srt;
+  std::optional<std::int64_t> deadline;
+  if (agent.contract) {
+    cls = agent.contract->latency;
+    deadline = agent.contract->slo.deadline_ms;
+  }
+  if (const auto index = agent.graph->index_of(action)) {
+    if (const auto own = agent.graph->nodes()[*index].act->spec().latency) cls = *own;
+  }
+  return {cls, deadline};
+}
+
+}  // namespace
+
 value turn_result::to_json() const {
   value out = {{"run_id", run_id}, {"ended", ended}, {"steps", steps}, {"state", state}};
   out["next_action"] = next_action.empty() ? value() : value(next_action);
@@ -46,6 +66,7 @@ conversation::conversation(actor_context& ctx, conversation_options opts) : ctx_
   hosting_.lease_ttl_ms = opts_.lease_ttl_ms;
   hosting_.gate = opts_.gate;
   hosting_.hooks.push_back(std::make_shared<step_relay>(*this));
+  if (opts_.dispatcher) dispatch_owner_ = opts_.dispatcher->new_owner();
   touch();
 }
 
@@ -94,6 +115,15 @@ void conversation::unsubscribe(std::uint64_t id) {
 }
 
 void conversation::emit(const std::string& kind, const value& data) {
+  // A turn's first visible output: a streamed token, or a step past the one that took the message.
+  if (!turn_output_seen_ && opts_.dispatcher && data.is_object() &&
+      (kind == "token" || (kind == "step" && data.value("action", "") != opts_.agent->listening_action()))) {
+    turn_output_seen_ = true;
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - turn_started_).count();
+    const auto& contract = opts_.agent->contract;
+    opts_.dispatcher->record_onset(step_class(*opts_.agent, std::string()).first, seconds,
+                                   contract ? contract->slo.onset_ms : std::nullopt);
+  }
   const conversation_event event{kind, opts_.run_id, data};
   if (opts_.observer) {
     try {
@@ -185,6 +215,8 @@ error conversation::stopped_error() const {
 
 void conversation::on_stop() {
   stop_turn_ = true;
+  // A step waiting for a worker never starts now, and a worker held by a step is given back.
+  if (opts_.dispatcher) opts_.dispatcher->cancel_owner(dispatch_owner_);
   resume_context* here = current_resume_context();
   auto release = [&](std::deque<std::coroutine_handle<>>& parked) {
     for (auto h : parked) {
@@ -260,6 +292,8 @@ void conversation::terminate() {
 }
 
 task<result<turn_result>> conversation::turn(std::optional<value> message) {
+  turn_started_ = std::chrono::steady_clock::now();
+  turn_output_seen_ = false;
   stop_turn_ = false;
   lease_lost_.reset();
   if (auto owned = ensure_run(); !owned.ok()) co_return std::move(owned).err();
@@ -329,7 +363,19 @@ task<result<turn_result>> conversation::turn(std::optional<value> message) {
     graph::run_options one;
     one.max_steps = 1;
     value step_inputs = first ? inputs : value::object();  // a named argument (g++ 12, co_await temporaries)
+    std::optional<std::uint64_t> ticket;
+    if (opts_.dispatcher) {
+      // The step waits for a worker; while all are busy, steps start in latency-class order.
+      const auto cls = step_class(*opts_.agent, app_->next_action());
+      auto slot = opts_.dispatcher->acquire(cls.first, cls.second, dispatch_owner_);
+      ticket = co_await slot;
+      if (stop_turn_ || ctx_->stop_requested()) {
+        opts_.dispatcher->release(*ticket);
+        continue;  // the loop's checks end the turn
+      }
+    }
     auto stepped = co_await app_->run_async(one, std::move(step_inputs));
+    if (ticket) opts_.dispatcher->release(*ticket);
     first = false;
     if (!stepped.ok()) {  // the engine or the store failed (a lost lease, a full disk): nothing more commits
       give_back("halted");
@@ -356,6 +402,12 @@ task<result<turn_result>> conversation::turn(std::optional<value> message) {
   if (out.ended == "completed" || out.ended == "failed") status = out.ended;
   if (out.ended == "waiting" || out.ended == "waiting_consent") status = out.ended;
   give_back(status);
+  if (opts_.dispatcher) {
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - turn_started_).count();
+    const auto& contract = opts_.agent->contract;
+    opts_.dispatcher->record_turn(step_class(*opts_.agent, std::string()).first, seconds,
+                                  contract ? contract->slo.turn_ms : std::nullopt);
+  }
   emit("turn_ended", out.to_json());
   co_return out;
 }
@@ -432,7 +484,8 @@ result<actor_ref<conversation>> conversation_directory::activate(const std::stri
                             .when_busy = opts_.when_busy,
                             .max_steps_per_turn = opts_.max_steps_per_turn,
                             .idle_after = opts_.idle_after,
-                            .observer = opts_.observer};
+                            .observer = opts_.observer,
+                            .dispatcher = opts_.dispatcher};
   return sys_->get_or_create<conversation>({.name = run_id, .name_space = conversations_namespace}, std::move(conv));
 }
 

@@ -19,6 +19,7 @@
 
 #include "choir/runtime/actor.hpp"
 #include "choir/runtime/agent_run.hpp"
+#include "choir/runtime/step_dispatch.hpp"
 
 namespace choir::runtime {
 
@@ -77,6 +78,8 @@ struct conversation_options {
   /// restart); unlike a subscriber it does not keep an idle conversation active. Called on the
   /// actor: it must not block.
   conversation_listener observer;
+  /// If set, every step waits for a worker of it, in its latency class's order (docs/scheduling.md).
+  std::shared_ptr<step_dispatcher> dispatcher;
 };
 
 /// The actor. Spawn it with `spawn_conversation`; talk to it through its `actor_ref`:
@@ -146,6 +149,9 @@ class conversation {
   bool idle_check_armed_ = false;
   bool renewal_armed_ = false;
   std::optional<error> lease_lost_;
+  std::uint64_t dispatch_owner_ = 0;  ///< this incarnation, to `opts_.dispatcher`
+  std::chrono::steady_clock::time_point turn_started_{};
+  bool turn_output_seen_ = true;  ///< the running turn's first visible output was recorded
 };
 
 /// Checks that `agent` can hold a conversation: its listening action takes `message_input`.
@@ -168,7 +174,8 @@ struct directory_options {
   std::chrono::milliseconds idle_after{std::chrono::minutes(5)};  ///< passivation; zero: never
   busy_policy when_busy = busy_policy::enqueue;
   std::uint64_t max_steps_per_turn = 10'000;
-  conversation_listener observer;  ///< every conversation's `conversation_options::observer`
+  conversation_listener observer;               ///< every conversation's `conversation_options::observer`
+  std::shared_ptr<step_dispatcher> dispatcher;  ///< every conversation's `conversation_options::dispatcher`
 };
 
 /// Conversations as virtual actors: every registered conversation always exists, by its run id;

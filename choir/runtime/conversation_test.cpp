@@ -101,6 +101,90 @@ TEST_F(Conversation, AMessageRunsTheAgentUntilItWaitsForTheNext) {
   EXPECT_TRUE(run.owner.empty());  // the lease is held only during a turn
 }
 
+// Two conversations share one worker of a step dispatcher. While the worker is taken, the steps
+// of both wait; when it is free, the SRT conversation's step starts before the DT one's.
+TEST_F(Conversation, WithADispatcherAnSrtStepStartsBeforeAWaitingDtStep) {
+  std::string dt_text = std::string(
+                            "apiVersion: agentos/v0.2\nkind: AgentContract\nname: echo-dt\n"
+                            "class: {latency: DT}\ncapabilities: []\n---") +
+                        echo_agent;
+  dt_text.replace(dt_text.find("name: echo\n"), 11, "name: echo-dt\n");
+  auto dt_agent = load_agent(dt_text, "echo-dt.yaml", graph::action_registry::with_builtins());
+  ASSERT_TRUE(dt_agent.ok()) << dt_agent.err().message;
+  auto dispatcher = std::make_shared<step_dispatcher>(dispatch_options{.workers = 1});
+  std::vector<std::string> ended;  // runs, in the order their turns ended
+  const auto note = [&ended](const conversation_event& e) {
+    if (e.kind == "turn_ended") ended.push_back(e.run_id);
+  };
+  conversation_options background = options();
+  background.agent = *dt_agent;
+  background.dispatcher = dispatcher;
+  background.observer = note;
+  conversation_options interactive = options();
+  interactive.dispatcher = dispatcher;
+  interactive.observer = note;
+  auto slow = spawn_conversation(sys_, background).value();
+  auto quick = spawn_conversation(sys_, interactive).value();
+
+  // The test holds the only worker.
+  std::optional<std::uint64_t> held;
+  [](step_dispatcher& d, std::optional<std::uint64_t>& out) -> detail::detached_coroutine {
+    auto slot = d.acquire(graph::latency_class::hrt, 1000, 0);
+    out = co_await slot;
+  }(*dispatcher, held);
+  ASSERT_TRUE(held.has_value());
+  auto dt_turn = say(slow, "later");
+  auto srt_turn = say(quick, "now");
+  sys_.run_until_idle();
+  auto counts = dispatcher->counts();
+  EXPECT_EQ(counts[1].waiting, 1U);
+  EXPECT_EQ(counts[2].waiting, 1U);
+  dispatcher->release(*held);
+  counts = dispatcher->counts();
+  EXPECT_EQ(counts[1].running, 1U) << "the SRT step took the worker";
+  EXPECT_EQ(counts[2].waiting, 1U);
+  sys_.run_until_idle();
+  const auto dt = take(dt_turn);
+  const auto srt = take(srt_turn);
+  EXPECT_EQ(dt.steps, 6U);
+  EXPECT_EQ(srt.steps, 6U);
+  EXPECT_EQ(ended, (std::vector<std::string>{srt.run_id, dt.run_id}));
+  counts = dispatcher->counts();
+  EXPECT_EQ(counts[1].steps, 6U);
+  EXPECT_EQ(counts[2].steps, 6U);
+  EXPECT_EQ(counts[0].steps, 1U);  // the test's own
+  EXPECT_EQ(counts[1].running + counts[2].running + counts[1].waiting + counts[2].waiting, 0U);
+  const std::string metrics = dispatcher->prometheus();
+  EXPECT_NE(metrics.find("choir_turn_seconds_count{class=\"srt\"} 1\n"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("choir_turn_seconds_count{class=\"dt\"} 1\n"), std::string::npos);
+  EXPECT_NE(metrics.find("choir_turn_onset_seconds_count{class=\"srt\"} 1\n"), std::string::npos);
+  EXPECT_NE(metrics.find("choir_turn_onset_seconds_count{class=\"dt\"} 1\n"), std::string::npos);
+}
+
+// A conversation stopped while its step waits for a worker gives its place up.
+TEST_F(Conversation, AConversationStoppedWhileItsStepWaitsGivesItsPlaceUp) {
+  auto dispatcher = std::make_shared<step_dispatcher>(dispatch_options{.workers = 1});
+  conversation_options o = options();
+  o.dispatcher = dispatcher;
+  auto conv = spawn_conversation(sys_, o).value();
+  std::optional<std::uint64_t> held;
+  [](step_dispatcher& d, std::optional<std::uint64_t>& out) -> detail::detached_coroutine {
+    auto slot = d.acquire(graph::latency_class::srt, std::nullopt, 0);
+    out = co_await slot;
+  }(*dispatcher, held);
+  ASSERT_TRUE(held.has_value());
+  auto turn = say(conv, "hi");
+  sys_.run_until_idle();
+  EXPECT_EQ(dispatcher->counts()[1].waiting, 1U);
+  conv.kill("test");
+  sys_.run_until_idle();
+  EXPECT_EQ(dispatcher->counts()[1].waiting, 0U);
+  dispatcher->release(*held);
+  const auto counts = dispatcher->counts();
+  EXPECT_EQ(counts[1].running, 0U) << "no step of the stopped conversation started";
+  EXPECT_EQ(counts[1].steps, 1U);  // the test's own
+}
+
 TEST_F(Conversation, EveryCommittedStepIsStreamedToSubscribers) {
   auto conv = spawn_conversation(sys_, options()).value();
   std::vector<std::string> seen;

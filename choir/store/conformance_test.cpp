@@ -936,6 +936,22 @@ TEST_P(Conformance, TheAuditLogAppendsInOrderWithoutGaps) {
   int visited = 0;
   ASSERT_TRUE(s->scan_audit(1, [&](const audit_view&) { return ++visited < 2; }).ok());
   EXPECT_EQ(visited, 2);
+  // Backwards: newest first, from before a sequence number or from the end.
+  std::vector<std::int64_t> back;
+  ASSERT_TRUE(s->scan_audit_back(0, [&](const audit_view& r) {
+                 back.push_back(r.seq);
+                 return true;
+               }).ok());
+  EXPECT_EQ(back, (std::vector<std::int64_t>{3, 2, 1}));
+  back.clear();
+  ASSERT_TRUE(s->scan_audit_back(3, [&](const audit_view& r) {
+                 back.push_back(r.seq);
+                 if (r.seq == 2) {
+                   EXPECT_EQ(std::string(r.entry), first[1].entry);
+                 }
+                 return r.seq > 2;
+               }).ok());
+  EXPECT_EQ(back, (std::vector<std::int64_t>{2}));
 }
 
 TEST_P(Conformance, TheAuditLogRefusesChangesThroughSql) {

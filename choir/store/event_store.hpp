@@ -290,6 +290,9 @@ class event_store {
   /// point into the store's buffers: copy what must outlive the call.
   [[nodiscard]] virtual result<void> scan_audit(std::int64_t from,
                                                 const std::function<bool(const audit_view&)>& visit) = 0;
+  /// The same backwards: each row with `seq < before` (every row if `before` is 0), newest first.
+  [[nodiscard]] virtual result<void> scan_audit_back(std::int64_t before,
+                                                     const std::function<bool(const audit_view&)>& visit) = 0;
 
   /// Consent: stores the request unless one with its `key` exists; returns the stored one.
   [[nodiscard]] virtual result<consent_record> raise_consent(const consent_record& request) = 0;

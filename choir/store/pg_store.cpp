@@ -743,6 +743,26 @@ class pg_store final : public event_store {
     }
   }
 
+  result<void> scan_audit_back(std::int64_t before, const std::function<bool(const audit_view&)>& visit) override {
+    constexpr std::int64_t page = 1'000;  // a page of the newest first: callers usually stop early
+    audit_view row;
+    for (std::int64_t next = before > 0 ? before : std::numeric_limits<std::int64_t>::max();;) {
+      reply r = run("SELECT seq, entry, mac FROM audit WHERE seq < $1::bigint ORDER BY seq DESC LIMIT $2::bigint",
+                    params().add(next).add(page));
+      if (!r.ok()) return io("reading the audit log", r);
+      for (int i = 0; i < r.rows(); ++i) {
+        row.seq = r.integer(i, 0);
+        row.entry =
+            std::string_view(PQgetvalue(r.res.get(), i, 1), static_cast<std::size_t>(PQgetlength(r.res.get(), i, 1)));
+        row.mac =
+            std::string_view(PQgetvalue(r.res.get(), i, 2), static_cast<std::size_t>(PQgetlength(r.res.get(), i, 2)));
+        if (!visit(row)) return {};
+        next = row.seq;
+      }
+      if (r.rows() < page) return {};
+    }
+  }
+
   static constexpr const char* consent_columns =
       "SELECT id, key, tenant, user_name, agent, run_id, step, capability, argument, arguments, status, answered_by, "
       "reason, created_ms, expires_ms, answered_ms FROM consents";

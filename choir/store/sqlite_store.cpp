@@ -716,6 +716,17 @@ class sqlite_store final : public event_store {
     return {};
   }
 
+  result<void> scan_audit_back(std::int64_t before, const std::function<bool(const audit_view&)>& visit) override {
+    auto s = cached("SELECT seq, entry, mac FROM audit WHERE seq < ? ORDER BY seq DESC");
+    s.bind(1, before > 0 ? before : std::numeric_limits<std::int64_t>::max());
+    int rc = 0;
+    while ((rc = s.step()) == SQLITE_ROW) {
+      if (!visit(audit_view{s.integer(0), s.view(1), s.view(2)})) return {};
+    }
+    if (rc != SQLITE_DONE) return sqlite_error(store_errc::io_error, db_, "reading the audit log");
+    return {};
+  }
+
   static constexpr const char* consent_columns =
       "SELECT id, key, tenant, user_name, agent, run_id, step, capability, argument, arguments, status, answered_by, "
       "reason, created_ms, expires_ms, answered_ms FROM consents";

@@ -72,6 +72,9 @@ class synchronized_store final : public event_store {
   result<void> scan_audit(std::int64_t from, const std::function<bool(const audit_view&)>& visit) override {
     return locked([&] { return inner_->scan_audit(from, visit); });
   }
+  result<void> scan_audit_back(std::int64_t before, const std::function<bool(const audit_view&)>& visit) override {
+    return locked([&] { return inner_->scan_audit_back(before, visit); });
+  }
   result<consent_record> raise_consent(const consent_record& request) override {
     return locked([&] { return inner_->raise_consent(request); });
   }
