@@ -686,7 +686,8 @@ TEST_F(Api, MetricsCountResponsesAndStreams) {
   const std::string after = call("GET", "/metrics", "").body;
   EXPECT_EQ(after.find("choir_steps_total{class=\"srt\"} 0\n"), std::string::npos) << after;
   EXPECT_NE(after.find("choir_steps_total{class=\"srt\"} "), std::string::npos);
-  EXPECT_NE(after.find("choir_turn_seconds_count{class=\"srt\"} 1\n"), std::string::npos) << after;
+  // Two turns: the one that opened the conversation (up to its listening action), and the message's.
+  EXPECT_NE(after.find("choir_turn_seconds_count{class=\"srt\"} 2\n"), std::string::npos) << after;
   EXPECT_NE(after.find("choir_steps_waiting{class=\"dt\"} 0\n"), std::string::npos);
   // The gate's decisions: the run's admission and its model call, both allowed.
   EXPECT_NE(after.find("choir_gate_decisions_total{kind=\"call\",decision=\"allow\"} "), std::string::npos) << after;
