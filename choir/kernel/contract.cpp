@@ -376,7 +376,36 @@ value agent_contract::to_json() const {
     if (mem_bytes) out["compute"]["mem"] = *mem_bytes;
     if (gpu_mem_bytes) out["compute"]["gpu_mem"] = *gpu_mem_bytes;
   }
-  if (!consent_for.empty()) out["security"] = {{"consent_for", consent_for}};
+  if (!models_allowed.empty() || max_context_tokens || !placement.empty()) {
+    out["modelPolicy"] = {{"allow", models_allowed}};
+    if (max_context_tokens) out["modelPolicy"]["max_context_tokens"] = *max_context_tokens;
+    if (!placement.empty()) out["modelPolicy"]["placement"] = placement;
+  }
+  if (!memory_namespace.empty() || retention_days || rag_top_k || rag_require_grounding) {
+    out["memory"] = value::object();
+    if (!memory_namespace.empty()) out["memory"]["namespace"] = memory_namespace;
+    if (retention_days) out["memory"]["retention_days"] = *retention_days;
+    if (rag_top_k || rag_require_grounding) {
+      out["memory"]["rag"] = {{"require_grounding", rag_require_grounding}};
+      if (rag_top_k) out["memory"]["rag"]["top_k"] = *rag_top_k;
+    }
+  }
+  if (!consent_for.empty() || !data_scopes.empty()) {
+    out["security"] = value::object();
+    if (!consent_for.empty()) out["security"]["consent_for"] = consent_for;
+    if (!data_scopes.empty()) out["security"]["data_scopes"] = data_scopes;
+  }
+  if (!tracing.empty() || !log_fields.empty()) {
+    out["observability"] = value::object();
+    if (!tracing.empty()) out["observability"]["tracing"] = tracing;
+    if (!log_fields.empty()) out["observability"]["log_fields"] = log_fields;
+  }
+  if (max_tokens_per_turn || max_tokens_per_run || max_cost_usd_per_run) {
+    out["budget"] = value::object();
+    if (max_tokens_per_turn) out["budget"]["max_tokens_per_turn"] = *max_tokens_per_turn;
+    if (max_tokens_per_run) out["budget"]["max_tokens_per_run"] = *max_tokens_per_run;
+    if (max_cost_usd_per_run) out["budget"]["max_cost_usd_per_run"] = *max_cost_usd_per_run;
+  }
   return out;
 }
 

@@ -62,6 +62,24 @@ TEST(Contract, AFullContractLoadsWithEveryField) {
   EXPECT_EQ(c.to_json()["class"]["latency"], "SRT");
 }
 
+TEST(Contract, ItsJsonHoldsEveryFieldAndLoadsBackTheSame) {
+  auto loaded = load_contract(full, "planner.yaml");
+  ASSERT_TRUE(loaded.ok()) << loaded.err().message;
+  const value json = loaded->contract.to_json();
+  EXPECT_EQ(json["modelPolicy"]["allow"], value::array({"local/8B", "cloud/70B"}));
+  EXPECT_EQ(json["modelPolicy"]["max_context_tokens"], 32000);
+  EXPECT_EQ(json["modelPolicy"]["placement"], value::array({"on-prem"}));
+  EXPECT_EQ(json["memory"]["rag"]["top_k"], 8);
+  EXPECT_EQ(json["security"]["data_scopes"], value::array({"public"}));
+  EXPECT_EQ(json["observability"]["log_fields"], value::array({"prompt", "sources"}));
+  EXPECT_EQ(json["budget"]["max_cost_usd_per_run"], 2.5);
+  EXPECT_EQ(json["class"]["slo"]["turn_ms"], 1000);
+  // JSON is YAML: the document loads back into the same contract.
+  auto again = load_contract(dump_json(json), "again.json");
+  ASSERT_TRUE(again.ok()) << again.err().message;
+  EXPECT_EQ(again->contract.to_json(), json);
+}
+
 TEST(Contract, FieldsNothingEnforcesYetAreReportedNotIgnored) {
   auto loaded = load_contract(full, "planner.yaml");
   ASSERT_TRUE(loaded.ok());

@@ -10,6 +10,8 @@ namespace {
 /// Upper bounds of the histograms' buckets, in seconds (the last bucket is +Inf).
 constexpr std::array<double, 13> bounds = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
 constexpr std::array<const char*, 3> class_names = {"hrt", "srt", "dt"};
+/// Upper bounds of the HRT jitter histogram: a step's start delay as a share of its deadline.
+constexpr std::array<double, 6> jitter_bounds = {0.01, 0.05, 0.1, 0.25, 0.5, 1};
 
 std::size_t index_of(graph::latency_class c) {
   switch (c) {
@@ -113,6 +115,14 @@ void step_dispatcher::pump(grants& out) {
       --c.waiting;
       ++c.running;
       onset_[index_of(e.cls)].add(static_cast<double>(now - e.ready_ns) / 1e9);
+      if (e.deadline_ns && *e.deadline_ns > e.ready_ns) {
+        const double share =
+            static_cast<double>(now - e.ready_ns) / static_cast<double>(*e.deadline_ns - e.ready_ns);
+        const auto at = std::lower_bound(jitter_bounds.begin(), jitter_bounds.end(), share);
+        ++jitter_[static_cast<std::size_t>(at - jitter_bounds.begin())];
+        ++jitter_count_;
+        jitter_sum_ += share;
+      }
       if (e.handle) out.emplace_back(std::exchange(e.handle, {}), e.context);
     }
   }
@@ -241,6 +251,18 @@ std::string step_dispatcher::prometheus() const {
   };
   histograms("choir_step_onset_seconds", "From a step being ready to its start, by latency class.", onset_);
   histograms("choir_step_seconds", "How long steps ran, by latency class.", step_time_);
+  header("choir_step_jitter_ratio", "histogram",
+         "HRT steps' start delay as a share of their deadline (0.25: a quarter of the deadline passed before the "
+         "step started).");
+  std::uint64_t cumulative = 0;
+  for (std::size_t b = 0; b < jitter_bounds.size(); ++b) {
+    cumulative += jitter_[b];
+    m += "choir_step_jitter_ratio_bucket{class=\"hrt\",le=\"" + number(jitter_bounds[b]) + "\"} " +
+         std::to_string(cumulative) + "\n";
+  }
+  m += "choir_step_jitter_ratio_bucket{class=\"hrt\",le=\"+Inf\"} " + std::to_string(jitter_count_) + "\n";
+  m += "choir_step_jitter_ratio_sum{class=\"hrt\"} " + number(jitter_sum_) + "\n";
+  m += "choir_step_jitter_ratio_count{class=\"hrt\"} " + std::to_string(jitter_count_) + "\n";
   histograms("choir_turn_onset_seconds",
              "From a conversation turn's start to its first visible output (a token, or a step past the one that "
              "took the message), by latency class.",

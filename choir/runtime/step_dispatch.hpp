@@ -8,7 +8,8 @@
 /// The dispatcher owns no thread. A waiting coroutine is resumed inside the context it waited in
 /// (its actor), or on the releasing thread if it had none. It keeps, per class, the figures
 /// `/metrics` publishes: steps, HRT deadline misses, waiting and running steps, onset (ready →
-/// started), step time and turn time histograms.
+/// started), step time and turn time histograms, and HRT jitter (start delay as a share of the
+/// deadline).
 #include <array>
 #include <coroutine>
 #include <cstdint>
@@ -117,6 +118,10 @@ class step_dispatcher {
   std::uint64_t next_owner_ = 1;
   std::array<class_counts, 3> counts_{};
   std::array<histogram, 3> onset_{}, step_time_{}, turn_time_{}, turn_onset_{};
+  /// HRT jitter: each HRT step's start delay as a share of its deadline (0.25: a quarter of it).
+  std::array<std::uint64_t, 7> jitter_{};  ///< per bound of `jitter_bounds` (the last: above 1)
+  std::uint64_t jitter_count_ = 0;
+  double jitter_sum_ = 0;
 };
 
 }  // namespace choir::runtime

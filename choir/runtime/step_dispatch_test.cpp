@@ -153,6 +153,9 @@ TEST_F(StepDispatch, AnHrtStepDoneAfterItsDeadlineIsAMiss) {
   // The late step ran at least 5 ms: it is not in the 1 ms bucket, and is in the 10 ms one.
   EXPECT_NE(metrics.find("choir_step_seconds_bucket{class=\"hrt\",le=\"0.001\"} 1\n"), std::string::npos);
   EXPECT_NE(metrics.find("choir_step_seconds_bucket{class=\"hrt\",le=\"10\"} 2\n"), std::string::npos);
+  // Both started at once on a free worker: no jitter.
+  EXPECT_NE(metrics.find("choir_step_jitter_ratio_bucket{class=\"hrt\",le=\"0.01\"} 2\n"), std::string::npos);
+  EXPECT_NE(metrics.find("choir_step_jitter_ratio_count{class=\"hrt\"} 2\n"), std::string::npos);
 }
 
 TEST_F(StepDispatch, AnOwnerGoingAwayGivesBackItsWorkerAndItsWaitingStepsNeverStart) {

@@ -515,6 +515,32 @@ try {
     });
   }
 
+  // ---- the agent catalog ----
+
+  await step('the agent catalog shows the scribe\'s contract: its class, SLOs, fs.write only under notes/** with consent, its model', async () => {
+    await byId('catalog-button').click();
+    const catalog = byId('catalog-window');
+    await catalog.waitFor();
+    await until(async () => (await catalog.getByTestId('catalog-agent').count()) >= 3, 'the catalog to list the agents');
+    await catalog.locator('[data-testid="catalog-agent"][data-agent="scribe"]').click();
+    const detail = catalog.getByTestId('catalog-detail');
+    await until(async () => (await detail.getAttribute('data-agent')) === 'scribe', 'the scribe to be selected');
+    const fact = (group, label) => detail.locator(`[data-testid="catalog-group"][data-title="${group}"] [data-label="${label}"]`);
+    await fact('Capabilities', 'fs.write').waitFor();
+    const write = await fact('Capabilities', 'fs.write').innerText();
+    check(/only notes\/\*\*/.test(write) && /asks consent/.test(write), `fs.write reads "${write}"`);
+    check(/SRT/.test(await fact('Latency class', 'Class').innerText()), 'the class is not SRT');
+    check(/300 ms/.test(await fact('Latency class', 'Onset (first output)').innerText()), 'the onset SLO is not 300 ms');
+    check(/3 s/.test(await fact('Latency class', 'Turn').innerText()), 'the turn SLO is not 3 s');
+    check(/served here/.test(await fact('Models', 'local/chat').innerText()), 'local/chat is not shown served');
+    // The keyboard moves through the list.
+    await catalog.locator('[data-testid="catalog-agent"][data-agent="scribe"]').focus();
+    await page.keyboard.press('ArrowUp');
+    await until(async () => (await detail.getAttribute('data-agent')) !== 'scribe', 'ArrowUp to select the agent above');
+    await shot('catalog');
+    await byId('window-catalog').getByTestId('window-close').click();
+  });
+
   // ---- the run debugger ----
 
   const runs = byId('runs-window');

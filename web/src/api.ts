@@ -18,6 +18,12 @@ export interface AgentDetail {
   listening_action?: string | null;
   /** The agent's graph (actions, transitions, entrypoint), as `choir graph --format json` prints it. */
   graph?: AgentGraph | null;
+  /** Its `kind: AgentContract` document as JSON (null: the agent has none). Read generically. */
+  contract?: Record<string, unknown> | null;
+  /** The tools this server has that the contract lets it use. */
+  tools?: { name: string; description?: string }[];
+  /** The model aliases its contract allows, and whether this server's gateway serves each. */
+  models?: { alias: string; served: boolean }[];
 }
 
 export interface RunRecord {

@@ -2,6 +2,7 @@ import { useCallback, useEffect, useRef, useState } from 'react';
 import { ApiError, describeError, type AgentDetail, type AgentSummary, type Api, type ConsentRecord, type RunRecord } from '../api';
 import { describeCall, isPending, pendingCount } from '../consents';
 import { StreamClient, streamUrl, type ConnectionState } from '../stream';
+import { AgentCatalog } from './AgentCatalog';
 import { AuditViewer } from './AuditViewer';
 import { ChatWindow } from './ChatWindow';
 import { ConsentInbox } from './ConsentInbox';
@@ -23,6 +24,7 @@ const TOOLS: Record<ToolId, { title: string; icon: string; w: number; h: number 
   consents: { title: 'Consents', icon: '✓', w: 540, h: 600 },
   audit: { title: 'Audit log', icon: '≡', w: 980, h: 560 },
   runs: { title: 'Runs', icon: 'R', w: 1180, h: 680 },
+  catalog: { title: 'Agent catalog', icon: 'A', w: 860, h: 620 },
 };
 
 const isTool = (id: string): id is ToolId => Object.prototype.hasOwnProperty.call(TOOLS, id);
@@ -373,6 +375,8 @@ export function Desktop({ api, token, agents: initialAgents, onSignOut }: Props)
               />
             ) : w.kind === 'audit' ? (
               <AuditViewer api={api} visible={!w.minimized} active={w.id === topId} />
+            ) : w.kind === 'catalog' ? (
+              <AgentCatalog api={api} active={w.id === topId} opening={opening} onOpenAgent={(name) => void openAgent(name)} />
             ) : w.kind === 'runs' ? (
               <RunDebugger api={api} agentDetail={agentDetail} target={debugTarget} active={w.id === topId} onOpenChat={addWindow} />
             ) : (
@@ -420,6 +424,7 @@ export function Desktop({ api, token, agents: initialAgents, onSignOut }: Props)
           { id: 'consents', label: 'Consents', count: waiting, window: toolState('consents') },
           { id: 'audit', label: 'Audit', window: toolState('audit') },
           { id: 'runs', label: 'Runs', window: toolState('runs') },
+          { id: 'catalog', label: 'Agents', window: toolState('catalog') },
         ]}
         onTool={onTool}
         launcherOpen={launcherOpen}

@@ -16,7 +16,7 @@ interface Props {
   onOpenAgent: (name: string) => void;
   onOpenConversation: (run: RunRecord) => void;
   /** The desktop's own windows. */
-  onOpenTool: (id: 'consents' | 'audit') => void;
+  onOpenTool: (id: 'consents' | 'audit' | 'catalog') => void;
   /** Consent requests waiting for an answer (null: unknown). */
   pendingConsents: number | null;
   onClose: () => void;
@@ -156,6 +156,12 @@ export function Launcher({
           <button type="button" className="recent" data-testid="tool-audit" onClick={() => onOpenTool('audit')}>
             <span className="recent-agent">Audit log</span>
             <span className="recent-meta">every decision, verified</span>
+          </button>
+        </li>
+        <li>
+          <button type="button" className="recent" data-testid="tool-catalog" onClick={() => onOpenTool('catalog')}>
+            <span className="recent-agent">Agent catalog</span>
+            <span className="recent-meta">contracts: class, SLOs, capabilities, models</span>
           </button>
         </li>
       </ul>

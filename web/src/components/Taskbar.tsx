@@ -11,7 +11,7 @@ export interface TaskItem {
 
 /** A button for one of the desktop's own windows (the consent inbox, the audit log). */
 export interface ToolItem {
-  id: 'consents' | 'audit' | 'runs';
+  id: 'consents' | 'audit' | 'runs' | 'catalog';
   label: string;
   /** A count to show on a badge (the requests waiting for an answer); none: no badge. */
   count?: number | null;
@@ -38,6 +38,8 @@ const TOOL_ICON: Record<ToolItem['id'], string> = {
   audit: 'M4 5h12M4 10h12M4 15h8',
   // A timeline with a branch: the run debugger.
   runs: 'M5 3v14M5 6h6M5 11h9M11 6l3 3',
+  // A card with lines: the agent catalog.
+  catalog: 'M3.5 4.5h13v11h-13zM6.5 8h7M6.5 11h5',
 };
 
 function Clock() {
