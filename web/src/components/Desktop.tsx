@@ -424,7 +424,7 @@ export function Desktop({ api, token, agents: initialAgents, onSignOut }: Props)
           { id: 'consents', label: 'Consents', count: waiting, window: toolState('consents') },
           { id: 'audit', label: 'Audit', window: toolState('audit') },
           { id: 'runs', label: 'Runs', window: toolState('runs') },
-          { id: 'catalog', label: 'Agents', window: toolState('catalog') },
+          { id: 'catalog', label: 'Catalog', window: toolState('catalog') },
         ]}
         onTool={onTool}
         launcherOpen={launcherOpen}
