@@ -150,11 +150,13 @@ TEST_F(StepDispatch, AnHrtStepDoneAfterItsDeadlineIsAMiss) {
   EXPECT_NE(metrics.find("# TYPE choir_step_onset_seconds histogram\n"), std::string::npos);
   EXPECT_NE(metrics.find("choir_step_onset_seconds_count{class=\"hrt\"} 2\n"), std::string::npos);
   EXPECT_NE(metrics.find("choir_step_seconds_bucket{class=\"hrt\",le=\"+Inf\"} 2\n"), std::string::npos);
-  // The late step ran at least 5 ms: it is not in the 1 ms bucket, and is in the 10 ms one.
-  EXPECT_NE(metrics.find("choir_step_seconds_bucket{class=\"hrt\",le=\"0.001\"} 1\n"), std::string::npos);
+  // The late step ran at least 5 ms: it is not in the 2.5 ms bucket (the other one is), and is in the 10 s one.
+  EXPECT_NE(metrics.find("choir_step_seconds_bucket{class=\"hrt\",le=\"0.0025\"} 1\n"), std::string::npos);
   EXPECT_NE(metrics.find("choir_step_seconds_bucket{class=\"hrt\",le=\"10\"} 2\n"), std::string::npos);
-  // Both started at once on a free worker: no jitter.
-  EXPECT_NE(metrics.find("choir_step_jitter_ratio_bucket{class=\"hrt\",le=\"0.01\"} 2\n"), std::string::npos);
+  // Both HRT steps' start delays (as a share of their deadlines) are in the jitter histogram. How
+  // large a share depends on the machine (the first one's deadline is 1 ms), so only the count is
+  // checked here.
+  EXPECT_NE(metrics.find("choir_step_jitter_ratio_bucket{class=\"hrt\",le=\"+Inf\"} 2\n"), std::string::npos);
   EXPECT_NE(metrics.find("choir_step_jitter_ratio_count{class=\"hrt\"} 2\n"), std::string::npos);
 }
 
