@@ -8,11 +8,9 @@
 //   build/release/bench/sched_bench
 #include <benchmark/benchmark.h>
 
-#include <coroutine>
-#include <exception>
-
 #include "bench/bench_scale.hpp"
 #include "choir/kernel/scheduler.hpp"
+#include "choir/runtime/actor.hpp"  // detail::detached_coroutine
 #include "choir/runtime/step_dispatch.hpp"
 
 namespace {
@@ -46,23 +44,13 @@ void run(benchmark::State& state, bool wall) {
 void BM_schedule_virtual(benchmark::State& state) { run(state, false); }
 void BM_schedule_wall(benchmark::State& state) { run(state, true); }
 
-struct detached {
-  struct promise_type {
-    detached get_return_object() noexcept { return {}; }
-    std::suspend_never initial_suspend() noexcept { return {}; }
-    std::suspend_never final_suspend() noexcept { return {}; }
-    void return_void() noexcept {}
-    void unhandled_exception() noexcept { std::terminate(); }
-  };
-};
-
 /// A step's way through the dispatcher when a worker is free: acquire (a coroutine awaiting it),
 /// then release. What each conversation step pays for latency-class order.
 void BM_step_dispatch_free_worker(benchmark::State& state) {
   runtime::step_dispatcher d({.workers = 2});
   for (auto _ : state) {
     std::uint64_t ticket = 0;
-    [](runtime::step_dispatcher& dd, std::uint64_t& out) -> detached {
+    [](runtime::step_dispatcher& dd, std::uint64_t& out) -> runtime::detail::detached_coroutine {
       auto slot = dd.acquire(graph::latency_class::srt, std::nullopt, 1);
       out = co_await slot;
     }(d, ticket);

@@ -116,8 +116,7 @@ void step_dispatcher::pump(grants& out) {
       ++c.running;
       onset_[index_of(e.cls)].add(static_cast<double>(now - e.ready_ns) / 1e9);
       if (e.deadline_ns && *e.deadline_ns > e.ready_ns) {
-        const double share =
-            static_cast<double>(now - e.ready_ns) / static_cast<double>(*e.deadline_ns - e.ready_ns);
+        const double share = static_cast<double>(now - e.ready_ns) / static_cast<double>(*e.deadline_ns - e.ready_ns);
         const auto at = std::lower_bound(jitter_bounds.begin(), jitter_bounds.end(), share);
         ++jitter_[static_cast<std::size_t>(at - jitter_bounds.begin())];
         ++jitter_count_;

@@ -11,6 +11,8 @@
 #include <thread>
 #include <vector>
 
+#include "choir/runtime/actor.hpp"  // detail::detached_coroutine
+
 namespace choir::runtime {
 namespace {
 
@@ -41,19 +43,9 @@ struct journal {
   std::map<std::string, std::uint64_t> tickets;
 };
 
-struct detached {
-  struct promise_type {
-    detached get_return_object() noexcept { return {}; }
-    std::suspend_never initial_suspend() noexcept { return {}; }
-    std::suspend_never final_suspend() noexcept { return {}; }
-    void return_void() noexcept {}
-    void unhandled_exception() noexcept { std::terminate(); }
-  };
-};
-
 /// A step: waits for a worker, then notes that it started (it holds the worker until released).
-detached step(step_dispatcher& d, latency_class cls, std::optional<std::int64_t> deadline_ms, std::uint64_t owner,
-              std::string name, journal& j) {
+detail::detached_coroutine step(step_dispatcher& d, latency_class cls, std::optional<std::int64_t> deadline_ms,
+                                std::uint64_t owner, std::string name, journal& j) {
   auto slot = d.acquire(cls, deadline_ms, owner);
   const std::uint64_t ticket = co_await slot;
   j.started.push_back(name);
@@ -208,7 +200,7 @@ TEST_F(StepDispatch, StepsFromManyThreadsAllRunAndNeverMoreAtOnceThanTheWorkers)
         const auto cls = static_cast<latency_class>((t + i) % 3);
         std::promise<std::uint64_t> granted;
         auto ticket = granted.get_future();
-        [](step_dispatcher& dd, latency_class c, std::promise<std::uint64_t>& p) -> detached {
+        [](step_dispatcher& dd, latency_class c, std::promise<std::uint64_t>& p) -> detail::detached_coroutine {
           auto slot = dd.acquire(c, 1000, 7);
           p.set_value(co_await slot);
         }(d, cls, granted);

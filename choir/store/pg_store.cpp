@@ -723,19 +723,23 @@ class pg_store final : public event_store {
     return std::optional<audit_row>(audit_row{r.integer(0, 0), r.text(0, 1), r.text(0, 2)});
   }
 
+  /// Row `i` of a `SELECT seq, entry, mac FROM audit` answer, as a view into it.
+  static audit_view audit_at(const reply& r, int i) {
+    const auto text = [&](int col) {
+      return std::string_view(PQgetvalue(r.res.get(), i, col),
+                              static_cast<std::size_t>(PQgetlength(r.res.get(), i, col)));
+    };
+    return audit_view{r.integer(i, 0), text(1), text(2)};
+  }
+
   result<void> scan_audit(std::int64_t from, const std::function<bool(const audit_view&)>& visit) override {
     constexpr std::int64_t page = 10'000;
-    audit_view row;
     for (std::int64_t next = from;;) {
       reply r = run("SELECT seq, entry, mac FROM audit WHERE seq >= $1::bigint ORDER BY seq LIMIT $2::bigint",
                     params().add(next).add(page));
       if (!r.ok()) return io("reading the audit log", r);
       for (int i = 0; i < r.rows(); ++i) {
-        row.seq = r.integer(i, 0);
-        row.entry =
-            std::string_view(PQgetvalue(r.res.get(), i, 1), static_cast<std::size_t>(PQgetlength(r.res.get(), i, 1)));
-        row.mac =
-            std::string_view(PQgetvalue(r.res.get(), i, 2), static_cast<std::size_t>(PQgetlength(r.res.get(), i, 2)));
+        const audit_view row = audit_at(r, i);
         if (!visit(row)) return {};
         next = row.seq + 1;
       }
@@ -745,17 +749,12 @@ class pg_store final : public event_store {
 
   result<void> scan_audit_back(std::int64_t before, const std::function<bool(const audit_view&)>& visit) override {
     constexpr std::int64_t page = 1'000;  // a page of the newest first: callers usually stop early
-    audit_view row;
     for (std::int64_t next = before > 0 ? before : std::numeric_limits<std::int64_t>::max();;) {
       reply r = run("SELECT seq, entry, mac FROM audit WHERE seq < $1::bigint ORDER BY seq DESC LIMIT $2::bigint",
                     params().add(next).add(page));
       if (!r.ok()) return io("reading the audit log", r);
       for (int i = 0; i < r.rows(); ++i) {
-        row.seq = r.integer(i, 0);
-        row.entry =
-            std::string_view(PQgetvalue(r.res.get(), i, 1), static_cast<std::size_t>(PQgetlength(r.res.get(), i, 1)));
-        row.mac =
-            std::string_view(PQgetvalue(r.res.get(), i, 2), static_cast<std::size_t>(PQgetlength(r.res.get(), i, 2)));
+        const audit_view row = audit_at(r, i);
         if (!visit(row)) return {};
         next = row.seq;
       }
