@@ -221,10 +221,14 @@ export class Api {
     return this.request('POST', `/consents/${encodeURIComponent(id)}/${answer}`, why ? { reason: why } : {});
   }
 
-  /** The caller's tenant's last `limit` audit entries, oldest first (optionally of one run). */
-  audit(limit = 200, run?: string): Promise<{ entries: AuditEntry[] }> {
+  /**
+   * The caller's tenant's last `limit` audit entries (before sequence number `before`), oldest
+   * first (optionally of one run); `next_before` reads the page before, if there may be one.
+   */
+  audit(limit = 200, run?: string, before?: number): Promise<{ entries: AuditEntry[]; next_before?: number | null }> {
     const q = new URLSearchParams({ limit: String(limit) });
     if (run) q.set('run', run);
+    if (before !== undefined) q.set('before', String(before));
     return this.request('GET', `/audit?${q}`);
   }
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { auditRow, auditRows, decisionTone, runFilter, verifyNotes, verifySummary } from './audit';
+import { auditRow, auditRows, decisionTone, runFilter, verifyNotes, verifySummary, withOlder } from './audit';
 
 const entry = {
   agent: 'scribe',
@@ -100,5 +100,15 @@ describe('the run filter', () => {
     expect(runFilter('a b')).toBeNull();
     expect(runFilter('x/y')).toBeNull();
     expect(runFilter('')).toBeNull();
+  });
+});
+
+describe('older pages', () => {
+  it('go in front of the entries shown, each entry once', () => {
+    const e = (seq: number) => ({ ...entry, seq });
+    expect(withOlder([e(1), e(2), e(3)], [e(3), e(4)]).map((x) => x.seq)).toEqual([1, 2, 3, 4]);
+    expect(withOlder([], [e(5)]).map((x) => x.seq)).toEqual([5]);
+    // Entries without a seq are kept as they come.
+    expect(withOlder([{ kind: 'x' }], [{ kind: 'y' }]).map((x) => x.kind)).toEqual(['x', 'y']);
   });
 });

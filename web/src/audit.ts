@@ -148,3 +148,21 @@ export function runFilter(text: string): string | null {
   const t = text.trim();
   return /^[A-Za-z0-9._-]{1,128}$/.test(t) ? t : null;
 }
+
+/**
+ * Older pages read with "Older entries" (`next_before`) put in front of what was shown, each entry
+ * once (by seq): the result is oldest first, as the API sends a page.
+ */
+export function withOlder(older: AuditEntry[], shown: AuditEntry[]): AuditEntry[] {
+  const seen = new Set<number>();
+  const out: AuditEntry[] = [];
+  for (const e of [...older, ...shown]) {
+    const seq = num(e?.seq);
+    if (seq !== null) {
+      if (seen.has(seq)) continue;
+      seen.add(seq);
+    }
+    out.push(e);
+  }
+  return out;
+}

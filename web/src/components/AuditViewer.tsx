@@ -1,6 +1,6 @@
 import { useCallback, useEffect, useRef, useState, type FormEvent } from 'react';
 import { ApiError, describeError, type Api, type AuditEntry, type AuditReport } from '../api';
-import { auditRows, runFilter, verifyNotes, verifySummary } from '../audit';
+import { auditRows, runFilter, verifyNotes, verifySummary, withOlder } from '../audit';
 import { shortId } from '../consents';
 import { stamp } from '../time';
 
@@ -33,6 +33,12 @@ export function AuditViewer({ api, visible, active }: Props) {
   const [filterError, setFilterError] = useState<string | null>(null);
   const [open, setOpen] = useState<ReadonlySet<string>>(new Set());
   const [reading, setReading] = useState(false);
+  /** Where the page before the newest one starts (null: there is none). */
+  const [newestBefore, setNewestBefore] = useState<number | null>(null);
+  /** Older pages read on request, and where the page before them starts. While there are any, the
+   *  view stays as it is (no refresh) until "Newest" reads the log again. */
+  const [older, setOlder] = useState<{ entries: AuditEntry[]; before: number | null } | null>(null);
+  const [olderError, setOlderError] = useState<string | null>(null);
   const root = useRef<HTMLDivElement>(null);
   const latest = useRef(0);
 
@@ -44,17 +50,47 @@ export function AuditViewer({ api, visible, active }: Props) {
     setReading(false);
     const got = settle(a);
     setEntries(got.state === 'ok' ? { state: 'ok', value: got.value.entries ?? [] } : got);
+    setNewestBefore(got.state === 'ok' && typeof got.value.next_before === 'number' ? got.value.next_before : null);
     setReport(settle(v));
   }, [api, run]);
 
+  // Another run filter starts from the newest entries again.
   useEffect(() => {
-    if (!visible) return;
+    setOlder(null);
+    setOlderError(null);
+  }, [run]);
+
+  const olderBefore = older ? older.before : newestBefore;
+  const loadOlder = async () => {
+    if (olderBefore === null) return;
+    setReading(true);
+    try {
+      const page = await api.audit(LIMIT, run ?? undefined, olderBefore);
+      setOlder((o) => ({
+        entries: withOlder(page.entries ?? [], o?.entries ?? []),
+        before: typeof page.next_before === 'number' ? page.next_before : null,
+      }));
+      setOlderError(null);
+    } catch (e) {
+      setOlderError(`Cannot read older entries: ${describeError(e)}`);
+    } finally {
+      setReading(false);
+    }
+  };
+  const backToNewest = () => {
+    setOlder(null);
+    setOlderError(null);
+    void load();
+  };
+
+  useEffect(() => {
+    if (!visible || older) return;
     void load();
     const t = setInterval(() => {
       if (!document.hidden) void load();
     }, REFRESH_MS);
     return () => clearInterval(t);
-  }, [visible, load]);
+  }, [visible, load, older]);
 
   useEffect(() => {
     if (active && !root.current?.contains(document.activeElement)) root.current?.focus();
@@ -96,7 +132,7 @@ export function AuditViewer({ api, visible, active }: Props) {
       return next;
     });
 
-  const rows = entries.state === 'ok' ? auditRows(entries.value) : [];
+  const rows = entries.state === 'ok' ? auditRows(older ? withOlder(older.entries, entries.value) : entries.value) : [];
   const summary = verifySummary(report.state === 'ok' ? report.value : null);
   const notes = report.state === 'ok' ? verifyNotes(report.value) : [];
   const verifyText =
@@ -139,8 +175,14 @@ export function AuditViewer({ api, visible, active }: Props) {
             </button>
           )}
         </form>
-        <button type="button" className="tool-button" onClick={() => void load()} data-testid="audit-refresh" title="Read the log again">
-          Refresh
+        <button
+          type="button"
+          className="tool-button"
+          onClick={() => (older ? backToNewest() : void load())}
+          data-testid="audit-refresh"
+          title={older ? 'Back to the newest entries (refreshed every few seconds)' : 'Read the log again'}
+        >
+          {older ? 'Newest' : 'Refresh'}
         </button>
       </div>
       {notes.length > 0 && <p className="tool-note">{notes.join(' · ')}</p>}
@@ -262,6 +304,18 @@ export function AuditViewer({ api, visible, active }: Props) {
             })}
           </tbody>
         </table>
+        {olderError && (
+          <p className="tool-error" role="alert">
+            {olderError}
+          </p>
+        )}
+        {entries.state === 'ok' && olderBefore !== null && (
+          <p className="audit-more">
+            <button type="button" className="tool-button" data-testid="audit-older" disabled={reading} onClick={() => void loadOlder()}>
+              Older entries
+            </button>
+          </p>
+        )}
       </div>
     </div>
   );
