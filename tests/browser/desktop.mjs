@@ -683,6 +683,36 @@ try {
     await byId('window-runs').getByTestId('window-close').click();
   });
 
+  // Last, as it opens many conversations (they would crowd the run debugger's list).
+  if (audit.status !== 404) {
+    await step('past its newest 200 entries, "Older entries" reads the page before, and "Newest" returns', async () => {
+      // Each conversation opened is audited (its admission): open enough for a second page.
+      for (let total = (await apiGet('/audit?limit=1000')).body.entries.length; total < 230; ++total) {
+        const r = await fetch(`${base}/api/v1/conversations`, {
+          method: 'POST',
+          headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
+          body: JSON.stringify({ agent: 'assistant' }),
+        });
+        check(r.status === 201, `opening a conversation answered ${r.status}`);
+      }
+      await byId('audit-button').click();
+      const viewer = byId('audit-window');
+      await viewer.waitFor();
+      const rows = viewer.getByTestId('audit-row');
+      await until(async () => (await rows.count()) === 200, `the newest 200 entries (there are ${await rows.count()})`, 10_000);
+      const oldest = async () => Math.min(...(await rows.evaluateAll((trs) => trs.map((tr) => Number(tr.getAttribute('data-seq'))))));
+      const before = await oldest();
+      await viewer.getByTestId('audit-older').click();
+      await until(async () => (await rows.count()) > 200, 'the older entries to be added', 10_000);
+      check((await oldest()) < before, 'the older page did not reach further back');
+      check((await viewer.getByTestId('audit-refresh').innerText()).trim() === 'Newest', 'the refresh button does not offer the newest entries');
+      console.log(`     ${await rows.count()} rows after "Older entries" (from seq ${await oldest()})`);
+      await viewer.getByTestId('audit-refresh').click();
+      await until(async () => (await rows.count()) === 200, 'back to the newest 200 entries', 10_000);
+      await byId('window-audit').getByTestId('window-close').click();
+    });
+  }
+
   await step('sign out returns to the sign-in screen and forgets the token', async () => {
     await byId('sign-out').click();
     await byId('token-input').waitFor();
