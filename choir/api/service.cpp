@@ -322,8 +322,8 @@ http_response service::metrics() const {
   metric("choir_mcp_sessions", "gauge", "Open MCP sessions at /mcp.",
          "choir_mcp_sessions " + std::to_string(mcp_->sessions()) + "\n");
   std::string decisions;
-  for (const auto& [what, count] :
-       opts_.gate ? opts_.gate->audit().decisions() : std::map<std::pair<std::string, std::string>, std::uint64_t>{}) {
+  const auto decided = opts_.gate ? opts_.gate->audit().decisions() : decltype(opts_.gate->audit().decisions()){};
+  for (const auto& [what, count] : decided) {
     decisions += "choir_gate_decisions_total{kind=" + dump_json(value(what.first)) +
                  ",decision=" + dump_json(value(what.second)) + "} " + std::to_string(count) + "\n";
   }

@@ -18,6 +18,7 @@
 #include <future>
 #include <sstream>
 
+#include "choir/core/json_text.hpp"
 #include "choir/kernel/contract.hpp"
 
 namespace choir::kernel {
@@ -178,30 +179,6 @@ result<std::optional<audit_head>> read_audit_head(const std::string& path) {
   }
   return std::optional<audit_head>(std::move(head));
 }
-
-namespace {
-
-/// Appends `text` as a JSON string. Plain printable ASCII (almost every field) is copied as it is;
-/// anything else goes through the JSON library, which escapes it and replaces invalid UTF-8.
-void append_json_string(std::string& out, std::string_view text) {
-  bool plain = true;
-  for (const char c : text) {
-    const auto u = static_cast<unsigned char>(c);
-    if (u < 0x20 || u >= 0x7F || c == '"' || c == '\\') {
-      plain = false;
-      break;
-    }
-  }
-  if (plain) {
-    out += '"';
-    out += text;
-    out += '"';
-    return;
-  }
-  out += value(std::string(text)).dump(-1, ' ', false, value::error_handler_t::replace);
-}
-
-}  // namespace
 
 std::string canonical_entry(std::int64_t seq, std::int64_t time_ms, const audit_event& e) {
   // A JSON object with its keys in sorted order and no spaces: one text for one entry. Built by

@@ -12,6 +12,7 @@
 #include <unordered_map>
 #include <utility>
 
+#include "choir/core/json_text.hpp"
 #include "choir/store/event_store.hpp"
 #include "choir/store/store_detail.hpp"
 
@@ -281,21 +282,6 @@ struct packed_step {
   std::int64_t delta_bytes = 0;
   std::string text;  // the JSON array
 };
-
-/// Appends `s` as a JSON string.
-void append_json_string(std::string& out, std::string_view s) {
-  const bool plain = std::all_of(s.begin(), s.end(), [](char c) {
-    const auto u = static_cast<unsigned char>(c);
-    return u >= 0x20 && u < 0x80 && c != '"' && c != '\\';
-  });
-  if (plain) {
-    out += '"';
-    out += s;
-    out += '"';
-  } else {
-    out += dump_json(value(std::string(s)));
-  }
-}
 
 /// A step to write, packed; its JSON columns are embedded as they are (checked valid by the caller).
 packed_step pack_step(const step_write& w, std::int64_t now) {
@@ -1040,13 +1026,14 @@ class sqlite_store final : public event_store {
     return out;
   }
 
-  /// A run's position comes from its last committed step (in `steps` or in the tail): its
+  /// A run's position comes from its last committed step (in `steps`, a pack or the log): its
   /// sequence id, its next action and its time.
   result<run_record> with_position(run_record r) {
     CHOIR_CHECK(sync_log());
     auto s = cached(
-        "SELECT sequence_id, next_action, committed_ms FROM steps WHERE run_id = ?1 ORDER BY sequence_id DESC "
-        "LIMIT 1");
+        "SELECT * FROM (SELECT sequence_id, next_action, committed_ms FROM steps WHERE run_id = ?1 "
+        "ORDER BY sequence_id DESC LIMIT 1) UNION ALL SELECT * FROM (SELECT last_seq, next_action, committed_ms "
+        "FROM step_packs WHERE run_id = ?1 ORDER BY first_seq DESC LIMIT 1) ORDER BY 1 DESC LIMIT 1");
     s.bind(1, r.run_id);
     const int rc = s.step();
     if (rc == SQLITE_ROW) {
@@ -1054,21 +1041,6 @@ class sqlite_store final : public event_store {
       r.next_action = s.text(1);
       r.updated_ms = std::max(r.updated_ms, s.integer(2));
     } else if (rc != SQLITE_DONE) {
-      return sqlite_error(store_errc::io_error, db_, "reading run");
-    }
-    s.reset();
-    auto packs = cached(
-        "SELECT last_seq, next_action, committed_ms FROM step_packs WHERE run_id = ? ORDER BY first_seq DESC "
-        "LIMIT 1");
-    packs.bind(1, r.run_id);
-    const int packs_rc = packs.step();
-    if (packs_rc == SQLITE_ROW) {
-      if (!r.last_sequence || packs.integer(0) > *r.last_sequence) {
-        r.last_sequence = packs.integer(0);
-        r.next_action = packs.text(1);
-        r.updated_ms = std::max(r.updated_ms, packs.integer(2));
-      }
-    } else if (packs_rc != SQLITE_DONE) {
       return sqlite_error(store_errc::io_error, db_, "reading run");
     }
     const auto logged = logged_steps(r.run_id);
