@@ -106,7 +106,9 @@ int chat_command(const chat_options& options, std::istream& in, std::ostream& ou
       std::lock_guard lock(print);
       streamed = false;
     }
-    directory.post(run_id, std::move(message), [&](result<runtime::turn_result> r) { waiter.set(std::move(r)); });
+    using request = runtime::conversation_directory::request;
+    request asked = message ? request{request::kind::message, std::move(*message)} : request{};
+    directory.post(run_id, std::move(asked), [&](result<runtime::turn_result> r) { waiter.set(std::move(r)); });
     auto turn = waiter.wait();
     std::lock_guard lock(print);
     if (turn.ok() && !streamed && turn->state.is_object() && turn->state.contains("reply") &&

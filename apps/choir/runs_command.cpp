@@ -164,6 +164,11 @@ int continue_run(const runs_options& options, std::ostream& out, std::ostream& e
       // One tenant never drives another's runs (the run still acts for whoever started it).
       return make_error(kernel::kernel_errc::denied, "run " + run.run_id + " belongs to another tenant");
     }
+    if (run.status == "cancelled") {
+      return make_error(
+          core_errc::invalid_argument,
+          "run " + run.run_id + " was cancelled: nothing continues it (choir runs fork starts anew from it)");
+    }
     if (run.next_action.empty()) {
       complete = true;
       return make_error(core_errc::invalid_argument, "run " + run.run_id + " is complete: it waits for nothing");

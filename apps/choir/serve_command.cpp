@@ -167,19 +167,24 @@ int serve_command(const serve_options& options, std::ostream& out, std::ostream&
   auto session_agent = runtime::mcp_session_agent(default_registry());
   if (!session_agent.ok()) return fail(session_agent.err().message);
   std::unique_ptr<api::server> server;
-  auto svc = std::make_shared<api::service>(
-      api::service_options{.store = *store,
-                           .gate = *gate,
-                           .hub = hub,
-                           .directory = directory,
-                           .agents = std::move(agents),
-                           .web_dir = web,
-                           .audit = *audit,
-                           .connections = [&server]() -> std::size_t { return server ? server->connections() : 0; },
-                           .policy_document = policy_document,
-                           .services = process_services(),
-                           .mcp_agent = *session_agent,
-                           .dispatcher = dispatcher});
+  auto svc = std::make_shared<api::service>(api::service_options{
+      .store = *store,
+      .gate = *gate,
+      .hub = hub,
+      .directory = directory,
+      .agents = std::move(agents),
+      .load_agent = [](std::string_view text,
+                       std::string_view label) -> result<std::shared_ptr<const runtime::agent_definition>> {
+        return runtime::load_agent(text, label, default_registry());
+      },
+      .web_dir = web,
+      .audit = *audit,
+      .connections = [&server]() -> std::size_t { return server ? server->connections() : 0; },
+      .policy_document = policy_document,
+      .services = process_services(),
+      .mcp_agent = *session_agent,
+      .dispatcher = dispatcher});
+  for (const auto& why : svc->stored_agent_errors()) err << command << ": a registered agent left out: " << why << "\n";
   server = std::make_unique<api::server>(svc, api::server_options{.host = where->first,
                                                                   .port = where->second,
                                                                   .threads = options.threads,

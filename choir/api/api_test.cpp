@@ -50,7 +50,8 @@ kind: Policy
 tenants:
   acme:
     roles:
-      member: {grants: [{name: fs.write, allow: ["notes/**"]}, {name: consent.answer, allow: [fs.write]}, fs.read, fs.list]}
+      member: {grants: [{name: fs.write, allow: ["notes/**"]}, {name: consent.answer, allow: [fs.write]}, fs.read, fs.list,
+                        {name: agent.register, allow: ["echo*"]}]}
     users:
       ada: {roles: [member]}
     tokens:
@@ -121,6 +122,26 @@ actions:
 transitions:
   - {from: listen, to: think}
   - {from: think, to: listen}
+)";
+
+/// Not a conversation: its `review` waits for an `approved` input.
+constexpr const char* approver_agent = R"(apiVersion: agentos/v0.2
+kind: AgentContract
+name: approver
+class: {latency: SRT}
+capabilities: []
+---
+apiVersion: agentos/v0.2
+kind: Graph
+name: approver
+entrypoint: draft
+actions:
+  draft: {type: set, update: {text: "'hello'"}}
+  review: {type: human, prompt: Publish it, inputs: [approved], writes: [approved]}
+  publish: {type: set, update: {published: approved}}
+transitions:
+  - {from: draft, to: review}
+  - {from: review, to: publish}
 )";
 
 constexpr const char* script = R"(kind: ScriptedModel
@@ -207,7 +228,7 @@ class Api : public ::testing::Test {
     system_ = std::make_unique<runtime::actor_system>(runtime::system_options{.threads = 2});
     services_->actors = system_.get();
     std::map<std::string, std::shared_ptr<const runtime::agent_definition>, std::less<>> agents;
-    for (const char* text : {chat_agent, counter_agent, scribe_agent}) {
+    for (const char* text : {chat_agent, counter_agent, scribe_agent, approver_agent}) {
       auto agent = runtime::load_agent(text, "agent.yaml", runtime::runtime_registry(services_));
       ASSERT_TRUE(agent.ok()) << agent.err().message;
       agents[(*agent)->name] = *agent;
@@ -232,6 +253,7 @@ class Api : public ::testing::Test {
                                                          .hub = hub_,
                                                          .directory = directory_,
                                                          .agents = agents,
+                                                         .load_agent = loader(),
                                                          .web_dir = web_,
                                                          .audit = audit_options,
                                                          .policy_document = "policy",
@@ -258,6 +280,14 @@ class Api : public ::testing::Test {
     fs::remove_all(dir_);
   }
 
+  /// What `choir serve` loads agent files with.
+  std::function<result<std::shared_ptr<const runtime::agent_definition>>(std::string_view, std::string_view)> loader() {
+    auto services = services_;
+    return [services](std::string_view text, std::string_view label) {
+      return runtime::load_agent(text, label, runtime::runtime_registry(services));
+    };
+  }
+
   std::string url(const std::string& path) const { return "http://127.0.0.1:" + std::to_string(port_) + path; }
 
   net::http_response call(const std::string& method, const std::string& path, const std::string& token = ada_token,
@@ -275,10 +305,24 @@ class Api : public ::testing::Test {
   static value json_of(const net::http_response& r) { return value::parse(r.body, nullptr, false); }
 
   /// Opens a conversation with `agent` for ada; its run id.
+  /// Opens a conversation and waits until its first turn (up to where it listens) has ended:
+  /// the answer comes at once, the turn runs on the conversation's actor.
   std::string open_chat(const std::string& agent = "chat") {
     auto res = call("POST", "/api/v1/conversations", ada_token, dump_json(value{{"agent", agent}}));
     EXPECT_EQ(res.status, 201) << res.body;
-    return json_of(res).value("run_id", "");
+    const auto run_id = json_of(res).value("run_id", "");
+    if (!run_id.empty()) settled(run_id);
+    return run_id;
+  }
+  /// Waits (up to 10 s) until the run is no longer `running`, and returns its record.
+  value settled(const std::string& run_id) {
+    value run;
+    for (int i = 0; i < 1'000; ++i) {
+      run = json_of(call("GET", "/api/v1/runs/" + run_id));
+      if (run.value("status", "") != "running") break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return run;
   }
 
   /// A stream client of ada's, subscribed to `run_id` from its start (the replay read).
@@ -348,19 +392,173 @@ TEST_F(Api, ForeignHostAndOriginAreRefused) {
 
 TEST_F(Api, AgentsAreListedWithTheirContracts) {
   auto list = json_of(call("GET", "/api/v1/agents"));
-  ASSERT_EQ(list["agents"].size(), 3u);
-  EXPECT_EQ(list["agents"][0]["name"], "chat");
-  EXPECT_EQ(list["agents"][0]["conversable"], true);
-  EXPECT_EQ(list["agents"][0]["models"], value::array({"local/chat"}));
-  EXPECT_EQ(list["agents"][1]["name"], "counter");
-  EXPECT_EQ(list["agents"][1]["conversable"], false);
-  EXPECT_EQ(list["agents"][1]["latency"], "DT");
+  ASSERT_EQ(list["agents"].size(), 4u);
+  EXPECT_EQ(list["agents"][0]["name"], "approver");
+  EXPECT_EQ(list["agents"][1]["name"], "chat");
+  EXPECT_EQ(list["agents"][1]["conversable"], true);
+  EXPECT_EQ(list["agents"][1]["models"], value::array({"local/chat"}));
+  EXPECT_EQ(list["agents"][2]["name"], "counter");
+  EXPECT_EQ(list["agents"][2]["conversable"], false);
+  EXPECT_EQ(list["agents"][2]["latency"], "DT");
   auto one = json_of(call("GET", "/api/v1/agents/chat"));
   EXPECT_EQ(one["listening_action"], "listen");
   EXPECT_EQ(one["contract"]["name"], "chat");
   EXPECT_NE(one["mermaid"].get<std::string>().find("listen"), std::string::npos);
   EXPECT_EQ(call("GET", "/api/v1/agents/nobody").status, 404);
-  EXPECT_EQ(call("POST", "/api/v1/agents", ada_token, "{}").status, 405);
+  EXPECT_EQ(call("POST", "/api/v1/agents", ada_token, "{}").status, 400);
+  EXPECT_EQ(call("DELETE", "/api/v1/agents").status, 405);
+}
+
+TEST_F(Api, AnAgentFileIsRegisteredAuditedAndServedAgainAfterARestart) {
+  std::string echo = chat_agent;
+  for (std::size_t at; (at = echo.find("name: chat")) != std::string::npos;) echo.replace(at, 10, "name: echo");
+  const net::header_list yaml{{"Content-Type", "application/yaml"}};
+  // Bad files, bad bodies, and who may not.
+  auto bad = call("POST", "/api/v1/agents", ada_token, "{\"source\": \"kind: Graph\\nname: [\"}");
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_EQ(json_of(bad)["error"]["code"], "invalid_agent");
+  std::string no_contract = echo.substr(echo.find("---\n") + 4);
+  EXPECT_EQ(call("POST", "/api/v1/agents", ada_token, dump_json(value{{"source", no_contract}})).status, 400);
+  EXPECT_EQ(call("POST", "/api/v1/agents", ada_token, "{\"source\": 7}").status, 400);
+  EXPECT_EQ(call("POST", "/api/v1/agents", ada_token, "[1]").status, 400);
+  EXPECT_EQ(call("POST", "/api/v1/agents", ada_token, echo, {{"Content-Type", "text/plain"}}).status, 415);
+  EXPECT_EQ(call("POST", "/api/v1/agents", ada_token, std::string(2 << 20, 'a'), yaml).status, 413);
+  EXPECT_EQ(call("POST", "/api/v1/agents", "", echo, yaml).status, 401);
+  EXPECT_EQ(call("POST", "/api/v1/agents", carol_token, echo, yaml).status, 403);  // no grant
+  std::string other = echo;
+  for (std::size_t at; (at = other.find("name: echo")) != std::string::npos;) other.replace(at, 10, "name: other");
+  EXPECT_EQ(call("POST", "/api/v1/agents", ada_token, other, yaml).status, 403);  // not a name granted
+  EXPECT_EQ(call("GET", "/api/v1/agents/echo").status, 404);
+
+  auto made = call("POST", "/api/v1/agents", ada_token, echo, yaml);
+  ASSERT_EQ(made.status, 201) << made.body;
+  EXPECT_EQ(json_of(made)["name"], "echo");
+  EXPECT_EQ(json_of(made)["registered"], true);
+  EXPECT_EQ(json_of(call("GET", "/api/v1/agents/echo"))["contract"]["name"], "echo");
+  auto again = call("POST", "/api/v1/agents", ada_token, dump_json(value{{"source", echo}}));
+  EXPECT_EQ(again.status, 200);
+  EXPECT_EQ(json_of(again)["registered"], false);
+  // It holds conversations like any other.
+  const auto run_id = open_chat("echo");
+  auto ws = watch(run_id);
+  turn(*ws, run_id, "hi");
+  EXPECT_EQ(json_of(call("GET", "/api/v1/conversations/" + run_id))["messages"].size(), 2u);
+  // The gate decided each attempt, and the audit log says so.
+  auto entries = json_of(call("GET", "/api/v1/audit?limit=1000"))["entries"];
+  int allowed = 0;
+  int denied = 0;
+  for (const auto& e : entries) {
+    if (e.value("kind", "") != "agent.register") continue;
+    (e.value("decision", "") == "allow" ? allowed : denied) += 1;
+  }
+  EXPECT_EQ(allowed, 2);
+  EXPECT_EQ(denied, 1);  // ada's `other` (carol's entry is in her tenant)
+
+  // A server started again over the same store serves it too.
+  service restarted(service_options{.store = store_, .gate = gate_, .load_agent = loader(), .services = services_});
+  ASSERT_NE(restarted.find_agent("echo"), nullptr);
+  EXPECT_EQ(restarted.find_agent("echo")->version, json_of(made)["version"]);
+  EXPECT_TRUE(restarted.stored_agent_errors().empty());
+}
+
+TEST_F(Api, ARunThatIsNotAConversationIsResumedGivenInputAndCancelled) {
+  // Runs started elsewhere (`choir run`) and left: one per case.
+  auto approver = service_->find_agent("approver");
+  ASSERT_NE(approver, nullptr);
+  auto started = [&] {
+    runtime::run_hosting hosting;
+    hosting.gate = gate_;
+    auto app = runtime::start_run(*store_, *approver, {.who = {"acme", "ada"}}, hosting);
+    EXPECT_TRUE(app.ok()) << app.err().message;
+    const std::string id = (*app)->identity().app_id;
+    app->reset();
+    EXPECT_TRUE(runtime::settle_run(*store_, id, "halted", gate_.get()).ok());
+    return id;
+  };
+  const auto run_id = started();
+  auto ws = watch(run_id);
+  // Messages are for conversations; input is for a waiting run; other tenants see nothing.
+  EXPECT_EQ(call("POST", "/api/v1/conversations/" + run_id + "/messages", ada_token, "{\"text\": \"hi\"}").status, 409);
+  EXPECT_EQ(call("POST", "/api/v1/runs/" + run_id + "/input", ada_token, "{\"inputs\": {\"approved\": true}}").status,
+            409);
+  EXPECT_EQ(call("POST", "/api/v1/runs/" + run_id + "/resume", carol_token, "{}").status, 404);
+  EXPECT_EQ(call("POST", "/api/v1/runs/" + run_id + "/resume", ada_token, "{\"inputs\": 3}").status, 400);
+  EXPECT_EQ(call("GET", "/api/v1/runs/" + run_id + "/resume").status, 405);
+
+  auto resumed = call("POST", "/api/v1/runs/" + run_id + "/resume", ada_token, "");
+  ASSERT_EQ(resumed.status, 202) << resumed.body;
+  auto frames = ws->read_until("event", "turn_ended");
+  EXPECT_EQ(frames.back()["data"]["ended"], "waiting");
+  auto waiting = settled(run_id);
+  EXPECT_EQ(waiting["status"], "waiting");
+  EXPECT_EQ(waiting["next_action"], "review");
+
+  EXPECT_EQ(call("POST", "/api/v1/runs/" + run_id + "/input", ada_token, "{}").status, 400);
+  EXPECT_EQ(call("POST", "/api/v1/runs/" + run_id + "/input", ada_token, "{\"inputs\": {}}").status, 400);
+  EXPECT_EQ(
+      call("POST", "/api/v1/runs/" + run_id + "/input", ada_token, "{\"inputs\": {\"approved\": 1, \"x\": 2}}").status,
+      400);
+  auto given = call("POST", "/api/v1/runs/" + run_id + "/input", ada_token, "{\"inputs\": {\"approved\": true}}");
+  ASSERT_EQ(given.status, 202) << given.body;
+  frames = ws->read_until("event", "turn_ended");
+  EXPECT_EQ(frames.back()["data"]["ended"], "completed");
+  EXPECT_EQ(settled(run_id)["status"], "completed");
+  EXPECT_EQ(json_of(call("GET", "/api/v1/runs/" + run_id + "/state"))["state"]["published"], true);
+  EXPECT_EQ(call("POST", "/api/v1/runs/" + run_id + "/resume", ada_token, "").status, 409);
+  EXPECT_EQ(call("POST", "/api/v1/runs/" + run_id + "/cancel", ada_token, "").status, 409);
+
+  // Cancelled while it waits: recorded, told on the stream, and never continued.
+  const auto other = started();
+  auto ws2 = watch(other);
+  ASSERT_EQ(call("POST", "/api/v1/runs/" + other + "/resume", ada_token, "").status, 202);
+  ws2->read_until("event", "turn_ended");
+  auto cancelled = call("POST", "/api/v1/runs/" + other + "/cancel", ada_token, "");
+  ASSERT_EQ(cancelled.status, 202) << cancelled.body;
+  auto told = ws2->read_until("event", "status");
+  EXPECT_EQ(told.back()["data"]["status"], "cancelled");
+  EXPECT_EQ(json_of(call("GET", "/api/v1/runs/" + other))["status"], "cancelled");
+  EXPECT_EQ(call("POST", "/api/v1/runs/" + other + "/input", ada_token, "{\"inputs\": {\"approved\": true}}").status,
+            409);
+  EXPECT_EQ(call("POST", "/api/v1/runs/" + other + "/resume", ada_token, "").status, 409);
+  EXPECT_EQ(call("POST", "/api/v1/runs/" + other + "/cancel", ada_token, "").status, 202);  // again: nothing changes
+  // A fork of it is a run of its own.
+  auto fork = call("POST", "/api/v1/runs/" + other + "/fork", ada_token, "{}");
+  ASSERT_EQ(fork.status, 201) << fork.body;
+  const auto fork_id = json_of(fork).value("run_id", "");
+  auto ws3 = watch(fork_id);
+  ASSERT_EQ(call("POST", "/api/v1/runs/" + fork_id + "/resume", ada_token, "").status, 202);
+  ws3->read_until("event", "turn_ended");
+  ASSERT_EQ(call("POST", "/api/v1/runs/" + fork_id + "/input", ada_token, "{\"inputs\": {\"approved\": false}}").status,
+            202);
+  ws3->read_until("event", "turn_ended");
+  EXPECT_EQ(settled(fork_id)["status"], "completed");
+}
+
+TEST_F(Api, AForkOfAConversationShowsItsParentsMessagesUpToTheFork) {
+  const auto run_id = open_chat();
+  auto ws = watch(run_id);
+  turn(*ws, run_id, "one");
+  turn(*ws, run_id, "two");  // steps 0–3
+  auto forked = call("POST", "/api/v1/runs/" + run_id + "/fork", ada_token, "{\"at\": 1}");
+  ASSERT_EQ(forked.status, 201) << forked.body;
+  const auto fork_id = json_of(forked).value("run_id", "");
+  auto chat = json_of(call("GET", "/api/v1/conversations/" + fork_id));
+  ASSERT_EQ(chat["messages"].size(), 2u) << chat.dump();
+  EXPECT_EQ(chat["messages"][0]["text"], "one");
+  auto ws2 = watch(fork_id);
+  turn(*ws2, fork_id, "three");
+  chat = json_of(call("GET", "/api/v1/conversations/" + fork_id));
+  ASSERT_EQ(chat["messages"].size(), 4u) << chat.dump();
+  EXPECT_EQ(chat["messages"][1]["text"], "you said one and that is all");
+  EXPECT_EQ(chat["messages"][2]["text"], "three");
+  // A fork of the fork: the line of both parents.
+  auto again = call("POST", "/api/v1/runs/" + fork_id + "/fork", ada_token, "{}");
+  ASSERT_EQ(again.status, 201);
+  chat = json_of(call("GET", "/api/v1/conversations/" + json_of(again).value("run_id", "")));
+  EXPECT_EQ(chat["messages"].size(), 4u);
+  // The parent is untouched.
+  EXPECT_EQ(json_of(call("GET", "/api/v1/conversations/" + run_id))["messages"].size(), 4u);
+  EXPECT_EQ(json_of(call("GET", "/api/v1/conversations/" + run_id))["messages"][2]["text"], "two");
 }
 
 TEST_F(Api, AConversationStreamsItsStepsAndTokens) {
@@ -677,7 +875,7 @@ TEST_F(Api, MetricsCountResponsesAndStreams) {
   EXPECT_EQ(m.status, 200);
   EXPECT_NE(m.body.find("choir_http_responses_total{class=\"2xx\"}"), std::string::npos);
   EXPECT_NE(m.body.find("choir_http_responses_total{class=\"4xx\"} 1"), std::string::npos) << m.body;
-  EXPECT_NE(m.body.find("choir_agents 3"), std::string::npos);
+  EXPECT_NE(m.body.find("choir_agents 4"), std::string::npos);
   EXPECT_EQ(call("GET", "/metrics", "", "", {{"Host", "evil.example"}}).status, 421);
   // A conversation's turn: its steps went through the dispatcher, by the chat agent's class (SRT).
   const auto run_id = open_chat();
@@ -894,7 +1092,7 @@ TEST_F(Api, TheOpenApiDocumentMatchesTheRoutes) {
       ++operations;
     }
   }
-  EXPECT_GE(operations, 19);
+  EXPECT_GE(operations, 23);
   EXPECT_NE(call("GET", "/api/v1/runs/" + run_id + "/nothing").body.find("no such route"), std::string::npos);
 }
 

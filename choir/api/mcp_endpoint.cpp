@@ -56,7 +56,9 @@ struct mcp_endpoint::session {
   std::chrono::steady_clock::time_point last_used = std::chrono::steady_clock::now();
 };
 
-mcp_endpoint::mcp_endpoint(const service_options& options) : options_(options) {}
+mcp_endpoint::mcp_endpoint(const service_options& options,
+                           std::function<std::shared_ptr<const runtime::agent_definition>(std::string_view)> find_agent)
+    : options_(options), find_agent_(std::move(find_agent)) {}
 
 mcp_endpoint::~mcp_endpoint() { close_all(); }
 
@@ -175,11 +177,10 @@ http_response mcp_endpoint::open(const http_request& request, const identity& wh
   // The session's agent: one of the server's agents (`?agent=NAME`), or the built-in one.
   std::shared_ptr<const runtime::agent_definition> agent = options_.mcp_agent;
   if (const std::string name = query_value(query, "agent"); !name.empty()) {
-    const auto it = options_.agents.find(name);
-    if (it == options_.agents.end()) {
+    agent = find_agent_(name);
+    if (!agent) {
       return rpc_refusal(404, mcp::rpc_code::invalid_params, "no agent named " + name.substr(0, 128), message->id);
     }
-    agent = it->second;
   }
   if (!agent) return rpc_refusal(404, mcp::rpc_code::invalid_params, "name an agent: /mcp?agent=NAME", message->id);
   auto provider = runtime::mcp_session::open(options_.services, agent,

@@ -5,6 +5,7 @@
 /// requests and responses, like the rest of the service (docs/mcp.md, "Streamable HTTP").
 #include <chrono>
 #include <cstddef>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -24,7 +25,8 @@ namespace choir::api {
 
 class mcp_endpoint {
  public:
-  explicit mcp_endpoint(const service_options& options);
+  mcp_endpoint(const service_options& options,
+               std::function<std::shared_ptr<const runtime::agent_definition>(std::string_view)> find_agent);
   ~mcp_endpoint();
   mcp_endpoint(const mcp_endpoint&) = delete;
   mcp_endpoint& operator=(const mcp_endpoint&) = delete;
@@ -43,6 +45,7 @@ class mcp_endpoint {
   void sweep();
 
   const service_options& options_;
+  std::function<std::shared_ptr<const runtime::agent_definition>(std::string_view)> find_agent_;
   mutable std::mutex mutex_;
   std::map<std::string, std::shared_ptr<session>, std::less<>> sessions_;
 };

@@ -193,7 +193,139 @@ value service::agent_models(const runtime::agent_definition& agent) const {
   return list;
 }
 
-service::service(service_options options) : opts_(std::move(options)), mcp_(std::make_unique<mcp_endpoint>(opts_)) {}
+service::service(service_options options)
+    : opts_(std::move(options)),
+      mcp_(std::make_unique<mcp_endpoint>(opts_, [this](std::string_view name) { return find_agent(name); })) {
+  load_stored_agents();
+}
+
+namespace {
+/// The store document registered agent files are kept in: `{"NAME": "the file's text", …}`.
+constexpr std::string_view agents_document = "agents";
+}  // namespace
+
+std::shared_ptr<const runtime::agent_definition> service::find_agent(std::string_view name) const {
+  std::shared_lock lock(agents_mutex_);
+  auto it = opts_.agents.find(name);
+  return it == opts_.agents.end() ? nullptr : it->second;
+}
+
+std::map<std::string, std::shared_ptr<const runtime::agent_definition>, std::less<>> service::agents() const {
+  std::shared_lock lock(agents_mutex_);
+  return opts_.agents;
+}
+
+void service::load_stored_agents() {
+  if (!opts_.load_agent || !opts_.store) return;
+  auto doc = opts_.store->get_document(agents_document);
+  if (!doc.ok()) {
+    stored_agent_errors_.push_back("the registered agents could not be read: " + doc.err().message);
+    return;
+  }
+  if (!*doc) return;
+  const value files = value::parse((*doc)->body, nullptr, false);
+  if (!files.is_object()) {
+    stored_agent_errors_.emplace_back("the store's document 'agents' is not a JSON object");
+    return;
+  }
+  for (const auto& [name, text] : files.items()) {
+    if (!text.is_string()) {
+      stored_agent_errors_.push_back("registered agent " + name + ": its file is not a string");
+      continue;
+    }
+    auto agent = opts_.load_agent(text.get<std::string>(), "registered agent " + name);
+    if (!agent.ok()) {
+      stored_agent_errors_.push_back(agent.err().message);
+      continue;
+    }
+    if (opts_.services && opts_.services->agents) opts_.services->agents->add(*agent);
+    opts_.agents[name] = std::move(agent).value();
+  }
+}
+
+value service::agent_detail(const runtime::agent_definition& agent) const {
+  return value{{"name", agent.name},
+               {"description", agent.doc.description},
+               {"version", agent.version},
+               {"contract", agent.contract ? agent.contract->to_json() : value()},
+               {"source", agent.source},
+               {"mermaid", graph::to_mermaid(*agent.graph)},
+               {"graph", agent.graph->describe()},
+               {"listening_action", agent.listening_action()},
+               {"tools", agent_tools(agent)},
+               {"models", agent_models(agent)}};
+}
+
+http_response service::register_agent(const http_request& request, const identity& who) {
+  if (!opts_.load_agent) return error_response(405, "method_not_allowed", "this server does not take agent files");
+  if (request.body.size() > opts_.max_body) {
+    return error_response(413, "bad_request", "the agent file is larger than the limit");
+  }
+  std::string text;
+  const std::string_view type = request.content_type;
+  if (type.starts_with("application/json")) {
+    const value body = value::parse(request.body, nullptr, false);
+    if (!body.is_object() || !body.contains("source") || !body["source"].is_string()) {
+      return error_response(400, "bad_request", "\"source\" (a string) is the agent file's YAML");
+    }
+    text = body["source"].get<std::string>();
+  } else if (type.starts_with("application/yaml") || type.starts_with("application/x-yaml") ||
+             type.starts_with("text/yaml")) {
+    text = request.body;
+  } else {
+    return error_response(415, "unsupported_media_type",
+                          "send the agent file as application/yaml, or as JSON {\"source\": \"…\"}");
+  }
+  if (text.empty()) return error_response(400, "bad_request", "the agent file is empty");
+  auto loaded = opts_.load_agent(text, "the agent file");
+  if (!loaded.ok()) return error_response(400, "invalid_agent", loaded.err().message);
+  auto agent = std::move(loaded).value();
+  if (!agent->contract) {
+    return error_response(400, "invalid_agent", "the file has no AgentContract, so nothing would admit its runs");
+  }
+  if (!valid_id(agent->name)) {
+    return error_response(400, "invalid_agent", "an agent's name is letters, digits, '_', '-' and '.'");
+  }
+  if (!opts_.gate) return error_response(503, "unavailable", "this server has no kernel gate");
+  // Every tenant's users see the agents of the server: registering one is granted by the policy.
+  if (auto may = opts_.gate->authorize(runtime::principal{who.tenant, who.user}, "agent.register", agent->name,
+                                       value{{"version", agent->version}});
+      !may.ok()) {
+    const auto [status, code] = status_for(may.err());
+    return error_response(status, code, may.err().message);
+  }
+  if (auto current = find_agent(agent->name); current && current->version == agent->version) {
+    value out = agent_detail(*current);
+    out["registered"] = false;  // this version is served already
+    return json_response(200, out);
+  }
+  // Kept in the store first, so that the agent is served again after a restart.
+  for (int attempt = 0;; ++attempt) {
+    auto doc = opts_.store->get_document(agents_document);
+    if (!doc.ok()) return error_response(500, "internal", doc.err().message);
+    value files = value::object();
+    std::int64_t version = 0;
+    if (*doc) {
+      files = value::parse((*doc)->body, nullptr, false);
+      if (!files.is_object()) return error_response(500, "internal", "the store's document 'agents' is damaged");
+      version = (*doc)->version;
+    }
+    files[agent->name] = text;
+    auto put = opts_.store->put_document(agents_document, dump_json(files), version);
+    if (put.ok()) break;
+    if (put.err().code != store::store_errc::conflict || attempt >= 8) {
+      return error_response(500, "internal", put.err().message);
+    }
+  }
+  if (opts_.services && opts_.services->agents) opts_.services->agents->add(agent);
+  {
+    std::unique_lock lock(agents_mutex_);
+    opts_.agents[agent->name] = agent;
+  }
+  value out = agent_detail(*agent);
+  out["registered"] = true;
+  return json_response(201, out);
+}
 
 service::~service() = default;
 
@@ -318,7 +450,7 @@ http_response service::metrics() const {
          "choir_stream_frames_total " + std::to_string(opts_.hub->delivered()) + "\n");
   metric("choir_conversations", "gauge", "Conversations this server hosts (active or passivated).",
          "choir_conversations " + std::to_string(opts_.directory->registered()) + "\n");
-  metric("choir_agents", "gauge", "Agents loaded.", "choir_agents " + std::to_string(opts_.agents.size()) + "\n");
+  metric("choir_agents", "gauge", "Agents served.", "choir_agents " + std::to_string(agents().size()) + "\n");
   metric("choir_mcp_sessions", "gauge", "Open MCP sessions at /mcp.",
          "choir_mcp_sessions " + std::to_string(mcp_->sessions()) + "\n");
   std::string decisions;
@@ -409,15 +541,12 @@ http_response service::route(const http_request& request, std::string_view path,
     }
     return run;
   };
-  // Makes sure the directory hosts the run's conversation (after a restart it knows none).
+  // Makes sure the directory hosts the run (after a restart it knows none).
   auto host_conversation = [&](const store::run_record& run) -> std::optional<http_response> {
     if (opts_.directory->contains(run.run_id)) return std::nullopt;
-    auto it = opts_.agents.find(run.agent);
-    if (it == opts_.agents.end()) {
-      return error_response(409, "agent_unavailable", "this server does not have agent " + run.agent);
-    }
-    if (auto added = opts_.directory->add(run.run_id, it->second, runtime::principal{run.tenant, run.user});
-        !added.ok()) {
+    auto agent = find_agent(run.agent);
+    if (!agent) return error_response(409, "agent_unavailable", "this server does not have agent " + run.agent);
+    if (auto added = opts_.directory->host(run.run_id, agent, runtime::principal{run.tenant, run.user}); !added.ok()) {
       return error_response(409, "not_conversable", added.err().message);
     }
     return std::nullopt;
@@ -431,9 +560,10 @@ http_response service::route(const http_request& request, std::string_view path,
   const auto resource = parts[2];
 
   if (resource == "agents") {
+    if (is("POST", 3)) return register_agent(request, *who);
     if (is("GET", 3)) {
       value list = value::array();
-      for (const auto& [name, agent] : opts_.agents) {
+      for (const auto& [name, agent] : agents()) {
         value caps = value::array();
         value models = value::array();
         std::string latency = "SRT";
@@ -452,21 +582,12 @@ http_response service::route(const http_request& request, std::string_view path,
       return json_response(200, value{{"agents", list}});
     }
     if (is("GET", 4)) {
-      auto it = opts_.agents.find(parts[3]);
-      if (it == opts_.agents.end()) return error_response(404, "not_found", "no agent " + std::string(parts[3]));
-      const auto& agent = *it->second;
-      return json_response(200, value{{"name", agent.name},
-                                      {"description", agent.doc.description},
-                                      {"version", agent.version},
-                                      {"contract", agent.contract ? agent.contract->to_json() : value()},
-                                      {"source", agent.source},
-                                      {"mermaid", graph::to_mermaid(*agent.graph)},
-                                      {"graph", agent.graph->describe()},
-                                      {"listening_action", agent.listening_action()},
-                                      {"tools", agent_tools(agent)},
-                                      {"models", agent_models(agent)}});
+      auto agent = find_agent(parts[3]);
+      if (!agent) return error_response(404, "not_found", "no agent " + std::string(parts[3]));
+      return json_response(200, agent_detail(*agent));
     }
-    return error_response(n <= 4 ? 405 : 404, n <= 4 ? "method_not_allowed" : "not_found", "GET only");
+    return error_response(n <= 4 ? 405 : 404, n <= 4 ? "method_not_allowed" : "not_found",
+                          n == 3 ? "GET the agents, or POST an agent file" : "GET only");
   }
 
   if (resource == "tools") {
@@ -504,21 +625,29 @@ http_response service::route(const http_request& request, std::string_view path,
         return error_response(request.body.size() > opts_.max_body ? 413 : 400, "bad_request", body.err().message);
       const auto name = string_at(*body, "agent");
       if (name.empty()) return error_response(400, "bad_request", "\"agent\" (a string) names the agent to talk to");
-      auto it = opts_.agents.find(name);
-      if (it == opts_.agents.end()) return error_response(404, "not_found", "no agent " + name.substr(0, 128));
-      if (auto ok = runtime::check_conversable(*it->second, "message"); !ok.ok()) {
+      auto agent = find_agent(name);
+      if (!agent) return error_response(404, "not_found", "no agent " + name.substr(0, 128));
+      if (auto ok = runtime::check_conversable(*agent, "message"); !ok.ok()) {
         return error_response(409, "not_conversable", ok.err().message);
       }
       const std::string run_id = new_id().to_string();
-      if (auto added = opts_.directory->add(run_id, it->second, runtime::principal{who->tenant, who->user});
-          !added.ok()) {
-        return fail(added.err());
-      }
-      // The run starts now (admitted by the kernel, or refused here) and goes to where it listens.
-      auto conv = opts_.directory->activate(run_id);
-      if (!conv.ok()) return fail(conv.err());
-      auto started = conv->ask([](runtime::conversation& c) { return c.resume(); }).get(std::chrono::seconds(30));
+      const runtime::principal owner{who->tenant, who->user};
+      // The run is created now, admitted by the kernel or refused here. Its first turn (up to where
+      // it listens) runs on its actor, not on this thread: its steps arrive on the stream.
+      runtime::run_hosting hosting;
+      hosting.gate = opts_.gate;
+      auto started =
+          runtime::start_run(*opts_.store, *agent, runtime::run_start{.run_id = run_id, .who = owner}, hosting);
       if (!started.ok()) return fail(started.err());
+      started->reset();
+      if (auto handed = runtime::settle_run(*opts_.store, run_id, "running", opts_.gate.get()); !handed.ok()) {
+        return fail(handed.err());
+      }
+      if (auto added = opts_.directory->add(run_id, agent, owner); !added.ok()) return fail(added.err());
+      auto hub = opts_.hub;
+      opts_.directory->post(run_id, {}, [hub, run_id](result<runtime::turn_result> out) {
+        if (!out.ok()) hub->publish_error(run_id, out.err().message);
+      });
       auto run = opts_.store->get_run(run_id);
       if (!run.ok()) return fail(run.err());
       return json_response(
@@ -530,8 +659,8 @@ http_response service::route(const http_request& request, std::string_view path,
       value list = value::array();
       for (const auto& r : *runs) {
         if (r.tenant != who->tenant || !r.parent_run.empty()) continue;
-        auto it = opts_.agents.find(r.agent);
-        if (it == opts_.agents.end() || !runtime::check_conversable(*it->second, "message").ok()) continue;
+        auto agent = find_agent(r.agent);
+        if (!agent || !runtime::check_conversable(*agent, "message").ok()) continue;
         list.push_back(r.to_json());
       }
       return json_response(200, value{{"conversations", list}});
@@ -539,11 +668,30 @@ http_response service::route(const http_request& request, std::string_view path,
     if (is("GET", 4)) {
       auto run = own_run(parts[3]);
       if (!run.ok()) return fail(run.err());
-      auto it = opts_.agents.find(run->agent);
-      const std::string listening = it == opts_.agents.end() ? std::string() : it->second->listening_action();
-      auto steps = opts_.store->steps(run->run_id, 0, 5'000);
-      if (!steps.ok()) return fail(steps.err());
-      return json_response(200, value{{"run", run->to_json()}, {"messages", chat_messages(*steps, listening)}});
+      auto agent = find_agent(run->agent);
+      const std::string listening = agent ? agent->listening_action() : std::string();
+      // A fork's history starts with its parent's up to the fork point (and so on up the forks).
+      std::vector<store::run_record> line{*run};
+      while (line.size() < 16 && !line.back().parent_run.empty() && line.back().parent_step) {
+        auto parent = opts_.store->get_run(line.back().parent_run);
+        if (!parent.ok() || parent->tenant != who->tenant) break;
+        line.push_back(std::move(parent).value());
+      }
+      std::vector<store::step_entry> history;
+      for (auto r = line.rbegin(); r != line.rend(); ++r) {
+        // Each run's own steps, up to where the next run of the line forked from it.
+        const auto next = std::next(r) == line.rend() ? std::nullopt : std::next(r)->parent_step;
+        const std::int64_t first = r->parent_step ? *r->parent_step + 1 : 0;
+        const std::size_t room = 5'000 - std::min<std::size_t>(history.size(), 5'000);
+        if (room == 0) break;
+        auto steps = opts_.store->steps(r->run_id, first, room);
+        if (!steps.ok()) return fail(steps.err());
+        for (auto& step : *steps) {
+          if (next && step.sequence_id > *next) break;
+          history.push_back(std::move(step));
+        }
+      }
+      return json_response(200, value{{"run", run->to_json()}, {"messages", chat_messages(history, listening)}});
     }
     if (n == 5 && parts[4] == "messages") {
       if (method != "POST") return error_response(405, "method_not_allowed", "POST a message");
@@ -557,12 +705,16 @@ http_response service::route(const http_request& request, std::string_view path,
       }
       const auto text = (*body)["text"].get<std::string>();
       if (text.empty()) return error_response(400, "bad_request", "the message is empty");
+      if (auto agent = find_agent(run->agent); agent && !runtime::check_conversable(*agent, "message").ok()) {
+        return error_response(409, "not_conversable", "agent " + agent->name + " takes no messages");
+      }
       if (auto refused = host_conversation(*run)) return *refused;
       auto hub = opts_.hub;
       const std::string run_id = run->run_id;
-      opts_.directory->post(run_id, value(text), [hub, run_id](result<runtime::turn_result> out) {
-        if (!out.ok()) hub->publish_error(run_id, out.err().message);
-      });
+      opts_.directory->post(run_id, {runtime::conversation_directory::request::kind::message, value(text)},
+                            [hub, run_id](result<runtime::turn_result> out) {
+                              if (!out.ok()) hub->publish_error(run_id, out.err().message);
+                            });
       return json_response(
           202, value{{"run_id", run_id}, {"cursor", run->last_sequence ? value(*run->last_sequence) : value()}});
     }
@@ -673,7 +825,7 @@ http_response service::route(const http_request& request, std::string_view path,
       auto run = opts_.store->get_run(run_id);
       if (run.ok() && run->status == "waiting_consent" && !host_conversation(*run)) {
         auto hub = opts_.hub;
-        opts_.directory->post(run_id, std::nullopt, [hub, run_id](result<runtime::turn_result> out) {
+        opts_.directory->post(run_id, {}, [hub, run_id](result<runtime::turn_result> out) {
           if (!out.ok()) hub->publish_error(run_id, out.err().message);
         });
         continued = true;
@@ -771,6 +923,76 @@ http_response service::route(const http_request& request, std::string_view path,
       auto forked = runtime::fork_run(*opts_.store, run->run_id, at);
       if (!forked.ok()) return fail(forked.err());
       return json_response(201, forked->to_json());
+    }
+    if (n == 5 && (parts[4] == "resume" || parts[4] == "input" || parts[4] == "cancel")) {
+      if (method != "POST") return error_response(405, "method_not_allowed", "POST to " + std::string(parts[4]));
+      auto run = own_run(parts[3]);
+      if (!run.ok()) return fail(run.err());
+      const std::string_view what = parts[4];
+      value inputs = value::object();
+      if (what == "input" || !request.body.empty()) {
+        auto body = body_object();
+        if (!body.ok())
+          return error_response(request.body.size() > opts_.max_body ? 413 : 400, "bad_request", body.err().message);
+        if (body->contains("inputs")) {
+          if (what == "cancel" || !(*body)["inputs"].is_object()) {
+            return error_response(400, "bad_request", "\"inputs\" is an object: the next step's inputs");
+          }
+          inputs = (*body)["inputs"];
+        } else if (what == "input") {
+          return error_response(400, "bad_request", "\"inputs\" (an object) is what the waiting action takes");
+        }
+      }
+      if (run->status == "cancelled" && what != "cancel") {
+        return error_response(409, "conflict", "run " + run->run_id + " was cancelled");
+      }
+      if (run->status == "completed") return error_response(409, "conflict", "run " + run->run_id + " is complete");
+      // Another live process drives it (`choir run`, another server): not this one's to move.
+      const auto now_ms =
+          std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+              .count();
+      if (!run->owner.empty() && run->owner != opts_.store->owner() && run->lease_expires_ms > now_ms &&
+          !store::owner_known_dead(run->owner)) {
+        return error_response(409, "run_leased", "run " + run->run_id + " is driven by " + run->owner);
+      }
+      auto agent = find_agent(run->agent);
+      if (!agent) return error_response(409, "agent_unavailable", "this server does not have agent " + run->agent);
+      if (what == "input") {
+        if (run->status != "waiting") {
+          return error_response(409, "conflict",
+                                "run " + run->run_id + " is not waiting for input (it is " + run->status + ")");
+        }
+        // The inputs the waiting action needs, all of them; and only inputs it takes.
+        if (const auto index = agent->graph->index_of(run->next_action)) {
+          const auto& spec = agent->graph->nodes()[*index].act->spec();
+          std::string missing;
+          for (const auto& in : spec.inputs) {
+            if (in.required && !inputs.contains(in.name)) missing += (missing.empty() ? "" : ", ") + in.name;
+          }
+          if (!missing.empty()) {
+            return error_response(400, "bad_request", "action " + run->next_action + " needs the inputs " + missing);
+          }
+          for (const auto& [key, v] : inputs.items()) {
+            const bool known =
+                std::any_of(spec.inputs.begin(), spec.inputs.end(), [&](const auto& in) { return in.name == key; });
+            if (!known) {
+              return error_response(400, "bad_request",
+                                    "action " + run->next_action + " takes no input '" + key.substr(0, 128) + "'");
+            }
+          }
+        }
+      }
+      if (auto refused = host_conversation(*run)) return *refused;
+      using request_kind = runtime::conversation_directory::request::kind;
+      auto hub = opts_.hub;
+      const std::string run_id = run->run_id;
+      opts_.directory->post(run_id, {what == "cancel" ? request_kind::cancel : request_kind::resume, inputs},
+                            [hub, run_id](result<runtime::turn_result> out) {
+                              if (!out.ok()) hub->publish_error(run_id, out.err().message);
+                            });
+      return json_response(202, value{{"run_id", run_id},
+                                      {"cursor", run->last_sequence ? value(*run->last_sequence) : value()},
+                                      {"accepted", std::string(what)}});
     }
     if (is("GET", 5) && parts[4] == "steps") {
       auto run = own_run(parts[3]);

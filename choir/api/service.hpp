@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -54,7 +55,13 @@ struct service_options {
   std::shared_ptr<runtime::gate> gate;        ///< its policy authenticates tokens; it admits the runs
   std::shared_ptr<event_hub> hub;
   std::shared_ptr<runtime::conversation_directory> directory;  ///< built with `hub` as its observer
+  /// The agents served from the start; agent files registered through the API (kept in the store's
+  /// document `agents`) are added to them, and replace one of the same name.
   std::map<std::string, std::shared_ptr<const runtime::agent_definition>, std::less<>> agents;
+  /// Loads an agent file's text (`label` names it in errors) with the server's action types. Null:
+  /// `POST /api/v1/agents` is refused (405) and no registered agent is loaded.
+  std::function<result<std::shared_ptr<const runtime::agent_definition>>(std::string_view text, std::string_view label)>
+      load_agent;
   std::filesystem::path web_dir;  ///< the desktop's built files; empty or missing: `/` says how to build them
   /// `Host` values accepted (`host:port`, compared without case); `Origin` must be `http://` one of them.
   std::vector<std::string> allowed_hosts;
@@ -98,9 +105,19 @@ class service {
   void allow_host(std::string host_port);
   /// Ends the MCP sessions (at shutdown: their runs are recorded completed).
   void close_mcp_sessions();
+  /// The agent named `name` that this server serves, or null.
+  [[nodiscard]] std::shared_ptr<const runtime::agent_definition> find_agent(std::string_view name) const;
+  /// Registered agent files kept in the store that did not load at the start, with why.
+  [[nodiscard]] const std::vector<std::string>& stored_agent_errors() const noexcept { return stored_agent_errors_; }
 
  private:
   http_response route(const http_request& request, std::string_view path, std::string_view query);
+  /// `POST /api/v1/agents`: loads, authorizes, stores and serves an agent file.
+  http_response register_agent(const http_request& request, const identity& who);
+  /// Every agent served, by name.
+  [[nodiscard]] std::map<std::string, std::shared_ptr<const runtime::agent_definition>, std::less<>> agents() const;
+  /// Loads the agent files registered earlier (the store's document `agents`).
+  void load_stored_agents();
   http_response static_file(std::string_view path) const;
   http_response metrics() const;
   /// Puts the stored policy in force if it changed (see `service_options::policy_document`).
@@ -111,10 +128,14 @@ class service {
   /// What an agent may use here: the tools its contract asks for, and its models (served or not).
   [[nodiscard]] value agent_tools(const runtime::agent_definition& agent) const;
   [[nodiscard]] value agent_models(const runtime::agent_definition& agent) const;
+  /// An agent as `GET /api/v1/agents/{name}` shows it.
+  [[nodiscard]] value agent_detail(const runtime::agent_definition& agent) const;
   /// Whom the request's bearer token acts for (none: no token, or an unknown one).
   [[nodiscard]] std::optional<identity> caller(const http_request& request) const;
 
   service_options opts_;
+  mutable std::shared_mutex agents_mutex_;  ///< guards `opts_.agents` (registration adds to it)
+  std::vector<std::string> stored_agent_errors_;
   std::unique_ptr<mcp_endpoint> mcp_;
   /// Responses by status class (1xx…5xx), for `/metrics`.
   std::array<std::atomic<std::uint64_t>, 6> responses_{};

@@ -161,6 +161,10 @@ result<void> conversation::ensure_run() {
       app_.reset();
       return std::move(seen).err();
     }
+    if (seen->status == "cancelled") {
+      app_.reset();
+      return cancelled_error();
+    }
     auto leased = s.acquire_lease(opts_.run_id, hosting_.lease_ttl_ms);
     if (!leased.ok() && leased.err().code == store::store_errc::run_leased && store::owner_known_dead(seen->owner)) {
       leased = s.acquire_lease(opts_.run_id, hosting_.lease_ttl_ms, seen->owner);
@@ -180,8 +184,17 @@ result<void> conversation::ensure_run() {
     return {};
   }
   if (!existing.ok()) return std::move(existing).err();
-  CHOIR_TRY(app_, open_run(s, opts_.run_id, *opts_.agent, hosting_));
+  run_opening opening;
+  opening.admit = [this](const store::run_record& run) -> result<void> {
+    if (run.status == "cancelled") return cancelled_error();
+    return {};
+  };
+  CHOIR_TRY(app_, open_run(s, opts_.run_id, *opts_.agent, hosting_, &opening));
   return {};
+}
+
+error conversation::cancelled_error() const {
+  return make_error(runtime_errc::rejected, "run " + opts_.run_id + " was cancelled: it takes no more turns");
 }
 
 void conversation::finish_turn() {
@@ -233,6 +246,10 @@ void conversation::on_stop() {
 }
 
 task<result<turn_result>> conversation::say(value message) {
+  if (opts_.message_input.empty()) {
+    co_return make_error(runtime_errc::invalid_argument,
+                         "run " + opts_.run_id + " of " + opts_.agent->name + " takes no messages");
+  }
   if (busy_ && opts_.when_busy == busy_policy::reject) {
     co_return make_error(runtime_errc::rejected, "conversation " + opts_.run_id + " is busy with another message");
   }
@@ -248,11 +265,11 @@ task<result<turn_result>> conversation::say(value message) {
   }
   if (ctx_->stop_requested()) co_return stopped_error();
   co_await gate{*this};
-  auto turn_task = take_turn(std::move(message));  // named: see the g++ 12 caveat in actor.hpp
+  auto turn_task = take_turn(std::move(message), value::object());  // named: see the g++ 12 caveat in actor.hpp
   co_return co_await std::move(turn_task);
 }
 
-task<result<turn_result>> conversation::take_turn(std::optional<value> message) {
+task<result<turn_result>> conversation::take_turn(std::optional<value> message, value inputs) {
   // Holding the turn: give it on to the next message however this turn ends.
   if (ctx_->stop_requested()) {
     finish_turn();
@@ -260,7 +277,7 @@ task<result<turn_result>> conversation::take_turn(std::optional<value> message) 
   }
   std::optional<result<turn_result>> out;
   try {
-    auto turn_task = turn(std::move(message));
+    auto turn_task = turn(std::move(message), std::move(inputs));
     out.emplace(co_await std::move(turn_task));
   } catch (...) {
     finish_turn();
@@ -270,14 +287,58 @@ task<result<turn_result>> conversation::take_turn(std::optional<value> message) 
   co_return std::move(*out);
 }
 
-task<result<turn_result>> conversation::resume() {
+task<result<turn_result>> conversation::resume(value inputs) {
+  if (!inputs.is_object()) co_return make_error(runtime_errc::invalid_argument, "a step's inputs are a JSON object");
   paused_ = false;
   co_await gate{*this};
   // Messages that waited for the resume queue up behind this turn.
   for (auto h : waiting_resume_) current_resume_context()->resume(h);
   waiting_resume_.clear();
-  auto turn_task = take_turn(std::nullopt);
+  auto turn_task = take_turn(std::nullopt, std::move(inputs));
   co_return co_await std::move(turn_task);
+}
+
+task<result<turn_result>> conversation::cancel() {
+  cancelled_ = true;
+  paused_ = false;
+  if (busy_) stop_turn_ = true;  // the running turn ends at its next step boundary
+  // Messages parked behind a pause run now, and are refused.
+  for (auto h : waiting_resume_) current_resume_context()->resume(h);
+  waiting_resume_.clear();
+  co_await gate{*this};
+  auto out = settle_cancel();
+  finish_turn();
+  co_return out;
+}
+
+result<turn_result> conversation::settle_cancel() {
+  auto& s = *opts_.store;
+  CHOIR_TRY(auto run, s.get_run(opts_.run_id));
+  turn_result out;
+  out.run_id = opts_.run_id;
+  out.ended = "cancelled";
+  out.next_action = run.next_action;
+  if (app_) out.state = app_->current_state().to_json();
+  if (run.status != "cancelled") {
+    if (run.status == "completed") {
+      cancelled_ = false;
+      return make_error(runtime_errc::rejected, "run " + opts_.run_id + " is complete: there is nothing to cancel");
+    }
+    // Its owner only: a run driven by another live process is refused (`run_leased`).
+    auto leased = s.acquire_lease(opts_.run_id, hosting_.lease_ttl_ms);
+    if (!leased.ok() && leased.err().code == store::store_errc::run_leased && store::owner_known_dead(run.owner)) {
+      leased = s.acquire_lease(opts_.run_id, hosting_.lease_ttl_ms, run.owner);
+    }
+    if (!leased.ok()) {
+      cancelled_ = false;
+      return std::move(leased).err();
+    }
+    CHOIR_CHECK(settle_run(s, opts_.run_id, "cancelled"));
+  }
+  if (app_ && opts_.gate) opts_.gate->release(opts_.run_id);  // its reservations go back to the node
+  app_.reset();
+  emit("status", value{{"run_id", opts_.run_id}, {"status", "cancelled"}});
+  return out;
 }
 
 void conversation::pause() {
@@ -291,7 +352,8 @@ void conversation::terminate() {
   ctx_->self<conversation>().kill("the conversation was terminated");
 }
 
-task<result<turn_result>> conversation::turn(std::optional<value> message) {
+task<result<turn_result>> conversation::turn(std::optional<value> message, value inputs) {
+  if (cancelled_) co_return cancelled_error();
   turn_started_ = std::chrono::steady_clock::now();
   turn_output_seen_ = false;
   stop_turn_ = false;
@@ -305,7 +367,6 @@ task<result<turn_result>> conversation::turn(std::optional<value> message) {
   auto& s = *opts_.store;
   auto give_back = [&](const std::string& status) { (void)settle_run(s, opts_.run_id, status); };
 
-  value inputs = value::object();
   if (message) {
     if (!app_->has_next_action()) {
       give_back("completed");
@@ -353,7 +414,7 @@ task<result<turn_result>> conversation::turn(std::optional<value> message) {
       co_return *lease_lost_;
     }
     if (stop_turn_) {
-      out.ended = paused_ ? "paused" : "interrupted";
+      out.ended = cancelled_ ? "cancelled" : paused_ ? "paused" : "interrupted";
       break;
     }
     if (out.steps >= opts_.max_steps_per_turn) {
@@ -400,7 +461,7 @@ task<result<turn_result>> conversation::turn(std::optional<value> message) {
   out.state = app_->current_state().to_json();
   std::string status = "halted";
   if (out.ended == "completed" || out.ended == "failed") status = out.ended;
-  if (out.ended == "waiting" || out.ended == "waiting_consent") status = out.ended;
+  if (out.ended == "waiting" || out.ended == "waiting_consent" || out.ended == "cancelled") status = out.ended;
   give_back(status);
   if (opts_.dispatcher) {
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - turn_started_).count();
@@ -432,7 +493,7 @@ result<actor_ref<conversation>> spawn_conversation(actor_system& sys, conversati
   if (!opts.agent || !opts.store) {
     return make_error(runtime_errc::invalid_argument, "a conversation needs an agent and a store");
   }
-  CHOIR_CHECK(check_conversable(*opts.agent, opts.message_input));
+  if (!opts.message_input.empty()) CHOIR_CHECK(check_conversable(*opts.agent, opts.message_input));
   if (opts.run_id.empty()) opts.run_id = new_id().to_string();
   if (spawn.name.empty()) {
     spawn.name = opts.run_id;
@@ -448,14 +509,28 @@ conversation_directory::conversation_directory(actor_system& sys, directory_opti
 
 result<void> conversation_directory::add(const std::string& run_id, std::shared_ptr<const agent_definition> agent,
                                          principal who) {
-  if (run_id.empty() || !agent) return make_error(runtime_errc::invalid_argument, "a run id and an agent are needed");
+  if (!agent) return make_error(runtime_errc::invalid_argument, "a run id and an agent are needed");
   CHOIR_CHECK(check_conversable(*agent, "message"));
+  return register_run(run_id, std::move(agent), std::move(who), true);
+}
+
+result<void> conversation_directory::host(const std::string& run_id, std::shared_ptr<const agent_definition> agent,
+                                          principal who) {
+  if (!agent) return make_error(runtime_errc::invalid_argument, "a run id and an agent are needed");
+  const bool messages = check_conversable(*agent, "message").ok();
+  return register_run(run_id, std::move(agent), std::move(who), messages);
+}
+
+result<void> conversation_directory::register_run(const std::string& run_id,
+                                                  std::shared_ptr<const agent_definition> agent, principal who,
+                                                  bool messages) {
+  if (run_id.empty() || !agent) return make_error(runtime_errc::invalid_argument, "a run id and an agent are needed");
   std::lock_guard lock(mutex_);
   if (entries_.contains(run_id)) return {};
   std::uint32_t index = 0;
   while (index < agents_.size() && agents_[index] != agent) ++index;
   if (index == agents_.size()) agents_.push_back(std::move(agent));
-  entries_.emplace(run_id, entry{index, std::move(who)});
+  entries_.emplace(run_id, entry{index, std::move(who), messages});
   return {};
 }
 
@@ -467,6 +542,7 @@ bool conversation_directory::contains(const std::string& run_id) const {
 result<actor_ref<conversation>> conversation_directory::activate(const std::string& run_id) {
   std::shared_ptr<const agent_definition> agent;
   principal who;
+  bool messages = true;
   {
     std::lock_guard lock(mutex_);
     auto it = entries_.find(run_id);
@@ -475,6 +551,7 @@ result<actor_ref<conversation>> conversation_directory::activate(const std::stri
     }
     agent = agents_[it->second.agent];
     who = it->second.who;
+    messages = it->second.messages;
   }
   conversation_options conv{.agent = std::move(agent),
                             .store = opts_.store,
@@ -482,6 +559,7 @@ result<actor_ref<conversation>> conversation_directory::activate(const std::stri
                             .gate = opts_.gate,
                             .who = std::move(who),
                             .when_busy = opts_.when_busy,
+                            .message_input = messages ? "message" : "",
                             .max_steps_per_turn = opts_.max_steps_per_turn,
                             .idle_after = opts_.idle_after,
                             .observer = opts_.observer,
@@ -490,40 +568,45 @@ result<actor_ref<conversation>> conversation_directory::activate(const std::stri
 }
 
 task<result<turn_result>> conversation_directory::say(std::string run_id, value message) {
+  auto turn = ask(std::move(run_id), request{request::kind::message, std::move(message)});
+  co_return co_await std::move(turn);
+}
+
+task<result<turn_result>> conversation_directory::resume(std::string run_id, value inputs) {
+  auto turn = ask(std::move(run_id), request{request::kind::resume, std::move(inputs)});
+  co_return co_await std::move(turn);
+}
+
+task<result<turn_result>> conversation_directory::cancel(std::string run_id) {
+  auto turn = ask(std::move(run_id), request{request::kind::cancel, value()});
+  co_return co_await std::move(turn);
+}
+
+task<result<turn_result>> conversation_directory::ask(std::string run_id, request req) {
   for (int attempt = 0;; ++attempt) {
     auto target = activate(run_id);
     if (!target.ok()) co_return std::move(target).err();
-    auto pending = target->ask([message](conversation& c) { return c.say(message); });
+    auto pending = target->ask([req](conversation& c) {
+      switch (req.what) {
+        case request::kind::message: return c.say(req.data);
+        case request::kind::cancel: return c.cancel();
+        case request::kind::resume: break;
+      }
+      return c.resume(req.data);
+    });
     auto out = co_await pending;
-    // `unavailable`: the activation passivated before the message ran. Go again on a fresh one.
+    // `unavailable`: the activation passivated before the request ran. Go again on a fresh one.
     if (out.ok() || out.err().code != runtime_errc::unavailable || attempt >= 8) co_return out;
   }
 }
 
-void conversation_directory::post(std::string run_id, std::optional<value> message,
-                                  std::function<void(result<turn_result>)> done) {
-  [](conversation_directory* self, std::string id, std::optional<value> msg,
+void conversation_directory::post(std::string run_id, request req, std::function<void(result<turn_result>)> done) {
+  [](conversation_directory* self, std::string id, request r,
      std::function<void(result<turn_result>)> cb) -> detail::detached_coroutine {
-    std::optional<result<turn_result>> out;
-    if (msg) {
-      auto turn = self->say(std::move(id), std::move(*msg));
-      out.emplace(co_await std::move(turn));
-    } else {
-      auto turn = self->resume(std::move(id));
-      out.emplace(co_await std::move(turn));
-    }
-    if (cb) cb(std::move(*out));
-  }(this, std::move(run_id), std::move(message), std::move(done));
-}
-
-task<result<turn_result>> conversation_directory::resume(std::string run_id) {
-  for (int attempt = 0;; ++attempt) {
-    auto target = activate(run_id);
-    if (!target.ok()) co_return std::move(target).err();
-    auto pending = target->ask([](conversation& c) { return c.resume(); });
-    auto out = co_await pending;
-    if (out.ok() || out.err().code != runtime_errc::unavailable || attempt >= 8) co_return out;
-  }
+    auto turn = self->ask(std::move(id), std::move(r));
+    auto out = co_await std::move(turn);
+    if (cb) cb(std::move(out));
+  }(this, std::move(run_id), std::move(req), std::move(done));
 }
 
 std::size_t conversation_directory::registered() const {

@@ -67,7 +67,9 @@ struct conversation_options {
   std::shared_ptr<runtime::gate> gate;
   principal who;
   busy_policy when_busy = busy_policy::enqueue;
-  std::string message_input = "message";  ///< the input the listening action takes the message as
+  /// The input the listening action takes the message as. Empty: the run takes no messages (a
+  /// run of any agent hosted to be resumed, given input or cancelled; `say` is refused).
+  std::string message_input = "message";
   std::uint64_t max_steps_per_turn = 10'000;
   std::int64_t lease_ttl_ms = 30'000;
   /// Passivation: after this long without a turn (and with no turn waiting, not paused, nobody
@@ -96,8 +98,14 @@ class conversation {
   /// `reject`, or the run is complete), store errors (`run_leased`: another process drives the
   /// run), graph errors.
   task<result<turn_result>> say(value message);
-  /// Continues the run without a new message (after `pause`, a step limit or a crash).
-  task<result<turn_result>> resume();
+  /// Continues the run without a new message (after `pause`, a step limit, a crash, or a consent
+  /// answered); `inputs` (an object) go to its next step — what a waiting `human` action takes.
+  task<result<turn_result>> resume(value inputs = value::object());
+  /// Cancels the run: the running turn stops at its next step boundary (what committed stays), turns
+  /// waiting behind it are refused, and the run is recorded `cancelled`, which no turn continues.
+  /// Ends `cancelled`. Errors: `rejected` (the run is complete), store errors (`run_leased`: another
+  /// process drives it).
+  task<result<turn_result>> cancel();
   /// Stops the current turn at its next step boundary; messages wait until `resume`.
   void pause();
   /// Ends the conversation: the run stays in the store as it is, and the actor stops.
@@ -125,9 +133,11 @@ class conversation {
  private:
   class step_relay;
   struct gate;
-  task<result<turn_result>> turn(std::optional<value> message);
-  task<result<turn_result>> take_turn(std::optional<value> message);
+  task<result<turn_result>> turn(std::optional<value> message, value inputs);
+  task<result<turn_result>> take_turn(std::optional<value> message, value inputs);
   [[nodiscard]] error stopped_error() const;
+  [[nodiscard]] error cancelled_error() const;
+  result<turn_result> settle_cancel();
   result<void> ensure_run();
   void emit(const std::string& kind, const value& data);
   void finish_turn();
@@ -141,6 +151,7 @@ class conversation {
   bool busy_ = false;
   bool paused_ = false;
   bool stop_turn_ = false;
+  bool cancelled_ = false;  ///< `cancel` was asked: no turn runs any more
   std::deque<std::coroutine_handle<>> waiting_turns_;
   std::deque<std::coroutine_handle<>> waiting_resume_;
   std::vector<std::pair<std::uint64_t, conversation_listener>> listeners_;
@@ -160,7 +171,7 @@ class conversation {
 /// Spawns a conversation actor (named after its run id, in namespace `conversations`, unless
 /// `spawn.name` says otherwise). A new run id is made if `opts.run_id` is empty. Errors:
 /// `invalid_argument` (no agent or store, or the agent's listening action does not take the
-/// message input), and those of `actor_system::spawn`.
+/// message input, unless that is empty), and those of `actor_system::spawn`.
 [[nodiscard]] result<actor_ref<conversation>> spawn_conversation(actor_system& sys, conversation_options opts,
                                                                  spawn_options spawn = {});
 
@@ -191,6 +202,9 @@ class conversation_directory {
   /// created in the store then, if it does not exist). Registering it again is a no-op. Errors:
   /// `invalid_argument` (an agent that cannot hold a conversation, an empty id).
   result<void> add(const std::string& run_id, std::shared_ptr<const agent_definition> agent, principal who = {});
+  /// Registers run `run_id` of any agent, to be resumed, given input or cancelled here; it also
+  /// takes messages if its agent can hold a conversation. Registering it again is a no-op.
+  result<void> host(const std::string& run_id, std::shared_ptr<const agent_definition> agent, principal who = {});
   /// Whether `run_id` is registered.
   [[nodiscard]] bool contains(const std::string& run_id) const;
   /// The conversation's live activation, activating it if needed. Errors: `not_found` (not
@@ -201,10 +215,19 @@ class conversation_directory {
   task<result<turn_result>> say(std::string run_id, value message);
   /// Continues the conversation without a message (after a consent was answered, a pause or a
   /// crash), activating it as needed.
-  task<result<turn_result>> resume(std::string run_id);
-  /// `say` (or, without a message, `resume`) without waiting: the turn runs on the conversation's
-  /// actor and `done` (if set) is called with how it ended, on whichever thread finished it.
-  void post(std::string run_id, std::optional<value> message, std::function<void(result<turn_result>)> done);
+  task<result<turn_result>> resume(std::string run_id, value inputs = value::object());
+  /// Cancels the run (`conversation::cancel`), activating it as needed.
+  task<result<turn_result>> cancel(std::string run_id);
+
+  /// What `post` asks of a conversation.
+  struct request {
+    enum class kind : std::uint8_t { message, resume, cancel };
+    kind what = kind::resume;
+    value data = value::object();  ///< the message, or the inputs of a resume
+  };
+  /// `say`, `resume` or `cancel` without waiting: the turn runs on the conversation's actor and
+  /// `done` (if set) is called with how it ended, on whichever thread finished it.
+  void post(std::string run_id, request req, std::function<void(result<turn_result>)> done);
 
   [[nodiscard]] std::size_t registered() const;
 
@@ -215,9 +238,13 @@ class conversation_directory {
   struct entry {
     std::uint32_t agent = 0;  ///< index into agents_
     principal who;
+    bool messages = true;  ///< its agent can hold a conversation
   };
   std::vector<std::shared_ptr<const agent_definition>> agents_;
   std::unordered_map<std::string, entry> entries_;
+  task<result<turn_result>> ask(std::string run_id, request req);
+  result<void> register_run(const std::string& run_id, std::shared_ptr<const agent_definition> agent, principal who,
+                            bool messages);
 };
 
 }  // namespace choir::runtime

@@ -243,6 +243,69 @@ TEST_F(Conversation, AnInterruptingMessageStopsTheTurnAtAStepBoundaryAndKeepsWha
   EXPECT_EQ(steps[ta.steps].action, "listen");
 }
 
+TEST_F(Conversation, CancelStopsTheTurnAtAStepBoundaryAndNoTurnRunsAfter) {
+  auto conv = spawn_conversation(sys_, options()).value();
+  std::vector<std::string> events;
+  ASSERT_TRUE(conv.tell([&events](conversation& c) {
+                    c.subscribe([&events](const conversation_event& e) { events.push_back(e.kind); });
+                  })
+                  .ok());
+  auto a = say(conv, "long");
+  sys_.run_once();                    // listen
+  sys_.run_once();                    // start
+  auto queued = say(conv, "queued");  // waits behind the turn
+  auto cancelled = conv.ask([](conversation& c) { return c.cancel(); });
+  sys_.run_until_idle();
+  auto ta = take(a);
+  EXPECT_EQ(ta.ended, "cancelled");
+  EXPECT_LT(ta.steps, 6U);  // `long` never reached its reply
+  auto refused = queued.try_get();
+  ASSERT_TRUE(refused.has_value());
+  ASSERT_FALSE(refused->ok());
+  EXPECT_EQ(refused->err().code, runtime_errc::rejected);
+  EXPECT_EQ(take(cancelled).ended, "cancelled");
+  auto run = store_->get_run(ta.run_id).value();
+  EXPECT_EQ(run.status, "cancelled");
+  EXPECT_TRUE(run.owner.empty());
+  EXPECT_EQ(store_->steps(ta.run_id, 0, 100).value().size(), ta.steps);
+  EXPECT_EQ(events.back(), "status");
+  // Not on this actor, nor on a new one.
+  auto later = conv.ask([](conversation& c) { return c.resume(); });
+  sys_.run_until_idle();
+  ASSERT_TRUE(later.try_get().has_value());
+  EXPECT_FALSE(later.try_get()->ok());
+  conv.kill();
+  sys_.run_until_idle();
+  auto again = spawn_conversation(sys_, options(busy_policy::enqueue, ta.run_id)).value();
+  auto after = say(again, "after");
+  sys_.run_until_idle();
+  auto out = after.try_get();
+  ASSERT_TRUE(out.has_value());
+  ASSERT_FALSE(out->ok());
+  EXPECT_EQ(out->err().code, runtime_errc::rejected);
+  EXPECT_NE(out->err().message.find("cancelled"), std::string::npos);
+  EXPECT_EQ(store_->steps(ta.run_id, 0, 100).value().size(), ta.steps);
+}
+
+TEST_F(Conversation, AHostedRunTakesInputsButNoMessages) {
+  auto opts = options();
+  opts.message_input.clear();
+  auto conv = spawn_conversation(sys_, opts).value();
+  auto message = say(conv, "hi");
+  sys_.run_until_idle();
+  ASSERT_TRUE(message.try_get().has_value());
+  ASSERT_FALSE(message.try_get()->ok());
+  EXPECT_EQ(message.try_get()->err().code, runtime_errc::invalid_argument);
+  // The listening action's input, given as a resume's inputs.
+  auto given = conv.ask([](conversation& c) { return c.resume(value{{"message", "by input"}}); });
+  sys_.run_until_idle();
+  EXPECT_EQ(take(given).state["history"], value::array({"echo: by input"}));
+  auto bad = conv.ask([](conversation& c) { return c.resume(value(3)); });
+  sys_.run_until_idle();
+  ASSERT_TRUE(bad.try_get().has_value());
+  EXPECT_FALSE(bad.try_get()->ok());
+}
+
 TEST_F(Conversation, ANewActorForTheRunContinuesFromItsLastCommittedStep) {
   auto first = spawn_conversation(sys_, options()).value();
   auto t = say(first, "before");

@@ -323,6 +323,26 @@ std::pair<std::int64_t, double> gate::spent(std::string_view run_id) const {
   return {run->spend->tokens, run->spend->cost_usd};
 }
 
+result<void> gate::authorize(const principal& who, std::string_view capability, std::string_view argument,
+                             value details) {
+  kernel::audit_event event{.kind = std::string(capability), .tenant = who.tenant, .user = who.user};
+  event.capability = capability;
+  event.argument = argument;
+  event.details = std::move(details);
+  const auto policy = current_policy();
+  std::string refusal;
+  if (policy == nullptr) {
+    refusal = "no policy is in force";
+  } else if (auto may = policy->decide(who.tenant, who.user, capability, argument); !may.allowed) {
+    refusal = may.reason;
+  }
+  event.decision = refusal.empty() ? "allow" : "deny";
+  event.reason = refusal;
+  CHOIR_CHECK(audit_->append(event));  // before it takes effect
+  if (!refusal.empty()) return make_error(kernel::kernel_errc::denied, refusal);
+  return {};
+}
+
 result<store::consent_record> gate::answer(std::string_view id, bool approve, const principal& who,
                                            std::string_view reason) {
   CHOIR_TRY(auto found, store_->get_consent(id));

@@ -145,6 +145,12 @@ class gate {
   /// What a run has spent so far (zero if it is not admitted).
   [[nodiscard]] std::pair<std::int64_t, double> spent(std::string_view run_id) const;
 
+  /// Decides something a person does through the API rather than a run (registering an agent
+  /// file: `agent.register`, argument the agent's name): the policy must grant `capability` for
+  /// `argument` to `who`. Audited either way, with `details`. A refusal is `denied` with the reason.
+  [[nodiscard]] result<void> authorize(const principal& who, std::string_view capability, std::string_view argument,
+                                       value details = value::object());
+
   /// Answers a pending consent request for `who`, who must be a user of the request's tenant
   /// holding `consent.answer` (for the requested capability). Audited. Returns the answered
   /// request; errors: `denied` (another tenant, or no grant), `store_errc::conflict` (already
