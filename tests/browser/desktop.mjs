@@ -6,7 +6,8 @@
 // viewer shows the consent entries and an intact chain (skipped, with a note, when the server has
 // no /api/v1/audit); the run debugger, opened from the assistant's window, shows its 4 steps, a
 // step's diff and state, the graph with the next action, steps through them, forks at step 1,
-// and the fork answers in its own chat window (a made-up 10,000-step run, answered by page routes,
+// and the fork answers in its own chat window while the debugger follows it live and cancels it
+// (a made-up 10,000-step run, answered by page routes,
 // checks the timeline's windowing); and signing out returns to the sign-in screen.
 //
 //   npm ci --prefix tests/browser          # playwright-core (drives Debian's /usr/bin/chromium)
@@ -626,7 +627,31 @@ try {
     await until(async () => (await forkWin.getByTestId('message-agent').count()) >= 1 && (await forkWin.getByTestId('message-agent').last().innerText()).trim(), 'a reply in the fork\'s window', 15_000);
     check((await forkWin.getByTestId('message-error').count()) === 0, 'the fork\'s chat shows an error');
     await shot('fork-chat');
-    await forkWin.getByTestId('window-close').click();
+  });
+
+  await step('the debugger follows the fork live: a message adds its steps to the timeline, selected; "Cancel run" ends it', async () => {
+    const forkWin = byId(`window-${forkId}`);
+    const header = runs.getByTestId('run-header');
+    check((await header.getAttribute('data-run-id')) === forkId, 'the debugger no longer shows the fork');
+    // The fork started after step 1; "again" made steps 2 and 3.
+    await until(async () => (await byId('step-timeline').getAttribute('data-count')) === '2', `the fork's 2 steps (it counts ${await byId('step-timeline').getAttribute('data-count')})`);
+    await until(async () => (await selectedSeq()) === 3, 'the fork\'s last step to be selected');
+    const forkInput = forkWin.getByTestId('chat-input');
+    await forkInput.fill('live');
+    await until(() => forkWin.getByTestId('chat-send').isEnabled(), 'the fork\'s window to take a message');
+    await forkInput.press('Enter');
+    // No click on the debugger: its timeline grows by the turn's two steps, and the selection follows.
+    await until(async () => (await byId('step-timeline').getAttribute('data-count')) === '4', `the timeline to grow to 4 steps live (it counts ${await byId('step-timeline').getAttribute('data-count')})`, 15_000);
+    await until(async () => (await selectedSeq()) === 5, 'the new last step (5) to be selected', 15_000);
+    await until(async () => /think/.test(await selectedStep.innerText()), 'the selected step to be the reply (think)');
+    await until(async () => /waiting/.test(await header.locator('.run-status').innerText()), 'the fork\'s status to read waiting again');
+    await shot('debugger-live');
+    await forkWin.getByTestId('window-close').click();  // it covers the debugger's header
+    await byId('cancel-button').click();
+    await until(async () => /cancelled/.test(await header.locator('.run-status').innerText()), 'the fork\'s status to read cancelled', 15_000);
+    check((await byId('resume-button').count()) === 0 && (await byId('cancel-button').count()) === 0, 'a cancelled run still offers Resume or Cancel');
+    const { body } = await apiGet(`/runs/${forkId}`);
+    check(body?.status === 'cancelled', `the server has the fork as ${body?.status}`);
   });
 
   await step('a 10,000-step run keeps a few dozen rows in the page and reads only the pages it shows', async () => {

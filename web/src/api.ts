@@ -97,6 +97,13 @@ export interface AuditReport {
   notes?: unknown;
 }
 
+/** What `resume`, `input` and `cancel` answer: accepted; the run's events follow on the stream. */
+export interface RunAccepted {
+  run_id: string;
+  cursor: number | null;
+  accepted: string;
+}
+
 export class ApiError extends Error {
   readonly status: number;
   readonly code: string;
@@ -205,6 +212,21 @@ export class Api {
   /** A new run starting from the state after step `at` of `runId` (status halted). */
   fork(runId: string, at?: number): Promise<RunRecord> {
     return this.request('POST', `/runs/${encodeURIComponent(runId)}/fork`, at === undefined ? {} : { at });
+  }
+
+  /** Continues a run on the server from its last committed step; its events follow on the stream. */
+  resume(runId: string, inputs?: Record<string, unknown>): Promise<RunAccepted> {
+    return this.request('POST', `/runs/${encodeURIComponent(runId)}/resume`, inputs ? { inputs } : {});
+  }
+
+  /** Gives a run waiting at a `human` action the inputs it takes, and continues it. */
+  input(runId: string, inputs: Record<string, unknown>): Promise<RunAccepted> {
+    return this.request('POST', `/runs/${encodeURIComponent(runId)}/input`, { inputs });
+  }
+
+  /** Cancels a run: it stops at its next step boundary and is never continued. */
+  cancel(runId: string): Promise<RunAccepted> {
+    return this.request('POST', `/runs/${encodeURIComponent(runId)}/cancel`, {});
   }
 
   me(): Promise<{ tenant: string; user: string }> {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { RunRecord } from './api';
-import { changedKeys, compactJson, diffRows, filterRuns, layoutGraph, NODE_H, pagesFor, scrollToShow, stepRange, visibleSlice } from './runs';
+import { changedKeys, compactJson, diffRows, filterRuns, layoutGraph, NODE_H, pagesFor, parseInputs, runActions, scrollToShow, stepRange, visibleSlice, withStep } from './runs';
 
 const run = (run_id: string, agent: string, status: string, extra: Partial<RunRecord> = {}): RunRecord => ({ run_id, agent, status, ...extra });
 
@@ -131,5 +131,41 @@ describe('values and diffs', () => {
       { key: 'reply', kind: 'added', after: 'hi' },
     ]);
     expect(diffRows(null)).toEqual([]);
+  });
+});
+
+describe('following a run live', () => {
+  const run = { run_id: 'r', agent: 'a', status: 'running', last_sequence: 3, next_action: 'b' } as RunRecord;
+  it('moves the last step and next action on with each newer step', () => {
+    const after = withStep(run, { sequence_id: 4, next: 'c' });
+    expect(after.last_sequence).toBe(4);
+    expect(after.next_action).toBe('c');
+    expect(withStep(after, { sequence_id: 5, next: null }).next_action).toBeNull();
+    expect(withStep(after, { sequence_id: 6 }).next_action).toBe('c');
+  });
+  it('ignores a step it has seen', () => {
+    expect(withStep(run, { sequence_id: 3, next: 'z' })).toBe(run);
+    expect(withStep(run, { sequence_id: 1, next: 'z' })).toBe(run);
+  });
+  it('starts a run without steps', () => {
+    const fresh = { ...run, last_sequence: null };
+    expect(withStep(fresh, { sequence_id: 0, next: 'b' }).last_sequence).toBe(0);
+  });
+});
+
+describe('what a run allows', () => {
+  it('continues, takes input or cancels by status', () => {
+    expect(runActions('halted')).toEqual({ resume: true, input: false, cancel: true });
+    expect(runActions('waiting')).toEqual({ resume: false, input: true, cancel: true });
+    expect(runActions('running')).toEqual({ resume: false, input: false, cancel: true });
+    expect(runActions('completed')).toEqual({ resume: false, input: false, cancel: false });
+    expect(runActions('cancelled')).toEqual({ resume: false, input: false, cancel: false });
+    expect(runActions('failed').resume).toBe(true);
+  });
+  it('reads the inputs as a JSON object', () => {
+    expect(parseInputs('')).toEqual({ ok: true, value: {} });
+    expect(parseInputs('{"approved": true}')).toEqual({ ok: true, value: { approved: true } });
+    expect(parseInputs('[1]').ok).toBe(false);
+    expect(parseInputs('{nope').ok).toBe(false);
   });
 });

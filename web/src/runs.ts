@@ -27,6 +27,37 @@ export function stepRange(
   return { first, count: Math.max(0, last - first + 1) };
 }
 
+/**
+ * The run after a step committed live: its last sequence id and next action move on (a step that
+ * is not newer changes nothing).
+ */
+export function withStep(run: RunRecord, step: Pick<StepRecord, 'sequence_id' | 'next'>): RunRecord {
+  if (typeof run.last_sequence === 'number' && step.sequence_id <= run.last_sequence) return run;
+  return { ...run, last_sequence: step.sequence_id, next_action: step.next === undefined ? run.next_action : step.next };
+}
+
+/** What can be done to a run in its status: continue it, give it input, cancel it. */
+export function runActions(status: string): { resume: boolean; input: boolean; cancel: boolean } {
+  const over = status === 'completed' || status === 'cancelled';
+  return {
+    resume: !over && status !== 'running' && status !== 'waiting',
+    input: status === 'waiting',
+    cancel: !over,
+  };
+}
+
+/** The inputs typed as a JSON object, or why they are not one. */
+export function parseInputs(text: string): { ok: true; value: Record<string, unknown> } | { ok: false; error: string } {
+  if (!text.trim()) return { ok: true, value: {} };
+  try {
+    const v: unknown = JSON.parse(text);
+    if (v && typeof v === 'object' && !Array.isArray(v)) return { ok: true, value: v as Record<string, unknown> };
+    return { ok: false, error: 'The inputs are a JSON object, such as {"approved": true}.' };
+  } catch (e) {
+    return { ok: false, error: `Not JSON: ${(e as Error).message}` };
+  }
+}
+
 /** The state keys a step changed, from its delta ops (docs/graph-yaml.md, "State deltas"). */
 export function changedKeys(step: Pick<StepRecord, 'delta'>): string[] {
   const ops = Array.isArray(step.delta) ? step.delta : [];

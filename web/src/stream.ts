@@ -108,9 +108,12 @@ export class StreamClient {
     return this.state;
   }
 
-  /** Follows a run: its steps after the cursor, `subscribed`, then live events. Returns the undo. */
-  subscribe(runId: string, listener: RunListener): () => void {
-    const sub: Subscription = { runId, listener, cursor: -1, catchingUp: false, resyncs: 0 };
+  /**
+   * Follows a run: its steps after `cursor` (default: all), `subscribed`, then live events. Returns
+   * the undo. One listener per run: subscribing again replaces it.
+   */
+  subscribe(runId: string, listener: RunListener, cursor = -1): () => void {
+    const sub: Subscription = { runId, listener, cursor, catchingUp: false, resyncs: 0 };
     this.subs.set(runId, sub);
     listener({ type: 'connection', state: this.state });
     if (this.state === 'ready') this.sendSubscribe(sub);

@@ -1,7 +1,7 @@
 import { useCallback, useEffect, useRef, useState } from 'react';
 import { ApiError, describeError, type AgentDetail, type AgentSummary, type Api, type ConsentRecord, type RunRecord } from '../api';
 import { describeCall, isPending, pendingCount } from '../consents';
-import { StreamClient, streamUrl, type ConnectionState } from '../stream';
+import { StreamClient, streamUrl, type ConnectionState, type RunListener } from '../stream';
 import { AgentCatalog } from './AgentCatalog';
 import { AuditViewer } from './AuditViewer';
 import { ChatWindow } from './ChatWindow';
@@ -104,6 +104,25 @@ export function Desktop({ api, token, agents: initialAgents, onSignOut }: Props)
       setStream(null);
     };
   }, [api, token]);
+
+  // The debugger follows its run on a connection of its own (the stream has one listener per run).
+  const debugStream = useRef<StreamClient | null>(null);
+  useEffect(
+    () => () => {
+      debugStream.current?.close();
+      debugStream.current = null;
+    },
+    [api, token],
+  );
+  const follow = useCallback(
+    (runId: string, cursor: number, listener: RunListener) => {
+      if (!debugStream.current) {
+        debugStream.current = new StreamClient(streamUrl(), token, { fetchSteps: (run, from) => api.steps(run, from) });
+      }
+      return debugStream.current.subscribe(runId, listener, cursor);
+    },
+    [api, token],
+  );
 
   useEffect(() => {
     if (!notice) return;
@@ -378,7 +397,7 @@ export function Desktop({ api, token, agents: initialAgents, onSignOut }: Props)
             ) : w.kind === 'catalog' ? (
               <AgentCatalog api={api} active={w.id === topId} opening={opening} onOpenAgent={(name) => void openAgent(name)} />
             ) : w.kind === 'runs' ? (
-              <RunDebugger api={api} agentDetail={agentDetail} target={debugTarget} active={w.id === topId} onOpenChat={addWindow} />
+              <RunDebugger api={api} agentDetail={agentDetail} target={debugTarget} active={w.id === topId} onOpenChat={addWindow} follow={follow} />
             ) : (
               <ChatWindow
                 api={api}

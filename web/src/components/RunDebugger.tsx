@@ -1,5 +1,6 @@
 import { useCallback, useEffect, useLayoutEffect, useMemo, useRef, useState, type KeyboardEvent } from 'react';
 import { describeError, type AgentDetail, type Api, type RunRecord, type StepRecord } from '../api';
+import type { RunListener } from '../stream';
 import { shortId } from '../consents';
 import {
   changedKeys,
@@ -8,9 +9,12 @@ import {
   filterRuns,
   layoutGraph,
   pagesFor,
+  parseInputs,
+  runActions,
   scrollToShow,
   stepRange,
   visibleSlice,
+  withStep,
   type StateDiff,
 } from '../runs';
 import { ago, stamp } from '../time';
@@ -27,6 +31,8 @@ interface Props {
   target: { run: string; n: number } | null;
   active: boolean;
   onOpenChat: (runId: string, agent: string) => void;
+  /** Follows a run's events after `cursor` on the stream (the selected run refreshes live); the undo. */
+  follow?: (runId: string, cursor: number, listener: RunListener) => () => void;
 }
 
 type Loaded<T> = { state: 'loading' } | { state: 'ok'; value: T } | { state: 'error'; message: string };
@@ -64,7 +70,7 @@ function KeyValues({ value, testId }: { value: unknown; testId?: string }) {
 }
 
 /** The run debugger: the tenant's runs, and for one run its graph, its steps, and each step's state and diff. */
-export function RunDebugger({ api, agentDetail, target, active, onOpenChat }: Props) {
+export function RunDebugger({ api, agentDetail, target, active, onOpenChat, follow }: Props) {
   const [runs, setRuns] = useState<Loaded<RunRecord[]>>({ state: 'loading' });
   const [query, setQuery] = useState('');
   const [selected, setSelected] = useState<string | null>(null);
@@ -75,6 +81,9 @@ export function RunDebugger({ api, agentDetail, target, active, onOpenChat }: Pr
   const [forking, setForking] = useState(false);
   const [forkError, setForkError] = useState<string | null>(null);
   const [forked, setForked] = useState<RunRecord | null>(null);
+  const [acting, setActing] = useState<string | null>(null);
+  const [actionError, setActionError] = useState<string | null>(null);
+  const [inputText, setInputText] = useState('');
 
   // The step timeline: steps by sequence id, fetched a page at a time.
   const steps = useRef(new Map<number, StepRecord>());
@@ -145,6 +154,62 @@ export function RunDebugger({ api, agentDetail, target, active, onOpenChat }: Pr
     setScrollTop(0);
     if (selected) void loadRun(selected, false);
   }, [selected, loadRun]);
+
+  // ---- live: the selected run's steps and status as they happen ----
+
+  /** The run's last step when the selection was on it: a new step moves the selection along. */
+  const tail = useRef<number | null>(null);
+  useEffect(() => {
+    tail.current = run && typeof run.last_sequence === 'number' ? run.last_sequence : null;
+  }, [run]);
+  const runId = run?.run_id;
+  /** Where following starts: the run's last step as read (the pages cover what came before). */
+  const startCursor = useRef(-1);
+  if (run) {
+    const { first, count } = stepRange(run);
+    startCursor.current = first + count - 1;
+  }
+  useEffect(() => {
+    if (!runId || !follow) return;
+    let listRefresh: ReturnType<typeof setTimeout> | null = null;
+    const refreshList = () => {
+      if (listRefresh) return;
+      listRefresh = setTimeout(() => {
+        listRefresh = null;
+        void loadRuns();
+      }, 300);
+    };
+    const stop = follow(runId, startCursor.current, (frame) => {
+      if (frame.type === 'subscribed') {
+        if (frame.run?.run_id === runId) setRun((r) => (r?.run_id === runId ? { ...r, ...frame.run } : r));
+        return;
+      }
+      if (frame.type !== 'event') return;
+      if (frame.kind === 'step') {
+        const st = frame.data as StepRecord;
+        if (typeof st?.sequence_id !== 'number') return;
+        steps.current.set(st.sequence_id, st);
+        setStepsVersion((v) => v + 1);
+        // Several steps may arrive before the next render: the tail moves with each at once.
+        const wasTail = tail.current;
+        if (wasTail === null || st.sequence_id > wasTail) tail.current = st.sequence_id;
+        setRun((r) => (r?.run_id === runId ? withStep(r, st) : r));
+        setSeq((s) => (s === null || s === wasTail ? st.sequence_id : s));
+        return;
+      }
+      if (frame.kind === 'turn_ended' || frame.kind === 'status' || frame.kind === 'turn_started') {
+        api.run(runId).then(
+          (r) => setRun((prev) => (prev?.run_id === runId ? { ...r, last_sequence: Math.max(r.last_sequence ?? -1, prev.last_sequence ?? -1) } : prev)),
+          () => {},
+        );
+        refreshList();
+      }
+    });
+    return () => {
+      stop();
+      if (listRefresh) clearTimeout(listRefresh);
+    };
+  }, [api, runId, follow, loadRuns]);
 
   useEffect(() => {
     if (!run) return;
@@ -270,6 +335,35 @@ export function RunDebugger({ api, agentDetail, target, active, onOpenChat }: Pr
     }
   };
 
+  // ---- resume, input, cancel ----
+
+  const act = async (what: 'resume' | 'input' | 'cancel') => {
+    if (!run) return;
+    setActionError(null);
+    let inputs: Record<string, unknown> = {};
+    if (what === 'input') {
+      const parsed = parseInputs(inputText);
+      if (!parsed.ok) {
+        setActionError(parsed.error);
+        return;
+      }
+      inputs = parsed.value;
+    }
+    setActing(what);
+    try {
+      if (what === 'resume') await api.resume(run.run_id);
+      else if (what === 'input') await api.input(run.run_id, inputs);
+      else await api.cancel(run.run_id);
+      if (what === 'input') setInputText('');
+      if (!follow) await loadRun(run.run_id, true);
+      void loadRuns();
+    } catch (e) {
+      setActionError(`Cannot ${what === 'input' ? 'give the input' : what} : ${describeError(e)}`.replace(' :', ':'));
+    } finally {
+      setActing(null);
+    }
+  };
+
   const refresh = () => {
     void loadRuns();
     if (selected) void loadRun(selected, true);
@@ -281,6 +375,7 @@ export function RunDebugger({ api, agentDetail, target, active, onOpenChat }: Pr
   const layout = useMemo(() => layoutGraph(detail && run && detail.name === run.agent ? detail.graph : null), [detail, run]);
   const step = seq === null ? undefined : steps.current.get(seq);
   const conversable = !!(detail && run && detail.name === run.agent && detail.listening_action);
+  const acts = run ? runActions(run.status) : { resume: false, input: false, cancel: false };
   const rows = diff?.state === 'ok' ? diffRows(diff.value) : [];
   void stepsVersion; // the steps map changed: render again
 
@@ -375,7 +470,48 @@ export function RunDebugger({ api, agentDetail, target, active, onOpenChat }: Pr
                     Open in chat
                   </button>
                 )}
+                {acts.resume && (
+                  <button type="button" className="tool-button" data-testid="resume-button" disabled={acting !== null} onClick={() => void act('resume')} title="Continue the run on the server from its last committed step">
+                    {acting === 'resume' ? 'Resuming…' : 'Resume'}
+                  </button>
+                )}
+                {acts.cancel && (
+                  <button type="button" className="tool-button danger" data-testid="cancel-button" disabled={acting !== null} onClick={() => void act('cancel')} title="Stop the run at its next step boundary; nothing continues it after">
+                    {acting === 'cancel' ? 'Cancelling…' : 'Cancel run'}
+                  </button>
+                )}
               </div>
+              {acts.input && (
+                <form
+                  className="run-input small"
+                  data-testid="input-form"
+                  onSubmit={(e) => {
+                    e.preventDefault();
+                    void act('input');
+                  }}
+                >
+                  <label>
+                    Input for <span className="mono">{run.next_action ?? '—'}</span>{' '}
+                    <input
+                      type="text"
+                      className="mono"
+                      value={inputText}
+                      placeholder='{"approved": true}'
+                      aria-label={`The inputs of ${run.next_action ?? 'the next action'}, as a JSON object`}
+                      data-testid="input-json"
+                      onChange={(e) => setInputText(e.target.value)}
+                    />
+                  </label>
+                  <button type="submit" className="tool-button accent" data-testid="input-button" disabled={acting !== null}>
+                    {acting === 'input' ? 'Sending…' : 'Give input'}
+                  </button>
+                </form>
+              )}
+              {actionError && (
+                <p className="tool-error" role="alert" data-testid="action-error">
+                  {actionError}
+                </p>
+              )}
             </header>
             <div className="run-body">
               <div className="graph-pane" data-testid="graph-view">
