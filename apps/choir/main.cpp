@@ -305,6 +305,11 @@ int main(int argc, char** argv) {
   serve->add_option("--allow-host", serve_opts.allow_hosts, "A further Host name to answer to (repeatable)");
   serve->add_option("--threads", serve_opts.threads, "Threads answering requests (default 1)")
       ->check(CLI::Range(1, 64));
+  serve
+      ->add_option(
+          "--shutdown-grace", serve_opts.shutdown_grace_s,
+          "Seconds steps in flight may take to commit after SIGTERM; then they are left for a resume (default 30)")
+      ->check(CLI::Range(0.0, 86'400.0));
   serve->add_option("--max-connections", serve_opts.max_connections, "Open connections at most (default 4096)")
       ->check(CLI::Range(1, 1'000'000));
   serve

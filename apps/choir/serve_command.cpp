@@ -4,9 +4,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
+#include <condition_variable>
 #include <csignal>
+#include <cstdlib>
 #include <filesystem>
 #include <iostream>
+#include <mutex>
 #include <sstream>
 #include <thread>
 
@@ -213,7 +217,27 @@ int serve_command(const serve_options& options, std::ostream& out, std::ostream&
   err << command << ": " << (received == SIGTERM ? "SIGTERM" : "SIGINT") << ", stopping\n";
   server->stop();  // no more requests
   svc->close_mcp_sessions();
-  system.reset();  // the conversations stop at a step boundary (a step commits whole or not at all)
+  // The conversations stop at a step boundary: a step in flight commits whole, or — past the grace
+  // period — the process leaves without it (nothing of it is written; a resume runs it again).
+  std::mutex stopping;
+  std::condition_variable stopped_cv;
+  bool stopped = false;
+  std::thread grace([&] {
+    std::unique_lock lock(stopping);
+    const auto limit = std::chrono::duration<double>(options.shutdown_grace_s);
+    if (stopped_cv.wait_for(lock, limit, [&] { return stopped; })) return;
+    err << command << ": steps still in flight after " << options.shutdown_grace_s
+        << " s; leaving them uncommitted (a resume runs them again)\n"
+        << std::flush;
+    std::_Exit(exit_ok);
+  });
+  system.reset();
+  {
+    std::lock_guard lock(stopping);
+    stopped = true;
+  }
+  stopped_cv.notify_one();
+  grace.join();
   stop_mcp_servers();
   return exit_ok;  // then the server closes its connections
 }

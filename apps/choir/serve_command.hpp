@@ -19,6 +19,9 @@ struct serve_options {
   /// Agent steps that run at once (0: one per core), and how many of them only HRT steps may use.
   int step_workers = 0;
   int hrt_workers = 0;
+  /// On SIGTERM, how long steps in flight may take to commit; past it the process exits and they
+  /// are left uncommitted (a resume runs them again).
+  double shutdown_grace_s = 30;
 };
 
 /// Serves until SIGTERM or SIGINT. Prints `listening on http://HOST:PORT`, and on the first start

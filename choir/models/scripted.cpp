@@ -1,7 +1,9 @@
 #include "choir/models/scripted.hpp"
 
+#include <chrono>
 #include <optional>
 #include <regex>
+#include <thread>
 
 #include "choir/core/json_access.hpp"
 #include "choir/core/yaml.hpp"
@@ -124,7 +126,8 @@ bool matches(const rule_condition& c, const chat_request& request, const convers
 
 class scripted final : public provider {
  public:
-  scripted(std::string where, std::vector<rule> rules) : where_(std::move(where)), rules_(std::move(rules)) {}
+  scripted(std::string where, std::vector<rule> rules, std::chrono::milliseconds token_pause)
+      : where_(std::move(where)), rules_(std::move(rules)), token_pause_(token_pause) {}
 
   result<chat_response> complete(const chat_request& request, chat_stream* stream) override {
     const conversation_facts f = facts_of(request);
@@ -153,6 +156,7 @@ class scripted final : public provider {
           std::size_t end = text.find_first_of(" \n", start);
           end = end == std::string::npos ? text.size() : text.find_first_not_of(" \n", end);
           if (end == std::string::npos) end = text.size();
+          if (start > 0 && token_pause_.count() > 0) std::this_thread::sleep_for(token_pause_);
           stream->text(std::string_view(text).substr(start, end - start));
           start = end;
         }
@@ -174,6 +178,7 @@ class scripted final : public provider {
  private:
   std::string where_;
   std::vector<rule> rules_;
+  std::chrono::milliseconds token_pause_{0};
 };
 
 error bad(std::string_view where, const std::string& field, std::string_view what) {
@@ -290,7 +295,14 @@ result<std::shared_ptr<provider>> scripted_from_json(const value& document, std:
     CHOIR_TRY(rule r, parse_rule((*rules)[i], where, "rules[" + std::to_string(i) + "]"));
     parsed.push_back(std::move(r));
   }
-  return std::shared_ptr<provider>(std::make_shared<scripted>(std::string(where), std::move(parsed)));
+  std::chrono::milliseconds pause{0};
+  if (const auto t = document.find("token_ms"); t != document.end()) {
+    if (!t->is_number_integer() || t->get<std::int64_t>() < 0 || t->get<std::int64_t>() > 10'000) {
+      return bad(where, "token_ms", "must be a whole number of milliseconds from 0 to 10000");
+    }
+    pause = std::chrono::milliseconds(t->get<std::int64_t>());
+  }
+  return std::shared_ptr<provider>(std::make_shared<scripted>(std::string(where), std::move(parsed), pause));
 }
 
 result<std::shared_ptr<provider>> scripted_from_yaml(std::string_view text, std::string_view file) {

@@ -63,6 +63,19 @@ TEST(ScriptedModel, StreamsTheAnswerTokenByToken) {
   EXPECT_EQ(sink.tokens, (std::vector<std::string>{"You ", "said: ", "hello ", "there"}));
 }
 
+TEST(ScriptedModel, PausesBetweenStreamedWordsWhenAskedTo) {
+  auto model = scripted_from_yaml("kind: ScriptedModel\ntoken_ms: 5\nrules: [{reply: one two three four}]\n", "p.yaml");
+  ASSERT_TRUE(model.ok()) << model.err().message;
+  collect sink;
+  ASSERT_TRUE((*model)->complete(ask("hi", false), &sink).ok());
+  EXPECT_EQ(sink.tokens.size(), 4u);  // the pause is a lower bound on time: not asserted here (bench/, not tests)
+  for (const char* bad : {"token_ms: -1", "token_ms: 10001", "token_ms: soon"}) {
+    auto refused = scripted_from_yaml(std::string("kind: ScriptedModel\n") + bad + "\nrules: [{reply: x}]\n", "p.yaml");
+    ASSERT_FALSE(refused.ok()) << bad;
+    EXPECT_NE(refused.err().message.find("token_ms"), std::string::npos) << refused.err().message;
+  }
+}
+
 TEST(ScriptedModel, AnswersJsonWithTemplatesInside) {
   auto model = scripted_from_yaml(rules, "rules.yaml").value();
   auto answer = model->complete(ask("json please", false), nullptr);
