@@ -83,7 +83,7 @@ TEST(ChoirRun, JsonModePrintsOneObjectPerStepThenTheOutcome) {
 }
 
 TEST(ChoirRun, TheCopilotMovesBetweenModesOnEvents) {
-  auto r = run_choir("run " + example("copilot.yaml") +
+  auto r = run_choir("run " + example("copilot-events.yaml") +
                      " --json --input 'events=[\"ambiguous\",\"verification_failed\",\"ambiguous\",\"crash\"]'");
   ASSERT_EQ(r.exit_code, 0) << r.out;
   std::vector<std::string> modes;
@@ -102,6 +102,19 @@ TEST(ChoirRun, TheCopilotMovesBetweenModesOnEvents) {
   EXPECT_EQ(modes, (std::vector<std::string>{"curious", "skeptical", "calm", "contrite"}));
   EXPECT_EQ(last["state"]["mode"], "CONTRITE");
   EXPECT_EQ(last["state"]["history"].size(), 4u);
+}
+
+TEST(ChoirRun, TheCopilotConversationAnswersInTheModeAMessageCallsFor) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"deploy the fix to prod", "PARANOID"}, {"it crashed", "CONTRITE"}, {"how are tabs handled?", "CURIOUS"},
+      {"the tests fail", "SKEPTICAL"},        {"ship it", "BOLD"},        {"refactor the store", "CALM"}};
+  for (const auto& [message, mode] : cases) {
+    auto r = run_choir("run " + example("copilot.yaml") + " --no-store --json --input 'message=" + message + "'");
+    ASSERT_EQ(r.exit_code, 0) << r.out;
+    const auto last = nlohmann::json::parse(r.out.substr(r.out.rfind('\n', r.out.size() - 2) + 1));
+    EXPECT_EQ(last["state"]["mode"], mode) << message;
+    EXPECT_NE(last["state"]["reply"].get<std::string>().find("(" + mode + " · "), std::string::npos) << message;
+  }
 }
 
 TEST(ChoirRun, HaltAfterStopsTheRun) {
@@ -237,9 +250,9 @@ TEST_F(ChoirRuns, ARunIsRecordedWithItsStepsAndStatus) {
 }
 
 TEST_F(ChoirRuns, AHaltedRunResumesToTheSameEndAsAnUninterruptedOne) {
-  auto whole = run_choir("run " + example("copilot.yaml") + " --no-store --json");
+  auto whole = run_choir("run " + example("copilot-events.yaml") + " --no-store --json");
   const auto expected = json_lines(whole.out).back()["state"];
-  ASSERT_EQ(run_choir("run " + example("copilot.yaml") + " --max-steps 7" + store()).exit_code, 3);
+  ASSERT_EQ(run_choir("run " + example("copilot-events.yaml") + " --max-steps 7" + store()).exit_code, 3);
   const std::string id = last_run_id();
   auto resumed = run_choir("runs resume " + id + " --json" + store());
   ASSERT_EQ(resumed.exit_code, 0) << resumed.out;

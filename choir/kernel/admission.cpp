@@ -48,14 +48,15 @@ node_resources node_resources::of_this_machine() {
 
 result<hrt_plan> plan_hrt(const agent_contract& contract, const graph::graph& g) {
   hrt_plan plan;
-  const bool agent_is_hrt = contract.latency == graph::latency_class::hrt;
   std::string problems;
   auto problem = [&](const std::string& what) { problems += (problems.empty() ? "" : "; ") + what; };
   for (const auto& n : g.nodes()) {
     const graph::action_spec& spec = n.act->spec();
-    const bool hrt = spec.latency ? *spec.latency == graph::latency_class::hrt : agent_is_hrt;
+    // The action's own class, else its mode's, else the agent's.
+    const auto [latency, levels] = contract.class_of(spec.name);
+    const bool hrt = spec.latency ? *spec.latency == graph::latency_class::hrt : latency == graph::latency_class::hrt;
     if (!hrt) continue;
-    if (!contract.slo.deadline_ms) {
+    if (!levels.deadline_ms) {
       problem("action " + spec.name + " is HRT but the contract declares no class.slo.deadline_ms");
       continue;
     }
@@ -72,7 +73,7 @@ result<hrt_plan> plan_hrt(const agent_contract& contract, const graph::graph& g)
     const int attempts = std::max(1, spec.retry.max_attempts);
     double worst = *spec.cost_ms * attempts;
     for (int a = 2; a <= attempts; ++a) worst += static_cast<double>(spec.retry.backoff_before(a).count());
-    const auto deadline = static_cast<double>(*contract.slo.deadline_ms);
+    const auto deadline = static_cast<double>(*levels.deadline_ms);
     if (worst > deadline) {
       problem("action " + spec.name + " may take " + fixed(worst) + " ms" +
               (attempts > 1 ? " (" + std::to_string(attempts) + " attempts)" : std::string()) + ", more than the " +

@@ -38,7 +38,8 @@ struct hrt_action {
 };
 
 /// The HRT clause for one agent: which of its actions are HRT (all of them for an HRT agent,
-/// unless an action says otherwise; those marked `latency: HRT` in any agent), each with its
+/// unless an action says otherwise; those of an HRT mode (`modes`), under the mode's deadline;
+/// those marked `latency: HRT` in any agent), each with its
 /// worst case, and the share of one core the agent needs (worst case / deadline of its slowest
 /// action, since a run takes one step at a time). Refused (`not_admitted`) if an HRT action has
 /// no `cost_ms`, calls something no deadline can bound (another agent, a person), or cannot meet

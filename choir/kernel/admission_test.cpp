@@ -99,6 +99,35 @@ TEST(Admission, HrtActionsNeedAWorstCaseThatFitsTheDeadline) {
   EXPECT_EQ(why(srt_deadline, "  first: {type: pass, latency: HRT, cost_ms: 1}\n"), "(admitted)");
 }
 
+TEST(Admission, TheActionsOfAnHrtModeAreHrtUnderTheModesDeadline) {
+  const std::string link = "transitions:\n  - {from: first, to: second}\n";
+  const auto calm_and_paranoid = contract_of(
+      "class: {latency: SRT}\nmodes:\n  PARANOID: {latency: HRT, slo: {deadline_ms: 10}, actions: [second]}\n"
+      "  CALM: {latency: SRT, actions: [first]}\n");
+  // Only `second` is HRT: `first` needs no cost.
+  auto plan =
+      plan_hrt(calm_and_paranoid, *graph_of("  first: {type: pass}\n  second: {type: pass, cost_ms: 4}\n" + link));
+  ASSERT_TRUE(plan.ok()) << plan.err().message;
+  ASSERT_EQ(plan->actions.size(), 1u);
+  EXPECT_EQ(plan->actions[0].name, "second");
+  EXPECT_DOUBLE_EQ(plan->utilization, 0.4);
+  // An HRT mode's action without a cost, or one that cannot meet the mode's deadline, is refused.
+  auto no_cost = plan_hrt(calm_and_paranoid, *graph_of("  first: {type: pass}\n  second: {type: pass}\n" + link));
+  ASSERT_FALSE(no_cost.ok());
+  EXPECT_NE(no_cost.err().message.find("second is HRT but declares no cost_ms"), std::string::npos);
+  auto too_slow =
+      plan_hrt(calm_and_paranoid, *graph_of("  first: {type: pass}\n  second: {type: pass, cost_ms: 40}\n" + link));
+  ASSERT_FALSE(too_slow.ok());
+  EXPECT_NE(too_slow.err().message.find("more than the 10 ms deadline"), std::string::npos) << too_slow.err().message;
+  // An HRT agent's action in a DT mode is not HRT.
+  const auto hrt_with_dt =
+      contract_of("class: {latency: HRT, slo: {deadline_ms: 10}}\nmodes:\n  LATER: {latency: DT, actions: [second]}\n");
+  auto mixed = plan_hrt(hrt_with_dt, *graph_of("  first: {type: pass, cost_ms: 1}\n  second: {type: pass}\n" + link));
+  ASSERT_TRUE(mixed.ok()) << mixed.err().message;
+  ASSERT_EQ(mixed->actions.size(), 1u);
+  EXPECT_EQ(mixed->actions[0].name, "first");
+}
+
 TEST(Admission, TheAdmittedHrtSetMustFitTheReservedCores) {
   admission a(small_node());  // one core for HRT work
   const auto c = contract_of("class: {latency: HRT, slo: {deadline_ms: 10}}\n");

@@ -35,8 +35,8 @@ class contract_reader {
   result<contract_report> read() {
     const value& root = doc_.root();
     CHOIR_CHECK(only(root, "",
-                     {"apiVersion", "kind", "name", "description", "class", "capabilities", "compute", "modelPolicy",
-                      "memory", "security", "observability", "budget"}));
+                     {"apiVersion", "kind", "name", "description", "class", "modes", "capabilities", "compute",
+                      "modelPolicy", "memory", "security", "observability", "budget"}));
     if (!root.contains("apiVersion") || root["apiVersion"] != "agentos/v0.2") {
       return fail("apiVersion", "expected agentos/v0.2");
     }
@@ -46,28 +46,43 @@ class contract_reader {
     if (root.contains("description") && !root["description"].is_string()) return fail("description", "expected text");
 
     if (!root.contains("class")) return fail("class", "a contract needs its class (latency: HRT, SRT or DT)");
-    const value& cls = root["class"];
-    CHOIR_CHECK(mapping(cls, "class"));
-    CHOIR_CHECK(only(cls, "class", {"latency", "slo"}));
-    if (!cls.contains("latency") || !cls["latency"].is_string())
-      return fail("class.latency", "expected HRT, SRT or DT");
-    const auto latency = graph::parse_latency_class(cls["latency"].get<std::string>());
-    if (!latency) return fail("class.latency", "expected HRT, SRT or DT");
-    c.latency = *latency;
-    if (cls.contains("slo")) {
-      const value& slo = cls["slo"];
-      CHOIR_CHECK(mapping(slo, "class.slo"));
-      CHOIR_CHECK(only(slo, "class.slo", {"onset_ms", "turn_ms", "jitter_p95_pct", "deadline_ms"}));
-      CHOIR_TRY(c.slo.onset_ms, positive_int(slo, "class.slo", "onset_ms", 86'400'000));
-      CHOIR_TRY(c.slo.turn_ms, positive_int(slo, "class.slo", "turn_ms", 86'400'000));
-      CHOIR_TRY(c.slo.deadline_ms, positive_int(slo, "class.slo", "deadline_ms", 86'400'000));
-      CHOIR_TRY(c.slo.jitter_p95_pct, number(slo, "class.slo", "jitter_p95_pct", 0, 100));
-      if (c.slo.onset_ms && c.slo.turn_ms && *c.slo.onset_ms > *c.slo.turn_ms) {
-        return fail("class.slo.onset_ms", "the onset cannot be later than the whole turn (turn_ms)");
-      }
-    }
+    CHOIR_CHECK(mapping(root["class"], "class"));
+    CHOIR_CHECK(only(root["class"], "class", {"latency", "slo"}));
+    CHOIR_CHECK(read_class(root["class"], "class", c.latency, c.slo));
     if (c.latency == graph::latency_class::hrt && !c.slo.deadline_ms) {
       return fail("class", "an HRT agent needs slo.deadline_ms: every step's deadline");
+    }
+
+    if (root.contains("modes")) {
+      const value& modes = root["modes"];
+      CHOIR_CHECK(mapping(modes, "modes"));
+      std::set<std::string> taken;  // each action in one mode at most
+      for (const auto& [mode_name, spec] : modes.items()) {
+        const std::string path = "modes." + mode_name;
+        const bool well_formed = !mode_name.empty() && mode_name.size() <= 64 &&
+                                 std::all_of(mode_name.begin(), mode_name.end(), [](char ch) {
+                                   return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                                          (ch >= '0' && ch <= '9') || ch == '_' || ch == '-';
+                                 });
+        if (!well_formed) return fail(path, "a mode's name is letters, digits, '_' and '-' (1 to 64)");
+        CHOIR_CHECK(mapping(spec, path));
+        CHOIR_CHECK(only(spec, path, {"latency", "slo", "actions"}));
+        mode_class m;
+        m.name = mode_name;
+        CHOIR_CHECK(read_class(spec, path, m.latency, m.slo));
+        CHOIR_TRY(m.actions, strings(spec, path, "actions"));
+        if (m.actions.empty()) return fail(path + ".actions", "name the actions that run in this mode");
+        for (std::size_t i = 0; i < m.actions.size(); ++i) {
+          if (!taken.insert(m.actions[i]).second) {
+            return fail(path + ".actions." + std::to_string(i),
+                        "action " + m.actions[i] + " is in another mode already (one mode per action)");
+          }
+        }
+        if (m.latency == graph::latency_class::hrt && !m.slo.deadline_ms && !c.slo.deadline_ms) {
+          return fail(path, "an HRT mode needs slo.deadline_ms (its own, or the agent's): every step's deadline");
+        }
+        c.modes.push_back(std::move(m));
+      }
     }
 
     if (root.contains("capabilities")) {
@@ -192,6 +207,30 @@ class contract_reader {
  private:
   [[nodiscard]] error fail(const std::string& path, const std::string& message) const {
     return make_error(kernel_errc::invalid_contract, doc_.locate(path) + ": " + path + ": " + message);
+  }
+
+  /// `latency` and `slo` of a class (`class:`, or a mode's).
+  result<void> read_class(const value& cls, const std::string& path, graph::latency_class& latency,
+                          service_level& slo) const {
+    if (!cls.contains("latency") || !cls["latency"].is_string()) {
+      return fail(path + ".latency", "expected HRT, SRT or DT");
+    }
+    const auto parsed = graph::parse_latency_class(cls["latency"].get<std::string>());
+    if (!parsed) return fail(path + ".latency", "expected HRT, SRT or DT");
+    latency = *parsed;
+    if (!cls.contains("slo")) return {};
+    const value& levels = cls["slo"];
+    const std::string at = path + ".slo";
+    CHOIR_CHECK(mapping(levels, at));
+    CHOIR_CHECK(only(levels, at, {"onset_ms", "turn_ms", "jitter_p95_pct", "deadline_ms"}));
+    CHOIR_TRY(slo.onset_ms, positive_int(levels, at, "onset_ms", 86'400'000));
+    CHOIR_TRY(slo.turn_ms, positive_int(levels, at, "turn_ms", 86'400'000));
+    CHOIR_TRY(slo.deadline_ms, positive_int(levels, at, "deadline_ms", 86'400'000));
+    CHOIR_TRY(slo.jitter_p95_pct, number(levels, at, "jitter_p95_pct", 0, 100));
+    if (slo.onset_ms && slo.turn_ms && *slo.onset_ms > *slo.turn_ms) {
+      return fail(at + ".onset_ms", "the onset cannot be later than the whole turn (turn_ms)");
+    }
+    return {};
   }
 
   result<void> mapping(const value& v, const std::string& path) const {
@@ -354,22 +393,53 @@ bool agent_contract::allows(std::string_view capability_name) const {
                      [&](const capability& c) { return c.name == capability_name; });
 }
 
+const mode_class* agent_contract::mode_of(std::string_view action) const {
+  for (const auto& m : modes) {
+    if (std::find(m.actions.begin(), m.actions.end(), action) != m.actions.end()) return &m;
+  }
+  return nullptr;
+}
+
+std::pair<graph::latency_class, service_level> agent_contract::class_of(std::string_view action) const {
+  const mode_class* m = mode_of(action);
+  if (m == nullptr) return {latency, slo};
+  service_level levels = m->slo;
+  if (!levels.onset_ms) levels.onset_ms = slo.onset_ms;
+  if (!levels.turn_ms) levels.turn_ms = slo.turn_ms;
+  if (!levels.jitter_p95_pct) levels.jitter_p95_pct = slo.jitter_p95_pct;
+  if (!levels.deadline_ms) levels.deadline_ms = slo.deadline_ms;
+  return {m->latency, levels};
+}
+
+namespace {
+value slo_to_json(const service_level& slo) {
+  value out = value::object();
+  if (slo.onset_ms) out["onset_ms"] = *slo.onset_ms;
+  if (slo.turn_ms) out["turn_ms"] = *slo.turn_ms;
+  if (slo.jitter_p95_pct) out["jitter_p95_pct"] = *slo.jitter_p95_pct;
+  if (slo.deadline_ms) out["deadline_ms"] = *slo.deadline_ms;
+  return out;
+}
+}  // namespace
+
 value agent_contract::to_json() const {
   value caps = value::array();
   for (const auto& c : capabilities) {
     caps.push_back(c.allow.empty() ? value(c.name) : value{{"name", c.name}, {"allow", c.allow}});
   }
-  value slo_json = value::object();
-  if (slo.onset_ms) slo_json["onset_ms"] = *slo.onset_ms;
-  if (slo.turn_ms) slo_json["turn_ms"] = *slo.turn_ms;
-  if (slo.jitter_p95_pct) slo_json["jitter_p95_pct"] = *slo.jitter_p95_pct;
-  if (slo.deadline_ms) slo_json["deadline_ms"] = *slo.deadline_ms;
   const std::string latency_name(graph::to_string(latency));
   value out = {{"apiVersion", "agentos/v0.2"},
                {"kind", "AgentContract"},
                {"name", name},
-               {"class", {{"latency", latency_name}, {"slo", slo_json}}},
+               {"class", {{"latency", latency_name}, {"slo", slo_to_json(slo)}}},
                {"capabilities", caps}};
+  if (!modes.empty()) {
+    out["modes"] = value::object();
+    for (const auto& m : modes) {
+      out["modes"][m.name] = {
+          {"latency", std::string(graph::to_string(m.latency))}, {"slo", slo_to_json(m.slo)}, {"actions", m.actions}};
+    }
+  }
   if (cpu || mem_bytes || gpu_mem_bytes) {
     out["compute"] = value::object();
     if (cpu) out["compute"]["cpu"] = *cpu;

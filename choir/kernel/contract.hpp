@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "choir/core/result.hpp"
@@ -45,10 +46,21 @@ struct service_level {
   std::optional<std::int64_t> deadline_ms;  ///< HRT: every step's deadline (required for HRT)
 };
 
+/// A mode of the agent with a class of its own: the steps of its actions are scheduled, admitted
+/// and measured under its latency class and service levels instead of the agent's (the copilot's
+/// PARANOID checks are HRT inside an SRT agent). Written `modes: {NAME: {latency, slo, actions}}`.
+struct mode_class {
+  std::string name;
+  graph::latency_class latency = graph::latency_class::srt;
+  service_level slo;                 ///< its own levels; a level it leaves out is the agent's
+  std::vector<std::string> actions;  ///< the graph's actions that run in it (each in one mode at most)
+};
+
 struct agent_contract {
   std::string name;
   graph::latency_class latency = graph::latency_class::srt;
   service_level slo;
+  std::vector<mode_class> modes;
   std::vector<capability> capabilities;
   std::optional<double> cpu;  ///< cores
   std::optional<std::uint64_t> mem_bytes;
@@ -70,6 +82,11 @@ struct agent_contract {
 
   /// Whether `name` (with an argument, for constrained capabilities) is among the capabilities.
   [[nodiscard]] bool allows(std::string_view capability_name) const;
+  /// The mode `action` runs in, or null (it runs under the agent's own class).
+  [[nodiscard]] const mode_class* mode_of(std::string_view action) const;
+  /// The latency class and service levels a step of `action` runs under: its mode's (levels the
+  /// mode leaves out are the agent's), else the agent's.
+  [[nodiscard]] std::pair<graph::latency_class, service_level> class_of(std::string_view action) const;
   /// The contract as JSON, in the document's own field names.
   [[nodiscard]] value to_json() const;
 };

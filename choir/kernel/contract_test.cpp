@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace choir::kernel {
 namespace {
@@ -149,6 +151,53 @@ TEST(Contract, AnHrtAgentMustDeclareItsDeadline) {
       "fast.yaml");
   ASSERT_TRUE(ok.ok()) << ok.err().message;
   EXPECT_EQ(ok->contract.slo.deadline_ms, 10);
+}
+
+TEST(Contract, ModesHaveClassesOfTheirOwn) {
+  const std::string head =
+      "apiVersion: agentos/v0.2\nkind: AgentContract\nname: pilot\n"
+      "class: {latency: SRT, slo: {onset_ms: 300, turn_ms: 3000}}\n";
+  auto loaded = load_contract(head +
+                                  "modes:\n"
+                                  "  PARANOID: {latency: HRT, slo: {deadline_ms: 10}, actions: [check, verify]}\n"
+                                  "  CURIOUS: {latency: DT, slo: {turn_ms: 60000}, actions: [ask]}\n",
+                              "pilot.yaml");
+  ASSERT_TRUE(loaded.ok()) << loaded.err().message;
+  const auto& c = loaded->contract;
+  ASSERT_EQ(c.modes.size(), 2u);
+  ASSERT_NE(c.mode_of("verify"), nullptr);
+  EXPECT_EQ(c.mode_of("verify")->name, "PARANOID");
+  EXPECT_EQ(c.mode_of("listen"), nullptr);
+  // A step's class: its mode's, with the agent's levels where the mode has none.
+  const auto [paranoid, paranoid_levels] = c.class_of("check");
+  EXPECT_EQ(paranoid, graph::latency_class::hrt);
+  EXPECT_EQ(paranoid_levels.deadline_ms, 10);
+  EXPECT_EQ(paranoid_levels.onset_ms, 300);
+  const auto [curious, curious_levels] = c.class_of("ask");
+  EXPECT_EQ(curious, graph::latency_class::dt);
+  EXPECT_EQ(curious_levels.turn_ms, 60000);
+  EXPECT_EQ(c.class_of("listen").first, graph::latency_class::srt);
+  EXPECT_EQ(c.class_of("listen").second.turn_ms, 3000);
+  // Its JSON holds the modes and loads back the same.
+  const value json = c.to_json();
+  EXPECT_EQ(json["modes"]["PARANOID"]["actions"], value::array({"check", "verify"}));
+  auto again = load_contract(dump_json(json), "again.json");
+  ASSERT_TRUE(again.ok()) << again.err().message;
+  EXPECT_EQ(again->contract.to_json(), json);
+
+  for (const auto& [modes, field] : std::vector<std::pair<std::string, std::string>>{
+           {"modes: {P: {latency: HRT, actions: [a]}}", "modes.P"},  // an HRT mode without a deadline
+           {"modes: {P: {latency: FAST, actions: [a]}}", "modes.P.latency"},
+           {"modes: {P: {latency: SRT}}", "modes.P.actions"},
+           {"modes: {P: {latency: SRT, actions: []}}", "modes.P.actions"},
+           {"modes: {P: {latency: SRT, actions: [a]}, Q: {latency: DT, actions: [a]}}", "modes.Q.actions.0"},
+           {"modes: {P: {latency: SRT, actions: [a], tools: [x]}}", "modes.P.tools"},
+           {"modes: {'a b': {latency: SRT, actions: [a]}}", "modes.a b"},
+           {"modes: [P]", "modes"}}) {
+    auto refused = load_contract(head + modes + "\n", "pilot.yaml");
+    ASSERT_FALSE(refused.ok()) << modes;
+    EXPECT_NE(refused.err().message.find(field + ":"), std::string::npos) << modes << " → " << refused.err().message;
+  }
 }
 
 TEST(Contract, AFileWithoutOneContractIsRefused) {

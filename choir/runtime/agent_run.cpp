@@ -25,6 +25,15 @@ result<std::shared_ptr<const agent_definition>> load_agent(std::string_view text
                                                                    contract->contract.name + "' but the graph is '" +
                                                                    doc.name + "'");
     }
+    for (const auto& mode : contract->contract.modes) {
+      for (const auto& action : mode.actions) {
+        if (!g->index_of(action)) {
+          return make_error(
+              kernel::kernel_errc::invalid_contract,
+              std::string(label) + ": modes." + mode.name + ".actions: the graph has no action '" + action + "'");
+        }
+      }
+    }
     agent->contract = std::make_shared<const kernel::agent_contract>(std::move(contract->contract));
     agent->not_enforced = std::move(contract->not_enforced);
   } else if (contract.err().code != kernel::kernel_errc::no_contract) {

@@ -8,20 +8,27 @@ namespace choir::runtime {
 
 namespace {
 
-/// The latency class of a step of `action` — the action's own, else the agent's (SRT without a
-/// contract) — and the agent's HRT deadline. An unknown action (none) gives the agent's class.
+/// The latency class of a step of `action` — the action's own, else its mode's (the contract's
+/// `modes`), else the agent's (SRT without a contract) — and the HRT deadline of its mode or agent.
+/// An unknown action (none) gives the agent's class.
 std::pair<graph::latency_class, std::optional<std::int64_t>> step_class(const agent_definition& agent,
                                                                         const std::string& action) {
   graph::latency_class cls = graph::latency_class::srt;
   std::optional<std::int64_t> deadline;
   if (agent.contract) {
-    cls = agent.contract->latency;
-    deadline = agent.contract->slo.deadline_ms;
+    const auto [latency, levels] = agent.contract->class_of(action);
+    cls = latency;
+    deadline = levels.deadline_ms;
   }
   if (const auto index = agent.graph->index_of(action)) {
     if (const auto own = agent.graph->nodes()[*index].act->spec().latency) cls = *own;
   }
   return {cls, deadline};
+}
+
+/// The service levels a turn that ended at `action` is held to: its mode's, else the agent's.
+kernel::service_level turn_levels(const agent_definition& agent, const std::string& action) {
+  return agent.contract ? agent.contract->class_of(action).second : kernel::service_level{};
 }
 
 }  // namespace
@@ -116,13 +123,15 @@ void conversation::unsubscribe(std::uint64_t id) {
 
 void conversation::emit(const std::string& kind, const value& data) {
   // A turn's first visible output: a streamed token, or a step past the one that took the message.
+  // Measured under the class and levels of the action that gave it (its mode's, or the agent's).
+  if (kind == "step" && data.is_object()) turn_last_action_ = data.value("action", "");
   if (!turn_output_seen_ && opts_.dispatcher && data.is_object() &&
       (kind == "token" || (kind == "step" && data.value("action", "") != opts_.agent->listening_action()))) {
     turn_output_seen_ = true;
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - turn_started_).count();
-    const auto& contract = opts_.agent->contract;
-    opts_.dispatcher->record_onset(step_class(*opts_.agent, std::string()).first, seconds,
-                                   contract ? contract->slo.onset_ms : std::nullopt);
+    const std::string action = data.value("action", "");
+    opts_.dispatcher->record_onset(step_class(*opts_.agent, action).first, seconds,
+                                   turn_levels(*opts_.agent, action).onset_ms);
   }
   const conversation_event event{kind, opts_.run_id, data};
   if (opts_.observer) {
@@ -356,6 +365,7 @@ task<result<turn_result>> conversation::turn(std::optional<value> message, value
   if (cancelled_) co_return cancelled_error();
   turn_started_ = std::chrono::steady_clock::now();
   turn_output_seen_ = false;
+  turn_last_action_.clear();
   stop_turn_ = false;
   lease_lost_.reset();
   if (auto owned = ensure_run(); !owned.ok()) co_return std::move(owned).err();
@@ -465,9 +475,8 @@ task<result<turn_result>> conversation::turn(std::optional<value> message, value
   give_back(status);
   if (opts_.dispatcher) {
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - turn_started_).count();
-    const auto& contract = opts_.agent->contract;
-    opts_.dispatcher->record_turn(step_class(*opts_.agent, std::string()).first, seconds,
-                                  contract ? contract->slo.turn_ms : std::nullopt);
+    opts_.dispatcher->record_turn(step_class(*opts_.agent, turn_last_action_).first, seconds,
+                                  turn_levels(*opts_.agent, turn_last_action_).turn_ms);
   }
   emit("turn_ended", out.to_json());
   co_return out;

@@ -163,6 +163,7 @@ class conversation {
   std::uint64_t dispatch_owner_ = 0;  ///< this incarnation, to `opts_.dispatcher`
   std::chrono::steady_clock::time_point turn_started_{};
   bool turn_output_seen_ = true;  ///< the running turn's first visible output was recorded
+  std::string turn_last_action_;  ///< the action of the running turn's last step (its mode measures the turn)
 };
 
 /// Checks that `agent` can hold a conversation: its listening action takes `message_input`.

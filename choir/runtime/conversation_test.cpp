@@ -243,6 +243,38 @@ TEST_F(Conversation, AnInterruptingMessageStopsTheTurnAtAStepBoundaryAndKeepsWha
   EXPECT_EQ(steps[ta.steps].action, "listen");
 }
 
+// The contract's modes: `count` runs in a DT mode of an SRT agent, so its steps are DT steps.
+TEST_F(Conversation, AStepOfAModesActionRunsUnderTheModesClass) {
+  const std::string text = std::string(
+                               "apiVersion: agentos/v0.2\nkind: AgentContract\nname: echo\n"
+                               "class: {latency: SRT}\nmodes: {COUNTING: {latency: DT, actions: [count]}}\n"
+                               "capabilities: []\n---") +
+                           echo_agent;
+  auto moded = load_agent(text, "echo.yaml", graph::action_registry::with_builtins());
+  ASSERT_TRUE(moded.ok()) << moded.err().message;
+  auto dispatcher = std::make_shared<step_dispatcher>(dispatch_options{.workers = 2});
+  auto opts = options();
+  opts.agent = *moded;
+  opts.dispatcher = dispatcher;
+  auto conv = spawn_conversation(sys_, opts).value();
+  auto turn = say(conv, "hi");
+  sys_.run_until_idle();
+  EXPECT_EQ(take(turn).steps, 6U);
+  const auto counts = dispatcher->counts();
+  EXPECT_EQ(counts[1].steps, 3U);  // listen, start, reply
+  EXPECT_EQ(counts[2].steps, 3U);  // count, three times
+  // The turn ended with `reply`, outside the mode: it is measured as SRT.
+  EXPECT_NE(dispatcher->prometheus().find("choir_turn_seconds_count{class=\"srt\"} 1\n"), std::string::npos);
+
+  // A mode naming an action the graph lacks is refused when the agent loads.
+  std::string wrong = text;
+  wrong.replace(wrong.find("actions: [count]"), 16, "actions: [cuont]");
+  auto refused = load_agent(wrong, "echo.yaml", graph::action_registry::with_builtins());
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.err().message.find("modes.COUNTING.actions: the graph has no action 'cuont'"), std::string::npos)
+      << refused.err().message;
+}
+
 TEST_F(Conversation, CancelStopsTheTurnAtAStepBoundaryAndNoTurnRunsAfter) {
   auto conv = spawn_conversation(sys_, options()).value();
   std::vector<std::string> events;

@@ -539,6 +539,30 @@ try {
     await page.keyboard.press('ArrowUp');
     await until(async () => (await detail.getAttribute('data-agent')) !== 'scribe', 'ArrowUp to select the agent above');
     await shot('catalog');
+  });
+
+  await step('the copilot\'s modes each have their class; "Talk to it" and "deploy to prod" get a PARANOID (HRT) answer', async () => {
+    const catalog = byId('catalog-window');
+    await catalog.locator('[data-testid="catalog-agent"][data-agent="copilot"]').click();
+    const detail = catalog.getByTestId('catalog-detail');
+    await until(async () => (await detail.getAttribute('data-agent')) === 'copilot', 'the copilot to be selected');
+    const mode = (label) => detail.locator(`[data-testid="catalog-group"][data-title="Modes"] [data-label="${label}"]`);
+    await mode('PARANOID').waitFor();
+    const paranoid = await mode('PARANOID').innerText();
+    check(/HRT/.test(paranoid) && /deadline 10 ms/.test(paranoid), `PARANOID reads "${paranoid}"`);
+    check(/DT/.test(await mode('CURIOUS').innerText()), 'CURIOUS is not DT');
+    check(/SRT/.test(await mode('CALM').innerText()) && /SRT/.test(await mode('SKEPTICAL').innerText()), 'CALM or SKEPTICAL is not SRT');
+    await shot('catalog-copilot-modes');
+    await catalog.getByTestId('catalog-talk').click();
+    const win = page.locator('section.window[data-agent="copilot"]');
+    await win.waitFor();
+    const input = win.getByTestId('chat-input');
+    await input.fill('deploy the fix to prod');
+    await until(() => win.getByTestId('chat-send').isEnabled(), 'the copilot\'s window to take a message');
+    await input.press('Enter');
+    await until(async () => /PARANOID · HRT/.test((await win.getByTestId('message-agent').last().innerText().catch(() => '')) ?? ''), 'a PARANOID answer', 15_000);
+    await shot('copilot-paranoid');
+    await win.getByTestId('window-close').click();
     await byId('window-catalog').getByTestId('window-close').click();
   });
 
@@ -626,6 +650,11 @@ try {
     await forkInput.press('Enter');
     await until(async () => (await forkWin.getByTestId('message-agent').count()) >= 1 && (await forkWin.getByTestId('message-agent').last().innerText()).trim(), 'a reply in the fork\'s window', 15_000);
     check((await forkWin.getByTestId('message-error').count()) === 0, 'the fork\'s chat shows an error');
+    // Before its own messages, what was said up to the fork (step 1 of the parent): marked earlier.
+    const earlier = forkWin.locator('[data-earlier="true"]');
+    await until(async () => (await earlier.count()) === 2, `the 2 messages from before the fork (there are ${await earlier.count()})`);
+    check((await earlier.first().innerText()).includes('hello there'), `the first earlier message reads "${await earlier.first().innerText()}"`);
+    check((await forkWin.getByTestId('message-user').last().innerText()).includes('again'), 'the fork\'s own message is not last');
     await shot('fork-chat');
   });
 

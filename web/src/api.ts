@@ -178,6 +178,11 @@ export class Api {
     return this.request('GET', '/conversations');
   }
 
+  /** A conversation: its run and its chat so far (a fork's begins with its parents' messages). */
+  conversation(runId: string): Promise<{ run: RunRecord; messages: { role: string; text: string; sequence_id: number }[] }> {
+    return this.request('GET', `/conversations/${encodeURIComponent(runId)}`);
+  }
+
   openConversation(agent: string): Promise<{ run_id: string; agent: string; status: string }> {
     return this.request('POST', '/conversations', { agent });
   }

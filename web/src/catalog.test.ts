@@ -85,3 +85,28 @@ describe('the agent catalog', () => {
     expect(formatMs(2000)).toBe('2 s');
   });
 });
+
+describe('an agent with modes', () => {
+  it('shows each mode with its own class, levels and actions', () => {
+    const copilot = {
+      name: 'copilot',
+      contract: {
+        name: 'copilot',
+        class: { latency: 'SRT', slo: { onset_ms: 300 } },
+        modes: {
+          PARANOID: { latency: 'HRT', slo: { deadline_ms: 10 }, actions: ['paranoid'] },
+          CURIOUS: { latency: 'DT', slo: { turn_ms: 60000 }, actions: ['curious', 'ask'] },
+          BROKEN: { slo: {} },
+        },
+        capabilities: [],
+      },
+    };
+    const groups = contractGroups(copilot);
+    expect(groups.map((g) => g.title)).toEqual(['Latency class', 'Modes', 'Capabilities']);
+    const modes = groups[1].facts;
+    expect(modes).toEqual([
+      { label: 'PARANOID', value: 'HRT · deadline 10 ms', note: 'action paranoid', tone: 'warn' },
+      { label: 'CURIOUS', value: 'DT · turn 60 s', note: 'actions curious, ask' },
+    ]);
+  });
+});

@@ -46,7 +46,7 @@ export function formatMs(ms: number): string {
 
 /**
  * An agent's contract as groups of labelled facts, in the order of the document: its latency
- * class and service levels, its capabilities (those that ask consent marked), its models (those
+ * class and service levels, its modes (each with its own class), its capabilities (those that ask consent marked), its models (those
  * this server does not serve marked), the tools it may use here, compute, budget, memory,
  * security and observability. Unknown or malformed fields are left out, never guessed.
  */
@@ -74,6 +74,28 @@ export function contractGroups(detail: AgentDetail | null | undefined): FactGrou
     ms('turn_ms', 'Turn'),
     jitter === null ? null : { label: 'Jitter p95', value: `${jitter}%` },
   ]);
+
+  // Each mode's own class: `CALM · SRT`, its levels, and the actions that run in it.
+  const modes = isObject(c.modes) ? c.modes : {};
+  add(
+    'Modes',
+    Object.entries(modes).map(([name, m]): Fact | null => {
+      if (!isObject(m) || typeof m.latency !== 'string') return null;
+      const levels = isObject(m.slo) ? m.slo : {};
+      const parts = [
+        num(levels.deadline_ms) === null ? null : `deadline ${formatMs(num(levels.deadline_ms)!)}`,
+        num(levels.onset_ms) === null ? null : `onset ${formatMs(num(levels.onset_ms)!)}`,
+        num(levels.turn_ms) === null ? null : `turn ${formatMs(num(levels.turn_ms)!)}`,
+      ].filter((p): p is string => p !== null);
+      const actions = strings(m.actions);
+      return {
+        label: name,
+        value: [m.latency, ...parts].join(' · '),
+        ...(actions.length > 0 ? { note: `${actions.length === 1 ? 'action' : 'actions'} ${actions.join(', ')}` } : {}),
+        ...(m.latency === 'HRT' ? { tone: 'warn' as const } : {}),
+      };
+    }),
+  );
 
   const security = isObject(c.security) ? c.security : {};
   const consent = new Set(strings(security.consent_for));

@@ -3,6 +3,7 @@ import {
   bubbles,
   canSend,
   chatReducer,
+  earlierBubbles,
   initialChat,
   messageText,
   repliesOf,
@@ -193,5 +194,22 @@ describe('the chat', () => {
   it('counts any step given a message as the user speaking until the listening action is known', () => {
     const s = [step(0, 'ask', { inputs: { message: { text: 'hi' } } })].reduce(chatReducer, initialChat);
     expect(said(s)).toEqual(['user: hi']);
+  });
+});
+
+describe('a fork', () => {
+  it('shows its parents\' messages up to the fork first, marked as earlier', () => {
+    const messages = [
+      { role: 'user', text: 'one', sequence_id: 0 },
+      { role: 'agent', text: 'reply one', sequence_id: 1 },
+      { role: 'user', text: 'after the fork', sequence_id: 2 },
+      { role: 'system', text: 'not a chat role', sequence_id: 0 },
+    ];
+    const state = chatReducer(initialChat, { type: 'earlier', messages, forkedAt: 1 });
+    expect(bubbles(state).map((b) => [b.role, b.text, b.earlier])).toEqual([
+      ['user', 'one', true],
+      ['agent', 'reply one', true],
+    ]);
+    expect(earlierBubbles(messages, -1)).toEqual([]);
   });
 });

@@ -32,6 +32,15 @@ export interface Bubble {
   role: 'user' | 'agent' | 'error';
   text: string;
   pending?: boolean;
+  /** From the run this one was forked from, before the fork. */
+  earlier?: boolean;
+}
+
+/** A message as `GET /api/v1/conversations/{id}` lists it. */
+export interface HistoryMessage {
+  role: string;
+  text: string;
+  sequence_id: number;
 }
 
 export interface ChatState {
@@ -53,6 +62,8 @@ export interface ChatState {
   /** What the run waits for a person's consent to do, once a turn ended `waiting_consent`. */
   consent: ConsentWait | null;
   counter: number;
+  /** A fork's messages from before the fork (its parents'), shown first. */
+  earlier: Bubble[];
 }
 
 export type ChatAction =
@@ -60,7 +71,8 @@ export type ChatAction =
   | { type: 'listening'; action: string | null }
   | { type: 'send'; text: string }
   | { type: 'send_failed'; message: string }
-  | { type: 'error'; message: string };
+  | { type: 'error'; message: string }
+  | { type: 'earlier'; messages: HistoryMessage[]; forkedAt: number };
 
 export const initialChat: ChatState = {
   listening: null,
@@ -75,6 +87,7 @@ export const initialChat: ChatState = {
   turnFailedStep: false,
   consent: null,
   counter: 0,
+  earlier: [],
 };
 
 /** The text of a user message: strings as they are, `{text}` objects by their text, else JSON. */
@@ -236,12 +249,21 @@ export function chatReducer(state: ChatState, action: ChatAction): ChatState {
       return refused(state, `Not sent: ${action.message}`);
     case 'error':
       return addLocal(state, 'error', action.message);
+    case 'earlier':
+      return { ...state, earlier: earlierBubbles(action.messages, action.forkedAt) };
   }
+}
+
+/** The messages of a fork's history up to its fork point (its parents'), as bubbles. */
+export function earlierBubbles(messages: readonly HistoryMessage[], forkedAt: number): Bubble[] {
+  return messages
+    .filter((m) => typeof m.sequence_id === 'number' && m.sequence_id <= forkedAt && (m.role === 'user' || m.role === 'agent'))
+    .map((m, i) => ({ key: `p${m.sequence_id}-${i}`, role: m.role as 'user' | 'agent', text: String(m.text ?? ''), earlier: true }));
 }
 
 /** The chat's bubbles, in order. */
 export function bubbles(state: ChatState): Bubble[] {
-  const out: Bubble[] = [];
+  const out: Bubble[] = [...state.earlier];
   for (const e of state.entries) {
     if (e.kind !== 'step') {
       out.push(e.kind === 'pending' ? { key: e.key, role: 'user', text: e.text, pending: true } : { key: e.key, role: 'error', text: e.text });

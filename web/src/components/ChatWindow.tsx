@@ -43,9 +43,26 @@ export function ChatWindow({ api, stream, runId, agent, agentDetail, active, con
     waitingConsentRef.current = onWaitingConsent;
   }, [onWaitingConsent]);
 
+  // A fork: what was said before it forked, from its parents' steps.
+  const [forkedAt, setForkedAt] = useState<number | null>(null);
+  useEffect(() => {
+    if (forkedAt === null) return;
+    let live = true;
+    api.conversation(runId).then(
+      (c) => live && dispatch({ type: 'earlier', messages: c.messages ?? [], forkedAt }),
+      () => {},
+    );
+    return () => {
+      live = false;
+    };
+  }, [api, runId, forkedAt]);
+
   useEffect(() => {
     if (!stream) return;
     return stream.subscribe(runId, (frame) => {
+      if (frame.type === 'subscribed' && frame.run?.parent_run && typeof frame.run.parent_step === 'number') {
+        setForkedAt(frame.run.parent_step);
+      }
       dispatch({ type: 'frame', frame });
       const ended = frame.type === 'event' && frame.kind === 'turn_ended' ? (frame.data as { ended?: unknown } | null)?.ended : null;
       if (ended === 'waiting_consent' || (frame.type === 'subscribed' && frame.run?.status === 'waiting_consent')) {
@@ -105,9 +122,11 @@ export function ChatWindow({ api, stream, runId, agent, agentDetail, active, con
           ) : (
             <div
               key={b.key}
-              className={`bubble ${b.role}${b.pending ? ' pending' : ''}`}
+              className={`bubble ${b.role}${b.pending ? ' pending' : ''}${b.earlier ? ' earlier' : ''}`}
               data-testid={b.role === 'user' ? 'message-user' : 'message-agent'}
               data-pending={b.pending ? 'true' : undefined}
+              data-earlier={b.earlier ? 'true' : undefined}
+              title={b.earlier ? 'Said before this conversation was forked' : undefined}
             >
               {b.text}
             </div>
