@@ -21,6 +21,7 @@
 #include "choir/runtime/actor.hpp"
 #include "choir/runtime/agent_catalog.hpp"
 #include "choir/runtime/mcp_session.hpp"
+#include "choir/store/group_commit.hpp"
 
 namespace choir::cli {
 namespace {
@@ -149,6 +150,8 @@ int serve_command(const serve_options& options, std::ostream& out, std::ostream&
   use_gate(*gate);
   auto agents = load_agents(folders, err);
 
+  // The conversations' steps share transactions (group commit); it outlives the actors.
+  auto committer = std::make_shared<store::group_committer>(**store);
   auto system = std::make_unique<runtime::actor_system>();
   auto hub = std::make_shared<api::event_hub>(*store);
   // Every conversation's steps start in latency-class order (docs/scheduling.md).
@@ -164,7 +167,8 @@ int serve_command(const serve_options& options, std::ostream& out, std::ostream&
       *system, runtime::directory_options{.store = *store,
                                           .gate = *gate,
                                           .observer = [hub](const runtime::conversation_event& e) { hub->publish(e); },
-                                          .dispatcher = dispatcher});
+                                          .dispatcher = dispatcher,
+                                          .committer = committer});
   const fs::path web = options.web.empty() ? default_web_dir() : fs::path(options.web);
   auto audit = audit_options_for(**store, options.store);
   if (!audit.ok()) return fail(audit.err().message);

@@ -29,6 +29,7 @@
 #include "choir/runtime/agent_catalog.hpp"
 #include "choir/runtime/mcp_session.hpp"
 #include "choir/runtime/test_kernel.hpp"
+#include "choir/store/group_commit.hpp"
 #include "choir/store/synchronized.hpp"
 #include "choir/tools/builtin.hpp"
 #include "choir/tools/tool.hpp"
@@ -236,12 +237,14 @@ class Api : public ::testing::Test {
     hub_ = std::make_shared<event_hub>(store_);
     auto hub = hub_;
     dispatcher_ = std::make_shared<runtime::step_dispatcher>(runtime::dispatch_options{.workers = 2});
+    committer_ = std::make_shared<store::group_committer>(*store_);  // as choir serve does
     directory_ = std::make_shared<runtime::conversation_directory>(
         *system_,
         runtime::directory_options{.store = store_,
                                    .gate = gate_,
                                    .observer = [hub](const runtime::conversation_event& e) { hub->publish(e); },
-                                   .dispatcher = dispatcher_});
+                                   .dispatcher = dispatcher_,
+                                   .committer = committer_});
     auto session_agent = runtime::mcp_session_agent(runtime::runtime_registry(services_));
     ASSERT_TRUE(session_agent.ok()) << session_agent.err().message;
     web_ = dir_ / "web";
@@ -259,7 +262,8 @@ class Api : public ::testing::Test {
                                                          .policy_document = "policy",
                                                          .services = services_,
                                                          .mcp_agent = *session_agent,
-                                                         .dispatcher = dispatcher_});
+                                                         .dispatcher = dispatcher_,
+                                                         .committer = committer_});
     server_ = std::make_unique<server>(service_, server_options{.port = 0, .body_limit = 1 << 20});
     auto port = server_->listen();
     ASSERT_TRUE(port.ok()) << port.err().message;
@@ -271,6 +275,7 @@ class Api : public ::testing::Test {
   void TearDown() override {
     if (server_) server_->stop();
     system_.reset();
+    committer_.reset();  // after the conversations, before the store
     server_.reset();
     service_.reset();
     directory_.reset();
@@ -351,6 +356,7 @@ class Api : public ::testing::Test {
   std::shared_ptr<event_hub> hub_;
   std::shared_ptr<runtime::conversation_directory> directory_;
   std::shared_ptr<runtime::step_dispatcher> dispatcher_;
+  std::shared_ptr<store::group_committer> committer_;
   std::shared_ptr<service> service_;
   std::unique_ptr<server> server_;
   std::uint16_t port_ = 0;
@@ -890,6 +896,10 @@ TEST_F(Api, MetricsCountResponsesAndStreams) {
   // The gate's decisions: the run's admission and its model call, both allowed.
   EXPECT_NE(after.find("choir_gate_decisions_total{kind=\"call\",decision=\"allow\"} "), std::string::npos) << after;
   EXPECT_NE(after.find("choir_gate_decisions_total{kind=\"admission\",decision="), std::string::npos);
+  // The conversation's steps went through group commit.
+  EXPECT_EQ(after.find("choir_step_commits_total 0\n"), std::string::npos) << after;
+  EXPECT_NE(after.find("choir_step_commits_total "), std::string::npos);
+  EXPECT_NE(after.find("choir_step_commit_transactions_total "), std::string::npos);
 }
 
 TEST_F(Api, ARunIsDiffedBetweenStepsAndForked) {

@@ -19,6 +19,7 @@
 #include "choir/kernel/policy.hpp"
 #include "choir/runtime/errors.hpp"
 #include "choir/runtime/run_tree.hpp"
+#include "choir/store/group_commit.hpp"
 
 namespace choir::api {
 
@@ -451,6 +452,13 @@ http_response service::metrics() const {
   metric("choir_conversations", "gauge", "Conversations this server hosts (active or passivated).",
          "choir_conversations " + std::to_string(opts_.directory->registered()) + "\n");
   metric("choir_agents", "gauge", "Agents served.", "choir_agents " + std::to_string(agents().size()) + "\n");
+  if (opts_.committer) {
+    metric("choir_step_commits_total", "counter", "Conversation steps committed through group commit.",
+           "choir_step_commits_total " + std::to_string(opts_.committer->steps()) + "\n");
+    metric("choir_step_commit_transactions_total", "counter",
+           "Transactions those steps shared (steps per transaction: the batching).",
+           "choir_step_commit_transactions_total " + std::to_string(opts_.committer->transactions()) + "\n");
+  }
   metric("choir_mcp_sessions", "gauge", "Open MCP sessions at /mcp.",
          "choir_mcp_sessions " + std::to_string(mcp_->sessions()) + "\n");
   std::string decisions;

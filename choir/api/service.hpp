@@ -80,6 +80,8 @@ struct service_options {
   std::shared_ptr<const runtime::agent_definition> mcp_agent;
   /// The conversations' step dispatcher, whose per-class figures `/metrics` publishes (none: not reported).
   std::shared_ptr<runtime::step_dispatcher> dispatcher;
+  /// The conversations' group committer, whose counts `/metrics` publishes (none: not reported).
+  std::shared_ptr<store::group_committer> committer;
 };
 
 class mcp_endpoint;

@@ -215,7 +215,33 @@ result<application::prepared_step> application::prepare(const value& inputs) {
   return p;
 }
 
+struct application::computed_step {
+  state next_state;
+  std::optional<std::size_t> next;
+  std::size_t index = 0;
+};
+
+task<result<void>> persister::save_step_async(const run_identity& who, const step_record& record, const state& after) {
+  co_return save_step(who, record, after);
+}
+
 result<void> application::finish(prepared_step& p, result<action_output> output, step_record& record) {
+  CHOIR_TRY(computed_step c, compute(p, std::move(output), record));
+  if (persister_) CHOIR_CHECK(persister_->save_step(identity_, record, c.next_state));
+  advance(std::move(c), record);
+  return {};
+}
+
+void application::advance(computed_step&& c, const step_record& record) {
+  state_ = std::move(c.next_state);
+  ++sequence_id_;
+  next_ = c.next;
+  last_index_ = c.index;
+  for (const auto& h : hooks_) h->post_step(record, state_);
+}
+
+result<application::computed_step> application::compute(prepared_step& p, result<action_output> output,
+                                                        step_record& record) {
   const graph::node& node = graph_->nodes()[p.index];
   const action_spec& spec = node.act->spec();
   // The record is reused from step to step by `run`: assign every field (strings keep their buffers).
@@ -292,13 +318,7 @@ result<void> application::finish(prepared_step& p, result<action_output> output,
     record.next_action.clear();
   }
 
-  if (persister_) CHOIR_CHECK(persister_->save_step(identity_, record, next_state));
-  state_ = std::move(next_state);
-  ++sequence_id_;
-  next_ = next;
-  last_index_ = p.index;
-  for (const auto& h : hooks_) h->post_step(record, state_);
-  return {};
+  return computed_step{std::move(next_state), next, p.index};
 }
 
 result<std::optional<step_record>> application::step(const value& inputs) {
@@ -359,8 +379,14 @@ task<result<std::optional<step_record>>> application::step_async(value inputs) {
   }
   if (!output->ok() && output->err().code == graph_errc::suspended) co_return std::move(*output).err();
   step_record record;
-  auto finished = finish(p, std::move(*output), record);
-  if (!finished.ok()) co_return std::move(finished).err();
+  auto computed = compute(p, std::move(*output), record);
+  if (!computed.ok()) co_return std::move(computed).err();
+  if (persister_) {
+    auto saving = persister_->save_step_async(identity_, record, computed->next_state);  // named: g++ 12
+    auto saved = co_await std::move(saving);
+    if (!saved.ok()) co_return std::move(saved).err();
+  }
+  advance(std::move(computed).value(), record);
   co_return std::optional<step_record>(std::move(record));
 }
 

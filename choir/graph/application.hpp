@@ -121,6 +121,11 @@ class persister {
   virtual ~persister() = default;
   [[nodiscard]] virtual result<void> save_step(const run_identity& who, const step_record& record,
                                                const state& after) = 0;
+  /// `save_step` for `step_async`/`run_async`: a persister whose commit completes elsewhere (a
+  /// group commit) suspends the step until it has, without holding its thread. The arguments live
+  /// until it completes. By default, `save_step`.
+  [[nodiscard]] virtual task<result<void>> save_step_async(const run_identity& who, const step_record& record,
+                                                           const state& after);
 };
 
 /// Waits between retry attempts. Without one, retries follow each other at once.
@@ -266,6 +271,7 @@ class application {
   friend class step_range;
   struct halt_set;
   struct prepared_step;
+  struct computed_step;
   application(std::shared_ptr<const graph> g, run_identity who, std::vector<std::shared_ptr<hooks>> hook_list,
               std::shared_ptr<persister> persist, std::shared_ptr<retry_timer> timer);
 
@@ -273,6 +279,10 @@ class application {
   /// Runs the next action into `record` (reused across steps); false if nothing is left to run.
   result<bool> step_into(step_record& record, const value& inputs);
   result<void> finish(prepared_step& prepared, result<action_output> output, step_record& record);
+  /// What a step leads to (`record` filled in), before it is saved.
+  result<computed_step> compute(prepared_step& prepared, result<action_output> output, step_record& record);
+  /// Moves on past a saved step.
+  void advance(computed_step&& step, const step_record& record);
   result<halt_set> resolve_halts(const run_options& options) const;
 
   std::shared_ptr<const graph> graph_;

@@ -1,5 +1,7 @@
 #include "choir/runtime/agent_run.hpp"
 
+#include "choir/store/group_commit.hpp"
+
 #include "choir/core/clock.hpp"
 #include "choir/core/id.hpp"
 #include "choir/store/upgrade.hpp"
@@ -53,8 +55,13 @@ graph::application_builder hosted_builder(store::event_store& store, const agent
                                           const std::string& run_id, const std::string& partition,
                                           const run_hosting& hosting) {
   graph::application_builder b = agent.doc.builder;
-  b.with_identifiers(run_id, partition)
-      .with_persister(std::make_shared<store::run_persister>(store, run_id, agent.version, hosting.lease_ttl_ms));
+  b.with_identifiers(run_id, partition);
+  if (hosting.committer) {
+    b.with_persister(std::make_shared<store::group_persister>(*hosting.committer, run_id, agent.version, &store,
+                                                              hosting.lease_ttl_ms));
+  } else {
+    b.with_persister(std::make_shared<store::run_persister>(store, run_id, agent.version, hosting.lease_ttl_ms));
+  }
   for (const auto& h : hosting.hooks) b.with_hooks(h);
   return b;
 }

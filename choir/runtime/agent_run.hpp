@@ -18,6 +18,10 @@
 #include "choir/runtime/gate.hpp"
 #include "choir/store/event_store.hpp"
 
+namespace choir::store {
+class group_committer;
+}
+
 namespace choir::runtime {
 
 /// An agent — its contract and its graph — loaded and validated once and shared by all of its runs.
@@ -49,6 +53,9 @@ struct run_hosting {
   /// If set, a run is admitted by it before it starts or reopens (`not_admitted` otherwise), and
   /// the run's effects go through it.
   std::shared_ptr<runtime::gate> gate;
+  /// If set, steps commit through it, sharing transactions with other runs' steps (group commit;
+  /// it must write to the same store).
+  std::shared_ptr<store::group_committer> committer;
 };
 
 struct run_start {

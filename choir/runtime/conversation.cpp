@@ -72,6 +72,7 @@ struct conversation::gate {
 conversation::conversation(actor_context& ctx, conversation_options opts) : ctx_(&ctx), opts_(std::move(opts)) {
   hosting_.lease_ttl_ms = opts_.lease_ttl_ms;
   hosting_.gate = opts_.gate;
+  hosting_.committer = opts_.committer;
   hosting_.hooks.push_back(std::make_shared<step_relay>(*this));
   if (opts_.dispatcher) dispatch_owner_ = opts_.dispatcher->new_owner();
   touch();
@@ -572,7 +573,8 @@ result<actor_ref<conversation>> conversation_directory::activate(const std::stri
                             .max_steps_per_turn = opts_.max_steps_per_turn,
                             .idle_after = opts_.idle_after,
                             .observer = opts_.observer,
-                            .dispatcher = opts_.dispatcher};
+                            .dispatcher = opts_.dispatcher,
+                            .committer = opts_.committer};
   return sys_->get_or_create<conversation>({.name = run_id, .name_space = conversations_namespace}, std::move(conv));
 }
 

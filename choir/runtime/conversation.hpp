@@ -82,6 +82,9 @@ struct conversation_options {
   conversation_listener observer;
   /// If set, every step waits for a worker of it, in its latency class's order (docs/scheduling.md).
   std::shared_ptr<step_dispatcher> dispatcher;
+  /// If set, steps commit through it with other conversations' steps (group commit), each waiting
+  /// for its transaction without holding the actor's thread.
+  std::shared_ptr<store::group_committer> committer;
 };
 
 /// The actor. Spawn it with `spawn_conversation`; talk to it through its `actor_ref`:
@@ -188,6 +191,7 @@ struct directory_options {
   std::uint64_t max_steps_per_turn = 10'000;
   conversation_listener observer;               ///< every conversation's `conversation_options::observer`
   std::shared_ptr<step_dispatcher> dispatcher;  ///< every conversation's `conversation_options::dispatcher`
+  std::shared_ptr<store::group_committer> committer;  ///< every conversation's `conversation_options::committer`
 };
 
 /// Conversations as virtual actors: every registered conversation always exists, by its run id;

@@ -3,12 +3,16 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <condition_variable>
 #include <filesystem>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "choir/graph/loader.hpp"
+#include "choir/store/group_commit.hpp"
 #include "choir/store/synchronized.hpp"
 
 namespace choir::runtime {
@@ -241,6 +245,61 @@ TEST_F(Conversation, AnInterruptingMessageStopsTheTurnAtAStepBoundaryAndKeepsWha
   auto steps = store_->steps(tb.run_id, 0, 100).value();
   ASSERT_EQ(steps.size(), ta.steps + tb.steps);  // both turns' steps are in the log, in order
   EXPECT_EQ(steps[ta.steps].action, "listen");
+}
+
+// Group commit: conversations on a threaded actor system commit their steps through one committer,
+// each step waiting for its transaction without holding its actor's thread.
+TEST(ConversationGroupCommit, ManyConversationsShareTransactionsAndLoseNoStep) {
+  const auto path = (fs::temp_directory_path() / ("choir-group-" + std::to_string(::getpid()) + ".db")).string();
+  for (const char* suffix : {"", "-wal", "-shm"}) fs::remove(path + suffix);
+  {
+    auto store = store::synchronized(store::open_sqlite_store(path).value());
+    auto agent = load_agent(echo_agent, "echo.yaml", graph::action_registry::with_builtins()).value();
+    auto committer = std::make_shared<store::group_committer>(*store);
+    actor_system sys{{.threads = 2}};
+    auto directory = std::make_shared<conversation_directory>(
+        sys, directory_options{.store = store, .idle_after = std::chrono::milliseconds(0), .committer = committer});
+    constexpr int conversations = 12;
+    constexpr int messages = 3;
+    std::vector<std::string> ids;
+    for (int i = 0; i < conversations; ++i) {
+      ids.push_back("group-" + std::to_string(i));
+      ASSERT_TRUE(directory->add(ids.back(), agent).ok());
+    }
+    // Every conversation's messages in flight at once (each waits for the one before it).
+    std::atomic<int> done{0};
+    std::atomic<int> failed{0};
+    std::mutex m;
+    std::condition_variable cv;
+    for (const auto& id : ids) {
+      [](std::shared_ptr<conversation_directory> dir, std::string run, std::atomic<int>& ok_count,
+         std::atomic<int>& bad, std::mutex& mu, std::condition_variable& wake) -> detail::detached_coroutine {
+        for (int n = 0; n < messages; ++n) {
+          auto turn = dir->say(run, value("m" + std::to_string(n)));
+          auto out = co_await std::move(turn);
+          if (!out.ok() || out->ended != "waiting") bad.fetch_add(1);
+        }
+        std::lock_guard lock(mu);  // notified under the lock: the waiter may destroy `wake` once it wakes
+        ok_count.fetch_add(1);
+        wake.notify_all();
+      }(directory, id, done, failed, m, cv);
+    }
+    {
+      std::unique_lock lock(m);
+      ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(60), [&] { return done.load() == conversations; }));
+    }
+    EXPECT_EQ(failed.load(), 0);
+    // 6 steps a message (listen, start, count ×3, reply), all committed, in order, through the committer.
+    for (const auto& id : ids) {
+      auto steps = store->steps(id, 0, 1'000).value();
+      ASSERT_EQ(steps.size(), static_cast<std::size_t>(6 * messages)) << id;
+      for (std::size_t i = 0; i < steps.size(); ++i) EXPECT_EQ(steps[i].sequence_id, static_cast<std::int64_t>(i));
+      EXPECT_EQ(store->state_at(id, 6 * messages - 1).value().to_json()["history"].size(), 3U);
+    }
+    EXPECT_EQ(committer->steps(), static_cast<std::size_t>(conversations * messages * 6));
+    EXPECT_LE(committer->transactions(), committer->steps());
+  }
+  for (const char* suffix : {"", "-wal", "-shm"}) fs::remove(path + suffix);
 }
 
 // The contract's modes: `count` runs in a DT mode of an SRT agent, so its steps are DT steps.

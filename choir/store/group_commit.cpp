@@ -1,6 +1,8 @@
 #include "choir/store/group_commit.hpp"
 
+#include <coroutine>
 #include <future>
+#include <optional>
 #include <vector>
 
 namespace choir::store {
@@ -69,9 +71,52 @@ void group_committer::loop() {
   }
 }
 
+result<void> group_persister::renew_if_due() {
+  if (lease_ttl_ms_ <= 0 || store_ == nullptr) return {};
+  const auto now = std::chrono::steady_clock::now();
+  if (now - renewed_ < std::chrono::milliseconds(lease_ttl_ms_ / 3)) return {};
+  CHOIR_CHECK(store_->renew_lease(run_id_, lease_ttl_ms_));
+  renewed_ = now;
+  return {};
+}
+
 result<void> group_persister::save_step(const graph::run_identity& /*who*/, const graph::step_record& record,
                                         const graph::state& after) {
+  CHOIR_CHECK(renew_if_due());
   return committer_->commit(make_step_write(run_id_, record, after, graph_version_));
+}
+
+namespace {
+
+/// Hands a step to the committer and suspends until its transaction committed; the coroutine
+/// goes on inside the context it was suspended in.
+struct commit_awaiter {
+  group_committer* committer;
+  step_write step;
+  resume_context* context;
+  std::optional<result<void>> out{};
+
+  [[nodiscard]] bool await_ready() const noexcept { return false; }
+  void await_suspend(std::coroutine_handle<> h) {
+    committer->submit(std::move(step), [this, h](result<void> r) {
+      out.emplace(std::move(r));
+      context->resume(h);
+    });
+  }
+  result<void> await_resume() { return std::move(*out); }
+};
+
+}  // namespace
+
+task<result<void>> group_persister::save_step_async(const graph::run_identity& who, const graph::step_record& record,
+                                                    const graph::state& after) {
+  resume_context* here = current_resume_context();
+  // Outside a context the committer's thread would run the rest of the step: wait here instead.
+  if (here == nullptr) co_return save_step(who, record, after);
+  if (auto renewed = renew_if_due(); !renewed.ok()) co_return std::move(renewed).err();
+  commit_awaiter waiting{committer_, make_step_write(run_id_, record, after, graph_version_), here};  // named: g++ 12
+  auto saved = co_await waiting;
+  co_return saved;
 }
 
 }  // namespace choir::store

@@ -3,7 +3,9 @@
 /// committer thread, which writes everything queued so far in one transaction and then tells each
 /// caller. A step's completion still means exactly what it means alone — its transaction has
 /// committed — so a run moves on only after its step is durable; what is shared is the commit's
-/// cost. While a committer exists, only its thread uses the store.
+/// cost. The committer's thread writes the steps; anything else that uses the store meanwhile must
+/// go through a store every thread may use (`store::synchronized`).
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <deque>
@@ -54,18 +56,35 @@ class group_committer {
   std::thread thread_;
 };
 
-/// Persists an application's steps through a group committer (graph's persister interface).
+/// Persists an application's steps through a group committer (graph's persister interface). In
+/// `run_async`, a step inside a `resume_context` (an actor) waits for its commit without holding
+/// its thread, so that other runs' steps join the same transaction; elsewhere it waits on its
+/// thread. With a lease duration, it renews the run's lease every third of it, as `run_persister`
+/// does (`store` must then be one the caller's thread may use).
 class group_persister final : public graph::persister {
  public:
-  group_persister(group_committer& committer, std::string run_id, std::string graph_version)
-      : committer_(&committer), run_id_(std::move(run_id)), graph_version_(std::move(graph_version)) {}
+  group_persister(group_committer& committer, std::string run_id, std::string graph_version,
+                  event_store* store = nullptr, std::int64_t lease_ttl_ms = 0)
+      : committer_(&committer),
+        run_id_(std::move(run_id)),
+        graph_version_(std::move(graph_version)),
+        store_(store),
+        lease_ttl_ms_(lease_ttl_ms),
+        renewed_(std::chrono::steady_clock::now()) {}
   [[nodiscard]] result<void> save_step(const graph::run_identity& who, const graph::step_record& record,
                                        const graph::state& after) override;
+  [[nodiscard]] task<result<void>> save_step_async(const graph::run_identity& who, const graph::step_record& record,
+                                                   const graph::state& after) override;
 
  private:
+  result<void> renew_if_due();
+
   group_committer* committer_;
   std::string run_id_;
   std::string graph_version_;
+  event_store* store_;
+  std::int64_t lease_ttl_ms_;
+  std::chrono::steady_clock::time_point renewed_;
 };
 
 }  // namespace choir::store
