@@ -540,6 +540,36 @@ TEST_F(Api, ARunThatIsNotAConversationIsResumedGivenInputAndCancelled) {
   EXPECT_EQ(settled(fork_id)["status"], "completed");
 }
 
+TEST_F(Api, ARunOfAnyAgentIsStartedAndRunsOnTheServer) {
+  EXPECT_EQ(call("POST", "/api/v1/runs", ada_token, "{}").status, 400);
+  EXPECT_EQ(call("POST", "/api/v1/runs", ada_token, "{\"agent\": \"nobody\"}").status, 404);
+  EXPECT_EQ(call("POST", "/api/v1/runs", ada_token, "{\"agent\": \"counter\", \"inputs\": 3}").status, 400);
+  EXPECT_EQ(call("POST", "/api/v1/runs", ada_token, "{\"agent\": \"counter\", \"inputs\": {\"x\": 1}}").status, 400);
+  EXPECT_EQ(call("POST", "/api/v1/runs", "", "{\"agent\": \"counter\"}").status, 401);
+  EXPECT_EQ(call("PUT", "/api/v1/runs", ada_token, "{}").status, 405);
+  auto started = call("POST", "/api/v1/runs", ada_token, "{\"agent\": \"counter\"}");
+  ASSERT_EQ(started.status, 201) << started.body;
+  const auto id = json_of(started).value("run_id", "");
+  EXPECT_EQ(json_of(started)["agent"], "counter");
+  EXPECT_EQ(settled(id)["status"], "completed");
+  EXPECT_EQ(json_of(call("GET", "/api/v1/runs/" + id + "/state"))["state"]["n"], 1);
+  // One that waits for a person: it runs until its human action, then takes its input.
+  auto waits = call("POST", "/api/v1/runs", ada_token, "{\"agent\": \"approver\"}");
+  ASSERT_EQ(waits.status, 201) << waits.body;
+  const auto approver = json_of(waits).value("run_id", "");
+  auto run = settled(approver);
+  EXPECT_EQ(run["status"], "waiting");
+  EXPECT_EQ(run["next_action"], "review");
+  EXPECT_EQ(run["tenant"], "acme");
+  ASSERT_EQ(call("POST", "/api/v1/runs/" + approver + "/input", ada_token, "{\"inputs\": {\"approved\": true}}").status,
+            202);
+  for (int i = 0; i < 500 && settled(approver)["status"] != "completed"; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(settled(approver)["status"], "completed");
+  EXPECT_EQ(call("GET", "/api/v1/runs/" + approver, carol_token).status, 404);
+}
+
 TEST_F(Api, AForkOfAConversationShowsItsParentsMessagesUpToTheFork) {
   const auto run_id = open_chat();
   auto ws = watch(run_id);
@@ -1102,7 +1132,7 @@ TEST_F(Api, TheOpenApiDocumentMatchesTheRoutes) {
       ++operations;
     }
   }
-  EXPECT_GE(operations, 23);
+  EXPECT_GE(operations, 24);
   EXPECT_NE(call("GET", "/api/v1/runs/" + run_id + "/nothing").body.find("no such route"), std::string::npos);
 }
 

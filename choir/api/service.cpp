@@ -844,6 +844,53 @@ http_response service::route(const http_request& request, std::string_view path,
   }
 
   if (resource == "runs") {
+    if (is("POST", 3)) {
+      auto body = body_object();
+      if (!body.ok())
+        return error_response(request.body.size() > opts_.max_body ? 413 : 400, "bad_request", body.err().message);
+      const auto name = string_at(*body, "agent");
+      if (name.empty()) return error_response(400, "bad_request", "\"agent\" (a string) names the agent to run");
+      value inputs = value::object();
+      if (body->contains("inputs")) {
+        if (!(*body)["inputs"].is_object()) {
+          return error_response(400, "bad_request", "\"inputs\" is an object: the first step's inputs");
+        }
+        inputs = (*body)["inputs"];
+      }
+      auto agent = find_agent(name);
+      if (!agent) return error_response(404, "not_found", "no agent " + name.substr(0, 128));
+      // The entry action's inputs: only those it takes (a required one may be left for later).
+      const auto& entry = agent->graph->nodes()[agent->graph->entrypoint()].act->spec();
+      for (const auto& [key, v] : inputs.items()) {
+        const bool known =
+            std::any_of(entry.inputs.begin(), entry.inputs.end(), [&](const auto& in) { return in.name == key; });
+        if (!known) {
+          return error_response(400, "bad_request",
+                                "action " + entry.name + " takes no input '" + key.substr(0, 128) + "'");
+        }
+      }
+      const std::string run_id = new_id().to_string();
+      const runtime::principal owner{who->tenant, who->user};
+      // Created and admitted now (or refused here); it runs on this server's actors from here on.
+      runtime::run_hosting hosting;
+      hosting.gate = opts_.gate;
+      auto started = runtime::start_run(*opts_.store, *agent,
+                                        runtime::run_start{.run_id = run_id, .who = owner, .inputs = inputs}, hosting);
+      if (!started.ok()) return fail(started.err());
+      started->reset();
+      if (auto handed = runtime::settle_run(*opts_.store, run_id, "running", opts_.gate.get()); !handed.ok()) {
+        return fail(handed.err());
+      }
+      if (auto hosted = opts_.directory->host(run_id, agent, owner); !hosted.ok()) return fail(hosted.err());
+      auto hub = opts_.hub;
+      opts_.directory->post(run_id, {runtime::conversation_directory::request::kind::resume, inputs},
+                            [hub, run_id](result<runtime::turn_result> out) {
+                              if (!out.ok()) hub->publish_error(run_id, out.err().message);
+                            });
+      auto run = opts_.store->get_run(run_id);
+      if (!run.ok()) return fail(run.err());
+      return json_response(201, run->to_json());
+    }
     if (is("GET", 3)) {
       auto limit = number_param(query, "limit", 50, 1, 500);
       if (!limit.ok()) return error_response(400, "bad_request", limit.err().message);

@@ -6,7 +6,8 @@
 // viewer shows the consent entries and an intact chain (skipped, with a note, when the server has
 // no /api/v1/audit); the run debugger, opened from the assistant's window, shows its 4 steps, a
 // step's diff and state, the graph with the next action, steps through them, forks at step 1,
-// and the fork answers in its own chat window while the debugger follows it live and cancels it
+// and the fork answers in its own chat window while the debugger follows it live and cancels it;
+// the orchestrator started from the catalog runs on the server with its researcher runs nested
 // (a made-up 10,000-step run, answered by page routes,
 // checks the timeline's windowing); and signing out returns to the sign-in screen.
 //
@@ -258,12 +259,17 @@ try {
     check(await assistant.isEnabled(), 'the assistant agent is disabled in the launcher');
     const agents = launcher.locator('[data-testid^="agent-"]');
     const n = await agents.count();
+    // Every agent can be started: a conversation, or (no conversation) a run the debugger shows.
+    let runners = 0;
     for (let i = 0; i < n; i++) {
       const a = agents.nth(i);
-      if (!(await a.isDisabled())) continue;
+      check(await a.isEnabled(), `the agent ${await a.getAttribute('data-testid')} is disabled in the launcher`);
+      if (!/starts a run/.test(await a.innerText())) continue;
+      runners += 1;
       const title = (await a.getAttribute('title')) ?? '';
-      check(/conversation/i.test(title), `the disabled agent ${await a.getAttribute('data-testid')} has no title explaining why`);
+      check(/conversation/i.test(title) && /debugger/.test(title), `the agent ${await a.getAttribute('data-testid')} has no title saying what it does`);
     }
+    check(runners >= 1, 'no agent of the launcher starts a run (the orchestrator should)');
     await shot('launcher');
     await page.keyboard.press('Escape');
     await launcher.waitFor({ state: 'detached' });
@@ -673,14 +679,47 @@ try {
     await until(async () => (await byId('step-timeline').getAttribute('data-count')) === '4', `the timeline to grow to 4 steps live (it counts ${await byId('step-timeline').getAttribute('data-count')})`, 15_000);
     await until(async () => (await selectedSeq()) === 5, 'the new last step (5) to be selected', 15_000);
     await until(async () => /think/.test(await selectedStep.innerText()), 'the selected step to be the reply (think)');
-    await until(async () => /waiting/.test(await header.locator('.run-status').innerText()), 'the fork\'s status to read waiting again');
+    await until(async () => /waiting/.test(await header.locator('.run-title .run-status').innerText()), 'the fork\'s status to read waiting again');
     await shot('debugger-live');
     await forkWin.getByTestId('window-close').click();  // it covers the debugger's header
     await byId('cancel-button').click();
-    await until(async () => /cancelled/.test(await header.locator('.run-status').innerText()), 'the fork\'s status to read cancelled', 15_000);
+    await until(async () => /cancelled/.test(await header.locator('.run-title .run-status').innerText()), 'the fork\'s status to read cancelled', 15_000);
     check((await byId('resume-button').count()) === 0 && (await byId('cancel-button').count()) === 0, 'a cancelled run still offers Resume or Cancel');
     const { body } = await apiGet(`/runs/${forkId}`);
     check(body?.status === 'cancelled', `the server has the fork as ${body?.status}`);
+  });
+
+  await step('the orchestrator, started from the catalog, runs on the server: the debugger follows it to the end, with its 4 researcher runs from step 1', async () => {
+    await byId('catalog-button').click();
+    const catalog = byId('catalog-window');
+    await catalog.waitFor();
+    await catalog.locator('[data-testid="catalog-agent"][data-agent="orchestrator"]').click();
+    await until(async () => (await catalog.getByTestId('catalog-detail').getAttribute('data-agent')) === 'orchestrator', 'the orchestrator to be selected');
+    check((await catalog.getByTestId('catalog-talk').count()) === 0, 'the orchestrator offers a conversation');
+    await catalog.getByTestId('catalog-start').click();
+    const header = runs.getByTestId('run-header');
+    const started = await until(async () => {
+      const id = await header.getAttribute('data-run-id').catch(() => null);
+      return id && id !== forkId && id !== runId ? id : null;
+    }, 'the debugger to show the new run');
+    await until(async () => /completed/.test(await header.locator('.run-title .run-status').innerText()), 'the orchestrator to complete', 20_000);
+    await until(async () => (await byId('step-timeline').getAttribute('data-count')) === '3', 'its 3 steps (plan, research, aggregate)');
+    const children = runs.getByTestId('child-run');
+    await until(async () => (await children.count()) === 4, `its 4 researcher runs (there are ${await children.count()})`, 10_000);
+    for (let i = 0; i < 4; i++) {
+      check((await children.nth(i).getAttribute('data-agent')) === 'researcher', 'a child run is not a researcher');
+    }
+    await until(async () => (await runs.locator('[data-testid="child-run"][data-status="completed"]').count()) === 4, 'the 4 researcher runs to read completed');
+    check(/From step 1/.test(await runs.getByTestId('child-runs').innerText()), 'the children are not shown from step 1 (research)');
+    const { body } = await apiGet(`/runs/${started}/state`);
+    check(body?.state?.findings?.length === 4, `the orchestrator's findings are ${JSON.stringify(body?.state?.findings)}`);
+    await shot('debugger-orchestrator');
+    const first = await children.first().getAttribute('data-run-id');
+    await children.first().click();
+    await until(async () => (await header.getAttribute('data-run-id')) === first, 'a click to open the researcher run');
+    await until(async () => /child of/.test(await runs.getByTestId('parent-link').locator('..').innerText()), 'the researcher run to name its parent (child of)');
+    await byId('catalog-button').click();  // the catalog, behind the debugger, to the front
+    await byId('window-catalog').getByTestId('window-close').click();
   });
 
   await step('a 10,000-step run keeps a few dozen rows in the page and reads only the pages it shows', async () => {

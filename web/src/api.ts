@@ -178,6 +178,11 @@ export class Api {
     return this.request('GET', '/conversations');
   }
 
+  /** Starts a run of any agent on the server (it runs there; follow it in the debugger). */
+  startRun(agent: string, inputs?: Record<string, unknown>): Promise<RunRecord> {
+    return this.request('POST', '/runs', inputs ? { agent, inputs } : { agent });
+  }
+
   /** A conversation: its run and its chat so far (a fork's begins with its parents' messages). */
   conversation(runId: string): Promise<{ run: RunRecord; messages: { role: string; text: string; sequence_id: number }[] }> {
     return this.request('GET', `/conversations/${encodeURIComponent(runId)}`);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { RunRecord } from './api';
-import { changedKeys, compactJson, diffRows, filterRuns, layoutGraph, NODE_H, pagesFor, parseInputs, runActions, scrollToShow, stepRange, visibleSlice, withStep } from './runs';
+import { changedKeys, childGroups, parentRelation, compactJson, diffRows, filterRuns, layoutGraph, NODE_H, pagesFor, parseInputs, runActions, scrollToShow, stepRange, visibleSlice, withStep } from './runs';
 
 const run = (run_id: string, agent: string, status: string, extra: Partial<RunRecord> = {}): RunRecord => ({ run_id, agent, status, ...extra });
 
@@ -167,5 +167,28 @@ describe('what a run allows', () => {
     expect(parseInputs('{"approved": true}')).toEqual({ ok: true, value: { approved: true } });
     expect(parseInputs('[1]').ok).toBe(false);
     expect(parseInputs('{nope').ok).toBe(false);
+  });
+});
+
+describe('runs started from a run', () => {
+  it('groups them by the step they started from, in step order', () => {
+    const child = (id: string, step: number | null, created: number) =>
+      ({ run_id: id, agent: 'researcher', status: 'completed', parent_step: step, created_ms: created }) as RunRecord;
+    const groups = childGroups([child('c', 3, 5), child('a', 1, 2), child('b', 1, 1), child('d', null, 0)]);
+    expect(groups.map(([at, list]) => [at, list.map((r) => r.run_id)])).toEqual([
+      [1, ['b', 'a']],
+      [3, ['c']],
+      [null, ['d']],
+    ]);
+    expect(childGroups([])).toEqual([]);
+  });
+});
+
+describe('a run\'s parent', () => {
+  it('is a fork of a run of the same agent, a child of another agent\'s, or unknown', () => {
+    const parent = { run_id: 'p', agent: 'orchestrator', status: 'completed' } as RunRecord;
+    expect(parentRelation({ agent: 'orchestrator', parent_run: 'p' }, [parent])).toBe('fork of');
+    expect(parentRelation({ agent: 'researcher', parent_run: 'p' }, [parent])).toBe('child of');
+    expect(parentRelation({ agent: 'researcher', parent_run: 'q' }, [parent])).toBe('from');
   });
 });

@@ -36,6 +36,30 @@ export function withStep(run: RunRecord, step: Pick<StepRecord, 'sequence_id' | 
   return { ...run, last_sequence: step.sequence_id, next_action: step.next === undefined ? run.next_action : step.next };
 }
 
+/**
+ * How a run came from its parent, as its hint reads: `fork of` (the same agent: a fork), `child of`
+ * (another agent: a run a `map` or `agent` step started), or `from` when the parent is not at hand.
+ */
+export function parentRelation(run: Pick<RunRecord, 'agent' | 'parent_run'>, known: readonly RunRecord[]): string {
+  const parent = known.find((r) => r.run_id === run.parent_run);
+  if (!parent) return 'from';
+  return parent.agent === run.agent ? 'fork of' : 'child of';
+}
+
+/** Runs started from a run, grouped by the step they started from (in step order; none last). */
+export function childGroups(children: readonly RunRecord[]): [number | null, RunRecord[]][] {
+  const groups = new Map<number | null, RunRecord[]>();
+  for (const c of children) {
+    const at = typeof c.parent_step === 'number' ? c.parent_step : null;
+    const list = groups.get(at) ?? [];
+    list.push(c);
+    groups.set(at, list);
+  }
+  return [...groups.entries()]
+    .map(([at, list]): [number | null, RunRecord[]] => [at, [...list].sort((a, b) => (a.created_ms ?? 0) - (b.created_ms ?? 0) || a.run_id.localeCompare(b.run_id))])
+    .sort((a, b) => (a[0] ?? Infinity) - (b[0] ?? Infinity));
+}
+
 /** What can be done to a run in its status: continue it, give it input, cancel it. */
 export function runActions(status: string): { resume: boolean; input: boolean; cancel: boolean } {
   const over = status === 'completed' || status === 'cancelled';

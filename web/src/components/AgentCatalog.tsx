@@ -8,12 +8,14 @@ interface Props {
   active: boolean;
   /** Starts a conversation with the agent (as the launcher does). */
   onOpenAgent: (name: string) => void;
+  /** Starts a run of an agent that holds no conversation (the debugger shows it). */
+  onStartAgent: (name: string) => void;
   /** The agent whose conversation is being opened, if any. */
   opening: string | null;
 }
 
 /** The agent catalog: every agent this server has, and for the one selected, its contract. */
-export function AgentCatalog({ api, active, onOpenAgent, opening }: Props) {
+export function AgentCatalog({ api, active, onOpenAgent, onStartAgent, opening }: Props) {
   const [agents, setAgents] = useState<AgentSummary[] | null>(null);
   const [listError, setListError] = useState<string | null>(null);
   const [selected, setSelected] = useState<string | null>(null);
@@ -104,7 +106,7 @@ export function AgentCatalog({ api, active, onOpenAgent, opening }: Props) {
                 <h3>{selected}</h3>
                 {(detail?.description || summary?.description) && <p className="tool-note">{detail?.description || summary?.description}</p>}
               </div>
-              {summary?.conversable !== false && (
+              {summary?.conversable !== false ? (
                 <button
                   type="button"
                   className="tool-button"
@@ -113,6 +115,17 @@ export function AgentCatalog({ api, active, onOpenAgent, opening }: Props) {
                   onClick={() => onOpenAgent(selected)}
                 >
                   {opening === selected ? 'Opening…' : 'Talk to it'}
+                </button>
+              ) : (
+                <button
+                  type="button"
+                  className="tool-button"
+                  data-testid="catalog-start"
+                  disabled={opening === selected}
+                  title="It holds no conversation: start a run of it on the server and watch it in the run debugger"
+                  onClick={() => onStartAgent(selected)}
+                >
+                  {opening === selected ? 'Starting…' : 'Start a run'}
                 </button>
               )}
             </header>

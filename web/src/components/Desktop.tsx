@@ -324,6 +324,23 @@ export function Desktop({ api, token, agents: initialAgents, onSignOut }: Props)
     }
   };
 
+  /** An agent that holds no conversation: a run of it starts on the server, watched in the debugger. */
+  const startAgent = async (name: string) => {
+    setOpening(name);
+    setLauncherError(null);
+    try {
+      const r = await api.startRun(name);
+      setLauncherOpen(false);
+      openDebugger(r.run_id);
+    } catch (e) {
+      const message = `Cannot start a run of ${name}: ${describeError(e)}`;
+      setLauncherError(message);
+      setNotice(message);
+    } finally {
+      setOpening(null);
+    }
+  };
+
   const openConversation = (run: RunRecord) => {
     addWindow(run.run_id, run.agent);
     setLauncherOpen(false);
@@ -395,7 +412,13 @@ export function Desktop({ api, token, agents: initialAgents, onSignOut }: Props)
             ) : w.kind === 'audit' ? (
               <AuditViewer api={api} visible={!w.minimized} active={w.id === topId} />
             ) : w.kind === 'catalog' ? (
-              <AgentCatalog api={api} active={w.id === topId} opening={opening} onOpenAgent={(name) => void openAgent(name)} />
+              <AgentCatalog
+                api={api}
+                active={w.id === topId}
+                opening={opening}
+                onOpenAgent={(name) => void openAgent(name)}
+                onStartAgent={(name) => void startAgent(name)}
+              />
             ) : w.kind === 'runs' ? (
               <RunDebugger api={api} agentDetail={agentDetail} target={debugTarget} active={w.id === topId} onOpenChat={addWindow} follow={follow} />
             ) : (
@@ -429,6 +452,7 @@ export function Desktop({ api, token, agents: initialAgents, onSignOut }: Props)
           error={launcherError}
           opening={opening}
           onOpenAgent={(name) => void openAgent(name)}
+          onStartAgent={(name) => void startAgent(name)}
           onOpenConversation={openConversation}
           onOpenTool={openTool}
           pendingConsents={waiting}

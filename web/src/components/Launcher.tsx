@@ -14,6 +14,8 @@ interface Props {
   error: string | null;
   opening: string | null;
   onOpenAgent: (name: string) => void;
+  /** Starts a run of an agent that holds no conversation. */
+  onStartAgent: (name: string) => void;
   onOpenConversation: (run: RunRecord) => void;
   /** The desktop's own windows. */
   onOpenTool: (id: 'consents' | 'audit' | 'catalog') => void;
@@ -29,6 +31,7 @@ export function Launcher({
   error,
   opening,
   onOpenAgent,
+  onStartAgent,
   onOpenConversation,
   onOpenTool,
   pendingConsents,
@@ -89,14 +92,14 @@ export function Launcher({
                 type="button"
                 className="agent"
                 data-testid={`agent-${a.name}`}
-                disabled={!conversable || opening !== null}
+                disabled={opening !== null}
                 aria-busy={opening === a.name}
                 title={
                   conversable
                     ? `Start a conversation with ${a.name}`
-                    : `${a.name} cannot hold a conversation: it has no listening action (a human action taking the input "message")`
+                    : `${a.name} holds no conversation (no human action takes a "message"): start a run of it, watched in the run debugger`
                 }
-                onClick={() => onOpenAgent(a.name)}
+                onClick={() => (conversable ? onOpenAgent(a.name) : onStartAgent(a.name))}
               >
                 <span className="agent-avatar" aria-hidden="true">
                   {a.name.slice(0, 1).toUpperCase()}
@@ -104,7 +107,7 @@ export function Launcher({
                 <span className="agent-text">
                   <span className="agent-name">
                     {a.name}
-                    {!conversable && <span className="agent-tag">not conversable</span>}
+                    {!conversable && <span className="agent-tag">starts a run</span>}
                     {opening === a.name && <span className="agent-tag">opening…</span>}
                   </span>
                   {a.description && <span className="agent-description">{a.description}</span>}

@@ -9,6 +9,8 @@ import {
   filterRuns,
   layoutGraph,
   pagesFor,
+  childGroups,
+  parentRelation,
   parseInputs,
   runActions,
   scrollToShow,
@@ -163,6 +165,26 @@ export function RunDebugger({ api, agentDetail, target, active, onOpenChat, foll
     tail.current = run && typeof run.last_sequence === 'number' ? run.last_sequence : null;
   }, [run]);
   const runId = run?.run_id;
+
+  // The runs started from this one (a map step's children, forks), by the step they started from.
+  const [children, setChildren] = useState<RunRecord[] | null>(null);
+  const childRead = useRef(0);
+  const loadChildren = useCallback(
+    async (id: string) => {
+      const n = ++childRead.current;
+      try {
+        const r = await api.runs({ parent: id, limit: 200 });
+        if (n === childRead.current) setChildren(r.runs ?? []);
+      } catch {
+        if (n === childRead.current) setChildren(null);
+      }
+    },
+    [api],
+  );
+  useEffect(() => {
+    setChildren(null);
+    if (runId) void loadChildren(runId);
+  }, [runId, loadChildren]);
   /** Where following starts: the run's last step as read (the pages cover what came before). */
   const startCursor = useRef(-1);
   if (run) {
@@ -177,6 +199,7 @@ export function RunDebugger({ api, agentDetail, target, active, onOpenChat, foll
       listRefresh = setTimeout(() => {
         listRefresh = null;
         void loadRuns();
+        void loadChildren(runId);
       }, 300);
     };
     const stop = follow(runId, startCursor.current, (frame) => {
@@ -195,6 +218,7 @@ export function RunDebugger({ api, agentDetail, target, active, onOpenChat, foll
         if (wasTail === null || st.sequence_id > wasTail) tail.current = st.sequence_id;
         setRun((r) => (r?.run_id === runId ? withStep(r, st) : r));
         setSeq((s) => (s === null || s === wasTail ? st.sequence_id : s));
+        refreshList();
         return;
       }
       if (frame.kind === 'turn_ended' || frame.kind === 'status' || frame.kind === 'turn_started') {
@@ -209,7 +233,7 @@ export function RunDebugger({ api, agentDetail, target, active, onOpenChat, foll
       stop();
       if (listRefresh) clearTimeout(listRefresh);
     };
-  }, [api, runId, follow, loadRuns]);
+  }, [api, runId, follow, loadRuns, loadChildren]);
 
   useEffect(() => {
     if (!run) return;
@@ -425,7 +449,7 @@ export function RunDebugger({ api, agentDetail, target, active, onOpenChat, foll
                 </span>
                 {r.parent_run && (
                   <span className="fork-hint" data-testid="fork-hint">
-                    fork of {shortId(r.parent_run)}
+                    {parentRelation(r, list)} {shortId(r.parent_run)}
                     {typeof r.parent_step === 'number' ? ` at step ${r.parent_step}` : ''}
                   </span>
                 )}
@@ -458,7 +482,7 @@ export function RunDebugger({ api, agentDetail, target, active, onOpenChat, foll
                 <span>{range.count} steps</span>
                 {run.parent_run && (
                   <span>
-                    fork of{' '}
+                    {parentRelation(run, runs.state === 'ok' ? runs.value : [])}{' '}
                     <button type="button" className="link mono" data-testid="parent-link" onClick={() => setSelected(run.parent_run!)}>
                       {shortId(run.parent_run)}
                     </button>
@@ -481,6 +505,31 @@ export function RunDebugger({ api, agentDetail, target, active, onOpenChat, foll
                   </button>
                 )}
               </div>
+              {children && children.length > 0 && (
+                <div className="run-children small" data-testid="child-runs">
+                  {childGroups(children).map(([from, group]) => (
+                    <div key={from} className="child-group">
+                      <span className="muted">{from === null ? 'Started from it:' : `From step ${from}:`}</span>
+                      {group.map((c) => (
+                        <button
+                          key={c.run_id}
+                          type="button"
+                          className="child-run"
+                          data-testid="child-run"
+                          data-run-id={c.run_id}
+                          data-agent={c.agent}
+                          data-status={c.status}
+                          onClick={() => setSelected(c.run_id)}
+                          title={`${c.agent} ${c.run_id} (${c.status})`}
+                        >
+                          {c.agent} <span className="mono">{shortId(c.run_id)}</span>{' '}
+                          <span className={`run-status status-${c.status}`}>{c.status}</span>
+                        </button>
+                      ))}
+                    </div>
+                  ))}
+                </div>
+              )}
               {acts.input && (
                 <form
                   className="run-input small"
