@@ -567,6 +567,7 @@ try {
     await until(() => win.getByTestId('chat-send').isEnabled(), 'the copilot\'s window to take a message');
     await input.press('Enter');
     await until(async () => /PARANOID · HRT/.test((await win.getByTestId('message-agent').last().innerText().catch(() => '')) ?? ''), 'a PARANOID answer', 15_000);
+    await until(async () => (await win.getByTestId('chat-mode').innerText().catch(() => '')) === 'PARANOID', 'the window to show the mode PARANOID');
     await shot('copilot-paranoid');
     await win.getByTestId('window-close').click();
     await byId('window-catalog').getByTestId('window-close').click();

@@ -3,6 +3,7 @@ import {
   bubbles,
   canSend,
   chatReducer,
+  modeOf,
   earlierBubbles,
   initialChat,
   messageText,
@@ -211,5 +212,14 @@ describe('a fork', () => {
       ['agent', 'reply one', true],
     ]);
     expect(earlierBubbles(messages, -1)).toEqual([]);
+  });
+});
+
+describe('the agent\'s mode', () => {
+  it('is what the last step that set `mode` left', () => {
+    expect(modeOf([{ op: 'set', key: 'mode', value: 'PARANOID' }, { op: 'set', key: 'reply', value: 'x' }])).toBe('PARANOID');
+    expect(modeOf([{ op: 'set', key: 'reply', value: 'x' }])).toBeNull();
+    expect(modeOf([{ op: 'set', key: 'mode', value: 3 }])).toBeNull();
+    expect(modeOf(null)).toBeNull();
   });
 });

@@ -64,6 +64,8 @@ export interface ChatState {
   counter: number;
   /** A fork's messages from before the fork (its parents'), shown first. */
   earlier: Bubble[];
+  /** The agent's mode, as its last step that set the state key `mode` left it (the copilot's). */
+  mode: string | null;
 }
 
 export type ChatAction =
@@ -88,6 +90,7 @@ export const initialChat: ChatState = {
   consent: null,
   counter: 0,
   earlier: [],
+  mode: null,
 };
 
 /** The text of a user message: strings as they are, `{text}` objects by their text, else JSON. */
@@ -109,6 +112,16 @@ export function repliesOf(delta: unknown): string[] {
     }
   }
   return out;
+}
+
+/** The mode a step's delta sets (the state key `mode`, a string), if it sets one. */
+export function modeOf(delta: unknown): string | null {
+  if (!Array.isArray(delta)) return null;
+  let mode: string | null = null;
+  for (const op of delta) {
+    if (op && typeof op === 'object' && op.op === 'set' && op.key === 'mode' && typeof op.value === 'string') mode = op.value;
+  }
+  return mode;
 }
 
 /** A message we sent has not arrived as a step yet. */
@@ -150,6 +163,7 @@ function addStep(state: ChatState, step: StepRecord): ChatState {
     streaming,
     action: step.next ?? null,
     turnFailedStep: state.turnFailedStep || failed,
+    mode: modeOf(step.delta) ?? state.mode,
   };
 }
 

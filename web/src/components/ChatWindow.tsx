@@ -142,6 +142,11 @@ export function ChatWindow({ api, stream, runId, agent, agentDetail, active, con
       <div className="window-status" data-testid="window-status" data-tone={status.tone} aria-live="polite">
         <span className="dot" aria-hidden="true" />
         <span className="status-text">{status.text}</span>
+        {chat.mode && (
+          <span className="chat-mode" data-testid="chat-mode" title="The agent's mode (its state's mode)">
+            {chat.mode}
+          </span>
+        )}
         {needsConsent && (
           <button
             type="button"
