@@ -117,6 +117,24 @@ TEST(ChoirRun, TheCopilotConversationAnswersInTheModeAMessageCallsFor) {
   }
 }
 
+TEST(ChoirServe, ABadConfigFileIsRefusedNamingTheSettingAndLine) {
+  const auto bad = write_temp("server-bad.yaml", "kind: ServerConfig\nlisten: 127.0.0.1:0\nthreads: 99\n");
+  auto r = run_choir("serve --config " + bad);
+  EXPECT_EQ(r.exit_code, 2) << r.out;
+  EXPECT_NE(r.out.find("server-bad.yaml:3:10: threads: must be from 1 to 64"), std::string::npos) << r.out;
+  const auto unknown = write_temp("server-unknown.yaml", "kind: ServerConfig\nport: 8080\n");
+  r = run_choir("serve --config " + unknown);
+  EXPECT_EQ(r.exit_code, 2) << r.out;
+  EXPECT_NE(r.out.find("port: unknown setting"), std::string::npos) << r.out;
+  const auto wrong_kind = write_temp("server-kind.yaml", "kind: Policy\n");
+  r = run_choir("serve --config " + wrong_kind);
+  EXPECT_EQ(r.exit_code, 2) << r.out;
+  EXPECT_NE(r.out.find("kind: must be ServerConfig"), std::string::npos) << r.out;
+  r = run_choir("serve --config " + ::testing::TempDir() + "no-such-config.yaml");
+  EXPECT_EQ(r.exit_code, 2) << r.out;
+  EXPECT_NE(r.out.find("cannot open"), std::string::npos) << r.out;
+}
+
 TEST(ChoirRun, HaltAfterStopsTheRun) {
   auto r = run_choir("run " + example("counter.yaml") + " --input n=5 --halt-after check --json");
   ASSERT_EQ(r.exit_code, 0) << r.out;

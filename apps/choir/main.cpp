@@ -310,6 +310,8 @@ int main(int argc, char** argv) {
           "--shutdown-grace", serve_opts.shutdown_grace_s,
           "Seconds steps in flight may take to commit after SIGTERM; then they are left for a resume (default 30)")
       ->check(CLI::Range(0.0, 86'400.0));
+  serve->add_option("--config", serve_opts.config,
+                    "A kind: ServerConfig file of these settings (the flags given here win; docs/api.md)");
   serve->add_option("--max-connections", serve_opts.max_connections, "Open connections at most (default 4096)")
       ->check(CLI::Range(1, 1'000'000));
   serve
@@ -357,7 +359,12 @@ int main(int argc, char** argv) {
   if (runs_prune->parsed()) return choir::cli::runs_prune(runs_opts, std::cout, std::cerr);
   if (graph->parsed()) return graph_command(graph_file, graph_format);
   if (chat->parsed()) return choir::cli::chat_command(chat_opts, std::cin, std::cout, std::cerr);
-  if (serve->parsed()) return choir::cli::serve_command(serve_opts, std::cout, std::cerr);
+  if (serve->parsed()) {
+    for (const auto* opt : serve->get_options()) {
+      if (opt->count() > 0) serve_opts.given.insert(opt->get_name());
+    }
+    return choir::cli::serve_command(serve_opts, std::cout, std::cerr);
+  }
   if (mcp_serve->parsed()) return choir::cli::mcp_serve(mcp_opts, std::cin, std::cout, std::cerr);
   if (contract_check->parsed()) return contract_validate(contract_file, contract_json);
   if (policy_apply->parsed()) return choir::cli::policy_apply(kernel_opts, std::cout, std::cerr);

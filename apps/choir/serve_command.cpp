@@ -18,6 +18,7 @@
 #include "apps/choir/run_command.hpp"
 #include "choir/api/server.hpp"
 #include "choir/api/service.hpp"
+#include "choir/core/yaml.hpp"
 #include "choir/runtime/actor.hpp"
 #include "choir/runtime/agent_catalog.hpp"
 #include "choir/runtime/mcp_session.hpp"
@@ -110,12 +111,87 @@ result<std::string> first_token(const std::string& store_path, std::ostream& err
 
 }  // namespace
 
-int serve_command(const serve_options& options, std::ostream& out, std::ostream& err) {
+result<void> read_serve_config(serve_options& options) {
+  if (options.config.empty()) return {};
+  CHOIR_TRY(auto text, read_file(options.config));
+  CHOIR_TRY(auto docs, parse_yaml(text, options.config));
+  if (docs.size() != 1) {
+    return make_error(core_errc::invalid_argument, options.config + ": expected one ServerConfig document");
+  }
+  const auto& doc = docs.front();
+  const value& root = doc.root();
+  auto bad = [&](const std::string& key, const std::string& why) {
+    return make_error(core_errc::invalid_argument, doc.locate(key) + ": " + key + ": " + why);
+  };
+  if (!root.is_object() || root.value("kind", "") != "ServerConfig") return bad("kind", "must be ServerConfig");
+  const fs::path base = fs::path(options.config).parent_path();
+  auto path_of = [&](const std::string& p) { return fs::path(p).is_absolute() ? p : (base / p).string(); };
+  auto taken = [&](std::string_view flag) { return options.given.contains(flag); };
+  for (const auto& [key, v] : root.items()) {
+    if (key == "kind") continue;
+    if (key == "listen" || key == "store" || key == "web") {
+      if (!v.is_string() || v.get<std::string>().empty()) return bad(key, "must be text");
+      const std::string setting = v.get<std::string>();
+      if (key == "listen") {
+        if (!taken("--listen")) options.listen = setting;
+      } else if (key == "store") {
+        // A PostgreSQL URL as it is; a SQLite file relative to the config file.
+        if (!taken("--store")) options.store = setting.starts_with("postgres") ? setting : path_of(setting);
+      } else if (!taken("--web")) {
+        options.web = path_of(setting);
+      }
+    } else if (key == "agents" || key == "allow_hosts") {
+      if (!v.is_array()) return bad(key, "must be a list");
+      std::vector<std::string> items;
+      for (const auto& item : v) {
+        if (!item.is_string() || item.get<std::string>().empty()) return bad(key, "must be a list of text");
+        items.push_back(key == "agents" ? path_of(item.get<std::string>()) : item.get<std::string>());
+      }
+      if (key == "agents" && !taken("--agents")) options.agents = std::move(items);
+      if (key == "allow_hosts" && !taken("--allow-host")) options.allow_hosts = std::move(items);
+    } else if (key == "threads" || key == "max_connections" || key == "step_workers" || key == "hrt_workers") {
+      if (!v.is_number_integer() || v.get<std::int64_t>() < 0 || v.get<std::int64_t>() > 1'000'000) {
+        return bad(key, "must be a whole number from 0 to 1000000");
+      }
+      const auto n = v.get<std::int64_t>();
+      if (key == "threads" && !taken("--threads")) {
+        if (n < 1 || n > 64) return bad(key, "must be from 1 to 64");
+        options.threads = static_cast<int>(n);
+      }
+      if (key == "max_connections" && !taken("--max-connections")) {
+        if (n < 1) return bad(key, "must be at least 1");
+        options.max_connections = static_cast<std::size_t>(n);
+      }
+      if (key == "step_workers" && !taken("--step-workers")) {
+        if (n > 1024) return bad(key, "must be at most 1024");
+        options.step_workers = static_cast<int>(n);
+      }
+      if (key == "hrt_workers" && !taken("--hrt-workers")) {
+        if (n > 1023) return bad(key, "must be at most 1023");
+        options.hrt_workers = static_cast<int>(n);
+      }
+    } else if (key == "shutdown_grace_s") {
+      if (!v.is_number() || v.get<double>() < 0 || v.get<double>() > 86'400) {
+        return bad(key, "must be a number of seconds from 0 to 86400");
+      }
+      if (!taken("--shutdown-grace")) options.shutdown_grace_s = v.get<double>();
+    } else {
+      return bad(key,
+                 "unknown setting (known: kind, listen, store, agents, web, allow_hosts, threads, max_connections, "
+                 "step_workers, hrt_workers, shutdown_grace_s)");
+    }
+  }
+  return {};
+}
+
+int serve_command(const serve_options& given, std::ostream& out, std::ostream& err) {
   const std::string command = "choir serve";
   auto fail = [&](const std::string& message) {
     err << command << ": " << message << "\n";
     return exit_invalid;
   };
+  serve_options options = given;
+  if (auto configured = read_serve_config(options); !configured.ok()) return fail(configured.err().message);
   auto where = split_listen(options.listen);
   if (!where.ok()) return fail(where.err().message);
   std::vector<std::string> folders = options.agents;

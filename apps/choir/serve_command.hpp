@@ -3,8 +3,11 @@
 /// it loads (docs/api.md).
 #include <cstddef>
 #include <iosfwd>
+#include <set>
 #include <string>
 #include <vector>
+
+#include "choir/core/result.hpp"
 
 namespace choir::cli {
 
@@ -22,7 +25,15 @@ struct serve_options {
   /// On SIGTERM, how long steps in flight may take to commit; past it the process exits and they
   /// are left uncommitted (a resume runs them again).
   double shutdown_grace_s = 30;
+  /// A `kind: ServerConfig` file holding any of the settings above (docs/api.md, "Serving"); a
+  /// setting given on the command line (its flag in `given`, e.g. `--listen`) wins over the file.
+  std::string config;
+  std::set<std::string, std::less<>> given;
 };
+
+/// Reads `options.config` into `options`, except for the settings named in `options.given`. Paths
+/// in the file are relative to its folder. Errors name the file, line and setting.
+[[nodiscard]] result<void> read_serve_config(serve_options& options);
 
 /// Serves until SIGTERM or SIGINT. Prints `listening on http://HOST:PORT`, and on the first start
 /// against a store `admin token: …`. Returns the exit code.

@@ -69,8 +69,9 @@ async function until(probe, what, ms = 10_000) {
 
 const out = [];
 let proc = null;
-function startServer(extra = []) {
-  proc = spawn(CHOIR_BIN, ['serve', '--listen', '127.0.0.1:0', '--store', store, '--agents', agents, '--web', scratch, ...extra], {
+const standard = ['--listen', '127.0.0.1:0', '--store', store, '--agents', agents, '--web', scratch];
+function startServer(args = standard) {
+  proc = spawn(CHOIR_BIN, ['serve', ...args], {
     cwd: scratch,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -146,8 +147,13 @@ try {
   check(!run.owner, `the run is left leased to ${run.owner}`);
   console.log(`ok   SIGTERM with the reply in flight: exit 0 after ${stopMs} ms, the reply committed whole, the run waits unleased`);
 
-  // Past the grace period: the process leaves the step behind, uncommitted.
-  server = startServer(['--shutdown-grace', '0.5']);
+  // Past the grace period: the process leaves the step behind, uncommitted. (Its settings from a
+  // config file this time: paths relative to the file, a flag given on the command line winning.)
+  writeFileSync(
+    join(scratch, 'server.yaml'),
+    'kind: ServerConfig\nlisten: 127.0.0.1:8\nstore: choir.db\nagents: [agents]\nweb: .\nshutdown_grace_s: 0.5\n',
+  );
+  server = startServer(['--config', join(scratch, 'server.yaml'), '--listen', '127.0.0.1:0']);
   base = await server.started;
   const said2 = await api('POST', `/conversations/${runId}/messages`, { text: 'again' });
   check(said2.status === 202, `the second message answered ${said2.status}`);
