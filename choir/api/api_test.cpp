@@ -756,6 +756,35 @@ TEST_F(Api, RunsArePagedAndStepsListed) {
   auto runs = json_of(call("GET", "/api/v1/runs?limit=5"));
   ASSERT_EQ(runs["runs"].size(), 1u);
   EXPECT_EQ(runs["runs"][0]["tenant"], "acme");
+  EXPECT_TRUE(runs["next_before"].is_null());
+
+  // Pages of the tenant's runs, newest first: `next_before` goes on where a page ended.
+  std::vector<std::string> started;
+  for (int i = 0; i < 5; ++i) {
+    auto made = call("POST", "/api/v1/runs", ada_token, "{\"agent\": \"counter\"}");
+    ASSERT_EQ(made.status, 201);
+    started.push_back(json_of(made).value("run_id", ""));
+  }
+  // Another tenant's runs are never in the pages, nor usable as a cursor.
+  auto theirs = call("POST", "/api/v1/runs", carol_token, "{\"agent\": \"counter\"}");
+  std::vector<std::string> paged;
+  std::string before;
+  for (int page = 0; page < 10; ++page) {
+    auto got = json_of(call("GET", "/api/v1/runs?limit=2" + (before.empty() ? "" : "&before=" + before)));
+    for (const auto& r : got["runs"]) paged.push_back(r.value("run_id", ""));
+    if (got["next_before"].is_null()) break;
+    before = got["next_before"].get<std::string>();
+  }
+  std::vector<std::string> expected(started.rbegin(), started.rend());
+  expected.push_back(run_id);
+  EXPECT_EQ(paged, expected);
+  EXPECT_EQ(call("GET", "/api/v1/runs?before=nothing-here").status, 400);
+  if (theirs.status == 201) {
+    EXPECT_EQ(call("GET", "/api/v1/runs?before=" + json_of(theirs).value("run_id", "")).status, 400);
+  }
+  auto counters = json_of(call("GET", "/api/v1/runs?agent=counter&limit=3"));
+  EXPECT_EQ(counters["runs"].size(), 3u);
+  EXPECT_EQ(counters["next_before"], started[2]);
 }
 
 TEST_F(Api, TheStreamNeedsAuthFirstAndValidFrames) {

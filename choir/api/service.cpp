@@ -897,18 +897,39 @@ http_response service::route(const http_request& request, std::string_view path,
       const auto agent_filter = query_param(query, "agent").value_or("");
       const auto status_filter = query_param(query, "status").value_or("");
       const auto parent_filter = query_param(query, "parent").value_or("");
-      auto runs = opts_.store->list_runs(2'000);
-      if (!runs.ok()) return fail(runs.err());
-      value list = value::array();
-      for (const auto& r : *runs) {
-        if (r.tenant != who->tenant) continue;
-        if (!agent_filter.empty() && r.agent != agent_filter) continue;
-        if (!status_filter.empty() && r.status != status_filter) continue;
-        if (!parent_filter.empty() && r.parent_run != parent_filter) continue;
-        list.push_back(r.to_json());
-        if (static_cast<std::int64_t>(list.size()) >= *limit) break;
+      // `before=RUN_ID`: the page after that run (the `next_before` of the page before).
+      std::optional<store::run_cursor> cursor;
+      if (auto raw = query_param(query, "before")) {
+        auto from = valid_id(*raw) ? opts_.store->get_run(*raw) : result<store::run_record>(make_error(
+                                                                       core_errc::not_found, "no run"));
+        if (!from.ok() || from->tenant != who->tenant) {
+          return error_response(400, "bad_request", "'before' names no run of yours");
+        }
+        cursor = store::run_cursor{from->created_ms, from->run_id};
       }
-      return json_response(200, value{{"runs", list}});
+      // The store's runs, newest first, a batch at a time, until a page of the caller's is full (one
+      // more tells whether there is a next page).
+      constexpr std::size_t batch = 500;
+      value list = value::array();
+      std::string next;
+      while (next.empty()) {
+        auto runs = opts_.store->list_runs(batch, cursor);
+        if (!runs.ok()) return fail(runs.err());
+        for (const auto& r : *runs) {
+          cursor = store::run_cursor{r.created_ms, r.run_id};
+          if (r.tenant != who->tenant) continue;
+          if (!agent_filter.empty() && r.agent != agent_filter) continue;
+          if (!status_filter.empty() && r.status != status_filter) continue;
+          if (!parent_filter.empty() && r.parent_run != parent_filter) continue;
+          if (static_cast<std::int64_t>(list.size()) == *limit) {
+            next = list.back()["run_id"].get<std::string>();
+            break;
+          }
+          list.push_back(r.to_json());
+        }
+        if (runs->size() < batch) break;
+      }
+      return json_response(200, value{{"runs", list}, {"next_before", next.empty() ? value() : value(next)}});
     }
     if (is("GET", 4)) {
       auto run = own_run(parts[3]);

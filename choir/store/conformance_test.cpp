@@ -359,6 +359,35 @@ TEST_P(Conformance, ListsRunsNewestFirst) {
   EXPECT_EQ(s->create_run(make_run("b"), graph::state(), -1).err().code, store_errc::duplicate_run);
 }
 
+TEST_P(Conformance, RunsArePagedNewestFirstWithoutGapsOrRepeats) {
+  auto s = open();
+  // Seven runs: three share a millisecond (their ids order them), the others a second apart.
+  for (const char* id : {"r1", "r2"}) {
+    ASSERT_TRUE(s->create_run(make_run(id), graph::state(), -1).ok());
+    clock_.advance(std::chrono::seconds(1));
+  }
+  for (const char* id : {"r3", "r5", "r4"}) ASSERT_TRUE(s->create_run(make_run(id), graph::state(), -1).ok());
+  clock_.advance(std::chrono::seconds(1));
+  for (const char* id : {"r6", "r7"}) {
+    ASSERT_TRUE(s->create_run(make_run(id), graph::state(), -1).ok());
+    clock_.advance(std::chrono::seconds(1));
+  }
+  std::vector<std::string> paged;
+  std::optional<run_cursor> cursor;
+  for (int page = 0; page < 10; ++page) {
+    auto runs = s->list_runs(3, cursor);
+    ASSERT_TRUE(runs.ok()) << runs.err().message;
+    for (const auto& r : *runs) paged.push_back(r.run_id);
+    if (runs->size() < 3) break;
+    cursor = run_cursor{runs->back().created_ms, runs->back().run_id};
+  }
+  EXPECT_EQ(paged, (std::vector<std::string>{"r7", "r6", "r5", "r4", "r3", "r2", "r1"}));
+  // After the last run, nothing.
+  auto last = s->list_runs(10);
+  ASSERT_TRUE(last.ok());
+  EXPECT_TRUE(s->list_runs(10, run_cursor{last->back().created_ms, last->back().run_id})->empty());
+}
+
 TEST_P(Conformance, KeepsGraphsByVersion) {
   auto s = open();
   ASSERT_TRUE(s->put_graph({"v9", "g", "kind: Graph"}).ok());

@@ -190,6 +190,12 @@ struct consent_record {
   [[nodiscard]] value to_json() const;
 };
 
+/// Where a page of runs ended: the last run's creation time and id (`list_runs`).
+struct run_cursor {
+  std::int64_t created_ms = 0;
+  std::string run_id;
+};
+
 /// A named document the kernel keeps in the store (the policy), with an optimistic version.
 struct document_record {
   std::string name;
@@ -263,8 +269,10 @@ class event_store {
   [[nodiscard]] virtual result<void> release_lease(std::string_view run_id) = 0;
 
   [[nodiscard]] virtual result<run_record> get_run(std::string_view run_id) = 0;
-  /// Runs, newest first, at most `limit`.
-  [[nodiscard]] virtual result<std::vector<run_record>> list_runs(std::size_t limit) = 0;
+  /// Runs, newest first (by `created_ms`, then `run_id`), at most `limit`; with `before`, only the
+  /// runs after it in that order (the next page).
+  [[nodiscard]] virtual result<std::vector<run_record>> list_runs(std::size_t limit,
+                                                                  std::optional<run_cursor> before = std::nullopt) = 0;
   /// Steps of a run with `sequence_id >= from`, in order, at most `limit`.
   [[nodiscard]] virtual result<std::vector<step_entry>> steps(std::string_view run_id, std::int64_t from,
                                                               std::size_t limit) = 0;

@@ -557,9 +557,12 @@ class pg_store final : public event_store {
     return read_run(r, 0);
   }
 
-  result<std::vector<run_record>> list_runs(std::size_t limit) override {
-    reply r = run(run_select("ORDER BY r.created_ms DESC, r.run_id DESC LIMIT $1"),
-                  params().add(static_cast<std::int64_t>(limit)));
+  result<std::vector<run_record>> list_runs(std::size_t limit, std::optional<run_cursor> before) override {
+    reply r = before ? run(run_select("WHERE r.created_ms < $1 OR (r.created_ms = $1 AND r.run_id < $2) "
+                                      "ORDER BY r.created_ms DESC, r.run_id DESC LIMIT $3"),
+                           params().add(before->created_ms).add(before->run_id).add(static_cast<std::int64_t>(limit)))
+                     : run(run_select("ORDER BY r.created_ms DESC, r.run_id DESC LIMIT $1"),
+                           params().add(static_cast<std::int64_t>(limit)));
     if (!r.ok()) return io("listing runs", r);
     std::vector<run_record> out;
     for (int i = 0; i < r.rows(); ++i) out.push_back(read_run(r, i));

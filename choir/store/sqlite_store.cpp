@@ -554,9 +554,17 @@ class sqlite_store final : public event_store {
     return with_position(std::move(r));
   }
 
-  result<std::vector<run_record>> list_runs(std::size_t limit) override {
-    auto s = cached(run_select("ORDER BY r.created_ms DESC, r.run_id DESC LIMIT ?"));
-    s.bind(1, static_cast<std::int64_t>(limit));
+  result<std::vector<run_record>> list_runs(std::size_t limit, std::optional<run_cursor> before) override {
+    auto s = before ? cached(run_select("WHERE r.created_ms < ? OR (r.created_ms = ? AND r.run_id < ?) "
+                                        "ORDER BY r.created_ms DESC, r.run_id DESC LIMIT ?"))
+                    : cached(run_select("ORDER BY r.created_ms DESC, r.run_id DESC LIMIT ?"));
+    int at = 1;
+    if (before) {
+      s.bind(at++, before->created_ms);
+      s.bind(at++, before->created_ms);
+      s.bind(at++, before->run_id);
+    }
+    s.bind(at, static_cast<std::int64_t>(limit));
     std::vector<run_record> out;
     int rc = 0;
     while ((rc = s.step()) == SQLITE_ROW) out.push_back(read_run(*s));

@@ -197,11 +197,14 @@ export class Api {
   }
 
   /** The tenant's runs, newest first (optionally of one agent, one status, or the forks of `parent`). */
-  runs(opts: { limit?: number; agent?: string; status?: string; parent?: string } = {}): Promise<{ runs: RunRecord[] }> {
+  runs(
+    opts: { limit?: number; agent?: string; status?: string; parent?: string; before?: string } = {},
+  ): Promise<{ runs: RunRecord[]; next_before?: string | null }> {
     const q = new URLSearchParams({ limit: String(opts.limit ?? 200) });
     if (opts.agent) q.set('agent', opts.agent);
     if (opts.status) q.set('status', opts.status);
     if (opts.parent) q.set('parent', opts.parent);
+    if (opts.before) q.set('before', opts.before);
     return this.request('GET', `/runs?${q}`);
   }
 

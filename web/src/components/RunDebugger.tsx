@@ -101,15 +101,42 @@ export function RunDebugger({ api, agentDetail, target, active, onOpenChat, foll
   const root = useRef<HTMLDivElement>(null);
   const listRead = useRef(0);
 
+  /** The id after which the next page of runs starts, if there may be one. */
+  const [moreAfter, setMoreAfter] = useState<string | null>(null);
+  const [readingMore, setReadingMore] = useState(false);
   const loadRuns = useCallback(async () => {
     const n = ++listRead.current;
     try {
       const r = await api.runs({ limit: LIST_LIMIT });
-      if (n === listRead.current) setRuns({ state: 'ok', value: r.runs ?? [] });
+      if (n === listRead.current) {
+        setRuns({ state: 'ok', value: r.runs ?? [] });
+        setMoreAfter(r.next_before ?? null);
+      }
     } catch (e) {
       if (n === listRead.current) setRuns({ state: 'error', message: describeError(e) });
     }
   }, [api]);
+
+  /** Appends the next page of older runs. */
+  const loadMoreRuns = async () => {
+    if (!moreAfter || readingMore) return;
+    const n = listRead.current;
+    setReadingMore(true);
+    try {
+      const r = await api.runs({ limit: LIST_LIMIT, before: moreAfter });
+      if (n !== listRead.current) return; // the list was read again meanwhile
+      setRuns((prev) => {
+        const have = prev.state === 'ok' ? prev.value : [];
+        const seen = new Set(have.map((x) => x.run_id));
+        return { state: 'ok', value: [...have, ...(r.runs ?? []).filter((x) => !seen.has(x.run_id))] };
+      });
+      setMoreAfter(r.next_before ?? null);
+    } catch (e) {
+      setRuns({ state: 'error', message: describeError(e) });
+    } finally {
+      setReadingMore(false);
+    }
+  };
 
   useEffect(() => {
     void loadRuns();
@@ -456,6 +483,13 @@ export function RunDebugger({ api, agentDetail, target, active, onOpenChat, foll
               </button>
             </li>
           ))}
+          {runs.state === 'ok' && moreAfter && (
+            <li>
+              <button type="button" className="tool-button more-runs" data-testid="more-runs" disabled={readingMore} onClick={() => void loadMoreRuns()}>
+                {readingMore ? 'Reading…' : 'Older runs'}
+              </button>
+            </li>
+          )}
         </ul>
       </aside>
       <section className="run-detail" aria-label="The selected run">
