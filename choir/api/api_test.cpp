@@ -769,7 +769,7 @@ TEST_F(Api, RunsArePagedAndStepsListed) {
   auto theirs = call("POST", "/api/v1/runs", carol_token, "{\"agent\": \"counter\"}");
   std::vector<std::string> paged;
   std::string before;
-  for (int page = 0; page < 10; ++page) {
+  for (int n = 0; n < 10; ++n) {
     auto got = json_of(call("GET", "/api/v1/runs?limit=2" + (before.empty() ? "" : "&before=" + before)));
     for (const auto& r : got["runs"]) paged.push_back(r.value("run_id", ""));
     if (got["next_before"].is_null()) break;

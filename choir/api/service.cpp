@@ -900,8 +900,8 @@ http_response service::route(const http_request& request, std::string_view path,
       // `before=RUN_ID`: the page after that run (the `next_before` of the page before).
       std::optional<store::run_cursor> cursor;
       if (auto raw = query_param(query, "before")) {
-        auto from = valid_id(*raw) ? opts_.store->get_run(*raw) : result<store::run_record>(make_error(
-                                                                       core_errc::not_found, "no run"));
+        auto from = valid_id(*raw) ? opts_.store->get_run(*raw)
+                                   : result<store::run_record>(make_error(core_errc::not_found, "no run"));
         if (!from.ok() || from->tenant != who->tenant) {
           return error_response(400, "bad_request", "'before' names no run of yours");
         }

@@ -361,6 +361,7 @@ TEST_P(Conformance, ListsRunsNewestFirst) {
 
 TEST_P(Conformance, RunsArePagedNewestFirstWithoutGapsOrRepeats) {
   auto s = open();
+  ASSERT_TRUE(s->put_graph({"v1", "counter", "source"}).ok());
   // Seven runs: three share a millisecond (their ids order them), the others a second apart.
   for (const char* id : {"r1", "r2"}) {
     ASSERT_TRUE(s->create_run(make_run(id), graph::state(), -1).ok());
