@@ -275,7 +275,8 @@ class Api : public ::testing::Test {
   void TearDown() override {
     if (server_) server_->stop();
     system_.reset();
-    committer_.reset();  // after the conversations, before the store
+    committer_.reset();                                              // after the conversations, before the store
+    if (services_ && services_->agents) services_->agents->clear();  // registered agents hold the services
     server_.reset();
     service_.reset();
     directory_.reset();

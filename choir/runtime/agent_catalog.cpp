@@ -13,6 +13,11 @@ void agent_catalog::add(std::shared_ptr<const agent_definition> agent) {
   agents_[agent->name] = std::move(agent);
 }
 
+void agent_catalog::clear() {
+  std::lock_guard lock(mutex_);
+  agents_.clear();
+}
+
 void agent_catalog::search_in(std::filesystem::path folder) {
   std::lock_guard lock(mutex_);
   if (std::find(folders_.begin(), folders_.end(), folder) == folders_.end()) folders_.push_back(std::move(folder));

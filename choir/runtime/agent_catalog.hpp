@@ -22,6 +22,9 @@ class agent_catalog {
   void add(std::shared_ptr<const agent_definition> agent);
   /// Adds a folder where `find` looks for `<name>.yaml`.
   void search_in(std::filesystem::path folder);
+  /// Forgets every agent. An agent's actions hold the services this catalog usually belongs to
+  /// (`action_services::agents`): a cycle that its owner breaks with this when it is done.
+  void clear();
 
   /// The agent named `name`, loaded with `registry` the first time. Errors: `invalid_argument`
   /// (a name that is not `[A-Za-z0-9_-]+`, or agents that refer to each other in a cycle),
