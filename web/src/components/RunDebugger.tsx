@@ -155,6 +155,12 @@ export function RunDebugger({ api, agentDetail, target, active, onOpenChat, foll
   }, [active]);
 
   /** Reads the selected run's record; its steps are read again from scratch. */
+  /**
+   * The last step the debugger knows of the selected run: a new step moves a selection that was on
+   * it along. It only grows while the run is shown (a late answer never moves it back).
+   */
+  const tail = useRef<number | null>(null);
+
   const loadRun = useCallback(
     async (id: string, keepStep: boolean) => {
       steps.current = new Map();
@@ -163,6 +169,7 @@ export function RunDebugger({ api, agentDetail, target, active, onOpenChat, foll
       setStepsError(null);
       try {
         const r = await api.run(id);
+        tail.current = typeof r.last_sequence === 'number' ? r.last_sequence : null;
         setRun(r);
         setRunError(null);
         const { first, count } = stepRange(r);
@@ -186,11 +193,6 @@ export function RunDebugger({ api, agentDetail, target, active, onOpenChat, foll
 
   // ---- live: the selected run's steps and status as they happen ----
 
-  /** The run's last step when the selection was on it: a new step moves the selection along. */
-  const tail = useRef<number | null>(null);
-  useEffect(() => {
-    tail.current = run && typeof run.last_sequence === 'number' ? run.last_sequence : null;
-  }, [run]);
   const runId = run?.run_id;
 
   // The runs started from this one (a map step's children, forks), by the step they started from.
@@ -231,7 +233,12 @@ export function RunDebugger({ api, agentDetail, target, active, onOpenChat, foll
     };
     const stop = follow(runId, startCursor.current, (frame) => {
       if (frame.type === 'subscribed') {
-        if (frame.run?.run_id === runId) setRun((r) => (r?.run_id === runId ? { ...r, ...frame.run } : r));
+        if (frame.run?.run_id !== runId) return;
+        const last = frame.run.last_sequence;
+        if (typeof last === 'number' && (tail.current === null || last > tail.current)) tail.current = last;
+        setRun((r) =>
+          r?.run_id === runId ? { ...r, ...frame.run, last_sequence: Math.max(r.last_sequence ?? -1, last ?? -1) >= 0 ? Math.max(r.last_sequence ?? -1, last ?? -1) : null } : r,
+        );
         return;
       }
       if (frame.type !== 'event') return;
@@ -244,7 +251,7 @@ export function RunDebugger({ api, agentDetail, target, active, onOpenChat, foll
         const wasTail = tail.current;
         if (wasTail === null || st.sequence_id > wasTail) tail.current = st.sequence_id;
         setRun((r) => (r?.run_id === runId ? withStep(r, st) : r));
-        setSeq((s) => (s === null || s === wasTail ? st.sequence_id : s));
+        setSeq((s) => (s === null || (wasTail !== null && s >= wasTail) ? st.sequence_id : s));
         refreshList();
         return;
       }
