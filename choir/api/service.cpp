@@ -861,7 +861,8 @@ http_response service::route(const http_request& request, std::string_view path,
       if (!agent) return error_response(404, "not_found", "no agent " + name.substr(0, 128));
       // The entry action's inputs: only those it takes (a required one may be left for later).
       const auto& entry = agent->graph->nodes()[agent->graph->entrypoint()].act->spec();
-      for (const auto& [key, v] : inputs.items()) {
+      for (const auto& item : inputs.items()) {
+        const std::string& key = item.key();
         const bool known =
             std::any_of(entry.inputs.begin(), entry.inputs.end(), [&](const auto& in) { return in.name == key; });
         if (!known) {
@@ -1048,7 +1049,8 @@ http_response service::route(const http_request& request, std::string_view path,
           if (!missing.empty()) {
             return error_response(400, "bad_request", "action " + run->next_action + " needs the inputs " + missing);
           }
-          for (const auto& [key, v] : inputs.items()) {
+          for (const auto& item : inputs.items()) {
+            const std::string& key = item.key();
             const bool known =
                 std::any_of(spec.inputs.begin(), spec.inputs.end(), [&](const auto& in) { return in.name == key; });
             if (!known) {
