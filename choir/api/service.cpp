@@ -244,6 +244,30 @@ void service::load_stored_agents() {
   }
 }
 
+void service::post_turn(const std::string& run_id, runtime::conversation_directory::request req) {
+  auto hub = opts_.hub;
+  opts_.directory->post(run_id, std::move(req), [hub, run_id](result<runtime::turn_result> out) {
+    if (!out.ok()) hub->publish_error(run_id, out.err().message);  // it never became a turn
+  });
+}
+
+result<store::run_record> service::start_hosted(const std::shared_ptr<const runtime::agent_definition>& agent,
+                                                const identity& who, const value& inputs) {
+  const std::string run_id = new_id().to_string();
+  const runtime::principal owner{who.tenant, who.user};
+  // Created and admitted now (or refused here); from here on it runs on this server's actors.
+  runtime::run_hosting hosting;
+  hosting.gate = opts_.gate;
+  CHOIR_TRY(auto app,
+            runtime::start_run(*opts_.store, *agent,
+                               runtime::run_start{.run_id = run_id, .who = owner, .inputs = inputs}, hosting));
+  app.reset();
+  CHOIR_CHECK(runtime::settle_run(*opts_.store, run_id, "running", opts_.gate.get()));
+  CHOIR_CHECK(opts_.directory->host(run_id, agent, owner));
+  post_turn(run_id, {runtime::conversation_directory::request::kind::resume, inputs});
+  return opts_.store->get_run(run_id);
+}
+
 value service::agent_detail(const runtime::agent_definition& agent) const {
   return value{{"name", agent.name},
                {"description", agent.doc.description},
@@ -638,28 +662,11 @@ http_response service::route(const http_request& request, std::string_view path,
       if (auto ok = runtime::check_conversable(*agent, "message"); !ok.ok()) {
         return error_response(409, "not_conversable", ok.err().message);
       }
-      const std::string run_id = new_id().to_string();
-      const runtime::principal owner{who->tenant, who->user};
-      // The run is created now, admitted by the kernel or refused here. Its first turn (up to where
-      // it listens) runs on its actor, not on this thread: its steps arrive on the stream.
-      runtime::run_hosting hosting;
-      hosting.gate = opts_.gate;
-      auto started =
-          runtime::start_run(*opts_.store, *agent, runtime::run_start{.run_id = run_id, .who = owner}, hosting);
-      if (!started.ok()) return fail(started.err());
-      started->reset();
-      if (auto handed = runtime::settle_run(*opts_.store, run_id, "running", opts_.gate.get()); !handed.ok()) {
-        return fail(handed.err());
-      }
-      if (auto added = opts_.directory->add(run_id, agent, owner); !added.ok()) return fail(added.err());
-      auto hub = opts_.hub;
-      opts_.directory->post(run_id, {}, [hub, run_id](result<runtime::turn_result> out) {
-        if (!out.ok()) hub->publish_error(run_id, out.err().message);
-      });
-      auto run = opts_.store->get_run(run_id);
+      // Its first turn, up to where it listens, runs on its actor: its steps arrive on the stream.
+      auto run = start_hosted(agent, *who, value::object());
       if (!run.ok()) return fail(run.err());
       return json_response(
-          201, value{{"run_id", run_id}, {"agent", name}, {"status", run->status}, {"run", run->to_json()}});
+          201, value{{"run_id", run->run_id}, {"agent", name}, {"status", run->status}, {"run", run->to_json()}});
     }
     if (is("GET", 3)) {
       auto runs = opts_.store->list_runs(500);
@@ -717,12 +724,8 @@ http_response service::route(const http_request& request, std::string_view path,
         return error_response(409, "not_conversable", "agent " + agent->name + " takes no messages");
       }
       if (auto refused = host_conversation(*run)) return *refused;
-      auto hub = opts_.hub;
       const std::string run_id = run->run_id;
-      opts_.directory->post(run_id, {runtime::conversation_directory::request::kind::message, value(text)},
-                            [hub, run_id](result<runtime::turn_result> out) {
-                              if (!out.ok()) hub->publish_error(run_id, out.err().message);
-                            });
+      post_turn(run_id, {runtime::conversation_directory::request::kind::message, value(text)});
       return json_response(
           202, value{{"run_id", run_id}, {"cursor", run->last_sequence ? value(*run->last_sequence) : value()}});
     }
@@ -832,10 +835,7 @@ http_response service::route(const http_request& request, std::string_view path,
       bool continued = false;
       auto run = opts_.store->get_run(run_id);
       if (run.ok() && run->status == "waiting_consent" && !host_conversation(*run)) {
-        auto hub = opts_.hub;
-        opts_.directory->post(run_id, {}, [hub, run_id](result<runtime::turn_result> out) {
-          if (!out.ok()) hub->publish_error(run_id, out.err().message);
-        });
+        post_turn(run_id, {});
         continued = true;
       }
       return json_response(200, value{{"consent", answered->to_json()}, {"run_id", run_id}, {"continued", continued}});
@@ -870,25 +870,7 @@ http_response service::route(const http_request& request, std::string_view path,
                                 "action " + entry.name + " takes no input '" + key.substr(0, 128) + "'");
         }
       }
-      const std::string run_id = new_id().to_string();
-      const runtime::principal owner{who->tenant, who->user};
-      // Created and admitted now (or refused here); it runs on this server's actors from here on.
-      runtime::run_hosting hosting;
-      hosting.gate = opts_.gate;
-      auto started = runtime::start_run(*opts_.store, *agent,
-                                        runtime::run_start{.run_id = run_id, .who = owner, .inputs = inputs}, hosting);
-      if (!started.ok()) return fail(started.err());
-      started->reset();
-      if (auto handed = runtime::settle_run(*opts_.store, run_id, "running", opts_.gate.get()); !handed.ok()) {
-        return fail(handed.err());
-      }
-      if (auto hosted = opts_.directory->host(run_id, agent, owner); !hosted.ok()) return fail(hosted.err());
-      auto hub = opts_.hub;
-      opts_.directory->post(run_id, {runtime::conversation_directory::request::kind::resume, inputs},
-                            [hub, run_id](result<runtime::turn_result> out) {
-                              if (!out.ok()) hub->publish_error(run_id, out.err().message);
-                            });
-      auto run = opts_.store->get_run(run_id);
+      auto run = start_hosted(agent, *who, inputs);
       if (!run.ok()) return fail(run.err());
       return json_response(201, run->to_json());
     }
@@ -1062,12 +1044,8 @@ http_response service::route(const http_request& request, std::string_view path,
       }
       if (auto refused = host_conversation(*run)) return *refused;
       using request_kind = runtime::conversation_directory::request::kind;
-      auto hub = opts_.hub;
       const std::string run_id = run->run_id;
-      opts_.directory->post(run_id, {what == "cancel" ? request_kind::cancel : request_kind::resume, inputs},
-                            [hub, run_id](result<runtime::turn_result> out) {
-                              if (!out.ok()) hub->publish_error(run_id, out.err().message);
-                            });
+      post_turn(run_id, {what == "cancel" ? request_kind::cancel : request_kind::resume, inputs});
       return json_response(202, value{{"run_id", run_id},
                                       {"cursor", run->last_sequence ? value(*run->last_sequence) : value()},
                                       {"accepted", std::string(what)}});

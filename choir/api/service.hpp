@@ -130,6 +130,12 @@ class service {
   /// What an agent may use here: the tools its contract asks for, and its models (served or not).
   [[nodiscard]] value agent_tools(const runtime::agent_definition& agent) const;
   [[nodiscard]] value agent_models(const runtime::agent_definition& agent) const;
+  /// Runs a turn of the run hosted here without waiting; one that never starts is told on the stream.
+  void post_turn(const std::string& run_id, runtime::conversation_directory::request req);
+  /// Starts a run of `agent` for `who` on this server: created and admitted (or refused) now, its
+  /// first turn (from `inputs`) posted to its actor. Returns the run as it was created.
+  result<store::run_record> start_hosted(const std::shared_ptr<const runtime::agent_definition>& agent,
+                                         const identity& who, const value& inputs);
   /// An agent as `GET /api/v1/agents/{name}` shows it.
   [[nodiscard]] value agent_detail(const runtime::agent_definition& agent) const;
   /// Whom the request's bearer token acts for (none: no token, or an unknown one).

@@ -189,8 +189,8 @@ struct directory_options {
   std::chrono::milliseconds idle_after{std::chrono::minutes(5)};  ///< passivation; zero: never
   busy_policy when_busy = busy_policy::enqueue;
   std::uint64_t max_steps_per_turn = 10'000;
-  conversation_listener observer;               ///< every conversation's `conversation_options::observer`
-  std::shared_ptr<step_dispatcher> dispatcher;  ///< every conversation's `conversation_options::dispatcher`
+  conversation_listener observer;                     ///< every conversation's `conversation_options::observer`
+  std::shared_ptr<step_dispatcher> dispatcher;        ///< every conversation's `conversation_options::dispatcher`
   std::shared_ptr<store::group_committer> committer;  ///< every conversation's `conversation_options::committer`
 };
 
