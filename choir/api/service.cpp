@@ -35,6 +35,25 @@ bool iequals(std::string_view a, std::string_view b) {
          });
 }
 
+/// Why `inputs` do not fit `action`: an input it does not take, or (with `all_required`) a
+/// required one missing. Nothing if they fit.
+std::optional<std::string> misfit_inputs(const graph::action_spec& action, const value& inputs, bool all_required) {
+  if (all_required) {
+    std::string missing;
+    for (const auto& in : action.inputs) {
+      if (in.required && !inputs.contains(in.name)) missing += (missing.empty() ? "" : ", ") + in.name;
+    }
+    if (!missing.empty()) return "action " + action.name + " needs the inputs " + missing;
+  }
+  for (const auto& item : inputs.items()) {
+    const std::string& key = item.key();
+    const bool known =
+        std::any_of(action.inputs.begin(), action.inputs.end(), [&](const auto& in) { return in.name == key; });
+    if (!known) return "action " + action.name + " takes no input '" + key.substr(0, 128) + "'";
+  }
+  return std::nullopt;
+}
+
 http_response json_response(int status, const value& body) {
   return {.status = status, .body = dump_json(body), .headers = {}};
 }
@@ -861,15 +880,7 @@ http_response service::route(const http_request& request, std::string_view path,
       if (!agent) return error_response(404, "not_found", "no agent " + name.substr(0, 128));
       // The entry action's inputs: only those it takes (a required one may be left for later).
       const auto& entry = agent->graph->nodes()[agent->graph->entrypoint()].act->spec();
-      for (const auto& item : inputs.items()) {
-        const std::string& key = item.key();
-        const bool known =
-            std::any_of(entry.inputs.begin(), entry.inputs.end(), [&](const auto& in) { return in.name == key; });
-        if (!known) {
-          return error_response(400, "bad_request",
-                                "action " + entry.name + " takes no input '" + key.substr(0, 128) + "'");
-        }
-      }
+      if (auto misfit = misfit_inputs(entry, inputs, false)) return error_response(400, "bad_request", *misfit);
       auto run = start_hosted(agent, *who, inputs);
       if (!run.ok()) return fail(run.err());
       return json_response(201, run->to_json());
@@ -1024,22 +1035,7 @@ http_response service::route(const http_request& request, std::string_view path,
         // The inputs the waiting action needs, all of them; and only inputs it takes.
         if (const auto index = agent->graph->index_of(run->next_action)) {
           const auto& spec = agent->graph->nodes()[*index].act->spec();
-          std::string missing;
-          for (const auto& in : spec.inputs) {
-            if (in.required && !inputs.contains(in.name)) missing += (missing.empty() ? "" : ", ") + in.name;
-          }
-          if (!missing.empty()) {
-            return error_response(400, "bad_request", "action " + run->next_action + " needs the inputs " + missing);
-          }
-          for (const auto& item : inputs.items()) {
-            const std::string& key = item.key();
-            const bool known =
-                std::any_of(spec.inputs.begin(), spec.inputs.end(), [&](const auto& in) { return in.name == key; });
-            if (!known) {
-              return error_response(400, "bad_request",
-                                    "action " + run->next_action + " takes no input '" + key.substr(0, 128) + "'");
-            }
-          }
+          if (auto misfit = misfit_inputs(spec, inputs, true)) return error_response(400, "bad_request", *misfit);
         }
       }
       if (auto refused = host_conversation(*run)) return *refused;

@@ -39,6 +39,12 @@ interface Props {
 
 type Loaded<T> = { state: 'loading' } | { state: 'ok'; value: T } | { state: 'error'; message: string };
 
+/** The later of two last sequence ids (none: null). */
+function newest(a: number | null | undefined, b: number | null | undefined): number | null {
+  const n = Math.max(a ?? -1, b ?? -1);
+  return n >= 0 ? n : null;
+}
+
 /** A value as compact JSON: one line, or a summary that opens when it is long. */
 function Json({ value, max = 80 }: { value: unknown; max?: number }) {
   const j = compactJson(value, max);
@@ -236,9 +242,8 @@ export function RunDebugger({ api, agentDetail, target, active, onOpenChat, foll
         if (frame.run?.run_id !== runId) return;
         const last = frame.run.last_sequence;
         if (typeof last === 'number' && (tail.current === null || last > tail.current)) tail.current = last;
-        setRun((r) =>
-          r?.run_id === runId ? { ...r, ...frame.run, last_sequence: Math.max(r.last_sequence ?? -1, last ?? -1) >= 0 ? Math.max(r.last_sequence ?? -1, last ?? -1) : null } : r,
-        );
+        // The record as it stands, but never behind the steps already shown.
+        setRun((r) => (r?.run_id === runId ? { ...frame.run, last_sequence: newest(r.last_sequence, last) } : r));
         return;
       }
       if (frame.type !== 'event') return;
@@ -257,7 +262,7 @@ export function RunDebugger({ api, agentDetail, target, active, onOpenChat, foll
       }
       if (frame.kind === 'turn_ended' || frame.kind === 'status' || frame.kind === 'turn_started') {
         api.run(runId).then(
-          (r) => setRun((prev) => (prev?.run_id === runId ? { ...r, last_sequence: Math.max(r.last_sequence ?? -1, prev.last_sequence ?? -1) } : prev)),
+          (r) => setRun((prev) => (prev?.run_id === runId ? { ...r, last_sequence: newest(prev.last_sequence, r.last_sequence) } : prev)),
           () => {},
         );
         refreshList();
