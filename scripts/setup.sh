@@ -15,6 +15,7 @@ packages=(
   libboost1.81-dev libssl-dev libsqlite3-dev sqlite3 libpq-dev postgresql
   libyaml-cpp-dev nlohmann-json3-dev libfmt-dev libspdlog-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev libcaf-dev
+  libgit2-dev  # the git.* tools
   bubblewrap   # the sandbox shell.exec runs in
   chromium     # the desktop's browser tests (headless)
   wrk          # the API load test

@@ -6,6 +6,7 @@
 ///    write goes to a temporary file named after the call's idempotency key and is renamed into
 ///    place, so running it twice is harmless.
 ///  - `shell.exec`: a command run by `/bin/sh` inside a bubblewrap sandbox (`run_sandboxed`).
+///  - `git.*`: the workspace as a git repository (`git_tools`).
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -68,6 +69,14 @@ struct sandbox_extras {
 /// The workspace tools. `max_file_bytes` bounds what `fs.read` returns and `fs.write` accepts.
 [[nodiscard]] std::vector<std::shared_ptr<tool>> workspace_tools(std::size_t max_file_bytes = 8u << 20);
 [[nodiscard]] std::shared_ptr<tool> shell_tool(sandbox_limits limits);
+
+/// The `git.*` tools (libgit2) on a repository at the root of the workspace: `git.init`,
+/// `git.status`, `git.diff`, `git.log`, `git.add`, `git.commit`. The repository must be the
+/// workspace's own (never one above it, no `.git` file or link pointing out), the host's git
+/// configuration is not read, staged files are read beneath the workspace like `fs.read`, and the
+/// calls on one workspace run one at a time. A commit records the call's idempotency key, so the
+/// same call run again after a crash returns the commit it made instead of committing again.
+[[nodiscard]] std::vector<std::shared_ptr<tool>> git_tools();
 
 /// What `web.fetch` may do per call.
 struct web_limits {

@@ -215,6 +215,7 @@ result<void> add_builtin_tools(tool_registry& registry, const sandbox_limits& li
   for (auto& t : workspace_tools()) CHOIR_CHECK(registry.add(std::move(t)));
   CHOIR_CHECK(registry.add(shell_tool(limits)));
   CHOIR_CHECK(registry.add(web_tool()));
+  for (auto& t : git_tools()) CHOIR_CHECK(registry.add(std::move(t)));
   return {};
 }
 

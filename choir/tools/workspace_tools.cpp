@@ -11,71 +11,16 @@
 #include <functional>
 
 #include "choir/tools/builtin.hpp"
+#include "choir/tools/workspace_paths.hpp"
 
 namespace choir::tools {
 namespace {
 
-/// An open file descriptor, closed when it goes.
-class fd_handle {
- public:
-  explicit fd_handle(int fd = -1) : fd_(fd) {}
-  ~fd_handle() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  fd_handle(fd_handle&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-  fd_handle& operator=(fd_handle&& o) noexcept {
-    if (this != &o) {
-      if (fd_ >= 0) ::close(fd_);
-      fd_ = std::exchange(o.fd_, -1);
-    }
-    return *this;
-  }
-  [[nodiscard]] int get() const { return fd_; }
-  [[nodiscard]] int release() { return std::exchange(fd_, -1); }
-
- private:
-  int fd_;
-};
-
-error path_error(int err, std::string_view path, std::string_view doing) {
-  const std::string p(path);
-  switch (err) {
-    case EXDEV:
-    case ELOOP: return make_error(tool_errc::outside_workspace, "'" + p + "' leads outside the workspace");
-    case ENOENT: return make_error(tool_errc::not_found, "'" + p + "' does not exist in the workspace");
-    case ENOTDIR: return make_error(tool_errc::not_found, "a part of '" + p + "' is not a folder");
-    case EISDIR: return make_error(tool_errc::failed, "'" + p + "' is a folder");
-    default: return make_error(tool_errc::failed, std::string(doing) + " '" + p + "': " + std::strerror(err));
-  }
-}
-
-/// Opens `rel` beneath the folder `dir`; the kernel refuses any resolution that leaves it.
-int open_beneath(int dir, const std::string& rel, int flags, mode_t mode = 0) {
-  open_how how{};
-  how.flags = static_cast<std::uint64_t>(flags | O_CLOEXEC);
-  how.mode = (flags & O_CREAT) != 0 ? mode : 0;
-  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
-  return static_cast<int>(::syscall(SYS_openat2, dir, rel.c_str(), &how, sizeof how));
-}
-
-result<std::string> checked_path(const value& arguments, const char* field = "path") {
-  std::string path = arguments.contains(field) ? arguments[field].get<std::string>() : ".";
-  if (path.empty()) path = ".";
-  if (path.find('\0') != std::string::npos) return make_error(tool_errc::invalid_arguments, "a path may not hold NUL");
-  if (path.front() == '/') {
-    return make_error(tool_errc::outside_workspace, "'" + path + "' is absolute; paths are relative to the workspace");
-  }
-  return path;
-}
-
-result<fd_handle> open_workspace(const tool_context& context) {
-  fd_handle root(::open(context.workspace.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
-  if (root.get() < 0) {
-    return make_error(tool_errc::failed,
-                      "the workspace " + context.workspace.string() + " cannot be opened: " + std::strerror(errno));
-  }
-  return root;
-}
+using detail::checked_path;
+using detail::fd_handle;
+using detail::open_beneath;
+using detail::open_workspace;
+using detail::path_error;
 
 class fs_read final : public tool {
  public:
