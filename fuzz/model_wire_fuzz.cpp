@@ -1,7 +1,8 @@
 /// libFuzzer target for what the model gateway reads from the network and from its files: the
 /// input is fed to the server-sent-events parser in pieces (split at bytes the input chooses), and
-/// parsed as a whole OpenAI answer, a whole Anthropic answer, a chat message and a scripted
-/// model's rules. None may crash, hang or trip a sanitizer; every failure must be a `result` error.
+/// parsed as a whole OpenAI Chat Completions answer, a whole OpenAI Responses answer, a whole
+/// Anthropic answer, a chat message and a scripted model's rules. None may crash, hang or trip a
+/// sanitizer; every failure must be a `result` error.
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
@@ -28,6 +29,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   }
 
   (void)choir::models::parse_openai_answer(text);
+  (void)choir::models::parse_openai_responses_answer(text);
   (void)choir::models::parse_anthropic_answer(text);
   const choir::value v = choir::value::parse(text, nullptr, /*allow_exceptions=*/false);
   if (!v.is_discarded()) {

@@ -2,6 +2,7 @@
 
 #include "choir/core/json_access.hpp"
 #include "choir/models/providers.hpp"
+#include "choir/models/wire.hpp"
 #include "choir/net/sse.hpp"
 
 namespace choir::models {
@@ -12,12 +13,6 @@ std::string finish_of(const std::string& stop_reason) {
   if (stop_reason == "max_tokens") return "length";
   if (stop_reason == "tool_use") return "tool_calls";
   return stop_reason;
-}
-
-value tool_input(const std::string& text) {
-  if (text.empty()) return value::object();
-  value v = value::parse(text, nullptr, /*allow_exceptions=*/false);
-  return v.is_discarded() ? value(text) : v;
 }
 
 /// Anthropic's `messages` and `system` from ours: system messages become `system`; a run of tool
@@ -70,7 +65,7 @@ value anthropic_body(const chat_request& request, const http_provider_options& o
 class anthropic final : public provider {
  public:
   explicit anthropic(http_provider_options options) : options_(std::move(options)) {
-    while (!options_.base_url.empty() && options_.base_url.back() == '/') options_.base_url.pop_back();
+    options_.base_url = wire::without_trailing_slashes(std::move(options_.base_url));
   }
 
   result<chat_response> complete(const chat_request& request, chat_stream* stream) override {
@@ -160,7 +155,8 @@ class anthropic final : public provider {
       } else if (type == "content_block_stop") {
         auto it = blocks.find(index);
         if (it != blocks.end() && it->second.type == "tool_use") {
-          tool_call call{.id = it->second.id, .name = it->second.name, .arguments = tool_input(it->second.json)};
+          tool_call call{
+              .id = it->second.id, .name = it->second.name, .arguments = wire::tool_arguments(it->second.json)};
           stream.tool_call_ready(call);
           r.message.tool_calls.push_back(std::move(call));
         }

@@ -192,10 +192,10 @@ result<std::shared_ptr<gateway>> gateway::from_config(const value& config, std::
         CHOIR_TRY(std::string text, read_text(path));
         CHOIR_TRY(route.backend, scripted_from_yaml(text, path.string()));
       }
-    } else if (kind == "openai" || kind == "anthropic") {
+    } else if (kind == "openai" || kind == "openai-responses" || kind == "anthropic") {
       http_provider_options options;
       CHOIR_TRY(options.base_url,
-                str("base_url", kind == "openai" ? "https://api.openai.com/v1" : "https://api.anthropic.com/v1"));
+                str("base_url", kind == "anthropic" ? "https://api.anthropic.com/v1" : "https://api.openai.com/v1"));
       CHOIR_TRY(std::string key_env, str("api_key_env", ""));
       if (!key_env.empty()) {
         const char* key = std::getenv(key_env.c_str());
@@ -217,10 +217,14 @@ result<std::shared_ptr<gateway>> gateway::from_config(const value& config, std::
         }
       }
       if (auto url = net::parse_url(options.base_url); !url.ok()) return bad(at + ".base_url", url.err().message);
-      route.backend =
-          kind == "openai" ? openai_chat_provider(std::move(options)) : anthropic_provider(std::move(options));
+      if (kind == "openai")
+        route.backend = openai_chat_provider(std::move(options));
+      else if (kind == "openai-responses")
+        route.backend = openai_responses_provider(std::move(options));
+      else
+        route.backend = anthropic_provider(std::move(options));
     } else {
-      return bad(at + ".provider", "must be scripted, openai or anthropic");
+      return bad(at + ".provider", "must be scripted, openai, openai-responses or anthropic");
     }
     g->add(std::move(route));
   }

@@ -139,6 +139,7 @@ TEST(GatewayConfig, BadConfigurationsNameTheField) {
   for (const auto& c :
        {bad_case{R"({"kind":"X"})", "kind"}, bad_case{R"({"kind":"Models","models":{}})", "models"},
         bad_case{R"({"kind":"Models","models":{"a":{"provider":"magic"}}})", "models.a.provider"},
+        bad_case{R"({"kind":"Models","models":{"a":{"provider":"magic"}}})", "openai-responses"},
         bad_case{R"({"kind":"Models","models":{"a":{"provider":"openai","colour":1}}})", "models.a.colour"},
         bad_case{R"({"kind":"Models","models":{"a":{"provider":"openai","base_url":"ftp://x"}}})", "base_url"},
         bad_case{R"({"kind":"Models","models":{"a":{"provider":"openai","api_key_env":"CHOIR_SURELY_UNSET_KEY"}}})",

@@ -2,6 +2,7 @@
 
 #include "choir/core/json_access.hpp"
 #include "choir/models/providers.hpp"
+#include "choir/models/wire.hpp"
 #include "choir/net/sse.hpp"
 
 namespace choir::models {
@@ -57,12 +58,9 @@ value openai_message(const chat_message& m) {
     v["content"] = m.content.empty() ? value(nullptr) : value(m.content);
     value calls = value::array();
     for (const auto& c : m.tool_calls) {
-      calls.push_back(
-          {{"id", c.id},
-           {"type", "function"},
-           {"function",
-            {{"name", c.name},
-             {"arguments", c.arguments.is_string() ? c.arguments.get<std::string>() : dump_json(c.arguments)}}}});
+      calls.push_back({{"id", c.id},
+                       {"type", "function"},
+                       {"function", {{"name", c.name}, {"arguments", wire::arguments_text(c.arguments)}}}});
     }
     v["tool_calls"] = std::move(calls);
   } else {
@@ -71,19 +69,10 @@ value openai_message(const chat_message& m) {
   return v;
 }
 
-/// A tool call's arguments as the model wrote them: an object if they parse as one, otherwise
-/// the text itself (the tool registry then reports it to the model as invalid arguments).
-value parse_arguments(const std::string& text) {
-  if (text.empty()) return value::object();
-  value v = value::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (v.is_discarded()) return value(text);
-  return v;
-}
-
 class openai_chat final : public provider {
  public:
   explicit openai_chat(http_provider_options options) : options_(std::move(options)) {
-    while (!options_.base_url.empty() && options_.base_url.back() == '/') options_.base_url.pop_back();
+    options_.base_url = wire::without_trailing_slashes(std::move(options_.base_url));
   }
 
   result<chat_response> complete(const chat_request& request, chat_stream* stream) override {
@@ -106,9 +95,7 @@ class openai_chat final : public provider {
       body["stream_options"] = {{"include_usage", true}};
     }
     net::http_request http{.method = "POST", .url = options_.base_url + "/chat/completions"};
-    http.headers = {{"content-type", "application/json"}};
-    if (!options_.api_key.empty()) http.headers.emplace_back("authorization", "Bearer " + options_.api_key);
-    for (const auto& h : options_.extra_headers) http.headers.push_back(h);
+    http.headers = wire::openai_headers(options_);
     http.body = dump_json(body);
     http.timeout = options_.timeout;
     if (stream == nullptr) {
@@ -142,8 +129,8 @@ class openai_chat final : public provider {
         call.id = string_at(c, "id");
         call.name = string_at(c["function"], "name");
         const auto& args = c["function"].contains("arguments") ? c["function"]["arguments"] : value();
-        call.arguments =
-            args.is_string() ? parse_arguments(args.get<std::string>()) : (args.is_null() ? value::object() : args);
+        call.arguments = args.is_string() ? wire::tool_arguments(args.get<std::string>())
+                                          : (args.is_null() ? value::object() : args);
         r.message.tool_calls.push_back(std::move(call));
       }
     }
@@ -230,7 +217,7 @@ class openai_chat final : public provider {
       return make_error(model_errc::provider_error, "the stream ended before the answer was complete");
     }
     for (auto& [index, c] : calls) {
-      tool_call call{.id = std::move(c.id), .name = std::move(c.name), .arguments = parse_arguments(c.arguments)};
+      tool_call call{.id = std::move(c.id), .name = std::move(c.name), .arguments = wire::tool_arguments(c.arguments)};
       stream.tool_call_ready(call);
       r.message.tool_calls.push_back(std::move(call));
     }

@@ -1,7 +1,8 @@
 #pragma once
 /// The network providers: OpenAI-compatible Chat Completions (OpenAI, and the servers that speak
-/// it: llama.cpp, vLLM, Ollama) and Anthropic Messages. Wire formats: shared reference in
-/// docs/models.md. Both stream with server-sent events when the caller asks for a stream.
+/// it: llama.cpp, vLLM, Ollama), the OpenAI Responses API and Anthropic Messages. Wire formats:
+/// shared reference in docs/models.md. Each streams with server-sent events when the caller asks
+/// for a stream.
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -18,8 +19,9 @@ struct http_provider_options {
   std::string api_key;   ///< sent as `Authorization: Bearer` (OpenAI) or `x-api-key` (Anthropic); may be empty
   std::chrono::milliseconds timeout{120'000};
   net::header_list extra_headers;
-  /// OpenAI: the request field for the answer's length (`max_tokens` is understood by every
-  /// compatible server; OpenAI's newer models want `max_completion_tokens`).
+  /// OpenAI Chat Completions: the request field for the answer's length (`max_tokens` is
+  /// understood by every compatible server; OpenAI's newer models want `max_completion_tokens`).
+  /// The Responses API always sends `max_output_tokens`.
   std::string max_tokens_field = "max_tokens";
   /// Anthropic: the `anthropic-version` header, and the answer length sent when none is asked for
   /// (the API requires one).
@@ -28,11 +30,20 @@ struct http_provider_options {
 };
 
 [[nodiscard]] std::shared_ptr<provider> openai_chat_provider(http_provider_options options);
+/// POSTs `{base_url}/responses` with `store: false` (the whole conversation is sent each time, and
+/// nothing is kept at OpenAI). A response that failed, or an error event in its stream, is the
+/// error its code means (`server_error`: `provider_error`, `rate_limit_exceeded`: `rate_limited`,
+/// `invalid_…`: `rejected`); a stream that ends before `response.completed` (or `.incomplete`) is
+/// `provider_error`.
+[[nodiscard]] std::shared_ptr<provider> openai_responses_provider(http_provider_options options);
 [[nodiscard]] std::shared_ptr<provider> anthropic_provider(http_provider_options options);
 
 /// A whole (not streamed) answer in each wire format, as the providers read it. Errors:
-/// `model_errc::bad_response`. Exposed for tests and fuzzing: the bytes come from the network.
+/// `model_errc::bad_response`; a Responses answer that carries an `error` (a failed response) is
+/// the error its code means, as above. Exposed for tests and fuzzing: the bytes come from the
+/// network.
 [[nodiscard]] result<chat_response> parse_openai_answer(std::string_view body);
+[[nodiscard]] result<chat_response> parse_openai_responses_answer(std::string_view body);
 [[nodiscard]] result<chat_response> parse_anthropic_answer(std::string_view body);
 
 /// Sends `http` and hands each server-sent event of a 2xx answer to `on_event` until it returns
