@@ -1085,6 +1085,39 @@ TEST_F(Api, McpOverStreamableHttpIsASessionRunThroughTheGate) {
                              ada_token, v));
   EXPECT_EQ(escape["result"]["isError"], true) << escape;
 
+  // Runs are resources of their tenant only: globex's run is neither listed nor readable.
+  store::run_record theirs;
+  theirs.run_id = "globex-run-1";
+  theirs.agent = "counter";
+  theirs.graph_version = "v";
+  theirs.status = "completed";
+  theirs.tenant = "globex";
+  theirs.user = "carol";
+  ASSERT_TRUE(store_->put_graph({"v", "counter", "(test)"}).ok());
+  auto created = store_->create_run(theirs, *graph::state::from_json({{"count", 0}}), -1);
+  ASSERT_TRUE(created.ok()) << created.err().message;
+  auto resources = json_of(post(session, {{"jsonrpc", "2.0"}, {"id", 6}, {"method", "resources/list"}}, ada_token, v));
+  std::vector<std::string> titles;
+  for (const auto& r : resources["result"]["resources"]) titles.push_back(r["title"]);
+  EXPECT_NE(std::find(titles.begin(), titles.end(), "mcp-session (running)"), titles.end()) << resources;
+  EXPECT_EQ(std::find(titles.begin(), titles.end(), "counter (completed)"), titles.end()) << resources;
+  auto foreign = json_of(post(session,
+                              {{"jsonrpc", "2.0"},
+                               {"id", 7},
+                               {"method", "resources/read"},
+                               {"params", {{"uri", "choir://runs/globex-run-1/state"}}}},
+                              ada_token, v));
+  EXPECT_EQ(foreign["error"]["code"], -32002) << foreign;
+  auto hint = json_of(post(session,
+                           {{"jsonrpc", "2.0"},
+                            {"id", 8},
+                            {"method", "completion/complete"},
+                            {"params",
+                             {{"ref", {{"type", "ref/resource"}, {"uri", "choir://runs/{run_id}"}}},
+                              {"argument", {{"name", "run_id"}, {"value", "globex"}}}}}},
+                           ada_token, v));
+  EXPECT_EQ(hint["result"]["completion"]["values"], value::array()) << hint;
+
   // Hostile and malformed: another user's token with this session, a version nobody speaks, garbage.
   EXPECT_EQ(post(session, {{"jsonrpc", "2.0"}, {"id", 5}, {"method", "ping"}}, carol_token).status, 404);
   EXPECT_EQ(post(session, {{"jsonrpc", "2.0"}, {"id", 5}, {"method", "ping"}}, ada_token,

@@ -14,6 +14,63 @@ const std::vector<std::string>& supported_versions() {
   return versions;
 }
 
+result<std::vector<resource_content>> server_provider::read_resource(const std::string& uri) {
+  return make_error(core_errc::not_found, "no resource " + uri);
+}
+
+result<prompt_result> server_provider::get_prompt(const std::string& name, const value&) {
+  return make_error(core_errc::not_found, "no prompt " + name);
+}
+
+server_provider::completion server_provider::complete(const value&, const std::string&, const std::string&,
+                                                      const value&) {
+  return {};
+}
+
+namespace {
+
+constexpr int resource_not_found = -32002;  // MCP's code for resources/read of an unknown URI
+
+/// Where a page of a paginated list starts: the cursor (opaque to clients) is the index of the
+/// page's first entry. Empty: a bad cursor.
+std::optional<std::size_t> page_start(const value& params, std::size_t count) {
+  if (!params.contains("cursor") || params["cursor"].is_null()) return 0;
+  const std::string cursor = params["cursor"].is_string() ? params["cursor"].get<std::string>() : "";
+  if (cursor.empty() || cursor.size() > 9 ||
+      !std::all_of(cursor.begin(), cursor.end(), [](char c) { return c >= '0' && c <= '9'; }) ||
+      std::stoul(cursor) >= count) {
+    return std::nullopt;
+  }
+  return std::stoul(cursor);
+}
+
+/// One page of `all`, each entry made by `entry`, under `key`, with `nextCursor` if more follow.
+template <typename T, typename F>
+value page_of(const std::vector<T>& all, std::size_t start, std::size_t size, const char* key, F entry) {
+  value list = value::array();
+  const std::size_t end = std::min(all.size(), start + size);
+  for (std::size_t i = start; i < end; ++i) list.push_back(entry(all[i]));
+  value result{{key, std::move(list)}};
+  if (end < all.size()) result["nextCursor"] = std::to_string(end);
+  return result;
+}
+
+value resource_entry(const resource_descriptor& r, const char* uri_key) {
+  value e{{uri_key, r.uri}, {"name", r.name}};
+  if (!r.title.empty()) e["title"] = r.title;
+  if (!r.description.empty()) e["description"] = r.description;
+  if (!r.mime_type.empty()) e["mimeType"] = r.mime_type;
+  return e;
+}
+
+value content_entry(const resource_content& c) {
+  value e{{"uri", c.uri}, {"text", c.text}};
+  if (!c.mime_type.empty()) e["mimeType"] = c.mime_type;
+  return e;
+}
+
+}  // namespace
+
 server::server(server_provider& provider, server_info info, std::size_t page_size)
     : provider_(provider), info_(std::move(info)), page_size_(std::max<std::size_t>(1, page_size)) {}
 
@@ -33,7 +90,12 @@ value server::initialize(const value& params) {
     version_ = agreed;
   }
   value result{{"protocolVersion", agreed},
-               {"capabilities", {{"tools", {{"listChanged", false}}}, {"logging", value::object()}}},
+               {"capabilities",
+                {{"tools", {{"listChanged", false}}},
+                 {"resources", {{"subscribe", false}, {"listChanged", false}}},
+                 {"prompts", {{"listChanged", false}}},
+                 {"completions", value::object()},
+                 {"logging", value::object()}}},
                {"serverInfo", {{"name", info_.name}, {"version", info_.version}}}};
   if (!info_.instructions.empty()) result["instructions"] = info_.instructions;
   return result;
@@ -74,30 +136,15 @@ std::optional<std::string> server::dispatch(const value& id, const std::string& 
   }
   if (method == "tools/list") {
     const auto all = provider_.tools();
-    std::size_t start = 0;
-    if (params.contains("cursor") && !params["cursor"].is_null()) {
-      // The cursor is opaque to clients; here it is the index of the page's first tool.
-      const std::string cursor = params["cursor"].is_string() ? params["cursor"].get<std::string>() : "";
-      if (cursor.empty() || cursor.size() > 9 ||
-          !std::all_of(cursor.begin(), cursor.end(), [](char c) { return c >= '0' && c <= '9'; }) ||
-          std::stoul(cursor) >= all.size()) {
-        return rpc_error(id, rpc_code::invalid_params, "invalid cursor");
-      }
-      start = std::stoul(cursor);
-    }
-    value tools = value::array();
-    const std::size_t end = std::min(all.size(), start + page_size_);
-    for (std::size_t i = start; i < end; ++i) {
-      const auto& t = all[i];
-      value entry{{"name", t.name}, {"description", t.description}, {"inputSchema", t.input_schema}};
-      if (!t.title.empty()) entry["title"] = t.title;
-      if (!t.output_schema.is_null()) entry["outputSchema"] = t.output_schema;
-      if (!t.annotations.is_null()) entry["annotations"] = t.annotations;
-      tools.push_back(std::move(entry));
-    }
-    value result{{"tools", std::move(tools)}};
-    if (end < all.size()) result["nextCursor"] = std::to_string(end);
-    return rpc_result(id, std::move(result));
+    const auto start = page_start(params, all.size());
+    if (!start) return rpc_error(id, rpc_code::invalid_params, "invalid cursor");
+    return rpc_result(id, page_of(all, *start, page_size_, "tools", [](const tool_descriptor& t) {
+                        value entry{{"name", t.name}, {"description", t.description}, {"inputSchema", t.input_schema}};
+                        if (!t.title.empty()) entry["title"] = t.title;
+                        if (!t.output_schema.is_null()) entry["outputSchema"] = t.output_schema;
+                        if (!t.annotations.is_null()) entry["annotations"] = t.annotations;
+                        return entry;
+                      }));
   }
   if (method == "tools/call") {
     const std::string name = string_at(params, "name");
@@ -119,6 +166,97 @@ std::optional<std::string> server::dispatch(const value& id, const std::string& 
     value result{{"content", std::move(r.content)}, {"isError", r.is_error}};
     if (!r.structured.is_null()) result["structuredContent"] = std::move(r.structured);
     return rpc_result(id, std::move(result));
+  }
+  return resources_and_prompts(id, method, params);
+}
+
+std::optional<std::string> server::resources_and_prompts(const value& id, const std::string& method,
+                                                         const value& params) {
+  if (method == "resources/list" || method == "resources/templates/list") {
+    const bool templates = method == "resources/templates/list";
+    const auto all = templates ? provider_.resource_templates() : provider_.resources();
+    const auto start = page_start(params, all.size());
+    if (!start) return rpc_error(id, rpc_code::invalid_params, "invalid cursor");
+    const char* uri_key = templates ? "uriTemplate" : "uri";
+    return rpc_result(id, page_of(all, *start, page_size_, templates ? "resourceTemplates" : "resources",
+                                  [&](const resource_descriptor& r) { return resource_entry(r, uri_key); }));
+  }
+  if (method == "resources/read") {
+    const std::string uri = string_at(params, "uri");
+    if (uri.empty()) return rpc_error(id, rpc_code::invalid_params, "resources/read needs a uri");
+    auto read = provider_.read_resource(uri);
+    if (!read.ok()) {
+      return rpc_error(id, resource_not_found, "Resource not found: " + read.err().message, value{{"uri", uri}});
+    }
+    value contents = value::array();
+    for (const auto& c : *read) contents.push_back(content_entry(c));
+    return rpc_result(id, value{{"contents", std::move(contents)}});
+  }
+  if (method == "prompts/list") {
+    const auto all = provider_.prompts();
+    const auto start = page_start(params, all.size());
+    if (!start) return rpc_error(id, rpc_code::invalid_params, "invalid cursor");
+    return rpc_result(id, page_of(all, *start, page_size_, "prompts", [](const prompt_descriptor& p) {
+                        value arguments = value::array();
+                        for (const auto& a : p.arguments) {
+                          value arg{{"name", a.name}, {"required", a.required}};
+                          if (!a.description.empty()) arg["description"] = a.description;
+                          arguments.push_back(std::move(arg));
+                        }
+                        value entry{{"name", p.name}, {"arguments", std::move(arguments)}};
+                        if (!p.title.empty()) entry["title"] = p.title;
+                        if (!p.description.empty()) entry["description"] = p.description;
+                        return entry;
+                      }));
+  }
+  if (method == "prompts/get") {
+    const std::string name = string_at(params, "name");
+    const auto all = provider_.prompts();
+    const auto found = std::find_if(all.begin(), all.end(), [&](const prompt_descriptor& p) { return p.name == name; });
+    if (found == all.end()) return rpc_error(id, rpc_code::invalid_params, "Unknown prompt: " + name);
+    const value arguments =
+        params.contains("arguments") && params["arguments"].is_object() ? params["arguments"] : value::object();
+    for (const auto& [key, v] : arguments.items()) {
+      if (!v.is_string()) return rpc_error(id, rpc_code::invalid_params, "argument " + key + " must be a string");
+    }
+    for (const auto& a : found->arguments) {
+      if (a.required && !arguments.contains(a.name)) {
+        return rpc_error(id, rpc_code::invalid_params, "missing required argument: " + a.name);
+      }
+    }
+    auto got = provider_.get_prompt(name, arguments);
+    if (!got.ok()) return rpc_error(id, rpc_code::invalid_params, got.err().message);
+    value messages = value::array();
+    for (const auto& m : got->messages) {
+      value content = m.resource ? value{{"type", "resource"}, {"resource", content_entry(*m.resource)}}
+                                 : value{{"type", "text"}, {"text", m.text}};
+      messages.push_back({{"role", m.role}, {"content", std::move(content)}});
+    }
+    value result{{"messages", std::move(messages)}};
+    if (!got->description.empty()) result["description"] = got->description;
+    return rpc_result(id, std::move(result));
+  }
+  if (method == "completion/complete") {
+    const value ref = params.contains("ref") && params["ref"].is_object() ? params["ref"] : value::object();
+    const std::string type = string_at(ref, "type");
+    if (type != "ref/prompt" && type != "ref/resource") {
+      return rpc_error(id, rpc_code::invalid_params, "ref.type must be ref/prompt or ref/resource");
+    }
+    const value argument =
+        params.contains("argument") && params["argument"].is_object() ? params["argument"] : value::object();
+    const std::string name = string_at(argument, "name");
+    if (name.empty()) return rpc_error(id, rpc_code::invalid_params, "completion/complete needs argument.name");
+    const value context =
+        params.contains("context") && params["context"].is_object() ? params["context"] : value::object();
+    const value known =
+        context.contains("arguments") && context["arguments"].is_object() ? context["arguments"] : value::object();
+    auto found = provider_.complete(ref, name, string_at(argument, "value"), known);
+    constexpr std::size_t max_values = 100;  // the protocol's limit per answer
+    const std::size_t total = std::max(found.total, found.values.size());
+    if (found.values.size() > max_values) found.values.resize(max_values);
+    return rpc_result(
+        id,
+        value{{"completion", {{"values", found.values}, {"total", total}, {"hasMore", total > found.values.size()}}}});
   }
   return rpc_error(id, rpc_code::method_not_found, "method not found: " + method);
 }

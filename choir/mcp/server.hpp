@@ -1,6 +1,7 @@
 #pragma once
 /// The MCP server's protocol engine (Model Context Protocol 2025-11-25, negotiating down to
-/// 2025-06-18 and 2025-03-26): lifecycle, ping, tools (listed in pages, called), logging level. It
+/// 2025-06-18 and 2025-03-26): lifecycle, ping, tools (listed in pages, called), resources and
+/// resource templates (listed, read), prompts (listed, got), completions, logging level. It
 /// knows nothing of ChoirOS's tools or its kernel: it serves what a `server_provider` offers, and
 /// the application plugs the runtime's gated tools in (ARCHITECTURE, "Rules between layers").
 /// Transport-neutral: `handle` takes one message and returns the answer; `serve_lines` runs it
@@ -37,7 +38,50 @@ struct tool_result {
   bool is_error = false;           ///< the tool failed; `content` says why (the model may correct itself)
 };
 
-/// What the server serves. Called from the thread that calls `handle`.
+/// A resource the server lists (`resources/list`), or a family of them named by an RFC 6570
+/// level-1 URI template (`resources/templates/list`: `uri` holds the template).
+struct resource_descriptor {
+  std::string uri;
+  std::string name;
+  std::string title;
+  std::string description;
+  std::string mime_type;
+};
+
+/// What `resources/read` gives: one text content (JSON text for ChoirOS's resources).
+struct resource_content {
+  std::string uri;
+  std::string mime_type;
+  std::string text;
+};
+
+struct prompt_argument {
+  std::string name;
+  std::string description;
+  bool required = false;
+};
+
+struct prompt_descriptor {
+  std::string name;
+  std::string title;
+  std::string description;
+  std::vector<prompt_argument> arguments;
+};
+
+/// One message of a prompt: text, or a resource embedded whole (`resource` set).
+struct prompt_message {
+  std::string role = "user";  ///< `user` or `assistant`
+  std::string text;
+  std::optional<resource_content> resource;
+};
+
+struct prompt_result {
+  std::string description;
+  std::vector<prompt_message> messages;
+};
+
+/// What the server serves. Called from the thread that calls `handle`. Only tools are required;
+/// a provider without resources or prompts leaves those lists empty.
 class server_provider {
  public:
   virtual ~server_provider() = default;
@@ -46,6 +90,27 @@ class server_provider {
   /// `is_error` result; an error return is for what is not the tool's (the kernel refused, the
   /// journal failed) and also becomes an `is_error` result, with its message.
   [[nodiscard]] virtual result<tool_result> call_tool(const std::string& name, const value& arguments) = 0;
+
+  [[nodiscard]] virtual std::vector<resource_descriptor> resources() { return {}; }
+  [[nodiscard]] virtual std::vector<resource_descriptor> resource_templates() { return {}; }
+  /// The resource at `uri`. `core_errc::not_found` (or any error) for one that is not there or not
+  /// the client's to read: MCP's "resource not found" (`-32002`), with the message.
+  [[nodiscard]] virtual result<std::vector<resource_content>> read_resource(const std::string& uri);
+
+  [[nodiscard]] virtual std::vector<prompt_descriptor> prompts() { return {}; }
+  /// Prompt `name` (one of `prompts()`) with its arguments (strings, required ones present).
+  /// Errors become `-32602` with the message.
+  [[nodiscard]] virtual result<prompt_result> get_prompt(const std::string& name, const value& arguments);
+
+  /// Values for argument `argument` of a prompt (`ref` `{type: "ref/prompt", name}`) or of a
+  /// resource template (`{type: "ref/resource", uri}`) that begin with `prefix`; `known` holds the
+  /// arguments already given. At most 100 are sent; `total` is how many there are.
+  struct completion {
+    std::vector<std::string> values;
+    std::size_t total = 0;
+  };
+  [[nodiscard]] virtual completion complete(const value& ref, const std::string& argument, const std::string& prefix,
+                                            const value& known);
 };
 
 struct server_info {
@@ -69,6 +134,8 @@ class server {
  private:
   [[nodiscard]] value initialize(const value& params);
   [[nodiscard]] std::optional<std::string> dispatch(const value& id, const std::string& method, const value& params);
+  [[nodiscard]] std::optional<std::string> resources_and_prompts(const value& id, const std::string& method,
+                                                                 const value& params);
 
   server_provider& provider_;
   server_info info_;

@@ -109,6 +109,136 @@ TEST(McpServer, AnswersPingLoggingAndUnknownMethods) {
   EXPECT_EQ(ask(s, "{oops")["error"]["code"], rpc_code::parse_error);
 }
 
+class fake_library final : public server_provider {
+ public:
+  std::vector<tool_descriptor> tools() override { return {}; }
+  result<tool_result> call_tool(const std::string&, const value&) override { return tool_result{}; }
+  std::vector<resource_descriptor> resources() override {
+    std::vector<resource_descriptor> out;
+    for (int i = 0; i < 5; ++i) {
+      out.push_back(
+          {.uri = "x://doc/" + std::to_string(i), .name = "doc" + std::to_string(i), .mime_type = "text/plain"});
+    }
+    return out;
+  }
+  std::vector<resource_descriptor> resource_templates() override {
+    return {{.uri = "x://doc/{n}", .name = "doc", .title = "A document", .description = "the nth"}};
+  }
+  result<std::vector<resource_content>> read_resource(const std::string& uri) override {
+    if (uri.rfind("x://doc/", 0) != 0) return make_error(core_errc::not_found, "no " + uri);
+    return std::vector<resource_content>{{.uri = uri, .mime_type = "text/plain", .text = "text of " + uri}};
+  }
+  std::vector<prompt_descriptor> prompts() override {
+    return {
+        {.name = "summarize", .description = "Summarize a document", .arguments = {{.name = "n", .required = true}}}};
+  }
+  result<prompt_result> get_prompt(const std::string&, const value& arguments) override {
+    const std::string n = arguments["n"];
+    if (n == "9") return make_error(core_errc::not_found, "no document 9");
+    return prompt_result{.description = "about " + n,
+                         .messages = {{.text = "Summarize this."},
+                                      {.resource = resource_content{.uri = "x://doc/" + n, .text = "body"}}}};
+  }
+  completion complete(const value& ref, const std::string& argument, const std::string& prefix,
+                      const value& known) override {
+    last_ref = ref;
+    last_known = known;
+    completion out;
+    if (argument != "n") return out;
+    for (int i = 0; i < 150; ++i) {
+      const std::string v = std::to_string(i);
+      if (v.rfind(prefix, 0) == 0) out.values.push_back(v);
+    }
+    out.total = out.values.size();
+    return out;
+  }
+  value last_ref;
+  value last_known;
+};
+
+TEST(McpServer, ListsAndReadsResourcesAndTemplates) {
+  fake_library lib;
+  server s(lib, {}, 2);
+  auto init = ask(s, R"({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25"}})");
+  EXPECT_TRUE(init["result"]["capabilities"].contains("resources"));
+  EXPECT_TRUE(init["result"]["capabilities"].contains("prompts"));
+  EXPECT_TRUE(init["result"]["capabilities"].contains("completions"));
+
+  std::vector<std::string> uris;
+  value cursor;
+  for (int page = 0; page < 5; ++page) {
+    value params = value::object();
+    if (!cursor.is_null()) params["cursor"] = cursor;
+    auto r = ask(s, value{{"jsonrpc", "2.0"}, {"id", 2}, {"method", "resources/list"}, {"params", params}}.dump());
+    for (const auto& e : r["result"]["resources"]) uris.push_back(e["uri"]);
+    cursor = r["result"].value("nextCursor", value());
+    if (cursor.is_null()) break;
+  }
+  EXPECT_EQ(uris.size(), 5u);
+  EXPECT_EQ(uris.back(), "x://doc/4");
+  auto bad = ask(s, R"({"jsonrpc":"2.0","id":3,"method":"resources/list","params":{"cursor":"99"}})");
+  EXPECT_EQ(bad["error"]["code"], -32602);
+
+  auto templates = ask(s, R"({"jsonrpc":"2.0","id":4,"method":"resources/templates/list"})");
+  ASSERT_EQ(templates["result"]["resourceTemplates"].size(), 1u);
+  EXPECT_EQ(templates["result"]["resourceTemplates"][0]["uriTemplate"], "x://doc/{n}");
+  EXPECT_EQ(templates["result"]["resourceTemplates"][0]["title"], "A document");
+
+  auto read = ask(s, R"({"jsonrpc":"2.0","id":5,"method":"resources/read","params":{"uri":"x://doc/3"}})");
+  ASSERT_EQ(read["result"]["contents"].size(), 1u);
+  EXPECT_EQ(read["result"]["contents"][0]["text"], "text of x://doc/3");
+  EXPECT_EQ(read["result"]["contents"][0]["mimeType"], "text/plain");
+  auto missing = ask(s, R"({"jsonrpc":"2.0","id":6,"method":"resources/read","params":{"uri":"y://other"}})");
+  EXPECT_EQ(missing["error"]["code"], -32002);
+  EXPECT_EQ(missing["error"]["data"]["uri"], "y://other");
+  auto no_uri = ask(s, R"({"jsonrpc":"2.0","id":7,"method":"resources/read","params":{}})");
+  EXPECT_EQ(no_uri["error"]["code"], -32602);
+}
+
+TEST(McpServer, GetsPromptsAndCompletesArguments) {
+  fake_library lib;
+  server s(lib, {});
+  auto list = ask(s, R"({"jsonrpc":"2.0","id":1,"method":"prompts/list"})");
+  ASSERT_EQ(list["result"]["prompts"].size(), 1u);
+  EXPECT_EQ(list["result"]["prompts"][0]["arguments"][0], (value{{"name", "n"}, {"required", true}}));
+
+  auto got =
+      ask(s, R"({"jsonrpc":"2.0","id":2,"method":"prompts/get","params":{"name":"summarize","arguments":{"n":"2"}}})");
+  ASSERT_EQ(got["result"]["messages"].size(), 2u) << got.dump();
+  EXPECT_EQ(got["result"]["description"], "about 2");
+  EXPECT_EQ(got["result"]["messages"][0]["content"], (value{{"type", "text"}, {"text", "Summarize this."}}));
+  EXPECT_EQ(got["result"]["messages"][1]["content"]["type"], "resource");
+  EXPECT_EQ(got["result"]["messages"][1]["content"]["resource"]["uri"], "x://doc/2");
+
+  for (const char* wrong :
+       {R"({"jsonrpc":"2.0","id":3,"method":"prompts/get","params":{"name":"summarize"}})",
+        R"({"jsonrpc":"2.0","id":3,"method":"prompts/get","params":{"name":"summarize","arguments":{"n":2}}})",
+        R"({"jsonrpc":"2.0","id":3,"method":"prompts/get","params":{"name":"other","arguments":{"n":"2"}}})",
+        R"({"jsonrpc":"2.0","id":3,"method":"prompts/get","params":{"name":"summarize","arguments":{"n":"9"}}})"}) {
+    EXPECT_EQ(ask(s, wrong)["error"]["code"], -32602) << wrong;
+  }
+
+  auto done = ask(
+      s,
+      R"({"jsonrpc":"2.0","id":4,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","name":"summarize"},"argument":{"name":"n","value":"1"},"context":{"arguments":{"x":"y"}}}})");
+  const auto& c = done["result"]["completion"];
+  EXPECT_EQ(c["values"].size(), 61u);  // 1, 10–19, 100–149
+  EXPECT_EQ(c["total"], 61);
+  EXPECT_EQ(c["hasMore"], false);
+  EXPECT_EQ(lib.last_known, (value{{"x", "y"}}));
+  auto many = ask(
+      s,
+      R"({"jsonrpc":"2.0","id":5,"method":"completion/complete","params":{"ref":{"type":"ref/resource","uri":"x://doc/{n}"},"argument":{"name":"n","value":""}}})");
+  EXPECT_EQ(many["result"]["completion"]["values"].size(), 100u) << "at most 100 values per answer";
+  EXPECT_EQ(many["result"]["completion"]["total"], 150);
+  EXPECT_EQ(many["result"]["completion"]["hasMore"], true);
+  EXPECT_EQ(lib.last_ref["uri"], "x://doc/{n}");
+  auto bad_ref = ask(
+      s,
+      R"({"jsonrpc":"2.0","id":6,"method":"completion/complete","params":{"ref":{"type":"ref/tool"},"argument":{"name":"n"}}})");
+  EXPECT_EQ(bad_ref["error"]["code"], -32602);
+}
+
 TEST(McpServer, ServesNewlineDelimitedMessages) {
   fake_tools tools;
   server s(tools, {});

@@ -1,6 +1,9 @@
 #include "choir/runtime/mcp_session.hpp"
 
+#include <algorithm>
+#include <cctype>
 #include <filesystem>
+#include <optional>
 
 #include "choir/graph/application.hpp"
 #include "choir/runtime/agent_run.hpp"
@@ -32,8 +35,8 @@ result<std::shared_ptr<const agent_definition>> mcp_session_agent(const graph::a
 }
 
 mcp_session::mcp_session(std::shared_ptr<const action_services> services, std::shared_ptr<const agent_definition> agent,
-                         std::unique_ptr<graph::application> app)
-    : services_(std::move(services)), agent_(std::move(agent)), app_(std::move(app)) {
+                         std::unique_ptr<graph::application> app, principal who)
+    : services_(std::move(services)), who_(std::move(who)), agent_(std::move(agent)), app_(std::move(app)) {
   run_id_ = app_->identity().app_id;
 }
 
@@ -49,7 +52,7 @@ result<std::unique_ptr<mcp_session>> mcp_session::open(std::shared_ptr<const act
                                 run_hosting{.lease_ttl_ms = lease_ttl_ms, .gate = services->gate}));
   std::error_code ec;
   std::filesystem::create_directories(services->workspaces / who.tenant / agent->name, ec);
-  return std::unique_ptr<mcp_session>(new mcp_session(std::move(services), std::move(agent), std::move(app)));
+  return std::unique_ptr<mcp_session>(new mcp_session(std::move(services), std::move(agent), std::move(app), who));
 }
 
 std::vector<mcp::tool_descriptor> mcp_session::tools() {
@@ -79,6 +82,208 @@ result<mcp::tool_result> mcp_session::call_tool(const std::string& name, const v
   mcp::tool_result r = text(dump_json(outcome->result), false);
   if (outcome->result.is_object()) r.structured = outcome->result;
   return r;
+}
+
+// ---- resources and prompts ----------------------------------------------------------------------
+
+namespace {
+
+constexpr std::string_view runs_scheme = "choir://runs/";
+constexpr std::size_t listed_runs = 100;  // resources/list: the newest runs
+constexpr std::size_t scanned_runs = 1'000;
+constexpr std::size_t listed_steps = 1'000;  // steps in a run's resource
+
+/// A run resource's URI taken apart: `choir://runs/ID`, `…/state`, `…/steps/N`.
+struct run_uri {
+  std::string run_id;
+  enum class part { run, state, step } what = part::run;
+  std::int64_t sequence_id = 0;
+};
+
+std::optional<run_uri> parse_run_uri(const std::string& uri) {
+  if (uri.compare(0, runs_scheme.size(), runs_scheme) != 0) return std::nullopt;
+  const std::string rest = uri.substr(runs_scheme.size());
+  run_uri out;
+  const auto slash = rest.find('/');
+  out.run_id = rest.substr(0, slash);
+  if (out.run_id.empty()) return std::nullopt;
+  if (slash == std::string::npos) return out;
+  const std::string tail = rest.substr(slash + 1);
+  if (tail == "state") {
+    out.what = run_uri::part::state;
+    return out;
+  }
+  constexpr std::string_view steps = "steps/";
+  if (tail.compare(0, steps.size(), steps) != 0) return std::nullopt;
+  const std::string number = tail.substr(steps.size());
+  if (number.empty() || number.size() > 18 ||
+      !std::all_of(number.begin(), number.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    return std::nullopt;
+  }
+  out.what = run_uri::part::step;
+  out.sequence_id = std::stoll(number);
+  return out;
+}
+
+std::string run_uri_of(const std::string& run_id) { return std::string(runs_scheme) + run_id; }
+
+mcp::resource_content json_content(std::string uri, const value& v) {
+  return {.uri = std::move(uri), .mime_type = "application/json", .text = v.dump(2)};
+}
+
+}  // namespace
+
+result<store::run_record> mcp_session::tenant_run(const std::string& run_id) {
+  auto run = services_->store->get_run(run_id);
+  if (!run.ok() || run->tenant != who_.tenant) return make_error(core_errc::not_found, "no run " + run_id);
+  return run;
+}
+
+std::vector<store::run_record> mcp_session::tenant_runs() {
+  std::vector<store::run_record> out;
+  auto runs = services_->store->list_runs(scanned_runs);
+  if (!runs.ok()) return out;
+  for (auto& r : *runs) {
+    if (r.tenant == who_.tenant) out.push_back(std::move(r));
+  }
+  return out;
+}
+
+std::vector<mcp::resource_descriptor> mcp_session::resources() {
+  std::vector<mcp::resource_descriptor> out;
+  for (const auto& r : tenant_runs()) {
+    if (out.size() == listed_runs) break;
+    out.push_back({.uri = run_uri_of(r.run_id),
+                   .name = r.run_id,
+                   .title = r.agent + " (" + r.status + ")",
+                   .description = "A run of " + r.agent + ", " + r.status + ", " +
+                                  std::to_string(r.last_sequence ? *r.last_sequence + 1 : 0) + " steps",
+                   .mime_type = "application/json"});
+  }
+  return out;
+}
+
+std::vector<mcp::resource_descriptor> mcp_session::resource_templates() {
+  return {{.uri = "choir://runs/{run_id}",
+           .name = "run",
+           .title = "A run",
+           .description = "A run of an agent: its record (agent, status, parent, position) and its steps",
+           .mime_type = "application/json"},
+          {.uri = "choir://runs/{run_id}/state",
+           .name = "run-state",
+           .title = "A run's state",
+           .description = "The state of a run after its last committed step",
+           .mime_type = "application/json"},
+          {.uri = "choir://runs/{run_id}/steps/{sequence_id}",
+           .name = "run-step",
+           .title = "A step of a run",
+           .description = "One committed step: its action, inputs, result, changes, error, and the state after it",
+           .mime_type = "application/json"}};
+}
+
+result<std::vector<mcp::resource_content>> mcp_session::read_resource(const std::string& uri) {
+  const auto parsed = parse_run_uri(uri);
+  if (!parsed) return make_error(core_errc::not_found, uri + " is not a ChoirOS resource (choir://runs/…)");
+  CHOIR_TRY(store::run_record run, tenant_run(parsed->run_id));
+  auto& s = *services_->store;
+  switch (parsed->what) {
+    case run_uri::part::run: {
+      CHOIR_TRY(auto steps, s.steps(run.run_id, 0, listed_steps));
+      value list = value::array();
+      for (const auto& st : steps) {
+        value step{{"sequence_id", st.sequence_id},
+                   {"action", st.action},
+                   {"status", st.status},
+                   {"uri", uri + "/steps/" + std::to_string(st.sequence_id)}};
+        if (!st.error.is_null()) step["error"] = st.error;
+        list.push_back(std::move(step));
+      }
+      value out{{"run", run.to_json()}, {"steps", std::move(list)}};
+      if (steps.size() == listed_steps) out["steps_truncated"] = true;
+      return std::vector{json_content(uri, out)};
+    }
+    case run_uri::part::state: {
+      CHOIR_TRY(graph::state state, s.state_at(run.run_id, run.position()));
+      return std::vector{json_content(
+          uri, value{{"run_id", run.run_id}, {"sequence_id", run.position()}, {"state", state.to_json()}})};
+    }
+    case run_uri::part::step: {
+      CHOIR_TRY(auto steps, s.steps(run.run_id, parsed->sequence_id, 1));
+      if (steps.empty() || steps.front().sequence_id != parsed->sequence_id) {
+        return make_error(core_errc::not_found,
+                          "run " + run.run_id + " has no step " + std::to_string(parsed->sequence_id));
+      }
+      value out = steps.front().to_json();
+      CHOIR_TRY(graph::state after, s.state_at(run.run_id, parsed->sequence_id));
+      out["state_after"] = after.to_json();
+      return std::vector{json_content(uri, out)};
+    }
+  }
+  return make_error(core_errc::not_found, uri);
+}
+
+std::vector<mcp::prompt_descriptor> mcp_session::prompts() {
+  const mcp::prompt_argument run{.name = "run_id", .description = "The run (choir://runs/{run_id})", .required = true};
+  return {{.name = "explain_run",
+           .title = "Explain a run",
+           .description = "Explain what a ChoirOS run did, step by step, from its record",
+           .arguments = {run}},
+          {.name = "diagnose_run",
+           .title = "Diagnose a run",
+           .description = "Find why a ChoirOS run failed or stopped, from its record and its last step",
+           .arguments = {run}}};
+}
+
+result<mcp::prompt_result> mcp_session::get_prompt(const std::string& name, const value& arguments) {
+  const std::string run_id = arguments.value("run_id", std::string());
+  CHOIR_TRY(store::run_record run, tenant_run(run_id));
+  CHOIR_TRY(auto record, read_resource(run_uri_of(run.run_id)));
+  mcp::prompt_result out;
+  if (name == "explain_run") {
+    out.description = "Explain run " + run.run_id;
+    out.messages.push_back({.text = "Explain what this ChoirOS run of the agent '" + run.agent +
+                                    "' did, step by step: which actions ran, what each changed in the state, and "
+                                    "where the run stands now (" +
+                                    run.status + "). Its record follows."});
+  } else {
+    out.description = "Diagnose run " + run.run_id;
+    out.messages.push_back({.text = "This ChoirOS run of the agent '" + run.agent + "' is " + run.status +
+                                    ". Find why it failed or stopped, from its steps and their errors, and say what "
+                                    "to change. Its record and its last step follow."});
+  }
+  out.messages.push_back({.resource = record.front()});
+  if (name == "diagnose_run" && run.last_sequence) {
+    CHOIR_TRY(auto last, read_resource(run_uri_of(run.run_id) + "/steps/" + std::to_string(*run.last_sequence)));
+    out.messages.push_back({.resource = last.front()});
+  }
+  return out;
+}
+
+mcp::server_provider::completion mcp_session::complete(const value& ref, const std::string& argument,
+                                                       const std::string& prefix, const value& known) {
+  completion out;
+  const std::string type = ref.value("type", std::string());
+  const std::string target = type == "ref/prompt" ? ref.value("name", std::string()) : ref.value("uri", std::string());
+  if (target.empty()) return out;
+  if (argument == "run_id") {
+    for (const auto& r : tenant_runs()) {
+      if (r.run_id.compare(0, prefix.size(), prefix) != 0) continue;
+      ++out.total;
+      if (out.values.size() < 100) out.values.push_back(r.run_id);
+    }
+  } else if (argument == "sequence_id" && known.contains("run_id") && known["run_id"].is_string()) {
+    auto run = tenant_run(known["run_id"].get<std::string>());
+    if (!run.ok() || !run->last_sequence) return out;
+    auto steps = services_->store->steps(run->run_id, 0, listed_steps);
+    if (!steps.ok()) return out;
+    for (const auto& st : *steps) {
+      const std::string n = std::to_string(st.sequence_id);
+      if (n.compare(0, prefix.size(), prefix) != 0) continue;
+      ++out.total;
+      if (out.values.size() < 100) out.values.push_back(n);
+    }
+  }
+  return out;
 }
 
 void mcp_session::close() {

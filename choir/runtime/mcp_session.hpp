@@ -43,13 +43,31 @@ class mcp_session final : public mcp::server_provider {
   /// the tool's failures are results with `is_error`, their reason as text.
   [[nodiscard]] result<mcp::tool_result> call_tool(const std::string& name, const value& arguments) override;
 
+  /// Runs of the session's tenant as resources (docs/mcp.md, "Resources and prompts"):
+  /// `choir://runs/{run_id}` (the run and its steps), `…/state` (its state now) and
+  /// `…/steps/{sequence_id}` (one step and the state after it). Another tenant's run is not found.
+  [[nodiscard]] std::vector<mcp::resource_descriptor> resources() override;
+  [[nodiscard]] std::vector<mcp::resource_descriptor> resource_templates() override;
+  [[nodiscard]] result<std::vector<mcp::resource_content>> read_resource(const std::string& uri) override;
+  /// `explain_run` and `diagnose_run`, each embedding the run's resources.
+  [[nodiscard]] std::vector<mcp::prompt_descriptor> prompts() override;
+  [[nodiscard]] result<mcp::prompt_result> get_prompt(const std::string& name, const value& arguments) override;
+  /// Run ids (for `run_id`) and step numbers (for `sequence_id`, given `run_id`).
+  [[nodiscard]] completion complete(const value& ref, const std::string& argument, const std::string& prefix,
+                                    const value& known) override;
+
   /// Ends the session: its run is recorded `completed` (and released by the gate). Idempotent.
   void close();
 
  private:
   mcp_session(std::shared_ptr<const action_services> services, std::shared_ptr<const agent_definition> agent,
-              std::unique_ptr<graph::application> app);
+              std::unique_ptr<graph::application> app, principal who);
+  /// The session's tenant's run, or `core_errc::not_found`.
+  [[nodiscard]] result<store::run_record> tenant_run(const std::string& run_id);
+  [[nodiscard]] std::vector<store::run_record> tenant_runs();
+
   std::shared_ptr<const action_services> services_;
+  principal who_;
   std::shared_ptr<const agent_definition> agent_;
   std::unique_ptr<graph::application> app_;  ///< the session's run, held (and leased) while it is open
   std::string run_id_;

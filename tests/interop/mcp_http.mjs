@@ -78,6 +78,12 @@ try {
   assert.equal(escape.isError, true);
   await assert.rejects(client.callTool({ name: "no.such.tool", arguments: {} }), /Unknown tool/);
   await client.ping();
+  // The session's own run is a resource of its tenant, readable over HTTP too.
+  const own = (await client.listResources()).resources.find((r) => r.title === "mcp-session (running)");
+  assert.ok(own, "the session's run is listed");
+  const doc = JSON.parse((await client.readResource({ uri: own.uri })).contents[0].text);
+  assert.equal(doc.run.agent, "mcp-session");
+  await assert.rejects(client.readResource({ uri: "choir://runs/nope" }), /Resource not found/);
   await transport.terminateSession();
   await assert.rejects(client.ping(), /404|not found|session/i);
   await client.close();

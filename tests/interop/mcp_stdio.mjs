@@ -20,6 +20,7 @@ rmSync(scratch, { recursive: true, force: true });
 mkdirSync(scratch, { recursive: true });
 const store = join(scratch, "choir.db");
 execFileSync(choir, ["policy", "apply", join(examples, "policy.yaml"), "--store", store]);
+execFileSync(choir, ["run", join(examples, "counter.yaml"), "--input", "n=2", "--store", store]);
 
 const text = (result) => result.content.map((c) => c.text ?? "").join("");
 
@@ -57,6 +58,34 @@ try {
   // An unknown tool is a protocol error.
   await assert.rejects(client.callTool({ name: "no.such.tool", arguments: {} }), /Unknown tool/);
   await client.ping();
+
+  // Runs of the tenant are resources: the counter run from before and this session's own run.
+  const { resources } = await client.listResources();
+  const counterRun = resources.find((r) => r.title === "counter (completed)");
+  assert.ok(counterRun, JSON.stringify(resources));
+  assert.ok(resources.some((r) => r.title === "notes (running)"), "the session's own run");
+  const { resourceTemplates } = await client.listResourceTemplates();
+  assert.deepEqual(resourceTemplates.map((t) => t.uriTemplate).sort(),
+    ["choir://runs/{run_id}", "choir://runs/{run_id}/state", "choir://runs/{run_id}/steps/{sequence_id}"]);
+  const runDoc = JSON.parse((await client.readResource({ uri: counterRun.uri })).contents[0].text);
+  assert.equal(runDoc.run.agent, "counter");
+  assert.ok(runDoc.steps.length >= 3, JSON.stringify(runDoc));
+  const stateDoc = JSON.parse((await client.readResource({ uri: `${counterRun.uri}/state` })).contents[0].text);
+  assert.equal(stateDoc.state.count, 2, JSON.stringify(stateDoc));
+  const stepDoc = JSON.parse((await client.readResource({ uri: runDoc.steps[0].uri })).contents[0].text);
+  assert.equal(stepDoc.action, runDoc.steps[0].action);
+  assert.ok("state_after" in stepDoc);
+  await assert.rejects(client.readResource({ uri: "choir://runs/no-such-run" }), /Resource not found/);
+  // Completion of a run id from its first characters, then a prompt that embeds the run.
+  const completed = await client.complete({ ref: { type: "ref/resource", uri: "choir://runs/{run_id}" },
+    argument: { name: "run_id", value: counterRun.name.slice(0, 6) } });
+  assert.ok(completed.completion.values.includes(counterRun.name), JSON.stringify(completed));
+  const { prompts } = await client.listPrompts();
+  assert.deepEqual(prompts.map((p) => p.name).sort(), ["diagnose_run", "explain_run"]);
+  const prompt = await client.getPrompt({ name: "explain_run", arguments: { run_id: counterRun.name } });
+  assert.equal(prompt.messages[1].content.type, "resource");
+  assert.equal(prompt.messages[1].content.resource.uri, counterRun.uri);
+  await assert.rejects(client.getPrompt({ name: "explain_run", arguments: {} }), /run_id/);
   await client.close();
 
   // The built-in session: read-only tools.
