@@ -36,7 +36,11 @@ result<std::shared_ptr<const agent_definition>> mcp_session_agent(const graph::a
 
 mcp_session::mcp_session(std::shared_ptr<const action_services> services, std::shared_ptr<const agent_definition> agent,
                          std::unique_ptr<graph::application> app, principal who)
-    : services_(std::move(services)), who_(std::move(who)), agent_(std::move(agent)), app_(std::move(app)) {
+    : services_(std::move(services)),
+      who_(std::move(who)),
+      registry_(runtime_registry(services_)),
+      agent_(std::move(agent)),
+      app_(std::move(app)) {
   run_id_ = app_->identity().app_id;
 }
 
@@ -55,6 +59,36 @@ result<std::unique_ptr<mcp_session>> mcp_session::open(std::shared_ptr<const act
   return std::unique_ptr<mcp_session>(new mcp_session(std::move(services), std::move(agent), std::move(app), who));
 }
 
+namespace {
+
+constexpr std::string_view agent_tool_prefix = "agent.";
+
+mcp::tool_result text_result(std::string message, bool error) {
+  return mcp::tool_result{.content = value::array({{{"type", "text"}, {"text", std::move(message)}}}),
+                          .is_error = error};
+}
+
+bool plain_name(const std::string& s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
+  });
+}
+
+}  // namespace
+
+std::vector<std::shared_ptr<const agent_definition>> mcp_session::callable_agents() {
+  std::vector<std::shared_ptr<const agent_definition>> out;
+  if (!agent_->contract || !services_->agents) return out;
+  for (const auto& c : agent_->contract->capabilities) {
+    if (c.name != "agent.call") continue;
+    for (const auto& name : c.allow) {
+      if (!plain_name(name)) continue;  // a pattern names no agent to list
+      if (auto found = services_->agents->find(name, registry_); found.ok()) out.push_back(*found);
+    }
+  }
+  return out;
+}
+
 std::vector<mcp::tool_descriptor> mcp_session::tools() {
   std::vector<mcp::tool_descriptor> out;
   if (!agent_->contract) return out;
@@ -66,15 +100,81 @@ std::vector<mcp::tool_descriptor> mcp_session::tools() {
                    .output_schema = spec.output_schema,
                    .annotations = value{{"idempotentHint", spec.idempotent}}});
   }
+  for (const auto& a : callable_agents()) {
+    // Its inputs are the keys of its initial state: what a calling agent's `with:` would give it.
+    value properties = value::object();
+    const value initial_state = a->graph->initial_state().to_json();
+    for (const auto& [key, initial] : initial_state.items()) {
+      properties[key] = value{{"description", "starts as " + initial.dump()}};
+    }
+    const std::string about = a->doc.description.empty() ? "." : ": " + a->doc.description;
+    out.push_back(
+        {.name = std::string(agent_tool_prefix) + a->name,
+         .title = "Agent " + a->name,
+         .description = "Run the agent " + a->name + about +
+                        " It runs to its end as a child run of this session; the result is its final state.",
+         .input_schema = {{"type", "object"}, {"properties", std::move(properties)}, {"additionalProperties", false}},
+         .output_schema = {{"type", "object"}},
+         .annotations = value{{"idempotentHint", false}, {"openWorldHint", true}}});
+  }
   return out;
 }
 
+mcp::tool_result mcp_session::call_agent(const agent_definition& child, const value& arguments) {
+  const std::string child_run = run_id_ + ".mcp." + std::to_string(++calls_);
+  const auto known = child.graph->initial_state().to_json();
+  for (const auto& [key, v] : arguments.items()) {
+    if (!known.contains(key)) {
+      return text_result("invalid arguments for agent." + child.name + ": it takes no '" + key + "'", true);
+    }
+  }
+  auto& store = *services_->store;
+  auto allowed = services_->gate->check(gated_call{.key = "agent.call:" + child_run,
+                                                   .run_id = run_id_,
+                                                   .step = 0,
+                                                   .capability = "agent.call",
+                                                   .argument = child.name,
+                                                   .arguments = {{"agent", child.name}, {"inputs", arguments}}});
+  if (!allowed.ok()) return text_result(allowed.err().message, true);
+  run_start start{.run_id = child_run, .who = who_, .parent_run = run_id_, .initial = arguments};
+  auto app =
+      start_run(store, child, start, run_hosting{.lease_ttl_ms = services_->lease_ttl_ms, .gate = services_->gate});
+  if (!app.ok()) return text_result("agent " + child.name + " could not start: " + app.err().message, true);
+  graph::run_options options;
+  options.max_steps = 1'000'000;
+  auto outcome = (*app)->run(options);
+  if (!outcome.ok()) {
+    (void)settle_run(store, child_run, "failed", services_->gate.get());
+    return text_result("run " + child_run + " of " + child.name + " stopped: " + outcome.err().message, true);
+  }
+  const std::string status(status_after(outcome->reason));
+  (void)settle_run(store, child_run, status, services_->gate.get());
+  const std::string why = outcome->failure ? ": " + outcome->failure->message : std::string();
+  switch (outcome->reason) {
+    case graph::halt_reason::completed: {
+      mcp::tool_result r = text_result((*app)->current_state().to_json().dump(), false);
+      r.structured = (*app)->current_state().to_json();
+      return r;
+    }
+    case graph::halt_reason::waiting_input:
+      return text_result("run " + child_run + " of " + child.name + " waits for input at '" + (*app)->next_action() +
+                             "' (give it with POST /api/v1/runs/" + child_run + "/input)",
+                         true);
+    case graph::halt_reason::suspended:
+      return text_result("run " + child_run + " of " + child.name + " waits for a person's consent" + why, true);
+    default: return text_result("run " + child_run + " of " + child.name + " is " + status + why, true);
+  }
+}
+
 result<mcp::tool_result> mcp_session::call_tool(const std::string& name, const value& arguments) {
-  auto text = [](std::string message, bool error) {
-    return mcp::tool_result{.content = value::array({{{"type", "text"}, {"text", std::move(message)}}}),
-                            .is_error = error};
-  };
+  const auto text = text_result;
   if (closed_) return text("the session has ended", true);
+  if (name.compare(0, agent_tool_prefix.size(), agent_tool_prefix) == 0) {
+    const std::string agent_name = name.substr(agent_tool_prefix.size());
+    for (const auto& a : callable_agents()) {
+      if (a->name == agent_name) return call_agent(*a, arguments.is_object() ? arguments : value::object());
+    }
+  }
   const std::string key = run_id_ + "/0/mcp/" + std::to_string(++calls_);
   auto outcome = runtime::call_tool(*services_, run_id_, 0, key, name, arguments);
   if (!outcome.ok()) return text(outcome.err().message, true);  // refused by the kernel, or the journal failed

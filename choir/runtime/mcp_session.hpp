@@ -37,10 +37,15 @@ class mcp_session final : public mcp::server_provider {
   [[nodiscard]] const std::string& run_id() const noexcept { return run_id_; }
   [[nodiscard]] const agent_definition& agent() const noexcept { return *agent_; }
 
-  /// The registry's tools that the contract asks for.
+  /// The registry's tools that the contract asks for, and the agents it may call: each agent its
+  /// `agent.call` capability names (a plain name, not a pattern) is the tool `agent.<name>`.
   [[nodiscard]] std::vector<mcp::tool_descriptor> tools() override;
   /// One call, as an effect of the session's run (key `<run>/0/mcp/<n>`). The kernel's refusals and
-  /// the tool's failures are results with `is_error`, their reason as text.
+  /// the tool's failures are results with `is_error`, their reason as text. `agent.<name>` runs
+  /// that agent as a child run of the session (`<run>.mcp.<n>`), checked by the gate as
+  /// `agent.call` and admitted under its own contract, with the arguments over its initial state;
+  /// its result is the child's final state. A child that fails, waits for input or for a consent
+  /// is an `is_error` result naming its run.
   [[nodiscard]] result<mcp::tool_result> call_tool(const std::string& name, const value& arguments) override;
 
   /// Runs of the session's tenant as resources (docs/mcp.md, "Resources and prompts"):
@@ -65,9 +70,13 @@ class mcp_session final : public mcp::server_provider {
   /// The session's tenant's run, or `core_errc::not_found`.
   [[nodiscard]] result<store::run_record> tenant_run(const std::string& run_id);
   [[nodiscard]] std::vector<store::run_record> tenant_runs();
+  /// The agents the contract lets the session call, by name.
+  [[nodiscard]] std::vector<std::shared_ptr<const agent_definition>> callable_agents();
+  [[nodiscard]] mcp::tool_result call_agent(const agent_definition& agent, const value& arguments);
 
   std::shared_ptr<const action_services> services_;
   principal who_;
+  graph::action_registry registry_;  ///< for agents the catalog loads from its folders
   std::shared_ptr<const agent_definition> agent_;
   std::unique_ptr<graph::application> app_;  ///< the session's run, held (and leased) while it is open
   std::string run_id_;

@@ -94,9 +94,26 @@ try {
   assert.deepEqual(listed.tools.map((t) => t.name).sort(), ["fs.list", "fs.read"]);
   await reader.close();
 
+  // Agents as tools: the orchestrator's contract may call the researcher, so its session offers it.
+  const boss = await session(["--agent", join(examples, "orchestrator.yaml")]);
+  const bossTools = (await boss.listTools()).tools;
+  const researcher = bossTools.find((t) => t.name === "agent.researcher");
+  assert.ok(researcher, JSON.stringify(bossTools.map((t) => t.name)));
+  assert.ok("topic" in researcher.inputSchema.properties, JSON.stringify(researcher.inputSchema));
+  const answered = await boss.callTool({ name: "agent.researcher", arguments: { topic: "barn owls" } });
+  assert.equal(answered.isError, false, text(answered));
+  assert.match(answered.structuredContent.summary, /^barn owls: 2 notes/);
+  const wrongInput = await boss.callTool({ name: "agent.researcher", arguments: { colour: "red" } });
+  assert.equal(wrongInput.isError, true);
+  assert.match(text(wrongInput), /takes no 'colour'/);
+  // The child is a run of its own, listed with the others.
+  assert.ok((await boss.listResources()).resources.some((r) => r.title === "researcher (completed)"));
+  await boss.close();
+
   // Every call is in the audit log, and the log verifies.
   const audit = execFileSync(choir, ["audit", "list", "--limit", "100", "--store", store]).toString();
   assert.match(audit, /fs\.write/);
+  assert.match(audit, /agent\.call/);
   execFileSync(choir, ["audit", "verify", "--store", store]);
   console.log(`ok: the SDK's client listed ${tools.length} tools, wrote, read, and saw every refusal`);
 } catch (e) {
