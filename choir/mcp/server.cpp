@@ -1,8 +1,11 @@
 #include "choir/mcp/server.hpp"
 
 #include <algorithm>
+#include <condition_variable>
+#include <deque>
 #include <istream>
 #include <ostream>
+#include <thread>
 
 #include "choir/core/json_access.hpp"
 #include "choir/mcp/jsonrpc.hpp"
@@ -12,6 +15,10 @@ namespace choir::mcp {
 const std::vector<std::string>& supported_versions() {
   static const std::vector<std::string> versions = {"2025-11-25", "2025-06-18", "2025-03-26"};
   return versions;
+}
+
+result<tool_result> server_provider::call_tool(const std::string& name, const value& arguments, const call_context&) {
+  return call_tool(name, arguments);
 }
 
 result<std::vector<resource_content>> server_provider::read_resource(const std::string& uri) {
@@ -88,6 +95,9 @@ value server::initialize(const value& params) {
   {
     std::lock_guard lock(mutex_);
     version_ = agreed;
+    client_capabilities_ = params.contains("capabilities") && params["capabilities"].is_object()
+                               ? params["capabilities"]
+                               : value::object();
   }
   value result{{"protocolVersion", agreed},
                {"capabilities",
@@ -107,7 +117,7 @@ std::optional<std::string> server::handle(std::string_view message) {
   if (!parsed) return rpc_error(failure.id, failure.code, failure.message);
   const rpc_message& m = *parsed;
   switch (m.type) {
-    case rpc_message::kind::response: return std::nullopt;      // this server sends no requests yet
+    case rpc_message::kind::response: (void)take_response(message); return std::nullopt;
     case rpc_message::kind::notification: return std::nullopt;  // initialized, cancelled, …: nothing to answer
     case rpc_message::kind::request: break;
   }
@@ -155,7 +165,7 @@ std::optional<std::string> server::dispatch(const value& id, const std::string& 
     }
     value arguments = params.contains("arguments") ? params["arguments"] : value::object();
     if (arguments.is_null()) arguments = value::object();
-    auto called = provider_.call_tool(name, arguments);
+    auto called = provider_.call_tool(name, arguments, context_for(params));
     tool_result r;
     if (called.ok()) {
       r = std::move(called).value();
@@ -261,16 +271,158 @@ std::optional<std::string> server::resources_and_prompts(const value& id, const 
   return rpc_error(id, rpc_code::method_not_found, "method not found: " + method);
 }
 
+// ---- messages from the server ------------------------------------------------------------------
+
+struct server::pending_request {
+  std::mutex mutex;
+  std::condition_variable answered;
+  std::optional<result<value>> answer;
+};
+
+void server::set_outbound(std::function<void(const std::string&)> send) {
+  std::lock_guard lock(mutex_);
+  send_ = std::move(send);
+}
+
+void server::close_outbound() {
+  std::map<std::string, std::shared_ptr<pending_request>> waiting;
+  {
+    std::lock_guard lock(mutex_);
+    outbound_closed_ = true;
+    waiting.swap(pending_);
+  }
+  for (auto& [id, p] : waiting) {
+    std::lock_guard lock(p->mutex);
+    p->answer = make_error(core_errc::io_error, "the client has gone");
+    p->answered.notify_all();
+  }
+}
+
+bool server::take_response(std::string_view message) {
+  rpc_failure failure;
+  const auto parsed = parse_rpc(message, failure);
+  if (!parsed || parsed->type != rpc_message::kind::response) return false;
+  std::shared_ptr<pending_request> p;
+  {
+    std::lock_guard lock(mutex_);
+    const std::string id = parsed->id.is_string() ? parsed->id.get<std::string>() : parsed->id.dump();
+    const auto found = pending_.find(id);
+    if (found == pending_.end()) return true;  // late (timed out) or unknown: dropped
+    p = found->second;
+    pending_.erase(found);
+  }
+  std::lock_guard lock(p->mutex);
+  if (!parsed->error.is_null()) {
+    p->answer = make_error(core_errc::invalid_argument, "the client refused: " + string_at(parsed->error, "message"));
+  } else {
+    p->answer = parsed->result;
+  }
+  p->answered.notify_all();
+  return true;
+}
+
+result<value> server::request(const std::string& method, value params, std::chrono::milliseconds timeout) {
+  auto p = std::make_shared<pending_request>();
+  std::string id;
+  std::function<void(const std::string&)> send;
+  {
+    std::lock_guard lock(mutex_);
+    if (!send_ || outbound_closed_) return make_error(core_errc::io_error, "the client cannot be asked");
+    id = "choir-" + std::to_string(++next_request_);
+    pending_[id] = p;
+    send = send_;
+  }
+  send(dump_json(value{{"jsonrpc", "2.0"}, {"id", id}, {"method", method}, {"params", std::move(params)}}));
+  std::unique_lock lock(p->mutex);
+  if (!p->answered.wait_for(lock, timeout, [&] { return p->answer.has_value(); })) {
+    lock.unlock();
+    {
+      std::lock_guard guard(mutex_);
+      pending_.erase(id);
+    }
+    send(rpc_notification("notifications/cancelled", {{"requestId", id}, {"reason", "no answer in time"}}));
+    return make_error(core_errc::timed_out, method + ": no answer from the client in time");
+  }
+  return std::move(*p->answer);
+}
+
+call_context server::context_for(const value& params) {
+  call_context context;
+  std::function<void(const std::string&)> send;
+  bool can_elicit = false;
+  {
+    std::lock_guard lock(mutex_);
+    if (!send_) return context;
+    send = send_;
+    // Once the client can no longer answer (its input ended), it may still read notifications.
+    can_elicit = !outbound_closed_ && client_capabilities_.contains("elicitation");
+  }
+  const value meta = params.contains("_meta") && params["_meta"].is_object() ? params["_meta"] : value::object();
+  if (meta.contains("progressToken") &&
+      (meta["progressToken"].is_string() || meta["progressToken"].is_number_integer())) {
+    const value token = meta["progressToken"];
+    context.progress = [send, token](double progress, std::optional<double> total, const std::string& message) {
+      value p{{"progressToken", token}, {"progress", progress}};
+      if (total) p["total"] = *total;
+      if (!message.empty()) p["message"] = message;
+      send(rpc_notification("notifications/progress", std::move(p)));
+    };
+  }
+  if (can_elicit) {
+    context.elicit = [this](const std::string& message, const value& schema) {
+      constexpr std::chrono::minutes wait_for_a_person{10};
+      return request("elicitation/create", {{"message", message}, {"requestedSchema", schema}}, wait_for_a_person);
+    };
+  }
+  return context;
+}
+
 void serve_lines(server& s, std::istream& in, std::ostream& out) {
+  std::mutex write_mutex;
+  const auto write = [&](const std::string& message) {
+    std::lock_guard lock(write_mutex);
+    out << message << '\n';
+    out.flush();
+  };
+  s.set_outbound(write);
+  // Requests and notifications go to the handler thread, in order; answers to the server's own
+  // requests are taken here at once, since a call on that thread may be waiting for one.
+  std::mutex queue_mutex;
+  std::condition_variable queued;
+  std::deque<std::string> queue;
+  bool ended = false;
+  std::thread handler([&] {
+    for (;;) {
+      std::string line;
+      {
+        std::unique_lock lock(queue_mutex);
+        queued.wait(lock, [&] { return ended || !queue.empty(); });
+        if (queue.empty()) return;
+        line = std::move(queue.front());
+        queue.pop_front();
+      }
+      if (auto answer = s.handle(line)) write(*answer);
+    }
+  });
   std::string line;
   while (std::getline(in, line)) {
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (line.find_first_not_of(" \t") == std::string::npos) continue;
-    if (auto answer = s.handle(line)) {
-      out << *answer << '\n';
-      out.flush();
+    if (s.take_response(line)) continue;
+    {
+      std::lock_guard lock(queue_mutex);
+      queue.push_back(std::move(line));
     }
+    queued.notify_one();
   }
+  s.close_outbound();  // nobody is left to answer the server's requests
+  {
+    std::lock_guard lock(queue_mutex);
+    ended = true;
+  }
+  queued.notify_one();
+  handler.join();
+  s.set_outbound(nullptr);
 }
 
 }  // namespace choir::mcp

@@ -6,8 +6,11 @@
 /// the application plugs the runtime's gated tools in (ARCHITECTURE, "Rules between layers").
 /// Transport-neutral: `handle` takes one message and returns the answer; `serve_lines` runs it
 /// over newline-delimited stdio.
+#include <chrono>
 #include <functional>
 #include <iosfwd>
+#include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -80,6 +83,20 @@ struct prompt_result {
   std::vector<prompt_message> messages;
 };
 
+/// What a tool call may do besides answering, when the transport carries messages from the server
+/// to the client (stdio does; see `server::set_outbound`). Either may be null.
+struct call_context {
+  /// Reports the call's progress (`notifications/progress`; `progress` must grow from one report
+  /// to the next); set only when the client asked for it with `_meta.progressToken`.
+  std::function<void(double progress, std::optional<double> total, const std::string& message)> progress;
+  /// Asks the person at the client (`elicitation/create`, form mode) with `message` and a flat
+  /// object schema of primitive properties; returns the client's answer
+  /// (`{action: "accept"|"decline"|"cancel", content?}`) or an error (no answer in time, the
+  /// client went away, or it refused the request). Set only when the client declared the
+  /// `elicitation` capability.
+  std::function<result<value>(const std::string& message, const value& schema)> elicit;
+};
+
 /// What the server serves. Called from the thread that calls `handle`. Only tools are required;
 /// a provider without resources or prompts leaves those lists empty.
 class server_provider {
@@ -90,6 +107,9 @@ class server_provider {
   /// `is_error` result; an error return is for what is not the tool's (the kernel refused, the
   /// journal failed) and also becomes an `is_error` result, with its message.
   [[nodiscard]] virtual result<tool_result> call_tool(const std::string& name, const value& arguments) = 0;
+  /// The same with what the call may do besides answering; by default, the call without it.
+  [[nodiscard]] virtual result<tool_result> call_tool(const std::string& name, const value& arguments,
+                                                      const call_context& context);
 
   [[nodiscard]] virtual std::vector<resource_descriptor> resources() { return {}; }
   [[nodiscard]] virtual std::vector<resource_descriptor> resource_templates() { return {}; }
@@ -131,7 +151,24 @@ class server {
   /// The protocol version agreed at `initialize` (empty before).
   [[nodiscard]] std::string version() const;
 
+  /// Lets the server send messages of its own — notifications, and requests to the client — with
+  /// `send` (one serialized message; the transport makes it safe from any thread). Without it
+  /// the server sends none, and tool calls get no progress or elicitation.
+  void set_outbound(std::function<void(const std::string&)> send);
+  /// If `message` answers one of the server's requests, hands it to the call waiting for it and
+  /// returns true (a transport reading on another thread than the one handling requests calls
+  /// this first). An answer to no pending request is dropped.
+  bool take_response(std::string_view message);
+  /// The client can no longer answer (its input ended): requests waiting for an answer fail, and
+  /// later ones fail at once. Notifications still go out while `send` is set.
+  void close_outbound();
+
  private:
+  struct pending_request;
+  /// Sends a request to the client and waits for its answer.
+  [[nodiscard]] result<value> request(const std::string& method, value params, std::chrono::milliseconds timeout);
+  [[nodiscard]] call_context context_for(const value& params);
+
   [[nodiscard]] value initialize(const value& params);
   [[nodiscard]] std::optional<std::string> dispatch(const value& id, const std::string& method, const value& params);
   [[nodiscard]] std::optional<std::string> resources_and_prompts(const value& id, const std::string& method,
@@ -143,10 +180,18 @@ class server {
   mutable std::mutex mutex_;
   std::string version_;
   std::string log_level_ = "info";
+  value client_capabilities_ = value::object();
+  std::function<void(const std::string&)> send_;
+  bool outbound_closed_ = false;
+  std::int64_t next_request_ = 0;
+  std::map<std::string, std::shared_ptr<pending_request>> pending_;
 };
 
 /// Serves `s` over newline-delimited JSON-RPC: reads messages from `in` until it ends, writes each
-/// answer as one line to `out` (flushed). Blank lines are skipped; a line over 16 MiB is refused.
+/// answer — and each message the server sends of its own — as one line to `out` (flushed). Requests
+/// are handled one at a time, in order, on a thread of their own, so that answers to the server's
+/// requests are read while a call waits for them. Blank lines are skipped; a line over 16 MiB is
+/// refused. Returns once every request read has been answered.
 void serve_lines(server& s, std::istream& in, std::ostream& out);
 
 }  // namespace choir::mcp

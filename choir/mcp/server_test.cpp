@@ -2,7 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <condition_variable>
+#include <mutex>
 #include <sstream>
+#include <thread>
 
 #include "choir/mcp/jsonrpc.hpp"
 
@@ -237,6 +240,91 @@ TEST(McpServer, GetsPromptsAndCompletesArguments) {
       s,
       R"({"jsonrpc":"2.0","id":6,"method":"completion/complete","params":{"ref":{"type":"ref/tool"},"argument":{"name":"n"}}})");
   EXPECT_EQ(bad_ref["error"]["code"], -32602);
+}
+
+/// A tool that reports progress and asks the person at the client.
+class asking_tool final : public server_provider {
+ public:
+  std::vector<tool_descriptor> tools() override { return {{.name = "ask", .description = "asks"}}; }
+  result<tool_result> call_tool(const std::string&, const value&) override {
+    return make_error(core_errc::invalid_argument, "called without a context");
+  }
+  result<tool_result> call_tool(const std::string&, const value&, const call_context& context) override {
+    if (context.progress) {
+      context.progress(1, 2, "half");
+      context.progress(2, 2, "done");
+    }
+    if (!context.elicit) return tool_result{.content = value::array({{{"type", "text"}, {"text", "nobody to ask"}}})};
+    auto answer = context.elicit("Name?", {{"type", "object"}, {"properties", {{"name", {{"type", "string"}}}}}});
+    if (!answer.ok()) return tool_result{.content = value::array({{{"type", "text"}, {"text", answer.err().message}}})};
+    return tool_result{.content = value::array({{{"type", "text"}, {"text", "hello " + answer->dump()}}})};
+  }
+};
+
+TEST(McpServer, ReportsProgressAndAsksTheClientWhenItCan) {
+  asking_tool tool;
+  server s(tool, {});
+  std::mutex mutex;
+  std::condition_variable sent_cv;
+  std::vector<value> sent;
+  s.set_outbound([&](const std::string& m) {
+    std::lock_guard lock(mutex);
+    sent.push_back(value::parse(m));
+    sent_cv.notify_all();
+  });
+  const auto call = [&](int id) {
+    return value{{"jsonrpc", "2.0"},
+                 {"id", id},
+                 {"method", "tools/call"},
+                 {"params", {{"name", "ask"}, {"_meta", {{"progressToken", "tok"}}}}}}
+        .dump();
+  };
+  // A client without the elicitation capability is not asked; progress still flows.
+  (void)ask(s, R"({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"capabilities":{}}})");
+  auto unasked = ask(s, call(2));
+  EXPECT_EQ(unasked["result"]["content"][0]["text"], "nobody to ask");
+  ASSERT_EQ(sent.size(), 2u);
+  EXPECT_EQ(sent[0]["method"], "notifications/progress");
+  EXPECT_EQ(sent[0]["params"],
+            (value{{"progressToken", "tok"}, {"progress", 1.0}, {"total", 2.0}, {"message", "half"}}));
+  EXPECT_EQ(sent[1]["params"]["progress"], 2.0);
+
+  // With it: the request goes out, the call waits, the client's answer comes back to it.
+  (void)ask(s, R"({"jsonrpc":"2.0","id":3,"method":"initialize","params":{"capabilities":{"elicitation":{}}}})");
+  sent.clear();
+  std::optional<std::string> answered;
+  std::thread caller([&] { answered = s.handle(call(4)); });
+  value request;
+  {
+    std::unique_lock lock(mutex);
+    ASSERT_TRUE(sent_cv.wait_for(lock, std::chrono::seconds(10), [&] { return sent.size() == 3; }));
+    request = sent[2];
+  }
+  EXPECT_EQ(request["method"], "elicitation/create");
+  EXPECT_EQ(request["params"]["message"], "Name?");
+  EXPECT_TRUE(s.take_response(value{
+      {"jsonrpc", "2.0"}, {"id", request["id"]}, {"result", {{"action", "accept"}, {"content", {{"name", "Ada"}}}}}}
+                                  .dump()));
+  caller.join();
+  ASSERT_TRUE(answered);
+  EXPECT_EQ(value::parse(*answered)["result"]["content"][0]["text"],
+            R"(hello {"action":"accept","content":{"name":"Ada"}})");
+  EXPECT_TRUE(s.take_response(R"({"jsonrpc":"2.0","id":"choir-99","result":{}})")) << "an unknown answer is dropped";
+  EXPECT_FALSE(s.take_response(R"({"jsonrpc":"2.0","id":5,"method":"ping"})")) << "a request is not an answer";
+
+  // The client's input ends while a call waits for it: the wait fails, the call still answers.
+  sent.clear();
+  std::thread waiting([&] { answered = s.handle(call(6)); });
+  {
+    std::unique_lock lock(mutex);
+    ASSERT_TRUE(sent_cv.wait_for(lock, std::chrono::seconds(10), [&] { return sent.size() == 3; }));
+  }
+  s.close_outbound();
+  waiting.join();
+  EXPECT_EQ(value::parse(*answered)["result"]["content"][0]["text"], "the client has gone");
+  sent.clear();
+  EXPECT_EQ(ask(s, call(7))["result"]["content"][0]["text"], "nobody to ask") << "not asked once it cannot answer";
+  EXPECT_EQ(sent.size(), 2u) << "progress still goes out";
 }
 
 TEST(McpServer, ServesNewlineDelimitedMessages) {

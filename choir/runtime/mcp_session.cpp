@@ -120,7 +120,45 @@ std::vector<mcp::tool_descriptor> mcp_session::tools() {
   return out;
 }
 
-mcp::tool_result mcp_session::call_agent(const agent_definition& child, const value& arguments) {
+namespace {
+
+/// Reports each committed step of a child run as the call's progress.
+class progress_hook final : public graph::hooks {
+ public:
+  explicit progress_hook(const mcp::call_context& context) : context_(&context) {}
+  void post_step(const graph::step_record& record, const graph::state&) override {
+    ++steps_;
+    context_->progress(static_cast<double>(steps_), std::nullopt,
+                       "step " + std::to_string(record.sequence_id) + ": " + record.action);
+  }
+
+ private:
+  const mcp::call_context* context_;
+  std::uint64_t steps_ = 0;
+};
+
+/// The form a person fills in for a `human` action: its inputs, typed after their defaults.
+value input_form(const graph::action_spec& action) {
+  value properties = value::object();
+  value required = value::array();
+  for (const auto& in : action.inputs) {
+    const value& d = in.default_value;
+    const char* type = d.is_boolean()          ? "boolean"
+                       : d.is_number_integer() ? "integer"
+                       : d.is_number()         ? "number"
+                                               : "string";
+    value p{{"type", type}, {"title", in.name}};
+    if (!d.is_null()) p["default"] = d;
+    properties[in.name] = std::move(p);
+    if (in.required) required.push_back(in.name);
+  }
+  return {{"type", "object"}, {"properties", std::move(properties)}, {"required", std::move(required)}};
+}
+
+}  // namespace
+
+mcp::tool_result mcp_session::call_agent(const agent_definition& child, const value& arguments,
+                                         const mcp::call_context& context) {
   const std::string child_run = run_id_ + ".mcp." + std::to_string(++calls_);
   const auto known = child.graph->initial_state().to_json();
   for (const auto& [key, v] : arguments.items()) {
@@ -137,12 +175,41 @@ mcp::tool_result mcp_session::call_agent(const agent_definition& child, const va
                                                    .arguments = {{"agent", child.name}, {"inputs", arguments}}});
   if (!allowed.ok()) return text_result(allowed.err().message, true);
   run_start start{.run_id = child_run, .who = who_, .parent_run = run_id_, .initial = arguments};
-  auto app =
-      start_run(store, child, start, run_hosting{.lease_ttl_ms = services_->lease_ttl_ms, .gate = services_->gate});
+  run_hosting hosting{.lease_ttl_ms = services_->lease_ttl_ms, .gate = services_->gate};
+  if (context.progress) hosting.hooks.push_back(std::make_shared<progress_hook>(context));
+  auto app = start_run(store, child, start, hosting);
   if (!app.ok()) return text_result("agent " + child.name + " could not start: " + app.err().message, true);
   graph::run_options options;
   options.max_steps = 1'000'000;
   auto outcome = (*app)->run(options);
+  // A `human` action: the person at the client is asked, as long as they answer.
+  std::string declined;
+  constexpr int max_asks = 8;  // an answer that never gives what the action needs ends the asking
+  for (int asked = 0; outcome.ok() && outcome->reason == graph::halt_reason::waiting_input && context.elicit;) {
+    if (++asked > max_asks) {
+      declined = "asked " + std::to_string(max_asks) + " times without the inputs it needs";
+      break;
+    }
+    const auto index = child.graph->index_of((*app)->next_action());
+    if (!index) break;
+    const auto& action = child.graph->nodes()[*index].act->spec();
+    const std::string prompt = action.config.is_object() ? action.config.value("prompt", std::string()) : "";
+    auto answer = context.elicit(
+        "Agent " + child.name + " asks" + (prompt.empty() ? " for input at " + action.name : ": " + prompt),
+        input_form(action));
+    if (!answer.ok()) {
+      declined = answer.err().message;
+      break;
+    }
+    const std::string choice = answer->value("action", std::string());
+    if (choice != "accept") {
+      declined = "the person chose " + (choice.empty() ? std::string("no answer") : choice);
+      break;
+    }
+    value inputs =
+        answer->contains("content") && (*answer)["content"].is_object() ? (*answer)["content"] : value::object();
+    outcome = (*app)->run(options, inputs);
+  }
   if (!outcome.ok()) {
     (void)settle_run(store, child_run, "failed", services_->gate.get());
     return text_result("run " + child_run + " of " + child.name + " stopped: " + outcome.err().message, true);
@@ -158,7 +225,8 @@ mcp::tool_result mcp_session::call_agent(const agent_definition& child, const va
     }
     case graph::halt_reason::waiting_input:
       return text_result("run " + child_run + " of " + child.name + " waits for input at '" + (*app)->next_action() +
-                             "' (give it with POST /api/v1/runs/" + child_run + "/input)",
+                             "'" + (declined.empty() ? "" : " (" + declined + ")") +
+                             "; give it with POST /api/v1/runs/" + child_run + "/input",
                          true);
     case graph::halt_reason::suspended:
       return text_result("run " + child_run + " of " + child.name + " waits for a person's consent" + why, true);
@@ -167,12 +235,17 @@ mcp::tool_result mcp_session::call_agent(const agent_definition& child, const va
 }
 
 result<mcp::tool_result> mcp_session::call_tool(const std::string& name, const value& arguments) {
+  return call_tool(name, arguments, mcp::call_context{});
+}
+
+result<mcp::tool_result> mcp_session::call_tool(const std::string& name, const value& arguments,
+                                                const mcp::call_context& context) {
   const auto text = text_result;
   if (closed_) return text("the session has ended", true);
   if (name.compare(0, agent_tool_prefix.size(), agent_tool_prefix) == 0) {
     const std::string agent_name = name.substr(agent_tool_prefix.size());
     for (const auto& a : callable_agents()) {
-      if (a->name == agent_name) return call_agent(*a, arguments.is_object() ? arguments : value::object());
+      if (a->name == agent_name) return call_agent(*a, arguments.is_object() ? arguments : value::object(), context);
     }
   }
   const std::string key = run_id_ + "/0/mcp/" + std::to_string(++calls_);

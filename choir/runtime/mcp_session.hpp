@@ -46,7 +46,14 @@ class mcp_session final : public mcp::server_provider {
   /// `agent.call` and admitted under its own contract, with the arguments over its initial state;
   /// its result is the child's final state. A child that fails, waits for input or for a consent
   /// is an `is_error` result naming its run.
+  ///
+  /// With a client that can be asked (stdio), an agent call reports each committed step of the child
+  /// as progress, and a child waiting for input at a `human` action asks the person at the client
+  /// for it (elicitation, the action's `prompt` and inputs) and goes on with the answer; declined,
+  /// the call is an `is_error` result and the child stays waiting.
   [[nodiscard]] result<mcp::tool_result> call_tool(const std::string& name, const value& arguments) override;
+  [[nodiscard]] result<mcp::tool_result> call_tool(const std::string& name, const value& arguments,
+                                                   const mcp::call_context& context) override;
 
   /// Runs of the session's tenant as resources (docs/mcp.md, "Resources and prompts"):
   /// `choir://runs/{run_id}` (the run and its steps), `…/state` (its state now) and
@@ -72,7 +79,8 @@ class mcp_session final : public mcp::server_provider {
   [[nodiscard]] std::vector<store::run_record> tenant_runs();
   /// The agents the contract lets the session call, by name.
   [[nodiscard]] std::vector<std::shared_ptr<const agent_definition>> callable_agents();
-  [[nodiscard]] mcp::tool_result call_agent(const agent_definition& agent, const value& arguments);
+  [[nodiscard]] mcp::tool_result call_agent(const agent_definition& agent, const value& arguments,
+                                            const mcp::call_context& context);
 
   std::shared_ptr<const action_services> services_;
   principal who_;

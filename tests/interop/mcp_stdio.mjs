@@ -3,13 +3,14 @@
 // Exit 0: every check passed; 1: a check failed (printed); 77: the SDK is not installed (skip).
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { mkdirSync, rmSync } from "node:fs";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
-let Client, StdioClientTransport;
+let Client, StdioClientTransport, ElicitRequestSchema;
 try {
   ({ Client } = await import("@modelcontextprotocol/sdk/client/index.js"));
   ({ StdioClientTransport } = await import("@modelcontextprotocol/sdk/client/stdio.js"));
+  ({ ElicitRequestSchema } = await import("@modelcontextprotocol/sdk/types.js"));
 } catch {
   console.log("skipped: @modelcontextprotocol/sdk is not installed (npm ci --prefix tests/interop)");
   process.exit(77);
@@ -24,9 +25,10 @@ execFileSync(choir, ["run", join(examples, "counter.yaml"), "--input", "n=2", "-
 
 const text = (result) => result.content.map((c) => c.text ?? "").join("");
 
-async function session(args) {
+async function session(args, options = {}, prepare = () => {}) {
   const transport = new StdioClientTransport({ command: choir, args: ["mcp", "serve", "--store", store, ...args], stderr: "pipe" });
-  const client = new Client({ name: "choir-interop", version: "1.0.0" });
+  const client = new Client({ name: "choir-interop", version: "1.0.0" }, options);
+  prepare(client);
   await client.connect(transport);
   return client;
 }
@@ -100,15 +102,59 @@ try {
   const researcher = bossTools.find((t) => t.name === "agent.researcher");
   assert.ok(researcher, JSON.stringify(bossTools.map((t) => t.name)));
   assert.ok("topic" in researcher.inputSchema.properties, JSON.stringify(researcher.inputSchema));
-  const answered = await boss.callTool({ name: "agent.researcher", arguments: { topic: "barn owls" } });
+  const progress = [];
+  const answered = await boss.callTool({ name: "agent.researcher", arguments: { topic: "barn owls" } }, undefined,
+    { onprogress: (p) => progress.push(p) });
   assert.equal(answered.isError, false, text(answered));
   assert.match(answered.structuredContent.summary, /^barn owls: 2 notes/);
+  // A progress notification per committed step of the child run, sent before the answer. (The SDK
+  // drops those it reads in the same chunk as the answer, so not all of them may arrive here.)
+  assert.ok(progress.length >= 1, "progress reported");
+  const steps = ["step 0: gather", "step 1: dig", "step 2: summarize"];
+  progress.forEach((p, i) => {
+    assert.equal(p.message, steps[p.progress - 1]);
+    if (i > 0) assert.ok(p.progress > progress[i - 1].progress);
+  });
   const wrongInput = await boss.callTool({ name: "agent.researcher", arguments: { colour: "red" } });
   assert.equal(wrongInput.isError, true);
   assert.match(text(wrongInput), /takes no 'colour'/);
   // The child is a run of its own, listed with the others.
   assert.ok((await boss.listResources()).resources.some((r) => r.title === "researcher (completed)"));
   await boss.close();
+
+  // A child waiting for a person at a `human` action asks the person at the client (elicitation).
+  const asker = join(scratch, "asker.yaml");
+  writeFileSync(asker, [
+    "apiVersion: agentos/v0.2", "kind: AgentContract", "name: asker", "class: {latency: SRT}",
+    "capabilities: [{name: agent.call, allow: [approval]}]", "---",
+    "apiVersion: agentos/v0.2", "kind: Graph", "name: asker", "entrypoint: serve", "actions:", "  serve: {type: pass}", ""].join("\n"));
+  const asked = [];
+  let reply = { action: "accept", content: { answer: "yes" } };
+  const person = await session(["--agent", asker, "--agents", examples], { capabilities: { elicitation: {} } }, (c) => {
+    c.setRequestHandler(ElicitRequestSchema, async (request) => {
+      asked.push(request.params);
+      return reply;
+    });
+  });
+  const approved = await person.callTool({ name: "agent.approval", arguments: {} });
+  assert.equal(approved.isError, false, text(approved));
+  assert.equal(approved.structuredContent.shipped, "plan v1");
+  assert.equal(asked.length, 1);
+  assert.match(asked[0].message, /Ship this plan\?/);
+  assert.deepEqual(asked[0].requestedSchema.required, ["answer"]);
+  assert.equal(asked[0].requestedSchema.properties.answer.type, "string");
+  // Declined: the call says so, and the child run stays waiting for its input.
+  reply = { action: "decline" };
+  const refused = await person.callTool({ name: "agent.approval", arguments: {} });
+  assert.equal(refused.isError, true);
+  assert.match(text(refused), /waits for input at 'approve' \(the person chose decline\)/);
+  await person.close();
+  // A client that cannot be asked gets the same answer at once, naming the run to continue.
+  const nobody = await session(["--agent", asker, "--agents", examples]);
+  const waiting = await nobody.callTool({ name: "agent.approval", arguments: {} });
+  assert.equal(waiting.isError, true);
+  assert.match(text(waiting), /waits for input at 'approve'; give it with POST \/api\/v1\/runs\/.*\.mcp\.1\/input/);
+  await nobody.close();
 
   // Every call is in the audit log, and the log verifies.
   const audit = execFileSync(choir, ["audit", "list", "--limit", "100", "--store", store]).toString();
