@@ -21,6 +21,10 @@ result<tool_result> server_provider::call_tool(const std::string& name, const va
   return call_tool(name, arguments);
 }
 
+result<void> server_provider::subscribe(const std::string& uri, std::function<void()>) {
+  return make_error(core_errc::invalid_argument, "no subscriptions to " + uri);
+}
+
 result<std::vector<resource_content>> server_provider::read_resource(const std::string& uri) {
   return make_error(core_errc::not_found, "no resource " + uri);
 }
@@ -81,6 +85,15 @@ value content_entry(const resource_content& c) {
 server::server(server_provider& provider, server_info info, std::size_t page_size)
     : provider_(provider), info_(std::move(info)), page_size_(std::max<std::size_t>(1, page_size)) {}
 
+server::~server() {
+  std::set<std::string> subscribed;
+  {
+    std::lock_guard lock(mutex_);
+    subscribed.swap(subscribed_);
+  }
+  for (const auto& uri : subscribed) provider_.unsubscribe(uri);
+}
+
 std::string server::version() const {
   std::lock_guard lock(mutex_);
   return version_;
@@ -99,10 +112,15 @@ value server::initialize(const value& params) {
                                ? params["capabilities"]
                                : value::object();
   }
+  bool subscribe = false;
+  {
+    std::lock_guard lock(mutex_);
+    subscribe = send_ && provider_.can_subscribe();  // updates need a channel to the client
+  }
   value result{{"protocolVersion", agreed},
                {"capabilities",
                 {{"tools", {{"listChanged", false}}},
-                 {"resources", {{"subscribe", false}, {"listChanged", false}}},
+                 {"resources", {{"subscribe", subscribe}, {"listChanged", false}}},
                  {"prompts", {{"listChanged", false}}},
                  {"completions", value::object()},
                  {"logging", value::object()}}},
@@ -202,6 +220,34 @@ std::optional<std::string> server::resources_and_prompts(const value& id, const 
     for (const auto& c : *read) contents.push_back(content_entry(c));
     return rpc_result(id, value{{"contents", std::move(contents)}});
   }
+  if (method == "resources/subscribe" || method == "resources/unsubscribe") {
+    const std::string uri = string_at(params, "uri");
+    if (uri.empty()) return rpc_error(id, rpc_code::invalid_params, method + " needs a uri");
+    if (method == "resources/unsubscribe") {
+      bool was = false;
+      {
+        std::lock_guard lock(mutex_);
+        was = subscribed_.erase(uri) > 0;
+      }
+      if (was) provider_.unsubscribe(uri);
+      return rpc_result(id, value::object());
+    }
+    {
+      std::lock_guard lock(mutex_);
+      if (!send_ || !provider_.can_subscribe()) {
+        return rpc_error(id, rpc_code::method_not_found, "this transport carries no resource updates");
+      }
+      if (subscribed_.count(uri) != 0) return rpc_result(id, value::object());
+    }
+    auto subscribed = provider_.subscribe(
+        uri, [this, uri] { notify("notifications/resources/updated", value{{"uri", uri}}); });
+    if (!subscribed.ok()) {
+      return rpc_error(id, resource_not_found, "Resource not found: " + subscribed.err().message, value{{"uri", uri}});
+    }
+    std::lock_guard lock(mutex_);
+    subscribed_.insert(uri);
+    return rpc_result(id, value::object());
+  }
   if (method == "prompts/list") {
     const auto all = provider_.prompts();
     const auto start = page_start(params, all.size());
@@ -280,8 +326,19 @@ struct server::pending_request {
 };
 
 void server::set_outbound(std::function<void(const std::string&)> send) {
+  std::lock_guard sending(send_mutex_);  // no notification is on its way out past this point
   std::lock_guard lock(mutex_);
   send_ = std::move(send);
+}
+
+void server::notify(std::string_view method, value params) {
+  std::lock_guard sending(send_mutex_);
+  std::function<void(const std::string&)> send;
+  {
+    std::lock_guard lock(mutex_);
+    send = send_;
+  }
+  if (send) send(rpc_notification(method, std::move(params)));
 }
 
 void server::close_outbound() {

@@ -13,6 +13,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -117,6 +118,14 @@ class server_provider {
   /// the client's to read: MCP's "resource not found" (`-32002`), with the message.
   [[nodiscard]] virtual result<std::vector<resource_content>> read_resource(const std::string& uri);
 
+  /// Whether `subscribe` is served.
+  [[nodiscard]] virtual bool can_subscribe() const { return false; }
+  /// Watches resource `uri` and calls `updated` (from any thread) each time it changes, until
+  /// `unsubscribe(uri)`; `updated` must not be called once `unsubscribe` has returned. Errors: as
+  /// `read_resource`'s for a resource that is not there.
+  [[nodiscard]] virtual result<void> subscribe(const std::string& uri, std::function<void()> updated);
+  virtual void unsubscribe(const std::string& /*uri*/) {}
+
   [[nodiscard]] virtual std::vector<prompt_descriptor> prompts() { return {}; }
   /// Prompt `name` (one of `prompts()`) with its arguments (strings, required ones present).
   /// Errors become `-32602` with the message.
@@ -143,6 +152,10 @@ class server {
  public:
   /// `page_size` tools per `tools/list` page.
   server(server_provider& provider, server_info info, std::size_t page_size = 100);
+  /// Ends the subscriptions the client made.
+  ~server();
+  server(const server&) = delete;
+  server& operator=(const server&) = delete;
 
   /// Handles one message from the client; returns the answer to send, if any (requests get one,
   /// notifications and responses none). Never throws: malformed input gets a JSON-RPC error.
@@ -168,6 +181,8 @@ class server {
   /// Sends a request to the client and waits for its answer.
   [[nodiscard]] result<value> request(const std::string& method, value params, std::chrono::milliseconds timeout);
   [[nodiscard]] call_context context_for(const value& params);
+  /// Sends a notification through the outbound channel, if there is one.
+  void notify(std::string_view method, value params);
 
   [[nodiscard]] value initialize(const value& params);
   [[nodiscard]] std::optional<std::string> dispatch(const value& id, const std::string& method, const value& params);
@@ -182,6 +197,8 @@ class server {
   std::string log_level_ = "info";
   value client_capabilities_ = value::object();
   std::function<void(const std::string&)> send_;
+  std::mutex send_mutex_;  ///< held while `send_` runs for `notify`, and while it changes
+  std::set<std::string> subscribed_;
   bool outbound_closed_ = false;
   std::int64_t next_request_ = 0;
   std::map<std::string, std::shared_ptr<pending_request>> pending_;

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <condition_variable>
+#include <map>
 #include <mutex>
 #include <sstream>
 #include <thread>
@@ -325,6 +326,56 @@ TEST(McpServer, ReportsProgressAndAsksTheClientWhenItCan) {
   sent.clear();
   EXPECT_EQ(ask(s, call(7))["result"]["content"][0]["text"], "nobody to ask") << "not asked once it cannot answer";
   EXPECT_EQ(sent.size(), 2u) << "progress still goes out";
+}
+
+class watched_docs final : public server_provider {
+ public:
+  std::vector<tool_descriptor> tools() override { return {}; }
+  result<tool_result> call_tool(const std::string&, const value&) override { return tool_result{}; }
+  bool can_subscribe() const override { return true; }
+  result<void> subscribe(const std::string& uri, std::function<void()> updated) override {
+    if (uri != "x://doc") return make_error(core_errc::not_found, "no " + uri);
+    watchers[uri] = std::move(updated);
+    return {};
+  }
+  void unsubscribe(const std::string& uri) override { watchers.erase(uri); }
+  std::map<std::string, std::function<void()>> watchers;
+};
+
+TEST(McpServer, SubscriptionsSendUpdatesOnlyWhereTheTransportCarriesThem) {
+  watched_docs docs;
+  std::vector<value> sent;
+  {
+    server plain(docs, {});  // no channel to the client (HTTP today)
+    auto init = ask(plain, R"({"jsonrpc":"2.0","id":1,"method":"initialize","params":{}})");
+    EXPECT_EQ(init["result"]["capabilities"]["resources"]["subscribe"], false);
+    auto refused = ask(plain, R"({"jsonrpc":"2.0","id":2,"method":"resources/subscribe","params":{"uri":"x://doc"}})");
+    EXPECT_EQ(refused["error"]["code"], -32601);
+    EXPECT_TRUE(docs.watchers.empty());
+
+    server s(docs, {});
+    s.set_outbound([&](const std::string& m) { sent.push_back(value::parse(m)); });
+    init = ask(s, R"({"jsonrpc":"2.0","id":1,"method":"initialize","params":{}})");
+    EXPECT_EQ(init["result"]["capabilities"]["resources"]["subscribe"], true);
+    auto missing = ask(s, R"({"jsonrpc":"2.0","id":2,"method":"resources/subscribe","params":{"uri":"x://other"}})");
+    EXPECT_EQ(missing["error"]["code"], -32002);
+    auto no_uri = ask(s, R"({"jsonrpc":"2.0","id":3,"method":"resources/subscribe","params":{}})");
+    EXPECT_EQ(no_uri["error"]["code"], -32602);
+    auto ok = ask(s, R"({"jsonrpc":"2.0","id":4,"method":"resources/subscribe","params":{"uri":"x://doc"}})");
+    EXPECT_EQ(ok["result"], value::object());
+    ASSERT_EQ(docs.watchers.count("x://doc"), 1u);
+    docs.watchers["x://doc"]();
+    ASSERT_EQ(sent.size(), 1u);
+    EXPECT_EQ(sent[0], (value{{"jsonrpc", "2.0"},
+                              {"method", "notifications/resources/updated"},
+                              {"params", {{"uri", "x://doc"}}}}));
+    auto off = ask(s, R"({"jsonrpc":"2.0","id":5,"method":"resources/unsubscribe","params":{"uri":"x://doc"}})");
+    EXPECT_EQ(off["result"], value::object());
+    EXPECT_TRUE(docs.watchers.empty());
+    (void)ask(s, R"({"jsonrpc":"2.0","id":6,"method":"resources/subscribe","params":{"uri":"x://doc"}})");
+    EXPECT_EQ(docs.watchers.size(), 1u);
+  }
+  EXPECT_TRUE(docs.watchers.empty()) << "a server that goes ends its client's subscriptions";
 }
 
 TEST(McpServer, ServesNewlineDelimitedMessages) {

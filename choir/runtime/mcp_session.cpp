@@ -395,6 +395,48 @@ result<std::vector<mcp::resource_content>> mcp_session::read_resource(const std:
   return make_error(core_errc::not_found, uri);
 }
 
+namespace {
+
+/// What makes a run's resource change: its last step and its status.
+std::string signature_of(const store::run_record& run) {
+  return std::to_string(run.last_sequence.value_or(-1)) + "/" + run.status;
+}
+
+}  // namespace
+
+result<void> mcp_session::subscribe(const std::string& uri, std::function<void()> updated) {
+  const auto parsed = parse_run_uri(uri);
+  if (!parsed) return make_error(core_errc::not_found, uri + " is not a ChoirOS resource (choir://runs/…)");
+  CHOIR_TRY(store::run_record run, tenant_run(parsed->run_id));
+  std::lock_guard lock(watch_mutex_);
+  if (closed_ || watching_stopped_) return make_error(core_errc::invalid_argument, "the session has ended");
+  subscriptions_[uri] = subscription{.run_id = run.run_id, .seen = signature_of(run), .updated = std::move(updated)};
+  if (!watcher_.joinable()) watcher_ = std::thread([this] { watch(); });
+  return {};
+}
+
+void mcp_session::unsubscribe(const std::string& uri) {
+  std::lock_guard lock(watch_mutex_);
+  subscriptions_.erase(uri);
+}
+
+void mcp_session::watch() {
+  constexpr std::chrono::milliseconds every{250};
+  std::unique_lock lock(watch_mutex_);
+  while (!watching_stopped_) {
+    watch_wake_.wait_for(lock, every, [this] { return watching_stopped_; });
+    if (watching_stopped_) break;
+    for (auto& [uri, sub] : subscriptions_) {
+      auto run = services_->store->get_run(sub.run_id);
+      if (!run.ok()) continue;
+      std::string now = signature_of(*run);
+      if (now == sub.seen) continue;
+      sub.seen = std::move(now);
+      sub.updated();  // under the lock: once `unsubscribe` returns, it is not called again
+    }
+  }
+}
+
 std::vector<mcp::prompt_descriptor> mcp_session::prompts() {
   const mcp::prompt_argument run{.name = "run_id", .description = "The run (choir://runs/{run_id})", .required = true};
   return {{.name = "explain_run",
@@ -460,6 +502,13 @@ mcp::server_provider::completion mcp_session::complete(const value& ref, const s
 }
 
 void mcp_session::close() {
+  {
+    std::lock_guard lock(watch_mutex_);
+    watching_stopped_ = true;
+    subscriptions_.clear();
+  }
+  watch_wake_.notify_all();
+  if (watcher_.joinable() && watcher_.get_id() != std::this_thread::get_id()) watcher_.join();
   if (closed_.exchange(true)) return;
   (void)settle_run(*services_->store, run_id_, "completed", services_->gate.get());
 }

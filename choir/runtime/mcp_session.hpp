@@ -5,6 +5,11 @@
 /// agent unless one is named). The session serves the tools that contract asks for; each call is
 /// an effect of the run — checked, journaled and audited by the gate (`call_tool`).
 #include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <thread>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -61,6 +66,11 @@ class mcp_session final : public mcp::server_provider {
   [[nodiscard]] std::vector<mcp::resource_descriptor> resources() override;
   [[nodiscard]] std::vector<mcp::resource_descriptor> resource_templates() override;
   [[nodiscard]] result<std::vector<mcp::resource_content>> read_resource(const std::string& uri) override;
+  /// A run's resource (`choir://runs/{run_id}` or its `/state`) changes when a step commits or its
+  /// status changes — also by another process sharing the store: the session looks every 250 ms.
+  [[nodiscard]] bool can_subscribe() const override { return true; }
+  [[nodiscard]] result<void> subscribe(const std::string& uri, std::function<void()> updated) override;
+  void unsubscribe(const std::string& uri) override;
   /// `explain_run` and `diagnose_run`, each embedding the run's resources.
   [[nodiscard]] std::vector<mcp::prompt_descriptor> prompts() override;
   [[nodiscard]] result<mcp::prompt_result> get_prompt(const std::string& name, const value& arguments) override;
@@ -90,6 +100,18 @@ class mcp_session final : public mcp::server_provider {
   std::string run_id_;
   std::atomic<std::int64_t> calls_{0};
   std::atomic<bool> closed_{false};
+
+  struct subscription {
+    std::string run_id;
+    std::string seen;  ///< the run's last step and status when last looked at
+    std::function<void()> updated;
+  };
+  void watch();
+  std::mutex watch_mutex_;  ///< held while a subscription's `updated` runs
+  std::condition_variable watch_wake_;
+  std::map<std::string, subscription> subscriptions_;
+  bool watching_stopped_ = false;
+  std::thread watcher_;
 };
 
 }  // namespace choir::runtime

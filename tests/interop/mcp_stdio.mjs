@@ -2,15 +2,15 @@
 //   node tests/interop/mcp_stdio.mjs <choir binary> <scratch folder> <examples folder>
 // Exit 0: every check passed; 1: a check failed (printed); 77: the SDK is not installed (skip).
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
-let Client, StdioClientTransport, ElicitRequestSchema;
+let Client, StdioClientTransport, ElicitRequestSchema, ResourceUpdatedNotificationSchema;
 try {
   ({ Client } = await import("@modelcontextprotocol/sdk/client/index.js"));
   ({ StdioClientTransport } = await import("@modelcontextprotocol/sdk/client/stdio.js"));
-  ({ ElicitRequestSchema } = await import("@modelcontextprotocol/sdk/types.js"));
+  ({ ElicitRequestSchema, ResourceUpdatedNotificationSchema } = await import("@modelcontextprotocol/sdk/types.js"));
 } catch {
   console.log("skipped: @modelcontextprotocol/sdk is not installed (npm ci --prefix tests/interop)");
   process.exit(77);
@@ -88,6 +88,24 @@ try {
   assert.equal(prompt.messages[1].content.type, "resource");
   assert.equal(prompt.messages[1].content.resource.uri, counterRun.uri);
   await assert.rejects(client.getPrompt({ name: "explain_run", arguments: {} }), /run_id/);
+
+  // A subscription: another process gives a waiting run its input, and the session says so.
+  assert.equal(client.getServerCapabilities().resources.subscribe, true);
+  spawnSync(choir, ["run", join(examples, "approval.yaml"), "--store", store]);
+  const listedRuns = JSON.parse(execFileSync(choir, ["runs", "list", "--json", "--store", store]).toString());
+  const waitingRun = (listedRuns.runs ?? listedRuns).find((r) => r.agent === "approval" && r.status === "waiting");
+  assert.ok(waitingRun, JSON.stringify(listedRuns));
+  const runUri = `choir://runs/${waitingRun.run_id}`;
+  const updates = [];
+  client.setNotificationHandler(ResourceUpdatedNotificationSchema, (n) => { updates.push(n.params.uri); });
+  await client.subscribeResource({ uri: runUri });
+  await assert.rejects(client.subscribeResource({ uri: "choir://runs/no-such-run" }), /Resource not found/);
+  execFileSync(choir, ["runs", "input", waitingRun.run_id, "answer=yes", "--store", store]);
+  for (let i = 0; i < 100 && !updates.includes(runUri); i++) await new Promise((r) => setTimeout(r, 50));
+  assert.ok(updates.includes(runUri), `no update for ${runUri}: ${JSON.stringify(updates)}`);
+  const after = JSON.parse((await client.readResource({ uri: runUri })).contents[0].text);
+  assert.equal(after.run.status, "completed");
+  await client.unsubscribeResource({ uri: runUri });
   await client.close();
 
   // The built-in session: read-only tools.
