@@ -239,8 +239,9 @@ std::optional<std::string> server::resources_and_prompts(const value& id, const 
       }
       if (subscribed_.count(uri) != 0) return rpc_result(id, value::object());
     }
-    auto subscribed = provider_.subscribe(
-        uri, [this, uri] { notify("notifications/resources/updated", value{{"uri", uri}}); });
+    auto subscribed = provider_.subscribe(uri, [this, uri] {
+      notify("notifications/resources/updated", value{{"uri", uri}});
+    });
     if (!subscribed.ok()) {
       return rpc_error(id, resource_not_found, "Resource not found: " + subscribed.err().message, value{{"uri", uri}});
     }

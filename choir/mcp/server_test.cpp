@@ -366,9 +366,9 @@ TEST(McpServer, SubscriptionsSendUpdatesOnlyWhereTheTransportCarriesThem) {
     ASSERT_EQ(docs.watchers.count("x://doc"), 1u);
     docs.watchers["x://doc"]();
     ASSERT_EQ(sent.size(), 1u);
-    EXPECT_EQ(sent[0], (value{{"jsonrpc", "2.0"},
-                              {"method", "notifications/resources/updated"},
-                              {"params", {{"uri", "x://doc"}}}}));
+    EXPECT_EQ(
+        sent[0],
+        (value{{"jsonrpc", "2.0"}, {"method", "notifications/resources/updated"}, {"params", {{"uri", "x://doc"}}}}));
     auto off = ask(s, R"({"jsonrpc":"2.0","id":5,"method":"resources/unsubscribe","params":{"uri":"x://doc"}})");
     EXPECT_EQ(off["result"], value::object());
     EXPECT_TRUE(docs.watchers.empty());

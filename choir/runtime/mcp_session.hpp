@@ -6,14 +6,14 @@
 /// an effect of the run — checked, journaled and audited by the gate (`call_tool`).
 #include <atomic>
 #include <condition_variable>
+#include <cstdint>
 #include <functional>
 #include <map>
-#include <mutex>
-#include <thread>
-#include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "choir/mcp/server.hpp"

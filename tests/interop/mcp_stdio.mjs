@@ -92,8 +92,9 @@ try {
   // A subscription: another process gives a waiting run its input, and the session says so.
   assert.equal(client.getServerCapabilities().resources.subscribe, true);
   spawnSync(choir, ["run", join(examples, "approval.yaml"), "--store", store]);
-  const listedRuns = JSON.parse(execFileSync(choir, ["runs", "list", "--json", "--store", store]).toString());
-  const waitingRun = (listedRuns.runs ?? listedRuns).find((r) => r.agent === "approval" && r.status === "waiting");
+  const listedRuns = execFileSync(choir, ["runs", "list", "--json", "--store", store]).toString()
+    .split("\n").filter((l) => l.trim()).map((l) => JSON.parse(l));  // a run per line
+  const waitingRun = listedRuns.find((r) => r.agent === "approval" && r.status === "waiting");
   assert.ok(waitingRun, JSON.stringify(listedRuns));
   const runUri = `choir://runs/${waitingRun.run_id}`;
   const updates = [];
