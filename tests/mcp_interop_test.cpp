@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "choir/mcp/client.hpp"
+#include "choir/runtime/mcp_servers.hpp"
 #include "choir/tools/builtin.hpp"
 
 namespace choir::mcp {
@@ -271,3 +272,60 @@ TEST_F(McpInterop, FilesystemServerConfinedToTheWorkspace) {
 
 }  // namespace
 }  // namespace choir::mcp
+
+namespace choir::runtime {
+namespace {
+
+/// A server written with the SDK whose tool list changes (tests/interop/changing_tools.mjs): the
+/// runtime imports its tools again when it says so, and the registry follows.
+TEST(McpInteropRuntime, ToolsAreImportedAgainWhenTheServersListChanges) {
+  namespace fs = std::filesystem;
+  const std::string node_path = mcp::node();
+  const fs::path script = fs::path(CHOIR_SOURCE_DIR) / "tests/interop/changing_tools.mjs";
+  if (node_path.empty() || !fs::exists(mcp::modules / "@modelcontextprotocol/sdk")) {
+    GTEST_SKIP() << "Node.js or the MCP SDK is not installed (npm ci --prefix tests/interop)";
+  }
+  const fs::path state = fs::temp_directory_path() / ("choir-mcp-changing-" + std::to_string(::getpid()));
+  fs::remove_all(state);
+  tools::tool_registry registry;
+  mcp_server_config config;
+  config.name = "changing";
+  config.command = {node_path, script.string()};
+  config.sandbox = false;  // the script is outside any workspace; the sandboxed way is tested above
+  auto servers = mcp_servers::start({config}, registry, state);
+  ASSERT_TRUE(servers.ok()) << servers.err().message;
+  const auto names = [&] {
+    std::vector<std::string> out;
+    for (const auto& t : registry.list()) out.push_back(t.name);
+    std::sort(out.begin(), out.end());
+    return out;
+  };
+  const auto eventually = [&](const std::vector<std::string>& expected) {
+    for (int i = 0; i < 200 && names() != expected; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    return names();
+  };
+  EXPECT_EQ(names(), (std::vector<std::string>{"mcp.changing.grow", "mcp.changing.shrink"}));
+  const tools::tool_context context{.workspace = state};
+
+  auto grown = registry.call("mcp.changing.grow", value::object(), context);
+  ASSERT_TRUE(grown.ok()) << grown.err().message;
+  EXPECT_EQ(eventually({"mcp.changing.double", "mcp.changing.grow", "mcp.changing.shrink"}),
+            (std::vector<std::string>{"mcp.changing.double", "mcp.changing.grow", "mcp.changing.shrink"}));
+  auto doubled = registry.call("mcp.changing.double", {{"n", 21}}, context);
+  ASSERT_TRUE(doubled.ok()) << doubled.err().message;
+  EXPECT_EQ((*doubled)["text"], "42");
+  // Its input schema came along: a string is refused before the server is asked.
+  EXPECT_EQ(registry.call("mcp.changing.double", {{"n", "x"}}, context).err().code,
+            make_error_code(tools::tool_errc::invalid_arguments));
+
+  ASSERT_TRUE(registry.call("mcp.changing.shrink", value::object(), context).ok());
+  EXPECT_EQ(eventually({"mcp.changing.double", "mcp.changing.shrink"}),
+            (std::vector<std::string>{"mcp.changing.double", "mcp.changing.shrink"}));
+  EXPECT_GE((*servers)->reimports(), 2u);
+  EXPECT_TRUE((*servers)->warnings().empty());
+  (*servers)->stop();
+  fs::remove_all(state);
+}
+
+}  // namespace
+}  // namespace choir::runtime

@@ -4,8 +4,10 @@
 
 #include <algorithm>
 #include <cctype>
+#include <condition_variable>
 #include <cstdlib>
 #include <map>
+#include <set>
 
 #include "choir/kernel/audit.hpp"
 #include "choir/mcp/client.hpp"
@@ -152,9 +154,25 @@ result<std::vector<mcp_server_config>> parse_mcp_servers(const value& document, 
   return out;
 }
 
+struct mcp_servers::changes {
+  std::mutex mutex;
+  std::condition_variable changed;
+  std::set<std::string> servers;  ///< names of servers whose tool list changed
+  bool stopping = false;
+
+  void add(const std::string& server) {
+    {
+      std::lock_guard lock(mutex);
+      servers.insert(server);
+    }
+    changed.notify_one();
+  }
+};
+
 /// A server's client, restarted if it has ended (a stdio server that exited between calls).
 struct mcp_servers::connection {
   mcp_server_config config;
+  std::shared_ptr<changes> tools_changed;  ///< told when the server says its tool list changed
   std::filesystem::path workspace;
   /// Sampling requests go to these services (set once they exist).
   struct sampling_route {
@@ -180,6 +198,10 @@ struct mcp_servers::connection {
     options.request_timeout = config.timeout;
     options.on_sampling = [route = route](const value& params, const std::vector<std::string>& tags) {
       return sample(*route, params, tags);
+    };
+    // On the client's reading thread: only noted here; the import runs on the servers' own thread.
+    options.on_tools_changed = [queue = tools_changed, name = config.name] {
+      if (queue) queue->add(name);
     };
     std::unique_ptr<mcp::transport> channel;
     if (!config.url.empty()) {
@@ -352,6 +374,8 @@ result<std::shared_ptr<mcp_servers>> mcp_servers::start(std::vector<mcp_server_c
                                                         tools::tool_registry& registry,
                                                         const std::filesystem::path& state) {
   std::shared_ptr<mcp_servers> servers(new mcp_servers());
+  servers->registry_ = &registry;
+  servers->changes_ = std::make_shared<changes>();
   for (auto& config : configs) {
     auto c = std::make_shared<connection>();
     c->workspace = config.workspace.empty() ? state / "mcp" / config.name : config.workspace;
@@ -360,32 +384,78 @@ result<std::shared_ptr<mcp_servers>> mcp_servers::start(std::vector<mcp_server_c
     if (ec) return make_error(core_errc::io_error, c->workspace.string() + ": " + ec.message());
     c->workspace = std::filesystem::canonical(c->workspace, ec);
     c->config = std::move(config);
-    CHOIR_TRY(auto client, c->ensure());
-    auto listed = client->list_tools();
-    if (!listed.ok()) {
-      client->close();
-      return make_error(listed.err().code, "MCP server " + c->config.name + ": " + listed.err().message);
+    c->tools_changed = servers->changes_;
+    if (auto imported = servers->import(c); !imported.ok()) {
+      std::lock_guard lock(c->mutex);
+      if (c->client) c->client->close();
+      return std::move(imported).err();
     }
     servers->connections_.push_back(c);
-    const auto& cfg = c->config;
-    for (const auto& t : *listed) {
-      if (!cfg.only.empty() && std::find(cfg.only.begin(), cfg.only.end(), t.name) == cfg.only.end()) continue;
-      const std::string where = "MCP server " + cfg.name + ": tool '" + t.name + "'";
-      if (!tool_name_ok(t.name)) {
-        servers->warnings_.push_back(where + " skipped: not a valid MCP tool name");
-        continue;
+  }
+  servers->reimporter_ = std::thread([s = servers.get()] { s->reimport_loop(); });
+  return servers;
+}
+
+result<void> mcp_servers::import(const std::shared_ptr<connection>& c) {
+  CHOIR_TRY(auto client, c->ensure());
+  const auto& cfg = c->config;
+  auto listed = client->list_tools();
+  if (!listed.ok()) return make_error(listed.err().code, "MCP server " + cfg.name + ": " + listed.err().message);
+  std::vector<std::string> skipped;
+  std::vector<std::shared_ptr<tools::tool>> imported;
+  for (const auto& t : *listed) {
+    if (!cfg.only.empty() && std::find(cfg.only.begin(), cfg.only.end(), t.name) == cfg.only.end()) continue;
+    if (!tool_name_ok(t.name)) {
+      skipped.push_back("MCP server " + cfg.name + ": tool '" + t.name + "' skipped: not a valid MCP tool name");
+      continue;
+    }
+    std::string description = t.title.empty() ? t.description : t.title + ". " + t.description;
+    tools::tool_spec spec{
+        .name = "mcp." + cfg.name + "." + lowercase(t.name),
+        .description = std::move(description),
+        .input_schema = t.input_schema,
+        .idempotent = std::find(cfg.idempotent.begin(), cfg.idempotent.end(), t.name) != cfg.idempotent.end()};
+    imported.push_back(std::make_shared<mcp_tool>(std::move(spec), c, t.name));
+  }
+  for (auto& why : registry_->replace_prefix("mcp." + cfg.name + ".", std::move(imported))) {
+    skipped.push_back("MCP server " + cfg.name + ": skipped: " + why);
+  }
+  std::lock_guard lock(mutex_);
+  warnings_.insert(warnings_.end(), skipped.begin(), skipped.end());
+  return {};
+}
+
+void mcp_servers::reimport_loop() {
+  for (;;) {
+    std::set<std::string> changed;
+    {
+      std::unique_lock lock(changes_->mutex);
+      changes_->changed.wait(lock, [&] { return changes_->stopping || !changes_->servers.empty(); });
+      if (changes_->stopping) return;
+      changed.swap(changes_->servers);
+    }
+    for (const auto& c : connections_) {
+      if (changed.count(c->config.name) == 0) continue;
+      auto imported = import(c);
+      std::lock_guard lock(mutex_);
+      if (imported.ok()) {
+        ++reimports_;
+      } else {  // the old tools stay; a call to one that is gone fails at the server
+        warnings_.push_back("MCP server " + c->config.name +
+                            ": its changed tools could not be listed: " + imported.err().message);
       }
-      std::string description = t.title.empty() ? t.description : t.title + ". " + t.description;
-      tools::tool_spec spec{
-          .name = "mcp." + cfg.name + "." + lowercase(t.name),
-          .description = std::move(description),
-          .input_schema = t.input_schema,
-          .idempotent = std::find(cfg.idempotent.begin(), cfg.idempotent.end(), t.name) != cfg.idempotent.end()};
-      auto added = registry.add(std::make_shared<mcp_tool>(std::move(spec), c, t.name));
-      if (!added.ok()) servers->warnings_.push_back(where + " skipped: " + added.err().message);
     }
   }
-  return servers;
+}
+
+std::vector<std::string> mcp_servers::warnings() const {
+  std::lock_guard lock(mutex_);
+  return warnings_;
+}
+
+std::size_t mcp_servers::reimports() const {
+  std::lock_guard lock(mutex_);
+  return reimports_;
 }
 
 mcp_servers::~mcp_servers() { stop(); }
@@ -414,6 +484,14 @@ std::vector<std::string> mcp_servers::describe() const {
 }
 
 void mcp_servers::stop() {
+  if (changes_) {
+    {
+      std::lock_guard lock(changes_->mutex);
+      changes_->stopping = true;
+    }
+    changes_->changed.notify_all();
+  }
+  if (reimporter_.joinable() && reimporter_.get_id() != std::this_thread::get_id()) reimporter_.join();
   for (const auto& c : connections_) {
     std::lock_guard lock(c->mutex);
     if (c->client) c->client->close();

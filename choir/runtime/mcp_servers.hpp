@@ -14,6 +14,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -53,7 +54,9 @@ struct mcp_server_config {
 /// The connected servers of a process.
 class mcp_servers {
  public:
-  /// Connects every server and adds its tools to `registry`. `state` is where default sandbox
+  /// Connects every server and adds its tools to `registry`, which must outlive the servers. When
+  /// a server says its tool list changed, its tools are listed again and replace its old ones in
+  /// the registry (a call in flight keeps the tool it started with). `state` is where default sandbox
   /// workspaces go (`<state>/mcp/<name>`). A server that cannot be reached fails the whole start
   /// (an agent that needs it would fail later, less clearly). Tools that cannot be imported (a
   /// name that is not a capability name, a schema this project cannot compile) are skipped and
@@ -71,16 +74,29 @@ class mcp_servers {
 
   /// One line per server: `everything: stdio: node index.js stdio (MCP 2025-11-25, 13 tools)`.
   [[nodiscard]] std::vector<std::string> describe() const;
-  [[nodiscard]] const std::vector<std::string>& warnings() const { return warnings_; }
+  /// What was skipped, at the start and at each re-import since.
+  [[nodiscard]] std::vector<std::string> warnings() const;
+  /// Tool lists imported again after a server said its list changed (`notifications/tools/list_changed`).
+  [[nodiscard]] std::size_t reimports() const;
   /// Stops every server (stdio servers: stdin closed, then SIGTERM, then SIGKILL).
   void stop();
 
   struct connection;  ///< private to mcp_servers.cpp
+  struct changes;     ///< the servers whose tools changed, waiting to be imported again
 
  private:
   mcp_servers() = default;
+  /// Lists `c`'s tools and puts them in the registry in place of its old ones.
+  [[nodiscard]] result<void> import(const std::shared_ptr<connection>& c);
+  void reimport_loop();
+
+  tools::tool_registry* registry_ = nullptr;  ///< outlives the servers (the process's tools)
   std::vector<std::shared_ptr<connection>> connections_;
+  mutable std::mutex mutex_;
   std::vector<std::string> warnings_;
+  std::size_t reimports_ = 0;
+  std::shared_ptr<changes> changes_;
+  std::thread reimporter_;
 };
 
 }  // namespace choir::runtime

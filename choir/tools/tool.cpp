@@ -1,6 +1,7 @@
 #include "choir/tools/tool.hpp"
 
 #include <algorithm>
+#include <mutex>
 
 namespace choir::tools {
 namespace {
@@ -33,12 +34,9 @@ const std::error_category& tool_category() noexcept {
 
 std::error_code make_error_code(tool_errc e) noexcept { return {static_cast<int>(e), tool_category()}; }
 
-result<void> tool_registry::add(std::shared_ptr<tool> t) {
+result<std::shared_ptr<const tool_registry::entry>> tool_registry::compile(std::shared_ptr<tool> t) {
   const tool_spec& spec = t->spec();
   if (spec.name.empty()) return make_error(core_errc::invalid_argument, "a tool needs a name");
-  if (lookup(spec.name) != nullptr) {
-    return make_error(core_errc::invalid_argument, "tool " + spec.name + " is already registered");
-  }
   auto input = json_schema::compile(spec.input_schema);
   if (!input.ok())
     return make_error(core_errc::invalid_argument, "tool " + spec.name + ": input schema: " + input.err().message);
@@ -51,29 +49,77 @@ result<void> tool_registry::add(std::shared_ptr<tool> t) {
     }
     output = std::move(compiled).value();
   }
-  entries_.push_back({std::move(t), std::move(input).value(), std::move(output)});
+  return std::make_shared<const entry>(entry{std::move(t), std::move(input).value(), std::move(output)});
+}
+
+result<void> tool_registry::add(std::shared_ptr<tool> t) {
+  CHOIR_TRY(auto compiled, compile(std::move(t)));
+  std::unique_lock lock(mutex_);
+  const std::string& name = compiled->impl->spec().name;
+  if (std::any_of(entries_.begin(), entries_.end(), [&](const auto& e) { return e->impl->spec().name == name; })) {
+    return make_error(core_errc::invalid_argument, "tool " + name + " is already registered");
+  }
+  entries_.push_back(std::move(compiled));
   return {};
 }
 
-const tool_registry::entry* tool_registry::lookup(std::string_view name) const {
-  auto it = std::find_if(entries_.begin(), entries_.end(), [&](const entry& e) { return e.impl->spec().name == name; });
-  return it == entries_.end() ? nullptr : &*it;
+std::vector<std::string> tool_registry::replace_prefix(std::string_view prefix,
+                                                       std::vector<std::shared_ptr<tool>> tools) {
+  std::vector<std::string> refused;
+  std::vector<std::shared_ptr<const entry>> fresh;
+  for (auto& t : tools) {
+    const std::string name = t->spec().name;
+    if (name.compare(0, prefix.size(), prefix) != 0) {
+      refused.push_back("tool " + name + ": not under " + std::string(prefix));
+      continue;
+    }
+    if (std::any_of(fresh.begin(), fresh.end(), [&](const auto& e) { return e->impl->spec().name == name; })) {
+      refused.push_back("tool " + name + ": named twice");
+      continue;
+    }
+    auto compiled = compile(std::move(t));
+    if (!compiled.ok()) {
+      refused.push_back(compiled.err().message);
+      continue;
+    }
+    fresh.push_back(std::move(compiled).value());
+  }
+  std::unique_lock lock(mutex_);
+  std::erase_if(entries_, [&](const auto& e) { return e->impl->spec().name.compare(0, prefix.size(), prefix) == 0; });
+  for (auto& e : fresh) {
+    const std::string& name = e->impl->spec().name;
+    if (std::any_of(entries_.begin(), entries_.end(), [&](const auto& x) { return x->impl->spec().name == name; })) {
+      refused.push_back("tool " + name + " is already registered");
+      continue;
+    }
+    entries_.push_back(std::move(e));
+  }
+  return refused;
+}
+
+std::shared_ptr<const tool_registry::entry> tool_registry::lookup(std::string_view name) const {
+  std::shared_lock lock(mutex_);
+  auto it = std::find_if(entries_.begin(), entries_.end(), [&](const auto& e) { return e->impl->spec().name == name; });
+  return it == entries_.end() ? nullptr : *it;
 }
 
 std::shared_ptr<tool> tool_registry::find(std::string_view name) const {
-  const entry* e = lookup(name);
+  const auto e = lookup(name);
   return e == nullptr ? nullptr : e->impl;
 }
 
 std::vector<tool_spec> tool_registry::list() const {
+  std::shared_lock lock(mutex_);
   std::vector<tool_spec> out;
   out.reserve(entries_.size());
-  for (const auto& e : entries_) out.push_back(e.impl->spec());
+  for (const auto& e : entries_) out.push_back(e->impl->spec());
   return out;
 }
 
-result<void> tool_registry::validate(std::string_view name, const value& arguments) const {
-  const entry* e = lookup(name);
+namespace {
+
+template <class Entry>
+result<void> check_arguments(const Entry* e, std::string_view name, const value& arguments) {
   if (e == nullptr) return make_error(tool_errc::unknown_tool, "no tool is named '" + std::string(name) + "'");
   const auto violations = e->input.validate(arguments);
   if (!violations.empty()) {
@@ -83,16 +129,22 @@ result<void> tool_registry::validate(std::string_view name, const value& argumen
   return {};
 }
 
+}  // namespace
+
+result<void> tool_registry::validate(std::string_view name, const value& arguments) const {
+  return check_arguments(lookup(name).get(), name, arguments);
+}
+
 std::string tool_registry::subject_of(std::string_view name, const value& arguments) const {
-  const entry* e = lookup(name);
+  const auto e = lookup(name);
   if (e == nullptr || e->impl->spec().subject.empty() || !arguments.is_object()) return {};
   const auto it = arguments.find(e->impl->spec().subject);
   return it != arguments.end() && it->is_string() ? it->get<std::string>() : std::string();
 }
 
 result<value> tool_registry::call(std::string_view name, const value& arguments, const tool_context& context) const {
-  CHOIR_CHECK(validate(name, arguments));
-  const entry* e = lookup(name);
+  const auto e = lookup(name);  // the call keeps this tool even if the registry changes meanwhile
+  CHOIR_CHECK(check_arguments(e.get(), name, arguments));
   CHOIR_TRY(value answer, e->impl->call(arguments, context));
   if (e->output) {
     const auto violations = e->output->validate(answer);

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -78,12 +79,19 @@ class tool {
   tool_spec spec_;
 };
 
-/// Tools by name. Fill it first, then share it: lookups and calls are thread-safe.
+/// Tools by name. Thread-safe: tools can come and go (an MCP server's list changes) while others
+/// are looked up and called; a call keeps the tool it started with.
 class tool_registry {
  public:
   /// Registers `t`, compiling its schemas. Errors: `core_errc::invalid_argument` (a bad schema,
   /// or a name already taken).
   [[nodiscard]] result<void> add(std::shared_ptr<tool> t);
+  /// Replaces every tool whose name begins with `prefix` by `tools` (whose names must begin with
+  /// it), at once: a lookup sees the old set or the new one. A tool whose schemas do not compile,
+  /// or whose name is outside the prefix or taken twice, is left out: the list says why, a line
+  /// each.
+  [[nodiscard]] std::vector<std::string> replace_prefix(std::string_view prefix,
+                                                        std::vector<std::shared_ptr<tool>> tools);
   [[nodiscard]] std::shared_ptr<tool> find(std::string_view name) const;
   [[nodiscard]] std::vector<tool_spec> list() const;
 
@@ -102,8 +110,10 @@ class tool_registry {
     json_schema input;
     std::optional<json_schema> output;
   };
-  [[nodiscard]] const entry* lookup(std::string_view name) const;
-  std::vector<entry> entries_;
+  [[nodiscard]] static result<std::shared_ptr<const entry>> compile(std::shared_ptr<tool> t);
+  [[nodiscard]] std::shared_ptr<const entry> lookup(std::string_view name) const;
+  mutable std::shared_mutex mutex_;
+  std::vector<std::shared_ptr<const entry>> entries_;  ///< in the order they were added
 };
 
 }  // namespace choir::tools

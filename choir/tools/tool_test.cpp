@@ -78,3 +78,46 @@ TEST(ToolRegistry, RefusesADuplicateNameAndABadSchema) {
 
 }  // namespace
 }  // namespace choir::tools
+
+namespace choir::tools {
+namespace {
+
+/// A tool with a name and an input schema of choice, answering its name.
+class named final : public tool {
+ public:
+  named(std::string name, value schema = {{"type", "object"}})
+      : tool({.name = std::move(name), .description = "d", .input_schema = std::move(schema)}) {}
+  result<value> call(const value&, const tool_context&) override { return value{{"name", spec().name}}; }
+};
+
+TEST(ToolRegistry, ReplacesAPrefixAtOnceAndKeepsTheRest) {
+  tool_registry registry;
+  ASSERT_TRUE(registry.add(std::make_shared<named>("fs.read")).ok());
+  ASSERT_TRUE(registry.add(std::make_shared<named>("mcp.a.one")).ok());
+  ASSERT_TRUE(registry.add(std::make_shared<named>("mcp.a.two")).ok());
+  ASSERT_TRUE(registry.add(std::make_shared<named>("mcp.ab.x")).ok());
+  auto held = registry.find("mcp.a.one");
+
+  const auto refused =
+      registry.replace_prefix("mcp.a.", {std::make_shared<named>("mcp.a.two"), std::make_shared<named>("mcp.a.three"),
+                                         std::make_shared<named>("fs.write"), std::make_shared<named>("mcp.a.three"),
+                                         std::make_shared<named>("mcp.a.bad", value{{"type", 7}})});
+  std::vector<std::string> names;
+  for (const auto& t : registry.list()) names.push_back(t.name);
+  EXPECT_EQ(names, (std::vector<std::string>{"fs.read", "mcp.ab.x", "mcp.a.two", "mcp.a.three"}));
+  ASSERT_EQ(refused.size(), 3u);
+  EXPECT_NE(refused[0].find("not under mcp.a."), std::string::npos) << refused[0];
+  EXPECT_NE(refused[1].find("named twice"), std::string::npos) << refused[1];
+  EXPECT_NE(refused[2].find("mcp.a.bad"), std::string::npos) << refused[2];
+  EXPECT_EQ(registry.find("mcp.a.one"), nullptr);
+  EXPECT_EQ(registry.call("mcp.a.one", value::object(), {}).err().code, make_error_code(tool_errc::unknown_tool));
+  EXPECT_EQ((*registry.call("mcp.a.three", value::object(), {}))["name"], "mcp.a.three");
+  // A tool held by a call in flight outlives its removal.
+  EXPECT_EQ((*held->call(value::object(), {}))["name"], "mcp.a.one");
+  // An empty list removes the prefix's tools.
+  EXPECT_TRUE(registry.replace_prefix("mcp.a.", {}).empty());
+  EXPECT_EQ(registry.list().size(), 2u);
+}
+
+}  // namespace
+}  // namespace choir::tools
