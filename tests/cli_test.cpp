@@ -857,3 +857,35 @@ TEST(ChoirChat, AConversationInTheTerminalStreamsRepliesAndAsksForConsent) {
   auto counter = run_choir("chat counter --agents " + std::string(CHOIR_SOURCE_DIR) + "/examples --store " + f.store);
   EXPECT_EQ(counter.exit_code, 2) << counter.out;
 }
+
+namespace {
+
+/// A process that holds the store open — as `choir serve` does — must keep its write-ahead log
+/// while other processes come and go, even after it opened and closed the store a second time.
+/// (Reading the file's header with a separate descriptor once released this process's locks, so
+/// the next process to close believed itself the last one and deleted the log: the holder then
+/// read a stale database and its own writes went to a deleted file.)
+TEST(ChoirStore, AProcessHoldingTheStoreKeepsItsLogWhenOthersComeAndGo) {
+  const std::string dir = ::testing::TempDir() + "choir-shared-store-" + std::to_string(::getpid());
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  const std::string db = dir + "/choir.db";
+  ASSERT_EQ(run_choir("policy apply " + example("policy.yaml") + " --store " + db).exit_code, 0);
+  auto held = choir::store::open_sqlite_store(db);
+  ASSERT_TRUE(held.ok()) << held.err().message;
+  {
+    auto again = choir::store::open_sqlite_store(db);  // a second store in this process, closed at once
+    ASSERT_TRUE(again.ok());
+  }
+  auto other = run_choir("run " + example("counter.yaml") + " --input n=1 --store " + db);
+  ASSERT_EQ(other.exit_code, 0) << other.out;
+  EXPECT_TRUE(std::filesystem::exists(db + "-wal")) << "another process deleted the log this one still uses";
+  auto runs = (*held)->list_runs(10);
+  ASSERT_TRUE(runs.ok()) << runs.err().message;
+  ASSERT_EQ(runs->size(), 1u) << "the run the other process committed is not seen";
+  EXPECT_EQ(runs->front().agent, "counter");
+  held->reset();
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace

@@ -3,7 +3,6 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
 #include <limits>
 #include <numeric>
 #include <string>
@@ -1472,15 +1471,12 @@ result<std::unique_ptr<event_store>> open_sqlite_store(const std::string& path, 
     const fs::path parent = fs::path(path).parent_path();
     if (!parent.empty()) fs::create_directories(parent, ec);
     if (ec) return make_error(store_errc::open_failed, path + ": cannot create its folder: " + ec.message());
-  } else if (fs::file_size(path, ec) > 0) {
-    // Refuse anything that is not a SQLite file before SQLite touches it.
-    std::ifstream in(path, std::ios::binary);
-    char header[16] = {};
-    in.read(header, sizeof header);
-    if (std::string_view(header, sizeof header) != std::string_view("SQLite format 3\0", 16)) {
-      return make_error(store_errc::not_a_store, path + ": not a ChoirOS store (not a SQLite database)");
-    }
   }
+  // A file that is not a SQLite database is refused by SQLite at its first read, below, before
+  // anything is written. Never read the file through a descriptor of our own: closing it would
+  // release every lock this process holds on the file — also those of a store already open here
+  // — and another process closing the database would then believe itself its last user and
+  // delete the write-ahead log still in use here.
   sqlite3* raw = nullptr;
   if (sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr) !=
       SQLITE_OK) {
@@ -1492,7 +1488,12 @@ result<std::unique_ptr<event_store>> open_sqlite_store(const std::string& path, 
   sqlite3_busy_timeout(raw, 5000);
 
   auto app_id = single_integer(raw, "PRAGMA application_id");
-  if (!app_id.ok()) return make_error(store_errc::not_a_store, path + ": " + app_id.err().message);
+  if (!app_id.ok()) {
+    if (sqlite3_errcode(raw) == SQLITE_NOTADB) {
+      return make_error(store_errc::not_a_store, path + ": not a ChoirOS store (not a SQLite database)");
+    }
+    return make_error(store_errc::not_a_store, path + ": " + app_id.err().message);
+  }
   auto user_version = single_integer(raw, "PRAGMA user_version");
   if (!user_version.ok()) return make_error(store_errc::not_a_store, path + ": " + user_version.err().message);
   if (options.create_schema_version < 0 || options.create_schema_version > schema_version) {

@@ -65,6 +65,9 @@ TEST_F(SqliteStore, RefusesAFileThatIsNotAStoreAndLeavesItUnchanged) {
   auto s = open_sqlite_store(path_);
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.err().code, store_errc::not_a_store);
+  EXPECT_NE(s.err().message.find("not a SQLite database"), std::string::npos) << s.err().message;
+  EXPECT_FALSE(fs::exists(path_ + "-wal"));
+  EXPECT_FALSE(fs::exists(path_ + "-journal"));
   std::ifstream in(path_);
   std::string line;
   std::getline(in, line);
