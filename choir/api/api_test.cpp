@@ -6,8 +6,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <set>
 #include <thread>
 
@@ -1118,6 +1120,63 @@ TEST_F(Api, McpOverStreamableHttpIsASessionRunThroughTheGate) {
                            ada_token, v));
   EXPECT_EQ(hint["result"]["completion"]["values"], value::array()) << hint;
 
+  // The GET stream: resource updates of a subscription arrive on it as server-sent events.
+  EXPECT_EQ(call("GET", "/mcp", ada_token, "", {{"Accept", "text/event-stream"}}).status, 400) << "needs a session";
+  EXPECT_EQ(call("GET", "/mcp", ada_token, "", {{"Mcp-Session-Id", session}, {"Accept", "application/json"}}).status,
+            406);
+  store::run_record ours;
+  ours.run_id = "acme-run-1";
+  ours.agent = "counter";
+  ours.graph_version = "v";
+  ours.status = "halted";
+  ours.tenant = "acme";
+  ours.user = "ada";
+  ASSERT_TRUE(store_->create_run(ours, *graph::state::from_json({{"count", 0}}), -1).ok());
+  auto subscribed = json_of(post(session,
+                                 {{"jsonrpc", "2.0"},
+                                  {"id", 9},
+                                  {"method", "resources/subscribe"},
+                                  {"params", {{"uri", "choir://runs/acme-run-1"}}}},
+                                 ada_token, v));
+  EXPECT_EQ(subscribed["result"], value::object()) << subscribed;
+  std::atomic<bool> stop_stream{false};
+  std::mutex events_mutex;
+  std::string events_text;
+  int stream_status = 0;
+  std::thread listener([&] {
+    net::http_request req{.method = "GET", .url = url("/mcp")};
+    req.headers = {{"Authorization", std::string("Bearer ") + ada_token},
+                   {"Mcp-Session-Id", session},
+                   {"Accept", "text/event-stream"}};
+    req.timeout = std::chrono::seconds(20);
+    req.cancel = &stop_stream;
+    (void)net::http_call(req, [&](const net::http_response& head, std::string_view chunk) {
+      std::lock_guard lock(events_mutex);
+      stream_status = head.status;
+      events_text += chunk;
+      return events_text.find("resources/updated") == std::string::npos;
+    });
+  });
+  for (int i = 0; i < 500; ++i) {  // the stream opens with a comment
+    {
+      std::lock_guard lock(events_mutex);
+      if (!events_text.empty()) break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  // A second stream for the same session is refused while the first is open.
+  EXPECT_EQ(call("GET", "/mcp", ada_token, "", {{"Mcp-Session-Id", session}, {"Accept", "text/event-stream"}}).status,
+            409);
+  ASSERT_TRUE(store_->set_status("acme-run-1", "failed").ok());  // as another process would
+  listener.join();
+  {
+    std::lock_guard lock(events_mutex);
+    EXPECT_EQ(stream_status, 200);
+    EXPECT_NE(events_text.find(R"("method":"notifications/resources/updated")"), std::string::npos) << events_text;
+    EXPECT_NE(events_text.find(R"("uri":"choir://runs/acme-run-1")"), std::string::npos) << events_text;
+    EXPECT_EQ(events_text.rfind(": open\n\nevent: message\ndata: ", 0), 0u) << events_text;
+  }
+
   // Hostile and malformed: another user's token with this session, a version nobody speaks, garbage.
   EXPECT_EQ(post(session, {{"jsonrpc", "2.0"}, {"id", 5}, {"method", "ping"}}, carol_token).status, 404);
   EXPECT_EQ(post(session, {{"jsonrpc", "2.0"}, {"id", 5}, {"method", "ping"}}, ada_token,
@@ -1128,7 +1187,8 @@ TEST_F(Api, McpOverStreamableHttpIsASessionRunThroughTheGate) {
   EXPECT_EQ(garbage.status, 200);  // answered in JSON-RPC, as over stdio
   EXPECT_EQ(json_of(garbage)["error"]["code"], -32700);
   EXPECT_EQ(call("POST", "/mcp", ada_token, "[]", {{"Content-Type", "text/plain"}}).status, 415);
-  EXPECT_EQ(call("GET", "/mcp").status, 405);
+  EXPECT_EQ(call("PUT", "/mcp", ada_token, "{}").status, 405);
+  EXPECT_EQ(call("GET", "/mcp", ada_token, "", {{"Mcp-Session-Id", "no-such-session"}}).status, 404);
   EXPECT_EQ(post("no-such-session", {{"jsonrpc", "2.0"}, {"id", 6}, {"method", "ping"}}).status, 404);
   EXPECT_EQ(call("POST", "/mcp", ada_token, dump_json(init), {{"Origin", "http://evil.example"}}).status, 403);
   EXPECT_NE(call("GET", "/metrics", "").body.find("choir_mcp_sessions 1"), std::string::npos);

@@ -54,6 +54,18 @@ struct mcp_endpoint::session {
   std::unique_ptr<mcp::server> engine;
   std::mutex calls;  ///< one message at a time, in the order they arrive (as over stdio)
   std::chrono::steady_clock::time_point last_used = std::chrono::steady_clock::now();
+  /// The GET stream, where the server's own messages go (resource updates); at most one open.
+  std::mutex listener_mutex;
+  std::shared_ptr<event_stream> listener;
+
+  void end() {
+    {
+      std::lock_guard lock(listener_mutex);
+      if (listener) listener->end();
+    }
+    std::lock_guard lock(calls);
+    provider->close();
+  }
 };
 
 mcp_endpoint::mcp_endpoint(const service_options& options,
@@ -73,10 +85,7 @@ void mcp_endpoint::close_all() {
     std::lock_guard lock(mutex_);
     ending.swap(sessions_);
   }
-  for (auto& [id, s] : ending) {
-    std::lock_guard calls(s->calls);
-    s->provider->close();
-  }
+  for (auto& [id, s] : ending) s->end();
 }
 
 void mcp_endpoint::sweep() {
@@ -93,24 +102,15 @@ void mcp_endpoint::sweep() {
       }
     }
   }
-  for (auto& s : ending) {
-    std::lock_guard calls(s->calls);
-    s->provider->close();
-  }
+  for (auto& s : ending) s->end();
 }
 
 http_response mcp_endpoint::handle(const http_request& request, const identity& who, std::string_view query) {
   if (!options_.services) return error_response(404, "not_found", "MCP is not served here");
   sweep();
-  if (request.method == "GET") {
-    // No server-initiated stream: every answer comes in the response to its POST.
-    auto out = error_response(405, "method_not_allowed", "POST and DELETE /mcp (this server opens no GET stream)");
-    out.headers.emplace_back("Allow", "POST, DELETE");
-    return out;
-  }
-  if (request.method != "POST" && request.method != "DELETE") {
-    auto out = error_response(405, "method_not_allowed", "POST and DELETE /mcp");
-    out.headers.emplace_back("Allow", "POST, DELETE");
+  if (request.method != "POST" && request.method != "DELETE" && request.method != "GET") {
+    auto out = error_response(405, "method_not_allowed", "GET, POST and DELETE /mcp");
+    out.headers.emplace_back("Allow", "GET, POST, DELETE");
     return out;
   }
   if (!request.mcp_protocol_version.empty()) {
@@ -136,9 +136,22 @@ http_response mcp_endpoint::handle(const http_request& request, const identity& 
   }
   if (request.method == "DELETE") {
     if (!s) return rpc_refusal(400, mcp::rpc_code::invalid_request, "DELETE /mcp needs an Mcp-Session-Id");
-    std::lock_guard calls(s->calls);
-    s->provider->close();
+    s->end();
     return {.status = 200, .content_type = "application/json", .body = "{}", .headers = {}};
+  }
+  if (request.method == "GET") {
+    // The session's stream of the server's own messages.
+    if (!s) return rpc_refusal(400, mcp::rpc_code::invalid_request, "GET /mcp needs an Mcp-Session-Id");
+    if (request.accept.find("text/event-stream") == std::string::npos) {
+      return rpc_refusal(406, mcp::rpc_code::invalid_request, "Accept must include text/event-stream");
+    }
+    std::lock_guard lock(s->listener_mutex);
+    if (s->listener && s->listener->open()) {
+      return rpc_refusal(409, mcp::rpc_code::invalid_request, "this session already has an open GET stream");
+    }
+    s->listener = std::make_shared<event_stream>();
+    s->last_used = std::chrono::steady_clock::now();
+    return {.status = 200, .content_type = "text/event-stream", .body = {}, .headers = {}, .events = s->listener};
   }
   // POST: one JSON-RPC message.
   if (!request.content_type.starts_with("application/json")) {
@@ -149,6 +162,10 @@ http_response mcp_endpoint::handle(const http_request& request, const identity& 
     return rpc_refusal(406, mcp::rpc_code::invalid_request, "Accept must include application/json");
   }
   if (!s) return open(request, who, query);
+  // The client's answer to one of the server's requests goes straight to the call waiting for it.
+  if (s->engine->take_response(request.body)) {
+    return {.status = 202, .content_type = "application/json", .body = "", .headers = {}};
+  }
   std::optional<std::string> answer;
   {
     std::lock_guard calls(s->calls);
@@ -199,6 +216,16 @@ http_response mcp_endpoint::open(const http_request& request, const identity& wh
                                      .version = "0.1.0",
                                      .instructions = "ChoirOS tools of agent " + agent->name +
                                                      "; every call is checked by the kernel and audited."});
+  // The server's own messages go to the session's GET stream while one is open. A call cannot wait
+  // for the client's answer here (it holds the thread that would read it), so no requests.
+  s->engine->set_outbound(
+      [weak = std::weak_ptr<session>(s)](const std::string& outgoing) {
+        if (auto held = weak.lock()) {
+          std::lock_guard lock(held->listener_mutex);
+          if (held->listener) (void)held->listener->push(outgoing);
+        }
+      },
+      /*requests=*/false);
   auto answer = s->engine->handle(request.body);
   {
     std::lock_guard lock(mutex_);

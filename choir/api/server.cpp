@@ -149,6 +149,52 @@ struct server::impl {
     }
   }
 
+  /// Writes a response of server-sent events: the header, then each event as it is pushed, a
+  /// comment every 15 s while none is (so a dead client is noticed), until the stream ends or the
+  /// client goes.
+  static asio::awaitable<void> write_events(beast::tcp_stream& stream, strand ex, const http_response& answer,
+                                            unsigned version) {
+    const auto events = answer.events;
+    http::response<http::empty_body> head{static_cast<http::status>(answer.status), version};
+    head.set(http::field::content_type, "text/event-stream");
+    head.set(http::field::cache_control, "no-cache");
+    for (const auto& [name, val] : answer.headers) head.set(name, val);
+    head.keep_alive(false);
+    http::response_serializer<http::empty_body> serializer{head};
+    stream.expires_never();
+    auto [hec, hn] = co_await http::async_write_header(stream, serializer, tuple_awaitable);
+    static constexpr std::string_view opened = ": open\n\n";  // the client knows the stream is up
+    if (!hec) std::tie(hec, hn) = co_await asio::async_write(stream, asio::buffer(opened), tuple_awaitable);
+    if (hec) {
+      events->gone();
+      co_return;
+    }
+    auto wake = std::make_shared<asio::steady_timer>(ex);
+    events->on_ready([weak = std::weak_ptr<asio::steady_timer>(wake), ex] {
+      asio::post(ex, [weak] {
+        if (auto t = weak.lock()) t->cancel();
+      });
+    });
+    for (;;) {
+      auto [items, ended] = events->take();
+      std::string out;
+      for (const auto& data : items) out += "event: message\ndata: " + data + "\n\n";
+      if (!out.empty()) {
+        auto [wec, n] = co_await asio::async_write(stream, asio::buffer(out), tuple_awaitable);
+        if (wec) break;
+      }
+      if (ended) break;
+      wake->expires_after(std::chrono::seconds(15));
+      auto [tec] = co_await wake->async_wait(tuple_awaitable);
+      if (!tec) {  // nothing for a while: a comment, which fails once the client has gone
+        static constexpr std::string_view keep_alive = ": keep-alive\n\n";
+        auto [kec, n] = co_await asio::async_write(stream, asio::buffer(keep_alive), tuple_awaitable);
+        if (kec) break;
+      }
+    }
+    events->gone();
+  }
+
   asio::awaitable<void> session(beast::tcp_stream stream, strand ex) {
     connection_count counted(open);
     beast::flat_buffer buffer;
@@ -238,7 +284,12 @@ struct server::impl {
         co_return;
       }
       const bool keep_alive = req.keep_alive();
-      auto res = to_beast(svc->handle(r), req.version(), keep_alive, r.method == "HEAD");
+      http_response answer = svc->handle(r);
+      if (answer.events) {
+        co_await write_events(stream, ex, answer, req.version());
+        break;  // an event stream ends its connection
+      }
+      auto res = to_beast(answer, req.version(), keep_alive, r.method == "HEAD");
       auto [wec, written] = co_await http::async_write(stream, res, tuple_awaitable);
       if (wec || !keep_alive) break;
     }

@@ -15,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "choir/api/event_stream.hpp"
 #include "choir/api/stream.hpp"
 #include "choir/kernel/audit.hpp"
 #include "choir/runtime/actions/services.hpp"
@@ -48,6 +49,9 @@ struct http_response {
   std::string content_type = "application/json";
   std::string body;
   std::vector<std::pair<std::string, std::string>> headers;
+  /// Set: the response is a stream of server-sent events (no `body`), written as they come; the
+  /// connection closes when it ends.
+  std::shared_ptr<event_stream> events;
 };
 
 struct service_options {

@@ -326,10 +326,11 @@ struct server::pending_request {
   std::optional<result<value>> answer;
 };
 
-void server::set_outbound(std::function<void(const std::string&)> send) {
+void server::set_outbound(std::function<void(const std::string&)> send, bool requests) {
   std::lock_guard sending(send_mutex_);  // no notification is on its way out past this point
   std::lock_guard lock(mutex_);
   send_ = std::move(send);
+  requests_ = requests;
 }
 
 void server::notify(std::string_view method, value params) {
@@ -385,7 +386,9 @@ result<value> server::request(const std::string& method, value params, std::chro
   std::function<void(const std::string&)> send;
   {
     std::lock_guard lock(mutex_);
-    if (!send_ || outbound_closed_) return make_error(core_errc::io_error, "the client cannot be asked");
+    if (!send_ || !requests_ || outbound_closed_) {
+      return make_error(core_errc::io_error, "the client cannot be asked");
+    }
     id = "choir-" + std::to_string(++next_request_);
     pending_[id] = p;
     send = send_;
@@ -413,7 +416,7 @@ call_context server::context_for(const value& params) {
     if (!send_) return context;
     send = send_;
     // Once the client can no longer answer (its input ended), it may still read notifications.
-    can_elicit = !outbound_closed_ && client_capabilities_.contains("elicitation");
+    can_elicit = requests_ && !outbound_closed_ && client_capabilities_.contains("elicitation");
   }
   const value meta = params.contains("_meta") && params["_meta"].is_object() ? params["_meta"] : value::object();
   if (meta.contains("progressToken") &&

@@ -166,8 +166,10 @@ class server {
 
   /// Lets the server send messages of its own — notifications, and requests to the client — with
   /// `send` (one serialized message; the transport makes it safe from any thread). Without it
-  /// the server sends none, and tool calls get no progress or elicitation.
-  void set_outbound(std::function<void(const std::string&)> send);
+  /// the server sends none, and tool calls get no progress or elicitation. `requests`: whether
+  /// the transport can also bring the client's answers to a call waiting for them (stdio can);
+  /// without, only notifications are sent.
+  void set_outbound(std::function<void(const std::string&)> send, bool requests = true);
   /// If `message` answers one of the server's requests, hands it to the call waiting for it and
   /// returns true (a transport reading on another thread than the one handling requests calls
   /// this first). An answer to no pending request is dropped.
@@ -200,6 +202,7 @@ class server {
   std::mutex send_mutex_;  ///< held while `send_` runs for `notify`, and while it changes
   std::set<std::string> subscribed_;
   bool outbound_closed_ = false;
+  bool requests_ = true;
   std::int64_t next_request_ = 0;
   std::map<std::string, std::shared_ptr<pending_request>> pending_;
 };

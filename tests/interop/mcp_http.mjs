@@ -2,15 +2,16 @@
 //   node tests/interop/mcp_http.mjs <choir binary> <scratch folder> <examples folder>
 // Exit 0: every check passed; 1: a check failed (printed); 77: the SDK is not installed (skip).
 import assert from "node:assert/strict";
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 
-let Client, StreamableHTTPClientTransport;
+let Client, StreamableHTTPClientTransport, ResourceUpdatedNotificationSchema;
 try {
   ({ Client } = await import("@modelcontextprotocol/sdk/client/index.js"));
   ({ StreamableHTTPClientTransport } = await import("@modelcontextprotocol/sdk/client/streamableHttp.js"));
+  ({ ResourceUpdatedNotificationSchema } = await import("@modelcontextprotocol/sdk/types.js"));
 } catch {
   console.log("skipped: @modelcontextprotocol/sdk is not installed (npm ci --prefix tests/interop)");
   process.exit(77);
@@ -84,6 +85,22 @@ try {
   const doc = JSON.parse((await client.readResource({ uri: own.uri })).contents[0].text);
   assert.equal(doc.run.agent, "mcp-session");
   await assert.rejects(client.readResource({ uri: "choir://runs/nope" }), /Resource not found/);
+
+  // A subscription: another process gives a waiting run its input; the update comes on the
+  // session's GET stream, which the SDK opened after initializing.
+  spawnSync(choir, ["run", join(examples, "approval.yaml"), "--store", store]);
+  const waitingRun = execFileSync(choir, ["runs", "list", "--json", "--store", store]).toString()
+    .split("\n").filter((l) => l.trim()).map((l) => JSON.parse(l))
+    .find((r) => r.agent === "approval" && r.status === "waiting");
+  assert.ok(waitingRun, "an approval run waits");
+  const runUri = `choir://runs/${waitingRun.run_id}`;
+  const updates = [];
+  client.setNotificationHandler(ResourceUpdatedNotificationSchema, (n) => { updates.push(n.params.uri); });
+  assert.equal(client.getServerCapabilities().resources.subscribe, true);
+  await client.subscribeResource({ uri: runUri });
+  execFileSync(choir, ["runs", "input", waitingRun.run_id, "answer=yes", "--store", store]);
+  for (let i = 0; i < 100 && !updates.includes(runUri); i++) await new Promise((r) => setTimeout(r, 50));
+  assert.ok(updates.includes(runUri), `no update for ${runUri} on the GET stream`);
   await transport.terminateSession();
   await assert.rejects(client.ping(), /404|not found|session/i);
   await client.close();
