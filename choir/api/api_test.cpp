@@ -1088,16 +1088,20 @@ TEST_F(Api, McpOverStreamableHttpIsASessionRunThroughTheGate) {
   EXPECT_EQ(escape["result"]["isError"], true) << escape;
 
   // Runs are resources of their tenant only: globex's run is neither listed nor readable.
-  store::run_record theirs;
-  theirs.run_id = "globex-run-1";
-  theirs.agent = "counter";
-  theirs.graph_version = "v";
-  theirs.status = "completed";
-  theirs.tenant = "globex";
-  theirs.user = "carol";
+  // A run of the counter agent recorded for `tenant` and `user`, as another server would.
+  const auto record_run = [&](const std::string& id, const std::string& status, const std::string& tenant,
+                              const std::string& user) {
+    store::run_record r;
+    r.run_id = id;
+    r.agent = "counter";
+    r.graph_version = "v";
+    r.status = status;
+    r.tenant = tenant;
+    r.user = user;
+    return store_->create_run(r, *graph::state::from_json({{"count", 0}}), -1);
+  };
   ASSERT_TRUE(store_->put_graph({"v", "counter", "(test)"}).ok());
-  auto created = store_->create_run(theirs, *graph::state::from_json({{"count", 0}}), -1);
-  ASSERT_TRUE(created.ok()) << created.err().message;
+  ASSERT_TRUE(record_run("globex-run-1", "completed", "globex", "carol").ok());
   auto resources = json_of(post(session, {{"jsonrpc", "2.0"}, {"id", 6}, {"method", "resources/list"}}, ada_token, v));
   std::vector<std::string> titles;
   for (const auto& r : resources["result"]["resources"]) titles.push_back(r["title"]);
@@ -1124,14 +1128,7 @@ TEST_F(Api, McpOverStreamableHttpIsASessionRunThroughTheGate) {
   EXPECT_EQ(call("GET", "/mcp", ada_token, "", {{"Accept", "text/event-stream"}}).status, 400) << "needs a session";
   EXPECT_EQ(call("GET", "/mcp", ada_token, "", {{"Mcp-Session-Id", session}, {"Accept", "application/json"}}).status,
             406);
-  store::run_record ours;
-  ours.run_id = "acme-run-1";
-  ours.agent = "counter";
-  ours.graph_version = "v";
-  ours.status = "halted";
-  ours.tenant = "acme";
-  ours.user = "ada";
-  ASSERT_TRUE(store_->create_run(ours, *graph::state::from_json({{"count", 0}}), -1).ok());
+  ASSERT_TRUE(record_run("acme-run-1", "halted", "acme", "ada").ok());
   auto subscribed = json_of(post(session,
                                  {{"jsonrpc", "2.0"},
                                   {"id", 9},

@@ -173,10 +173,13 @@ result<std::string> repo_path(const std::string& raw) {
   return path;
 }
 
-std::vector<std::string> string_list(const value& arguments, const char* field) {
+/// The `paths` argument, each checked by `repo_path`.
+result<std::vector<std::string>> repo_paths(const value& arguments) {
   std::vector<std::string> out;
-  if (arguments.contains(field)) {
-    for (const auto& v : arguments[field]) out.push_back(v.get<std::string>());
+  if (!arguments.contains("paths")) return out;
+  for (const auto& v : arguments["paths"]) {
+    CHOIR_TRY(std::string path, repo_path(v.get<std::string>()));
+    out.push_back(std::move(path));
   }
   return out;
 }
@@ -316,11 +319,7 @@ class git_diff_tool final : public git_tool {
   result<value> locked_call(const value& arguments, const tool_context& context) override {
     repo_ptr repo;
     CHOIR_CHECK(open_repository(context, repo));
-    std::vector<std::string> paths;
-    for (const auto& p : string_list(arguments, "paths")) {
-      CHOIR_TRY(std::string path, repo_path(p));
-      paths.push_back(std::move(path));
-    }
+    CHOIR_TRY(std::vector<std::string> paths, repo_paths(arguments));
     std::vector<char*> specs;
     for (auto& p : paths) specs.push_back(p.data());
     git_diff_options options = GIT_DIFF_OPTIONS_INIT;
@@ -576,11 +575,7 @@ class git_add final : public git_tool {
   result<value> locked_call(const value& arguments, const tool_context& context) override {
     repo_ptr repo;
     CHOIR_CHECK(open_repository(context, repo));
-    std::vector<std::string> paths;
-    for (const auto& p : string_list(arguments, "paths")) {
-      CHOIR_TRY(std::string path, repo_path(p));
-      paths.push_back(std::move(path));
-    }
+    CHOIR_TRY(std::vector<std::string> paths, repo_paths(arguments));
     if (paths.empty()) return make_error(tool_errc::invalid_arguments, "paths: name at least one file or folder");
     CHOIR_TRY(fd_handle root, open_workspace(context));
     fd_handle dir(::openat(root.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
