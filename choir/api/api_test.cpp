@@ -310,7 +310,16 @@ class Api : public ::testing::Test {
     EXPECT_TRUE(res.ok()) << (res.ok() ? "" : res.err().message);
     return res.ok() ? *res : net::http_response{};
   }
-  static value json_of(const net::http_response& r) { return value::parse(r.body, nullptr, false); }
+  /// The JSON of an answer; of an event stream (an MCP tool call's), its last event's data.
+  static value json_of(const net::http_response& r) {
+    std::string_view body = r.body;
+    if (r.header("Content-Type").starts_with("text/event-stream")) {
+      const auto at = body.rfind("data: ");
+      body = at == std::string_view::npos ? std::string_view() : body.substr(at + 6);
+      body = body.substr(0, body.find('\n'));
+    }
+    return value::parse(body, nullptr, false);
+  }
 
   /// Opens a conversation with `agent` for ada; its run id.
   /// Opens a conversation and waits until its first turn (up to where it listens) has ended:
@@ -1079,6 +1088,19 @@ TEST_F(Api, McpOverStreamableHttpIsASessionRunThroughTheGate) {
                            ada_token, v));
   EXPECT_EQ(read["result"]["isError"], false) << read;
   EXPECT_EQ(read["result"]["structuredContent"]["content"], "hi from the workspace");
+  // A tool call is answered with an event stream for a client that reads them, else with JSON.
+  const value call_read{{"jsonrpc", "2.0"},
+                        {"id", 30},
+                        {"method", "tools/call"},
+                        {"params", {{"name", "fs.read"}, {"arguments", {{"path", "hello.txt"}}}}}};
+  auto as_stream = post(session, call_read, ada_token, v);
+  EXPECT_EQ(as_stream.header("Content-Type"), "text/event-stream");
+  EXPECT_EQ(as_stream.body.rfind(": open\n\nevent: message\ndata: {", 0), 0u) << as_stream.body;
+  auto as_json =
+      call("POST", "/mcp", ada_token, dump_json(call_read),
+           {{"Mcp-Session-Id", session}, {"MCP-Protocol-Version", "2025-11-25"}, {"Accept", "application/json"}});
+  EXPECT_EQ(as_json.header("Content-Type"), "application/json");
+  EXPECT_EQ(json_of(as_json), json_of(as_stream));
   auto escape = json_of(post(session,
                              {{"jsonrpc", "2.0"},
                               {"id", 4},

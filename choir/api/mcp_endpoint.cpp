@@ -3,6 +3,10 @@
 #include <openssl/rand.h>
 
 #include <algorithm>
+#include <condition_variable>
+#include <deque>
+#include <optional>
+#include <thread>
 #include <vector>
 
 #include "choir/mcp/jsonrpc.hpp"
@@ -47,7 +51,20 @@ constexpr auto idle_limit = std::chrono::minutes(60);
 
 }  // namespace
 
+namespace {
+
+/// The event stream answering the tool call this thread is running, if its answer is one: the
+/// messages the call sends (progress, requests to the client) go there.
+thread_local std::shared_ptr<event_stream> call_stream;
+
+}  // namespace
+
 struct mcp_endpoint::session {
+  session() = default;
+  session(const session&) = delete;
+  session& operator=(const session&) = delete;
+  ~session() { stop_worker(); }
+
   std::string id;
   identity who;
   std::unique_ptr<runtime::mcp_session> provider;
@@ -58,7 +75,70 @@ struct mcp_endpoint::session {
   std::mutex listener_mutex;
   std::shared_ptr<event_stream> listener;
 
+  /// Tool calls answered as event streams run on the session's own thread, in order, so that the
+  /// client's answers to the call's requests — POSTed while it waits — are read meanwhile.
+  struct streamed_call {
+    std::string body;
+    std::shared_ptr<event_stream> stream;
+  };
+  std::mutex queue_mutex;
+  std::condition_variable queued;
+  std::deque<streamed_call> queue;
+  bool stopping = false;
+  std::thread worker;
+
+  void stream_call(std::string body, std::shared_ptr<event_stream> stream) {
+    {
+      std::lock_guard lock(queue_mutex);
+      queue.push_back({std::move(body), std::move(stream)});
+      if (!worker.joinable()) worker = std::thread([this] { work(); });
+    }
+    queued.notify_one();
+  }
+
+  void work() {
+    for (;;) {
+      streamed_call job;
+      {
+        std::unique_lock lock(queue_mutex);
+        queued.wait(lock, [&] { return stopping || !queue.empty(); });
+        if (queue.empty()) return;
+        job = std::move(queue.front());
+        queue.pop_front();
+      }
+      std::optional<std::string> answer;
+      {
+        std::lock_guard lock(calls);
+        last_used = std::chrono::steady_clock::now();
+        call_stream = job.stream;
+        answer = engine->handle(job.body);
+        call_stream = nullptr;
+      }
+      if (answer) (void)job.stream->push(*answer);
+      job.stream->end();
+    }
+  }
+
+  /// Where the server's own messages go: the stream of the call that sends them, else the GET stream.
+  bool send(const std::string& message) {
+    if (call_stream) return call_stream->push(message);
+    std::lock_guard lock(listener_mutex);
+    return listener && listener->push(message);
+  }
+
+  /// Lets the calls queued finish, then stops the session's thread.
+  void stop_worker() {
+    {
+      std::lock_guard lock(queue_mutex);
+      stopping = true;
+    }
+    queued.notify_one();
+    if (worker.joinable() && worker.get_id() != std::this_thread::get_id()) worker.join();
+  }
+
   void end() {
+    engine->close_outbound();  // a call waiting for the client's answer stops waiting
+    stop_worker();
     {
       std::lock_guard lock(listener_mutex);
       if (listener) listener->end();
@@ -166,6 +246,17 @@ http_response mcp_endpoint::handle(const http_request& request, const identity& 
   if (s->engine->take_response(request.body)) {
     return {.status = 202, .content_type = "application/json", .body = "", .headers = {}};
   }
+  // A tool call, for a client that reads event streams: answered with one, on the session's
+  // thread, carrying the call's progress and its requests to the client before its answer.
+  if (request.accept.find("text/event-stream") != std::string::npos) {
+    mcp::rpc_failure failure;
+    const auto parsed = mcp::parse_rpc(request.body, failure);
+    if (parsed && parsed->type == mcp::rpc_message::kind::request && parsed->method == "tools/call") {
+      auto stream = std::make_shared<event_stream>();
+      s->stream_call(request.body, stream);
+      return {.status = 200, .content_type = "text/event-stream", .body = {}, .headers = {}, .events = stream};
+    }
+  }
   std::optional<std::string> answer;
   {
     std::lock_guard calls(s->calls);
@@ -216,16 +307,15 @@ http_response mcp_endpoint::open(const http_request& request, const identity& wh
                                      .version = "0.1.0",
                                      .instructions = "ChoirOS tools of agent " + agent->name +
                                                      "; every call is checked by the kernel and audited."});
-  // The server's own messages go to the session's GET stream while one is open. A call cannot wait
-  // for the client's answer here (it holds the thread that would read it), so no requests.
+  // The server's own messages go to the stream of the call that sends them, else to the session's
+  // GET stream while one is open. Only a call answered with a stream can ask the client: others
+  // run on the server's thread, which would also have to read the client's answer.
   s->engine->set_outbound(
       [weak = std::weak_ptr<session>(s)](const std::string& outgoing) {
-        if (auto held = weak.lock()) {
-          std::lock_guard lock(held->listener_mutex);
-          if (held->listener) (void)held->listener->push(outgoing);
-        }
+        auto held = weak.lock();
+        return held && held->send(outgoing);
       },
-      /*requests=*/false);
+      [] { return call_stream != nullptr; });
   auto answer = s->engine->handle(request.body);
   {
     std::lock_guard lock(mutex_);

@@ -326,21 +326,21 @@ struct server::pending_request {
   std::optional<result<value>> answer;
 };
 
-void server::set_outbound(std::function<void(const std::string&)> send, bool requests) {
+void server::set_outbound(std::function<bool(const std::string&)> send, std::function<bool()> can_request) {
   std::lock_guard sending(send_mutex_);  // no notification is on its way out past this point
   std::lock_guard lock(mutex_);
   send_ = std::move(send);
-  requests_ = requests;
+  can_request_ = std::move(can_request);
 }
 
 void server::notify(std::string_view method, value params) {
   std::lock_guard sending(send_mutex_);
-  std::function<void(const std::string&)> send;
+  std::function<bool(const std::string&)> send;
   {
     std::lock_guard lock(mutex_);
     send = send_;
   }
-  if (send) send(rpc_notification(method, std::move(params)));
+  if (send) (void)send(rpc_notification(method, std::move(params)));
 }
 
 void server::close_outbound() {
@@ -383,17 +383,19 @@ bool server::take_response(std::string_view message) {
 result<value> server::request(const std::string& method, value params, std::chrono::milliseconds timeout) {
   auto p = std::make_shared<pending_request>();
   std::string id;
-  std::function<void(const std::string&)> send;
+  std::function<bool(const std::string&)> send;
   {
     std::lock_guard lock(mutex_);
-    if (!send_ || !requests_ || outbound_closed_) {
-      return make_error(core_errc::io_error, "the client cannot be asked");
-    }
+    if (!send_ || outbound_closed_) return make_error(core_errc::io_error, "the client cannot be asked");
     id = "choir-" + std::to_string(++next_request_);
     pending_[id] = p;
     send = send_;
   }
-  send(dump_json(value{{"jsonrpc", "2.0"}, {"id", id}, {"method", method}, {"params", std::move(params)}}));
+  if (!send(dump_json(value{{"jsonrpc", "2.0"}, {"id", id}, {"method", method}, {"params", std::move(params)}}))) {
+    std::lock_guard lock(mutex_);
+    pending_.erase(id);
+    return make_error(core_errc::io_error, "the client cannot be asked: its stream has closed");
+  }
   std::unique_lock lock(p->mutex);
   if (!p->answered.wait_for(lock, timeout, [&] { return p->answer.has_value(); })) {
     lock.unlock();
@@ -401,7 +403,7 @@ result<value> server::request(const std::string& method, value params, std::chro
       std::lock_guard guard(mutex_);
       pending_.erase(id);
     }
-    send(rpc_notification("notifications/cancelled", {{"requestId", id}, {"reason", "no answer in time"}}));
+    (void)send(rpc_notification("notifications/cancelled", {{"requestId", id}, {"reason", "no answer in time"}}));
     return make_error(core_errc::timed_out, method + ": no answer from the client in time");
   }
   return std::move(*p->answer);
@@ -409,15 +411,18 @@ result<value> server::request(const std::string& method, value params, std::chro
 
 call_context server::context_for(const value& params) {
   call_context context;
-  std::function<void(const std::string&)> send;
+  std::function<bool(const std::string&)> send;
+  std::function<bool()> can_request;
   bool can_elicit = false;
   {
     std::lock_guard lock(mutex_);
     if (!send_) return context;
     send = send_;
+    can_request = can_request_;
     // Once the client can no longer answer (its input ended), it may still read notifications.
-    can_elicit = requests_ && !outbound_closed_ && client_capabilities_.contains("elicitation");
+    can_elicit = !outbound_closed_ && client_capabilities_.contains("elicitation");
   }
+  if (can_elicit && can_request) can_elicit = can_request();
   const value meta = params.contains("_meta") && params["_meta"].is_object() ? params["_meta"] : value::object();
   if (meta.contains("progressToken") &&
       (meta["progressToken"].is_string() || meta["progressToken"].is_number_integer())) {
@@ -426,7 +431,7 @@ call_context server::context_for(const value& params) {
       value p{{"progressToken", token}, {"progress", progress}};
       if (total) p["total"] = *total;
       if (!message.empty()) p["message"] = message;
-      send(rpc_notification("notifications/progress", std::move(p)));
+      (void)send(rpc_notification("notifications/progress", std::move(p)));
     };
   }
   if (can_elicit) {
@@ -444,6 +449,7 @@ void serve_lines(server& s, std::istream& in, std::ostream& out) {
     std::lock_guard lock(write_mutex);
     out << message << '\n';
     out.flush();
+    return static_cast<bool>(out);
   };
   s.set_outbound(write);
   // Requests and notifications go to the handler thread, in order; answers to the server's own
@@ -462,7 +468,7 @@ void serve_lines(server& s, std::istream& in, std::ostream& out) {
         line = std::move(queue.front());
         queue.pop_front();
       }
-      if (auto answer = s.handle(line)) write(*answer);
+      if (auto answer = s.handle(line)) (void)write(*answer);
     }
   });
   std::string line;

@@ -165,11 +165,12 @@ class server {
   [[nodiscard]] std::string version() const;
 
   /// Lets the server send messages of its own — notifications, and requests to the client — with
-  /// `send` (one serialized message; the transport makes it safe from any thread). Without it
-  /// the server sends none, and tool calls get no progress or elicitation. `requests`: whether
-  /// the transport can also bring the client's answers to a call waiting for them (stdio can);
-  /// without, only notifications are sent.
-  void set_outbound(std::function<void(const std::string&)> send, bool requests = true);
+  /// `send` (one serialized message; false if it could not go out; the transport makes it safe
+  /// from any thread). Without it the server sends none, and tool calls get no progress or
+  /// elicitation. `can_request`, asked on the thread of each tool call as it starts: whether the
+  /// client's answer to a request could reach that call (stdio: always; HTTP: on a call whose
+  /// answer is an event stream); null: always.
+  void set_outbound(std::function<bool(const std::string&)> send, std::function<bool()> can_request = nullptr);
   /// If `message` answers one of the server's requests, hands it to the call waiting for it and
   /// returns true (a transport reading on another thread than the one handling requests calls
   /// this first). An answer to no pending request is dropped.
@@ -198,11 +199,11 @@ class server {
   std::string version_;
   std::string log_level_ = "info";
   value client_capabilities_ = value::object();
-  std::function<void(const std::string&)> send_;
+  std::function<bool(const std::string&)> send_;
+  std::function<bool()> can_request_;
   std::mutex send_mutex_;  ///< held while `send_` runs for `notify`, and while it changes
   std::set<std::string> subscribed_;
   bool outbound_closed_ = false;
-  bool requests_ = true;
   std::int64_t next_request_ = 0;
   std::map<std::string, std::shared_ptr<pending_request>> pending_;
 };

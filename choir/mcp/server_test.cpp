@@ -272,6 +272,7 @@ TEST(McpServer, ReportsProgressAndAsksTheClientWhenItCan) {
     std::lock_guard lock(mutex);
     sent.push_back(value::parse(m));
     sent_cv.notify_all();
+    return true;
   });
   const auto call = [&](int id) {
     return value{{"jsonrpc", "2.0"},
@@ -328,6 +329,30 @@ TEST(McpServer, ReportsProgressAndAsksTheClientWhenItCan) {
   EXPECT_EQ(sent.size(), 2u) << "progress still goes out";
 }
 
+TEST(McpServer, AsksOnlyWhereTheAnswerCanComeBack) {
+  asking_tool tool;
+  server s(tool, {});
+  bool open = true;
+  bool askable = false;
+  std::vector<std::string> sent;
+  s.set_outbound(
+      [&](const std::string& m) {
+        if (open) sent.push_back(m);
+        return open;
+      },
+      [&] { return askable; });
+  (void)ask(s, R"({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"capabilities":{"elicitation":{}}}})");
+  const std::string call = R"({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"ask"}})";
+  // A call whose thread could not read the answer is not asked.
+  EXPECT_EQ(ask(s, call)["result"]["content"][0]["text"], "nobody to ask");
+  EXPECT_TRUE(sent.empty());
+  // A stream that closed fails the request at once, instead of waiting for an answer.
+  askable = true;
+  open = false;
+  EXPECT_NE(ask(s, call)["result"]["content"][0]["text"].get<std::string>().find("its stream has closed"),
+            std::string::npos);
+}
+
 class watched_docs final : public server_provider {
  public:
   std::vector<tool_descriptor> tools() override { return {}; }
@@ -354,7 +379,10 @@ TEST(McpServer, SubscriptionsSendUpdatesOnlyWhereTheTransportCarriesThem) {
     EXPECT_TRUE(docs.watchers.empty());
 
     server s(docs, {});
-    s.set_outbound([&](const std::string& m) { sent.push_back(value::parse(m)); });
+    s.set_outbound([&](const std::string& m) {
+      sent.push_back(value::parse(m));
+      return true;
+    });
     init = ask(s, R"({"jsonrpc":"2.0","id":1,"method":"initialize","params":{}})");
     EXPECT_EQ(init["result"]["capabilities"]["resources"]["subscribe"], true);
     auto missing = ask(s, R"({"jsonrpc":"2.0","id":2,"method":"resources/subscribe","params":{"uri":"x://other"}})");

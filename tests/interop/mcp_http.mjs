@@ -3,15 +3,15 @@
 // Exit 0: every check passed; 1: a check failed (printed); 77: the SDK is not installed (skip).
 import assert from "node:assert/strict";
 import { execFileSync, spawn, spawnSync } from "node:child_process";
-import { mkdirSync, rmSync } from "node:fs";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 
-let Client, StreamableHTTPClientTransport, ResourceUpdatedNotificationSchema;
+let Client, StreamableHTTPClientTransport, ResourceUpdatedNotificationSchema, ElicitRequestSchema;
 try {
   ({ Client } = await import("@modelcontextprotocol/sdk/client/index.js"));
   ({ StreamableHTTPClientTransport } = await import("@modelcontextprotocol/sdk/client/streamableHttp.js"));
-  ({ ResourceUpdatedNotificationSchema } = await import("@modelcontextprotocol/sdk/types.js"));
+  ({ ResourceUpdatedNotificationSchema, ElicitRequestSchema } = await import("@modelcontextprotocol/sdk/types.js"));
 } catch {
   console.log("skipped: @modelcontextprotocol/sdk is not installed (npm ci --prefix tests/interop)");
   process.exit(77);
@@ -24,8 +24,17 @@ const store = join(scratch, "choir.db");
 execFileSync(choir, ["policy", "apply", join(examples, "policy.yaml"), "--store", store]);
 
 /** `choir serve` on a free port: its URL and admin token. */
+// An agent whose contract may call the approval and researcher agents (asked through MCP below).
+const agents = join(scratch, "agents");
+mkdirSync(agents, { recursive: true });
+writeFileSync(join(agents, "asker.yaml"), [
+  "apiVersion: agentos/v0.2", "kind: AgentContract", "name: asker", "class: {latency: SRT}",
+  "capabilities: [{name: agent.call, allow: [approval, researcher]}]", "---",
+  "apiVersion: agentos/v0.2", "kind: Graph", "name: asker", "entrypoint: serve", "actions:", "  serve: {type: pass}", ""].join("\n"));
+
 function serve() {
-  const proc = spawn(choir, ["serve", "--listen", "127.0.0.1:0", "--store", store, "--agents", examples], {
+  const proc = spawn(choir, ["serve", "--listen", "127.0.0.1:0", "--store", store, "--agents", examples,
+    "--agents", agents], {
     cwd: scratch,
     stdio: ["ignore", "pipe", "inherit"],
   });
@@ -47,12 +56,13 @@ function serve() {
 
 const text = (result) => result.content.map((c) => c.text ?? "").join("");
 
-async function connect(url, token, agent) {
+async function connect(url, token, agent, options = {}, prepare = () => {}) {
   const endpoint = new URL(`${url}/mcp${agent ? `?agent=${agent}` : ""}`);
   const transport = new StreamableHTTPClientTransport(endpoint, {
     requestInit: { headers: { Authorization: `Bearer ${token}` } },
   });
-  const client = new Client({ name: "choir-interop", version: "1.0.0" });
+  const client = new Client({ name: "choir-interop", version: "1.0.0" }, options);
+  prepare(client);
   await client.connect(transport);
   return { client, transport };
 }
@@ -118,6 +128,37 @@ try {
   assert.match(text(denied), /only for/);
   await notes.transport.terminateSession();
   await notes.client.close();
+
+  // Over HTTP too, an agent called as a tool asks the person at the client (elicitation): the
+  // request comes on the event stream answering the call, the answer is POSTed back.
+  const asked = [];
+  const person = await connect(url, token, "asker", { capabilities: { elicitation: {} } }, (c) => {
+    c.setRequestHandler(ElicitRequestSchema, async (request) => {
+      asked.push(request.params.message);
+      return { action: "accept", content: { answer: "yes" } };
+    });
+  });
+  const approved = await person.client.callTool({ name: "agent.approval", arguments: {} });
+  assert.equal(approved.isError, false, text(approved));
+  assert.equal(approved.structuredContent.shipped, "plan v1");
+  assert.deepEqual(asked, ["Agent approval asks: Ship this plan? (answer=yes or answer=no)"]);
+  // Progress, read off the wire: each committed step of the child, then the answer, as events.
+  const wire = await fetch(`${url}/mcp`, {
+    method: "POST",
+    headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json",
+      Accept: "application/json, text/event-stream", "Mcp-Session-Id": person.transport.sessionId,
+      "MCP-Protocol-Version": "2025-11-25" },
+    body: JSON.stringify({ jsonrpc: "2.0", id: 99, method: "tools/call",
+      params: { name: "agent.researcher", arguments: { topic: "owls" }, _meta: { progressToken: 7 } } }),
+  });
+  assert.equal(wire.headers.get("content-type"), "text/event-stream");
+  const events = (await wire.text()).split("\n").filter((l) => l.startsWith("data: ")).map((l) => JSON.parse(l.slice(6)));
+  assert.deepEqual(events.map((e) => e.method ?? `answer ${e.id}`),
+    ["notifications/progress", "notifications/progress", "notifications/progress", "answer 99"]);
+  assert.deepEqual(events.slice(0, 3).map((e) => e.params.progress), [1, 2, 3]);
+  assert.equal(events[3].result.isError, false);
+  await person.transport.terminateSession();
+  await person.client.close();
 
   // Every call is in the audit log, and the log verifies.
   const audit = execFileSync(choir, ["audit", "list", "--limit", "200", "--store", store]).toString();
