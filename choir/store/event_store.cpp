@@ -169,15 +169,18 @@ result<std::unique_ptr<event_store>> open_store(const std::string& where, const 
   return open_sqlite_store(where, options, time);
 }
 
+result<void> lease_keeper::renew_if_due(event_store& store) {
+  if (ttl_ms_ <= 0) return {};
+  const auto now = std::chrono::steady_clock::now();
+  if (now - renewed_ < std::chrono::milliseconds(ttl_ms_ / 3)) return {};
+  CHOIR_CHECK(store.renew_lease(run_id_, ttl_ms_));
+  renewed_ = now;
+  return {};
+}
+
 result<void> run_persister::save_step(const graph::run_identity& /*who*/, const graph::step_record& record,
                                       const graph::state& after) {
-  if (lease_ttl_ms_ > 0) {
-    const auto now = std::chrono::steady_clock::now();
-    if (now - renewed_ >= std::chrono::milliseconds(lease_ttl_ms_ / 3)) {
-      CHOIR_CHECK(store_->renew_lease(run_id_, lease_ttl_ms_));
-      renewed_ = now;
-    }
-  }
+  CHOIR_CHECK(lease_.renew_if_due(*store_));
   return store_->append_step(run_id_, record, after, graph_version_);
 }
 

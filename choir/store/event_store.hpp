@@ -351,17 +351,32 @@ class event_store {
 /// so that its lease may be taken before it expires. False whenever in doubt.
 [[nodiscard]] bool owner_known_dead(const std::string& owner);
 
+/// Keeps a run's lease while its steps commit: renews it every third of its duration, so a run
+/// driven step after step keeps its single owner (`lease_lost` / `run_leased` stop the run
+/// otherwise). What both persisters share.
+class lease_keeper {
+ public:
+  /// `ttl_ms` 0: no lease is kept.
+  lease_keeper(std::string run_id, std::int64_t ttl_ms)
+      : run_id_(std::move(run_id)), ttl_ms_(ttl_ms), renewed_(std::chrono::steady_clock::now()) {}
+  /// Renews the lease through `store` if a third of it has passed since the last renewal.
+  [[nodiscard]] result<void> renew_if_due(event_store& store);
+
+ private:
+  std::string run_id_;
+  std::int64_t ttl_ms_;
+  std::chrono::steady_clock::time_point renewed_;
+};
+
 /// Persists an application's steps into a run of the store (graph's persister interface). With a
-/// lease duration, it also renews the run's lease every third of it, so a run driven step after
-/// step keeps its single owner (`lease_lost` / `run_leased` stop the run otherwise).
+/// lease duration, it also keeps the run's lease (`lease_keeper`).
 class run_persister final : public graph::persister {
  public:
   run_persister(event_store& store, std::string run_id, std::string graph_version, std::int64_t lease_ttl_ms = 0)
       : store_(&store),
-        run_id_(std::move(run_id)),
+        run_id_(run_id),
         graph_version_(std::move(graph_version)),
-        lease_ttl_ms_(lease_ttl_ms),
-        renewed_(std::chrono::steady_clock::now()) {}
+        lease_(std::move(run_id), lease_ttl_ms) {}
   [[nodiscard]] result<void> save_step(const graph::run_identity& who, const graph::step_record& record,
                                        const graph::state& after) override;
 
@@ -369,8 +384,7 @@ class run_persister final : public graph::persister {
   event_store* store_;
   std::string run_id_;
   std::string graph_version_;
-  std::int64_t lease_ttl_ms_;
-  std::chrono::steady_clock::time_point renewed_;
+  lease_keeper lease_;
 };
 
 }  // namespace choir::store

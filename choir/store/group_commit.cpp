@@ -72,12 +72,7 @@ void group_committer::loop() {
 }
 
 result<void> group_persister::renew_if_due() {
-  if (lease_ttl_ms_ <= 0 || store_ == nullptr) return {};
-  const auto now = std::chrono::steady_clock::now();
-  if (now - renewed_ < std::chrono::milliseconds(lease_ttl_ms_ / 3)) return {};
-  CHOIR_CHECK(store_->renew_lease(run_id_, lease_ttl_ms_));
-  renewed_ = now;
-  return {};
+  return store_ == nullptr ? result<void>{} : lease_.renew_if_due(*store_);
 }
 
 result<void> group_persister::save_step(const graph::run_identity& /*who*/, const graph::step_record& record,

@@ -59,18 +59,17 @@ class group_committer {
 /// Persists an application's steps through a group committer (graph's persister interface). In
 /// `run_async`, a step inside a `resume_context` (an actor) waits for its commit without holding
 /// its thread, so that other runs' steps join the same transaction; elsewhere it waits on its
-/// thread. With a lease duration, it renews the run's lease every third of it, as `run_persister`
-/// does (`store` must then be one the caller's thread may use).
+/// thread. With a store and a lease duration, it keeps the run's lease as `run_persister` does
+/// (`lease_keeper`; `store` must then be one the caller's thread may use).
 class group_persister final : public graph::persister {
  public:
   group_persister(group_committer& committer, std::string run_id, std::string graph_version,
                   event_store* store = nullptr, std::int64_t lease_ttl_ms = 0)
       : committer_(&committer),
-        run_id_(std::move(run_id)),
+        run_id_(run_id),
         graph_version_(std::move(graph_version)),
         store_(store),
-        lease_ttl_ms_(lease_ttl_ms),
-        renewed_(std::chrono::steady_clock::now()) {}
+        lease_(std::move(run_id), store != nullptr ? lease_ttl_ms : 0) {}
   [[nodiscard]] result<void> save_step(const graph::run_identity& who, const graph::step_record& record,
                                        const graph::state& after) override;
   [[nodiscard]] task<result<void>> save_step_async(const graph::run_identity& who, const graph::step_record& record,
@@ -83,8 +82,7 @@ class group_persister final : public graph::persister {
   std::string run_id_;
   std::string graph_version_;
   event_store* store_;
-  std::int64_t lease_ttl_ms_;
-  std::chrono::steady_clock::time_point renewed_;
+  lease_keeper lease_;
 };
 
 }  // namespace choir::store

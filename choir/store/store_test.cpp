@@ -115,3 +115,47 @@ TEST(Owners, AnOwnerIsKnownDeadOnlyIfItIsAGoneProcessOfThisHost) {
 
 }  // namespace
 }  // namespace choir::store
+
+namespace choir::store {
+namespace {
+
+class LeaseKeeper : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::path(::testing::TempDir()) / ("choir-lease-keeper-" + std::to_string(::getpid()));
+    fs::remove_all(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  manual_clock clock_{1'700'000'000'000};
+  fs::path dir_;
+};
+
+/// The persisters renew a run's lease once a third of it has passed (in real time), not before.
+TEST_F(LeaseKeeper, RenewsOnceAThirdOfTheLeaseHasPassed) {
+  auto s = open_sqlite_store((dir_ / "choir.db").string(), {}, clock_);
+  ASSERT_TRUE(s.ok()) << s.err().message;
+  ASSERT_TRUE((*s)->put_graph({"v", "x", "(test)"}).ok());
+  run_record r;
+  r.run_id = "run-1";
+  r.agent = "x";
+  r.graph_version = "v";
+  r.status = "running";
+  ASSERT_TRUE((*s)->create_run(r, *graph::state::from_json({{"n", 0}}), -1).ok());
+  ASSERT_TRUE((*s)->acquire_lease("run-1", 3'000).ok());
+  const auto expires = [&] { return (*s)->get_run("run-1")->lease_expires_ms; };
+  const auto first = expires();
+  lease_keeper keeper("run-1", 3'000);
+  clock_.advance(std::chrono::milliseconds(500));  // the store's clock, which dates the lease
+  ASSERT_TRUE(keeper.renew_if_due(**s).ok());
+  EXPECT_EQ(expires(), first) << "renewed before a third of the lease passed";
+  std::this_thread::sleep_for(std::chrono::milliseconds(1'050));
+  ASSERT_TRUE(keeper.renew_if_due(**s).ok());
+  EXPECT_EQ(expires(), first + 500) << "not renewed after a third of the lease";
+  lease_keeper none("run-1", 0);
+  clock_.advance(std::chrono::milliseconds(500));
+  ASSERT_TRUE(none.renew_if_due(**s).ok());
+  EXPECT_EQ(expires(), first + 500) << "a keeper without a lease renews nothing";
+}
+
+}  // namespace
+}  // namespace choir::store
