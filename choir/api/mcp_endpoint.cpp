@@ -78,7 +78,7 @@ struct mcp_endpoint::session {
   /// Tool calls answered as event streams run on the session's own thread, in order, so that the
   /// client's answers to the call's requests — POSTed while it waits — are read meanwhile.
   struct streamed_call {
-    std::string body;
+    mcp::rpc_message message;
     std::shared_ptr<event_stream> stream;
   };
   std::mutex queue_mutex;
@@ -87,10 +87,10 @@ struct mcp_endpoint::session {
   bool stopping = false;
   std::thread worker;
 
-  void stream_call(std::string body, std::shared_ptr<event_stream> stream) {
+  void stream_call(mcp::rpc_message message, std::shared_ptr<event_stream> stream) {
     {
       std::lock_guard lock(queue_mutex);
-      queue.push_back({std::move(body), std::move(stream)});
+      queue.push_back({std::move(message), std::move(stream)});
       if (!worker.joinable()) worker = std::thread([this] { work(); });
     }
     queued.notify_one();
@@ -111,7 +111,7 @@ struct mcp_endpoint::session {
         std::lock_guard lock(calls);
         last_used = std::chrono::steady_clock::now();
         call_stream = job.stream;
-        answer = engine->handle(job.body);
+        answer = engine->handle(job.message);
         call_stream = nullptr;
       }
       if (answer) (void)job.stream->push(*answer);
@@ -242,26 +242,25 @@ http_response mcp_endpoint::handle(const http_request& request, const identity& 
     return rpc_refusal(406, mcp::rpc_code::invalid_request, "Accept must include application/json");
   }
   if (!s) return open(request, who, query);
+  mcp::rpc_failure failure;
+  const auto message = mcp::parse_rpc(request.body, failure);  // parsed once, here
   // The client's answer to one of the server's requests goes straight to the call waiting for it.
-  if (s->engine->take_response(request.body)) {
+  if (message && s->engine->take_response(*message)) {
     return {.status = 202, .content_type = "application/json", .body = "", .headers = {}};
   }
   // A tool call, for a client that reads event streams: answered with one, on the session's
   // thread, carrying the call's progress and its requests to the client before its answer.
-  if (request.accept.find("text/event-stream") != std::string::npos) {
-    mcp::rpc_failure failure;
-    const auto parsed = mcp::parse_rpc(request.body, failure);
-    if (parsed && parsed->type == mcp::rpc_message::kind::request && parsed->method == "tools/call") {
-      auto stream = std::make_shared<event_stream>();
-      s->stream_call(request.body, stream);
-      return {.status = 200, .content_type = "text/event-stream", .body = {}, .headers = {}, .events = stream};
-    }
+  if (message && message->type == mcp::rpc_message::kind::request && message->method == "tools/call" &&
+      request.accept.find("text/event-stream") != std::string::npos) {
+    auto stream = std::make_shared<event_stream>();
+    s->stream_call(*message, stream);
+    return {.status = 200, .content_type = "text/event-stream", .body = {}, .headers = {}, .events = stream};
   }
   std::optional<std::string> answer;
   {
     std::lock_guard calls(s->calls);
     s->last_used = std::chrono::steady_clock::now();
-    answer = s->engine->handle(request.body);
+    answer = message ? s->engine->handle(*message) : mcp::rpc_error(failure.id, failure.code, failure.message);
   }
   if (!answer) return {.status = 202, .content_type = "application/json", .body = "", .headers = {}};
   return {.status = 200, .content_type = "application/json", .body = std::move(*answer), .headers = {}};
@@ -316,7 +315,7 @@ http_response mcp_endpoint::open(const http_request& request, const identity& wh
         return held && held->send(outgoing);
       },
       [] { return call_stream != nullptr; });
-  auto answer = s->engine->handle(request.body);
+  auto answer = s->engine->handle(*message);
   {
     std::lock_guard lock(mutex_);
     sessions_.emplace(s->id, s);

@@ -133,9 +133,12 @@ std::optional<std::string> server::handle(std::string_view message) {
   rpc_failure failure;
   auto parsed = parse_rpc(message, failure);
   if (!parsed) return rpc_error(failure.id, failure.code, failure.message);
-  const rpc_message& m = *parsed;
+  return handle(*parsed);
+}
+
+std::optional<std::string> server::handle(const rpc_message& m) {
   switch (m.type) {
-    case rpc_message::kind::response: (void)take_response(message); return std::nullopt;
+    case rpc_message::kind::response: (void)take_response(m); return std::nullopt;
     case rpc_message::kind::notification: return std::nullopt;  // initialized, cancelled, …: nothing to answer
     case rpc_message::kind::request: break;
   }
@@ -357,24 +360,22 @@ void server::close_outbound() {
   }
 }
 
-bool server::take_response(std::string_view message) {
-  rpc_failure failure;
-  const auto parsed = parse_rpc(message, failure);
-  if (!parsed || parsed->type != rpc_message::kind::response) return false;
+bool server::take_response(const rpc_message& message) {
+  if (message.type != rpc_message::kind::response) return false;
   std::shared_ptr<pending_request> p;
   {
     std::lock_guard lock(mutex_);
-    const std::string id = parsed->id.is_string() ? parsed->id.get<std::string>() : parsed->id.dump();
+    const std::string id = message.id.is_string() ? message.id.get<std::string>() : message.id.dump();
     const auto found = pending_.find(id);
     if (found == pending_.end()) return true;  // late (timed out) or unknown: dropped
     p = found->second;
     pending_.erase(found);
   }
   std::lock_guard lock(p->mutex);
-  if (!parsed->error.is_null()) {
-    p->answer = make_error(core_errc::invalid_argument, "the client refused: " + string_at(parsed->error, "message"));
+  if (!message.error.is_null()) {
+    p->answer = make_error(core_errc::invalid_argument, "the client refused: " + string_at(message.error, "message"));
   } else {
-    p->answer = parsed->result;
+    p->answer = message.result;
   }
   p->answered.notify_all();
   return true;
@@ -453,32 +454,41 @@ void serve_lines(server& s, std::istream& in, std::ostream& out) {
   };
   s.set_outbound(write);
   // Requests and notifications go to the handler thread, in order; answers to the server's own
-  // requests are taken here at once, since a call on that thread may be waiting for one.
+  // requests are taken here at once, since a call on that thread may be waiting for one. Each line
+  // is parsed once, here.
+  struct item {
+    std::optional<rpc_message> message;
+    rpc_failure failure;
+  };
   std::mutex queue_mutex;
   std::condition_variable queued;
-  std::deque<std::string> queue;
+  std::deque<item> queue;
   bool ended = false;
   std::thread handler([&] {
     for (;;) {
-      std::string line;
+      item next;
       {
         std::unique_lock lock(queue_mutex);
         queued.wait(lock, [&] { return ended || !queue.empty(); });
         if (queue.empty()) return;
-        line = std::move(queue.front());
+        next = std::move(queue.front());
         queue.pop_front();
       }
-      if (auto answer = s.handle(line)) (void)write(*answer);
+      const auto answer =
+          next.message ? s.handle(*next.message) : rpc_error(next.failure.id, next.failure.code, next.failure.message);
+      if (answer) (void)write(*answer);
     }
   });
   std::string line;
   while (std::getline(in, line)) {
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (line.find_first_not_of(" \t") == std::string::npos) continue;
-    if (s.take_response(line)) continue;
+    item next;
+    next.message = parse_rpc(line, next.failure);
+    if (next.message && s.take_response(*next.message)) continue;
     {
       std::lock_guard lock(queue_mutex);
-      queue.push_back(std::move(line));
+      queue.push_back(std::move(next));
     }
     queued.notify_one();
   }

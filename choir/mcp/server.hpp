@@ -20,6 +20,7 @@
 
 #include "choir/core/result.hpp"
 #include "choir/core/value.hpp"
+#include "choir/mcp/jsonrpc.hpp"
 
 namespace choir::mcp {
 
@@ -160,6 +161,8 @@ class server {
   /// Handles one message from the client; returns the answer to send, if any (requests get one,
   /// notifications and responses none). Never throws: malformed input gets a JSON-RPC error.
   [[nodiscard]] std::optional<std::string> handle(std::string_view message);
+  /// The same for a message already parsed (`parse_rpc`).
+  [[nodiscard]] std::optional<std::string> handle(const rpc_message& message);
 
   /// The protocol version agreed at `initialize` (empty before).
   [[nodiscard]] std::string version() const;
@@ -174,7 +177,7 @@ class server {
   /// If `message` answers one of the server's requests, hands it to the call waiting for it and
   /// returns true (a transport reading on another thread than the one handling requests calls
   /// this first). An answer to no pending request is dropped.
-  bool take_response(std::string_view message);
+  bool take_response(const rpc_message& message);
   /// The client can no longer answer (its input ended): requests waiting for an answer fail, and
   /// later ones fail at once. Notifications still go out while `send` is set.
   void close_outbound();

@@ -37,6 +37,13 @@ class fake_tools final : public server_provider {
   int calls = 0;
 };
 
+/// `take_response` of a message given as text.
+bool take(server& s, const std::string& text) {
+  rpc_failure failure;
+  const auto message = parse_rpc(text, failure);
+  return message && s.take_response(*message);
+}
+
 value ask(server& s, const std::string& message) {
   auto answer = s.handle(message);
   EXPECT_TRUE(answer) << message;
@@ -304,15 +311,16 @@ TEST(McpServer, ReportsProgressAndAsksTheClientWhenItCan) {
   }
   EXPECT_EQ(request["method"], "elicitation/create");
   EXPECT_EQ(request["params"]["message"], "Name?");
-  EXPECT_TRUE(s.take_response(value{
-      {"jsonrpc", "2.0"}, {"id", request["id"]}, {"result", {{"action", "accept"}, {"content", {{"name", "Ada"}}}}}}
-                                  .dump()));
+  EXPECT_TRUE(take(s, value{{"jsonrpc", "2.0"},
+                            {"id", request["id"]},
+                            {"result", {{"action", "accept"}, {"content", {{"name", "Ada"}}}}}}
+                          .dump()));
   caller.join();
   ASSERT_TRUE(answered);
   EXPECT_EQ(value::parse(*answered)["result"]["content"][0]["text"],
             R"(hello {"action":"accept","content":{"name":"Ada"}})");
-  EXPECT_TRUE(s.take_response(R"({"jsonrpc":"2.0","id":"choir-99","result":{}})")) << "an unknown answer is dropped";
-  EXPECT_FALSE(s.take_response(R"({"jsonrpc":"2.0","id":5,"method":"ping"})")) << "a request is not an answer";
+  EXPECT_TRUE(take(s, R"({"jsonrpc":"2.0","id":"choir-99","result":{}})")) << "an unknown answer is dropped";
+  EXPECT_FALSE(take(s, R"({"jsonrpc":"2.0","id":5,"method":"ping"})")) << "a request is not an answer";
 
   // The client's input ends while a call waits for it: the wait fails, the call still answers.
   sent.clear();

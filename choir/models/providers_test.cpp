@@ -43,6 +43,13 @@ std::string sse(const std::vector<std::string>& datas) {
   return out;
 }
 
+/// `body` in pieces of `size` bytes, split at awkward places as a network does.
+std::vector<std::string> pieces_of(const std::string& body, std::size_t size) {
+  std::vector<std::string> pieces;
+  for (std::size_t i = 0; i < body.size(); i += size) pieces.push_back(body.substr(i, size));
+  return pieces;
+}
+
 TEST(OpenAiProvider, SendsTheChatCompletionsWireFormatAndReadsToolCalls) {
   test_http_server server([](const received_request&) {
     return canned_reply{
@@ -87,10 +94,7 @@ TEST(OpenAiProvider, JoinsStreamedToolCallDeltasByIndex) {
          R"({"choices":[{"index":0,"delta":{"tool_calls":[{"index":1,"function":{"arguments":"th\":\".\"}"}}]}}]})",
          R"({"choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]})",
          R"({"choices":[],"usage":{"prompt_tokens":12,"completion_tokens":9}})", "[DONE]"});
-    // Split at awkward places, as a network does.
-    std::vector<std::string> pieces;
-    for (std::size_t i = 0; i < body.size(); i += 37) pieces.push_back(body.substr(i, 37));
-    return canned_reply{.headers = {{"Content-Type", "text/event-stream"}}, .chunks = pieces};
+    return canned_reply{.headers = {{"Content-Type", "text/event-stream"}}, .chunks = pieces_of(body, 37)};
   });
   auto p = openai_chat_provider({.base_url = server.url("/v1")});
   collect sink;
@@ -225,9 +229,7 @@ TEST(AnthropicProvider, JoinsStreamedInputJsonDeltas) {
     ev("content_block_stop", R"({"type":"content_block_stop","index":1})");
     ev("message_delta", R"({"type":"message_delta","delta":{"stop_reason":"tool_use"},"usage":{"output_tokens":11}})");
     ev("message_stop", R"({"type":"message_stop"})");
-    std::vector<std::string> pieces;
-    for (std::size_t i = 0; i < body.size(); i += 29) pieces.push_back(body.substr(i, 29));
-    return canned_reply{.headers = {{"Content-Type", "text/event-stream"}}, .chunks = pieces};
+    return canned_reply{.headers = {{"Content-Type", "text/event-stream"}}, .chunks = pieces_of(body, 29)};
   });
   auto p = anthropic_provider({.base_url = server.url("/v1")});
   collect sink;
@@ -263,13 +265,6 @@ std::string typed_sse(const std::vector<std::pair<std::string, std::string>>& ev
   std::string out;
   for (const auto& [type, data] : events) out += "event: " + type + "\ndata: " + dump_json(value::parse(data)) + "\n\n";
   return out;
-}
-
-/// `body` in pieces of `size` bytes, split at awkward places as a network does.
-std::vector<std::string> pieces_of(const std::string& body, std::size_t size) {
-  std::vector<std::string> pieces;
-  for (std::size_t i = 0; i < body.size(); i += size) pieces.push_back(body.substr(i, size));
-  return pieces;
 }
 
 TEST(OpenAiResponsesProvider, SendsTheConversationAsInputItemsAndToolsFlat) {
