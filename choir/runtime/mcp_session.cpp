@@ -68,12 +68,6 @@ mcp::tool_result text_result(std::string message, bool error) {
                           .is_error = error};
 }
 
-bool plain_name(const std::string& s) {
-  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
-  });
-}
-
 }  // namespace
 
 std::vector<std::shared_ptr<const agent_definition>> mcp_session::callable_agents() {
@@ -82,7 +76,7 @@ std::vector<std::shared_ptr<const agent_definition>> mcp_session::callable_agent
   for (const auto& c : agent_->contract->capabilities) {
     if (c.name != "agent.call") continue;
     for (const auto& name : c.allow) {
-      if (!plain_name(name)) continue;  // a pattern names no agent to list
+      // A pattern is no agent's name: the catalog refuses it, and it is not listed.
       if (auto found = services_->agents->find(name, registry_); found.ok()) out.push_back(*found);
     }
   }
