@@ -819,7 +819,7 @@ TEST(ChoirTools, ABadModelsFileIsReportedWithTheFieldAtFault) {
   const auto models = write_temp("bad-models.yaml", "kind: Models\nmodels:\n  local/8B: {provider: oracle}\n");
   auto r = run_choir("--models " + models + " run " + example("notes.yaml") + " --store " + f.store);
   EXPECT_EQ(r.exit_code, 2) << r.out;
-  EXPECT_NE(r.out.find("models.local/8B.provider: must be scripted, openai, openai-responses or anthropic"),
+  EXPECT_NE(r.out.find("models.local/8B.provider: must be scripted, openai, openai-responses, anthropic or mcp-client"),
             std::string::npos)
       << r.out;
 }

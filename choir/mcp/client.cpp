@@ -104,7 +104,9 @@ result<std::unique_ptr<client>> client::connect(std::unique_ptr<transport> chann
 
 result<void> client::initialize() {
   value capabilities = value::object();
-  if (options_.on_sampling) capabilities["sampling"] = value::object();
+  if (options_.on_sampling) {
+    capabilities["sampling"] = options_.sampling_with_tools ? value{{"tools", value::object()}} : value::object();
+  }
   if (options_.on_elicitation) capabilities["elicitation"] = value{{"form", value::object()}};
   if (!options_.roots.empty()) capabilities["roots"] = value{{"listChanged", false}};
   CHOIR_TRY(value answer,

@@ -101,6 +101,9 @@ struct client_options {
   std::chrono::milliseconds max_request_time{600'000};
   /// Answers `sampling/createMessage`; null: the client does not declare sampling and refuses it.
   server_request_handler on_sampling;
+  /// Declares `sampling.tools`: `on_sampling` takes requests that offer tools and may answer with
+  /// tool calls.
+  bool sampling_with_tools = false;
   /// Answers `elicitation/create`; null: not declared, refused.
   server_request_handler on_elicitation;
   /// `roots/list`: `file://` URIs the server may work in; empty: roots are not declared.

@@ -415,6 +415,7 @@ call_context server::context_for(const value& params) {
   std::function<bool(const std::string&)> send;
   std::function<bool()> can_request;
   bool can_elicit = false;
+  bool can_sample = false;
   {
     std::lock_guard lock(mutex_);
     if (!send_) return context;
@@ -422,8 +423,13 @@ call_context server::context_for(const value& params) {
     can_request = can_request_;
     // Once the client can no longer answer (its input ended), it may still read notifications.
     can_elicit = !outbound_closed_ && client_capabilities_.contains("elicitation");
+    can_sample = !outbound_closed_ && client_capabilities_.contains("sampling");
+    if (can_sample) {
+      const value& sampling = client_capabilities_["sampling"];
+      context.sample_with_tools = sampling.is_object() && sampling.contains("tools");
+    }
   }
-  if (can_elicit && can_request) can_elicit = can_request();
+  if ((can_elicit || can_sample) && can_request && !can_request()) can_elicit = can_sample = false;
   const value meta = params.contains("_meta") && params["_meta"].is_object() ? params["_meta"] : value::object();
   if (meta.contains("progressToken") &&
       (meta["progressToken"].is_string() || meta["progressToken"].is_number_integer())) {
@@ -440,6 +446,14 @@ call_context server::context_for(const value& params) {
       constexpr std::chrono::minutes wait_for_a_person{10};
       return request("elicitation/create", {{"message", message}, {"requestedSchema", schema}}, wait_for_a_person);
     };
+  }
+  if (can_sample) {
+    context.sample = [this](const value& sampling_params) {
+      constexpr std::chrono::minutes wait_for_a_person{10};  // a person may review the request first
+      return request("sampling/createMessage", sampling_params, wait_for_a_person);
+    };
+  } else {
+    context.sample_with_tools = false;
   }
   return context;
 }

@@ -86,7 +86,7 @@ struct prompt_result {
 };
 
 /// What a tool call may do besides answering, when the transport carries messages from the server
-/// to the client (stdio does; see `server::set_outbound`). Either may be null.
+/// to the client (stdio does; see `server::set_outbound`). Any may be null.
 struct call_context {
   /// Reports the call's progress (`notifications/progress`; `progress` must grow from one report
   /// to the next); set only when the client asked for it with `_meta.progressToken`.
@@ -97,6 +97,12 @@ struct call_context {
   /// client went away, or it refused the request). Set only when the client declared the
   /// `elicitation` capability.
   std::function<result<value>(const std::string& message, const value& schema)> elicit;
+  /// Asks the client's model (`sampling/createMessage` with `params` as given); returns its
+  /// `CreateMessageResult` or an error (no answer in time, the client went away, or it refused —
+  /// a person at the client may decline). Set only when the client declared `sampling`.
+  std::function<result<value>(const value& params)> sample;
+  /// The client declared `sampling.tools`: a request may offer tools, and the answer may call them.
+  bool sample_with_tools = false;
 };
 
 /// What the server serves. Called from the thread that calls `handle`. Only tools are required;

@@ -269,18 +269,32 @@ class asking_tool final : public server_provider {
   }
 };
 
+/// What a server sends its client (from any thread), kept in order, with a wait for it.
+struct client_inbox {
+  explicit client_inbox(server& s) {
+    s.set_outbound([this](const std::string& m) {
+      std::lock_guard lock(mutex);
+      sent.push_back(value::parse(m));
+      arrived.notify_all();
+      return true;
+    });
+  }
+  /// Waits up to 10 s until `n` messages have been sent; the n-th of them, or null.
+  value wait_for(std::size_t n) {
+    std::unique_lock lock(mutex);
+    if (!arrived.wait_for(lock, std::chrono::seconds(10), [&] { return sent.size() >= n; })) return {};
+    return sent[n - 1];
+  }
+  std::mutex mutex;
+  std::condition_variable arrived;
+  std::vector<value> sent;
+};
+
 TEST(McpServer, ReportsProgressAndAsksTheClientWhenItCan) {
   asking_tool tool;
   server s(tool, {});
-  std::mutex mutex;
-  std::condition_variable sent_cv;
-  std::vector<value> sent;
-  s.set_outbound([&](const std::string& m) {
-    std::lock_guard lock(mutex);
-    sent.push_back(value::parse(m));
-    sent_cv.notify_all();
-    return true;
-  });
+  client_inbox inbox(s);
+  auto& sent = inbox.sent;
   const auto call = [&](int id) {
     return value{{"jsonrpc", "2.0"},
                  {"id", id},
@@ -303,12 +317,8 @@ TEST(McpServer, ReportsProgressAndAsksTheClientWhenItCan) {
   sent.clear();
   std::optional<std::string> answered;
   std::thread caller([&] { answered = s.handle(call(4)); });
-  value request;
-  {
-    std::unique_lock lock(mutex);
-    ASSERT_TRUE(sent_cv.wait_for(lock, std::chrono::seconds(10), [&] { return sent.size() == 3; }));
-    request = sent[2];
-  }
+  const value request = inbox.wait_for(3);
+  ASSERT_FALSE(request.is_null());
   EXPECT_EQ(request["method"], "elicitation/create");
   EXPECT_EQ(request["params"]["message"], "Name?");
   EXPECT_TRUE(take(s, value{{"jsonrpc", "2.0"},
@@ -325,10 +335,7 @@ TEST(McpServer, ReportsProgressAndAsksTheClientWhenItCan) {
   // The client's input ends while a call waits for it: the wait fails, the call still answers.
   sent.clear();
   std::thread waiting([&] { answered = s.handle(call(6)); });
-  {
-    std::unique_lock lock(mutex);
-    ASSERT_TRUE(sent_cv.wait_for(lock, std::chrono::seconds(10), [&] { return sent.size() == 3; }));
-  }
+  ASSERT_FALSE(inbox.wait_for(3).is_null());
   s.close_outbound();
   waiting.join();
   EXPECT_EQ(value::parse(*answered)["result"]["content"][0]["text"], "the client has gone");
@@ -359,6 +366,57 @@ TEST(McpServer, AsksOnlyWhereTheAnswerCanComeBack) {
   open = false;
   EXPECT_NE(ask(s, call)["result"]["content"][0]["text"].get<std::string>().find("its stream has closed"),
             std::string::npos);
+}
+
+/// A tool that asks the client's model, and says what it could do.
+class sampling_tool final : public server_provider {
+ public:
+  std::vector<tool_descriptor> tools() override { return {{.name = "think", .description = "samples"}}; }
+  result<tool_result> call_tool(const std::string&, const value&) override { return tool_result{}; }
+  result<tool_result> call_tool(const std::string&, const value&, const call_context& context) override {
+    const auto say = [](const std::string& text) {
+      return tool_result{.content = value::array({{{"type", "text"}, {"text", text}}})};
+    };
+    if (!context.sample) return say("cannot sample");
+    auto answer = context.sample(
+        {{"messages", value::array({{{"role", "user"}, {"content", {{"type", "text"}, {"text", "hi"}}}}})},
+         {"maxTokens", 10}});
+    if (!answer.ok()) return say(answer.err().message);
+    return say(std::string(context.sample_with_tools ? "tools " : "") +
+               (*answer)["content"]["text"].get<std::string>());
+  }
+};
+
+TEST(McpServer, SamplesTheClientsModelOnlyWhenItDeclaredSampling) {
+  sampling_tool tool;
+  server s(tool, {});
+  client_inbox inbox(s);
+  auto& sent = inbox.sent;
+  const std::string call = R"({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"think"}})";
+  (void)ask(s, R"({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"capabilities":{"elicitation":{}}}})");
+  EXPECT_EQ(ask(s, call)["result"]["content"][0]["text"], "cannot sample");
+  EXPECT_TRUE(sent.empty());
+
+  // Declared (with tools): the request goes out and the client's answer — or refusal — comes back.
+  (void)ask(s, R"({"jsonrpc":"2.0","id":3,"method":"initialize","params":{"capabilities":{"sampling":{"tools":{}}}}})");
+  for (const bool refuse : {false, true}) {
+    std::optional<std::string> answered;
+    std::thread caller([&] { answered = s.handle(call); });
+    const value request = inbox.wait_for(refuse ? 2 : 1);
+    ASSERT_FALSE(request.is_null());
+    EXPECT_EQ(request["method"], "sampling/createMessage");
+    EXPECT_EQ(request["params"]["maxTokens"], 10);
+    const value reply =
+        refuse ? value{{"jsonrpc", "2.0"}, {"id", request["id"]}, {"error", {{"code", -1}, {"message", "declined"}}}}
+               : value{{"jsonrpc", "2.0"},
+                       {"id", request["id"]},
+                       {"result", {{"role", "assistant"}, {"content", {{"type", "text"}, {"text", "hello"}}}}}};
+    EXPECT_TRUE(take(s, reply.dump()));
+    caller.join();
+    ASSERT_TRUE(answered);
+    EXPECT_EQ(value::parse(*answered)["result"]["content"][0]["text"],
+              refuse ? "the client refused: declined" : "tools hello");
+  }
 }
 
 class watched_docs final : public server_provider {

@@ -51,6 +51,9 @@ struct tool_definition {
 
 struct chat_request {
   std::string model;  ///< the alias asked for (`local/8B`)
+  /// The run asking. Not sent to a provider: it routes an `mcp-client` alias to the client that
+  /// answers for the run (choir/models/sampling.hpp).
+  std::string run_id;
   std::vector<chat_message> messages;
   std::vector<tool_definition> tools;
   std::optional<std::int64_t> max_tokens;  ///< of the answer

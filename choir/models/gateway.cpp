@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "choir/models/providers.hpp"
+#include "choir/models/sampling.hpp"
 #include "choir/models/scripted.hpp"
 
 namespace choir::models {
@@ -20,7 +21,7 @@ bool retryable(const error& e) {
 
 gateway::gateway() : gateway(sleeper{}) {}
 
-gateway::gateway(sleeper sleep) : sleep_(std::move(sleep)) {
+gateway::gateway(sleeper sleep) : sleep_(std::move(sleep)), samplers_(std::make_shared<sampler_registry>()) {
   if (!sleep_) sleep_ = [](std::chrono::milliseconds d) { std::this_thread::sleep_for(d); };
 }
 
@@ -142,7 +143,11 @@ result<std::shared_ptr<gateway>> gateway::from_config(const value& config, std::
                                                  "api_version",
                                                  "default_max_tokens",
                                                  "script",
-                                                 "rules"};
+                                                 "rules",
+                                                 "hints",
+                                                 "cost_priority",
+                                                 "speed_priority",
+                                                 "intelligence_priority"};
   auto g = std::make_shared<gateway>(std::move(sleep));
   for (const auto& item : models->items()) {
     const std::string alias = item.key();
@@ -168,7 +173,8 @@ result<std::shared_ptr<gateway>> gateway::from_config(const value& config, std::
     route.alias = alias;
     CHOIR_TRY(std::string kind, str("provider", ""));
     CHOIR_TRY(route.model, str("model", alias));
-    CHOIR_TRY(double attempts, num("max_attempts", 3, 1));
+    // A client's model is asked once: a person may be deciding, and a refusal is not retried.
+    CHOIR_TRY(double attempts, num("max_attempts", kind == "mcp-client" ? 1 : 3, 1));
     CHOIR_TRY(double backoff, num("backoff_ms", 500, 0));
     CHOIR_TRY(double max_backoff, num("max_backoff_ms", 8000, 0));
     CHOIR_TRY(route.usd_per_million_input, num("usd_per_million_input", 0, 0));
@@ -223,8 +229,28 @@ result<std::shared_ptr<gateway>> gateway::from_config(const value& config, std::
         route.backend = openai_responses_provider(std::move(options));
       else
         route.backend = anthropic_provider(std::move(options));
+    } else if (kind == "mcp-client") {
+      sampling_preferences preferences;
+      if (m.contains("hints")) {
+        if (!m["hints"].is_array()) return bad(at + ".hints", "must be a list of model names");
+        for (const auto& h : m["hints"]) {
+          if (!h.is_string() || h.get<std::string>().empty())
+            return bad(at + ".hints", "must be a list of model names");
+          preferences.hints.push_back(h.get<std::string>());
+        }
+      }
+      for (auto [key, slot] : {std::pair{"cost_priority", &preferences.cost_priority},
+                               std::pair{"speed_priority", &preferences.speed_priority},
+                               std::pair{"intelligence_priority", &preferences.intelligence_priority}}) {
+        if (!m.contains(key)) continue;
+        if (!m[key].is_number() || m[key].get<double>() < 0 || m[key].get<double>() > 1) {
+          return bad(at + "." + key, "must be a number from 0 to 1");
+        }
+        *slot = m[key].get<double>();
+      }
+      route.backend = sampling_provider(g->samplers_, std::move(preferences));
     } else {
-      return bad(at + ".provider", "must be scripted, openai, openai-responses or anthropic");
+      return bad(at + ".provider", "must be scripted, openai, openai-responses, anthropic or mcp-client");
     }
     g->add(std::move(route));
   }

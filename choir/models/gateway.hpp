@@ -18,6 +18,8 @@
 
 namespace choir::models {
 
+class sampler_registry;
+
 /// One backend that answers chat requests. Implementations are thread-safe.
 class provider {
  public:
@@ -58,6 +60,9 @@ class gateway {
   void add(model_route route);
   [[nodiscard]] std::vector<std::string> aliases() const;
   [[nodiscard]] const model_route* find(std::string_view alias) const;
+  /// Where the runtime attaches, for a run, the MCP client that answers its `mcp-client` aliases
+  /// (choir/models/sampling.hpp). Thread-safe.
+  [[nodiscard]] sampler_registry& samplers() const { return *samplers_; }
 
   /// Answers `request` with the alias it names; if that alias fails after its retries, tries each
   /// of `fallbacks` in order (aliases the caller is allowed to use; the requested one is skipped
@@ -67,7 +72,8 @@ class gateway {
   [[nodiscard]] result<chat_response> complete(const chat_request& request, std::span<const std::string> fallbacks = {},
                                                chat_stream* stream = nullptr, call_report* report = nullptr) const;
 
-  /// Builds a gateway from a `kind: Models` document (docs/models.md). Scripted models' rule
+  /// Builds a gateway from a `kind: Models` document (docs/models.md). An `mcp-client` alias is
+  /// answered by the samplers the runtime attaches (`samplers()`). Scripted models' rule
   /// files are resolved against `base_dir`; credentials come from the environment variables the
   /// document names (`api_key_env`), read when the gateway is built. Errors:
   /// `core_errc::invalid_argument` naming the field.
@@ -77,6 +83,7 @@ class gateway {
  private:
   std::vector<model_route> routes_;
   sleeper sleep_;
+  std::shared_ptr<sampler_registry> samplers_;
 };
 
 /// Whether a failure is worth another attempt (429, 5xx, timeouts, I/O).

@@ -1,4 +1,5 @@
 #include "choir/runtime/mcp_servers.hpp"
+#include "choir/runtime/mcp_sampling.hpp"
 
 #include <unistd.h>
 
@@ -199,6 +200,7 @@ struct mcp_servers::connection {
     options.on_sampling = [route = route](const value& params, const std::vector<std::string>& tags) {
       return sample(*route, params, tags);
     };
+    options.sampling_with_tools = true;  // the gateway's models take tools, and their calls go back
     // On the client's reading thread: only noted here; the import runs on the servers' own thread.
     options.on_tools_changed = [queue = tools_changed, name = config.name] {
       if (queue) queue->add(name);
@@ -246,36 +248,8 @@ struct mcp_servers::connection {
     const auto run = services->gate->admitted(run_id);
     if (!run) return make_error(core_errc::invalid_argument, "run " + run_id + " is not admitted");
 
-    models::chat_request request;
-    if (params.contains("systemPrompt") && params["systemPrompt"].is_string()) {
-      request.messages.push_back({.role = "system", .content = params["systemPrompt"].get<std::string>()});
-    }
-    if (!params.contains("messages") || !params["messages"].is_array()) {
-      return make_error(core_errc::invalid_argument, "sampling/createMessage needs messages");
-    }
-    for (const auto& m : params["messages"]) {
-      const std::string role = m.is_object() ? m.value("role", std::string()) : std::string();
-      if (role != "user" && role != "assistant") {
-        return make_error(core_errc::invalid_argument, "a sampled message's role is user or assistant");
-      }
-      const value blocks =
-          m.contains("content") && m["content"].is_array() ? m["content"] : value::array({m.value("content", value())});
-      std::string text;
-      for (const auto& b : blocks) {
-        if (!b.is_object() || b.value("type", std::string()) != "text" || !b.contains("text") ||
-            !b["text"].is_string()) {
-          return make_error(core_errc::invalid_argument, "only text content can be sampled here");
-        }
-        text += (text.empty() ? "" : "\n") + b["text"].get<std::string>();
-      }
-      request.messages.push_back({.role = role, .content = std::move(text)});
-    }
-    if (params.contains("maxTokens") && params["maxTokens"].is_number_integer()) {
-      request.max_tokens = params["maxTokens"].get<std::int64_t>();
-    }
-    if (params.contains("temperature") && params["temperature"].is_number()) {
-      request.temperature = params["temperature"].get<double>();
-    }
+    CHOIR_TRY(models::chat_request request, sampled_request(params));
+    request.run_id = run_id;
     // A hint the contract allows picks the model; otherwise the contract's first.
     std::string alias;
     if (params.contains("modelPreferences") && params["modelPreferences"].is_object()) {
@@ -320,10 +294,7 @@ struct mcp_servers::connection {
     if (performed.source != store::effect_source::recorded) {
       services->gate->charge(run_id, answer.usage.total(), answer.cost_usd);
     }
-    return value{{"role", "assistant"},
-                 {"content", {{"type", "text"}, {"text", answer.message.content}}},
-                 {"model", answer.model},
-                 {"stopReason", answer.finish_reason == "length" ? "maxTokens" : "endTurn"}};
+    return sampling_result(answer);
   }
 };
 

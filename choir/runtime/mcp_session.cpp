@@ -6,7 +6,9 @@
 #include <optional>
 
 #include "choir/graph/application.hpp"
+#include "choir/models/sampling.hpp"
 #include "choir/runtime/agent_run.hpp"
+#include "choir/runtime/mcp_sampling.hpp"
 #include "choir/tools/tool.hpp"
 
 namespace choir::runtime {
@@ -149,6 +151,30 @@ value input_form(const graph::action_spec& action) {
   return {{"type", "object"}, {"properties", std::move(properties)}, {"required", std::move(required)}};
 }
 
+/// Answers a child run's `mcp-client` models with the client's own model (`sampling/createMessage`).
+models::sampler_registry::sampler client_model(const mcp::call_context& context) {
+  return [&context](const models::chat_request& request, const models::sampling_preferences& preferences,
+                    models::chat_stream* stream) -> result<models::chat_response> {
+    if (!context.sample) {
+      return make_error(models::model_errc::rejected,
+                        "the MCP client cannot sample: it did not declare sampling, or its answer could not come "
+                        "back (over HTTP, a call whose answer is JSON, not an event stream)");
+    }
+    CHOIR_TRY(value params, sampling_params(request, preferences, context.sample_with_tools));
+    auto answer = context.sample(params);
+    if (!answer.ok()) {
+      if (answer.err().code == core_errc::timed_out) return std::move(answer).err();
+      return make_error(models::model_errc::rejected, "the MCP client did not sample: " + answer.err().message);
+    }
+    CHOIR_TRY(auto response, sampling_answer(*answer));
+    if (stream != nullptr) {  // MCP does not stream a sample: it is passed on whole
+      if (!response.message.content.empty()) stream->text(response.message.content);
+      for (const auto& call : response.message.tool_calls) stream->tool_call_ready(call);
+    }
+    return response;
+  };
+}
+
 }  // namespace
 
 mcp::tool_result mcp_session::call_agent(const agent_definition& child, const value& arguments,
@@ -171,6 +197,9 @@ mcp::tool_result mcp_session::call_agent(const agent_definition& child, const va
   run_start start{.run_id = child_run, .who = who_, .parent_run = run_id_, .initial = arguments};
   run_hosting hosting{.lease_ttl_ms = services_->lease_ttl_ms, .gate = services_->gate};
   if (context.progress) hosting.hooks.push_back(std::make_shared<progress_hook>(context));
+  // While the call lasts, the child's (and its children's) `mcp-client` models are the client's.
+  models::sampler_registry::attachment lent;
+  if (services_->models) lent = services_->models->samplers().attach(child_run, client_model(context));
   auto app = start_run(store, child, start, hosting);
   if (!app.ok()) return text_result("agent " + child.name + " could not start: " + app.err().message, true);
   graph::run_options options;

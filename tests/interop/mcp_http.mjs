@@ -7,11 +7,13 @@ import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 
-let Client, StreamableHTTPClientTransport, ResourceUpdatedNotificationSchema, ElicitRequestSchema;
+let Client, StreamableHTTPClientTransport, ResourceUpdatedNotificationSchema, ElicitRequestSchema,
+  CreateMessageRequestSchema;
 try {
   ({ Client } = await import("@modelcontextprotocol/sdk/client/index.js"));
   ({ StreamableHTTPClientTransport } = await import("@modelcontextprotocol/sdk/client/streamableHttp.js"));
-  ({ ResourceUpdatedNotificationSchema, ElicitRequestSchema } = await import("@modelcontextprotocol/sdk/types.js"));
+  ({ ResourceUpdatedNotificationSchema, ElicitRequestSchema, CreateMessageRequestSchema } =
+    await import("@modelcontextprotocol/sdk/types.js"));
 } catch {
   console.log("skipped: @modelcontextprotocol/sdk is not installed (npm ci --prefix tests/interop)");
   process.exit(77);
@@ -24,12 +26,12 @@ const store = join(scratch, "choir.db");
 execFileSync(choir, ["policy", "apply", join(examples, "policy.yaml"), "--store", store]);
 
 /** `choir serve` on a free port: its URL and admin token. */
-// An agent whose contract may call the approval and researcher agents (asked through MCP below).
+// An agent whose contract may call the approval, researcher and brief agents (asked through MCP below).
 const agents = join(scratch, "agents");
 mkdirSync(agents, { recursive: true });
 writeFileSync(join(agents, "asker.yaml"), [
   "apiVersion: agentos/v0.2", "kind: AgentContract", "name: asker", "class: {latency: SRT}",
-  "capabilities: [{name: agent.call, allow: [approval, researcher]}]", "---",
+  "capabilities: [{name: agent.call, allow: [approval, researcher, brief]}]", "---",
   "apiVersion: agentos/v0.2", "kind: Graph", "name: asker", "entrypoint: serve", "actions:", "  serve: {type: pass}", ""].join("\n"));
 
 function serve() {
@@ -132,16 +134,26 @@ try {
   // Over HTTP too, an agent called as a tool asks the person at the client (elicitation): the
   // request comes on the event stream answering the call, the answer is POSTed back.
   const asked = [];
-  const person = await connect(url, token, "asker", { capabilities: { elicitation: {} } }, (c) => {
+  const sampled = [];
+  const person = await connect(url, token, "asker", { capabilities: { elicitation: {}, sampling: {} } }, (c) => {
     c.setRequestHandler(ElicitRequestSchema, async (request) => {
       asked.push(request.params.message);
       return { action: "accept", content: { answer: "yes" } };
+    });
+    c.setRequestHandler(CreateMessageRequestSchema, async (request) => {
+      sampled.push(request.params.messages[0].content.text);
+      return { role: "assistant", content: { type: "text", text: "Owls: sampled over HTTP." }, model: "m" };
     });
   });
   const approved = await person.client.callTool({ name: "agent.approval", arguments: {} });
   assert.equal(approved.isError, false, text(approved));
   assert.equal(approved.structuredContent.shipped, "plan v1");
   assert.deepEqual(asked, ["Agent approval asks: Ship this plan? (answer=yes or answer=no)"]);
+  // The same way, a child whose model is the client's own (examples/brief.yaml) samples it.
+  const brief = await person.client.callTool({ name: "agent.brief", arguments: { topic: "owls" } });
+  assert.equal(brief.isError, false, text(brief));
+  assert.equal(brief.structuredContent.brief, "Owls: sampled over HTTP.");
+  assert.deepEqual(sampled, ["Write a brief on owls."]);
   // Progress, read off the wire: each committed step of the child, then the answer, as events.
   const wire = await fetch(`${url}/mcp`, {
     method: "POST",

@@ -6,11 +6,13 @@ import { execFileSync, spawnSync } from "node:child_process";
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
-let Client, StdioClientTransport, ElicitRequestSchema, ResourceUpdatedNotificationSchema;
+let Client, StdioClientTransport, ElicitRequestSchema, ResourceUpdatedNotificationSchema, CreateMessageRequestSchema,
+  McpError, ErrorCode;
 try {
   ({ Client } = await import("@modelcontextprotocol/sdk/client/index.js"));
   ({ StdioClientTransport } = await import("@modelcontextprotocol/sdk/client/stdio.js"));
-  ({ ElicitRequestSchema, ResourceUpdatedNotificationSchema } = await import("@modelcontextprotocol/sdk/types.js"));
+  ({ ElicitRequestSchema, ResourceUpdatedNotificationSchema, CreateMessageRequestSchema, McpError, ErrorCode } =
+    await import("@modelcontextprotocol/sdk/types.js"));
 } catch {
   console.log("skipped: @modelcontextprotocol/sdk is not installed (npm ci --prefix tests/interop)");
   process.exit(77);
@@ -24,6 +26,16 @@ execFileSync(choir, ["policy", "apply", join(examples, "policy.yaml"), "--store"
 execFileSync(choir, ["run", join(examples, "counter.yaml"), "--input", "n=2", "--store", store]);
 
 const text = (result) => result.content.map((c) => c.text ?? "").join("");
+
+/** A session agent that does nothing itself and may call `agents` (written to the scratch folder). */
+function sessionAgent(name, agents) {
+  const file = join(scratch, `${name}.yaml`);
+  writeFileSync(file, [
+    "apiVersion: agentos/v0.2", "kind: AgentContract", `name: ${name}`, "class: {latency: SRT}",
+    `capabilities: [{name: agent.call, allow: [${agents.join(", ")}]}]`, "---",
+    "apiVersion: agentos/v0.2", "kind: Graph", `name: ${name}`, "entrypoint: serve", "actions:", "  serve: {type: pass}", ""].join("\n"));
+  return file;
+}
 
 async function session(args, options = {}, prepare = () => {}) {
   const transport = new StdioClientTransport({ command: choir, args: ["mcp", "serve", "--store", store, ...args], stderr: "pipe" });
@@ -147,11 +159,7 @@ try {
   await boss.close();
 
   // A child waiting for a person at a `human` action asks the person at the client (elicitation).
-  const asker = join(scratch, "asker.yaml");
-  writeFileSync(asker, [
-    "apiVersion: agentos/v0.2", "kind: AgentContract", "name: asker", "class: {latency: SRT}",
-    "capabilities: [{name: agent.call, allow: [approval]}]", "---",
-    "apiVersion: agentos/v0.2", "kind: Graph", "name: asker", "entrypoint: serve", "actions:", "  serve: {type: pass}", ""].join("\n"));
+  const asker = sessionAgent("asker", ["approval"]);
   const asked = [];
   let reply = { action: "accept", content: { answer: "yes" } };
   const person = await session(["--agent", asker, "--agents", examples], { capabilities: { elicitation: {} } }, (c) => {
@@ -179,6 +187,44 @@ try {
   assert.equal(waiting.isError, true);
   assert.match(text(waiting), /waits for input at 'approve'; give it with POST \/api\/v1\/runs\/.*\.mcp\.1\/input/);
   await nobody.close();
+
+  // An agent that thinks with the client's model (examples/brief.yaml: its model `client` is of
+  // provider mcp-client): the child run asks the client with sampling/createMessage.
+  const lender = sessionAgent("lender", ["brief"]);
+  const sampled = [];
+  const lines = "Owls hunt at night.\nThey hear well.\nThey fly silently.";
+  let sample = async () => ({ role: "assistant", content: { type: "text", text: lines }, model: "clients-own-model",
+    stopReason: "endTurn" });
+  const writer = await session(["--agent", lender, "--agents", examples], { capabilities: { sampling: {} } }, (c) => {
+    c.setRequestHandler(CreateMessageRequestSchema, async (request) => {
+      sampled.push(request.params);
+      return sample(request);
+    });
+  });
+  const brief = await writer.callTool({ name: "agent.brief", arguments: { topic: "owls" } });
+  assert.equal(brief.isError, false, text(brief));
+  assert.equal(brief.structuredContent.brief, lines);
+  assert.equal(brief.structuredContent.usage.model, "client");
+  assert.equal(sampled.length, 1);
+  assert.equal(sampled[0].systemPrompt, "You write briefs of exactly three short lines.");
+  assert.deepEqual(sampled[0].messages, [{ role: "user", content: { type: "text", text: "Write a brief on owls." } }]);
+  assert.equal(sampled[0].maxTokens, 200);
+  assert.deepEqual(sampled[0].modelPreferences, { hints: [{ name: "claude-sonnet" }] });
+  assert.equal(sampled[0].tools, undefined);
+  // The person at the client declines: the next model the agent's policy allows answers.
+  sample = async () => { throw new McpError(ErrorCode.InvalidRequest, "the person declined"); };
+  const declined = await writer.callTool({ name: "agent.brief", arguments: { topic: "owls" } });
+  assert.equal(declined.isError, false, text(declined));
+  assert.equal(declined.structuredContent.brief, "(offline) Write a brief on owls.");
+  assert.equal(declined.structuredContent.usage.model, "local/8B");
+  assert.equal(sampled.length, 2);
+  await writer.close();
+  // A client that does not sample is never asked; the offline model answers too.
+  const plain = await session(["--agent", lender, "--agents", examples]);
+  const offline = await plain.callTool({ name: "agent.brief", arguments: { topic: "moths" } });
+  assert.equal(offline.isError, false, text(offline));
+  assert.equal(offline.structuredContent.usage.model, "local/8B");
+  await plain.close();
 
   // Every call is in the audit log, and the log verifies.
   const audit = execFileSync(choir, ["audit", "list", "--limit", "100", "--store", store]).toString();

@@ -101,6 +101,7 @@ class llm_action final : public graph::action {
     value usage{{"input_tokens", 0}, {"output_tokens", 0}, {"cost_usd", 0.0}, {"model", ""}};
     for (int round = 0; round < plan_.max_rounds; ++round) {
       models::chat_request request{.model = plan_.model,
+                                   .run_id = origin.run_id,
                                    .messages = messages,
                                    .tools = tool_defs,
                                    .max_tokens = plan_.max_tokens,
