@@ -153,8 +153,7 @@ std::optional<std::string> server::dispatch(const value& id, const std::string& 
   if (method == "initialize") return rpc_result(id, initialize(params));
   if (method == "ping") return rpc_result(id, value::object());
   if (method == "logging/setLevel") {
-    static const std::vector<std::string> levels = {"debug", "info",     "notice", "warning",
-                                                    "error", "critical", "alert",  "emergency"};
+    const auto& levels = log_levels();
     const std::string level = string_at(params, "level");
     if (std::find(levels.begin(), levels.end(), level) == levels.end()) {
       return rpc_error(id, rpc_code::invalid_params,
@@ -410,6 +409,23 @@ result<value> server::request(const std::string& method, value params, std::chro
   return std::move(*p->answer);
 }
 
+const std::vector<std::string>& log_levels() {
+  static const std::vector<std::string> levels = {"debug", "info",     "notice", "warning",
+                                                  "error", "critical", "alert",  "emergency"};
+  return levels;
+}
+
+namespace {
+
+/// How severe a level is (its place in `log_levels()`); an unknown name counts as `info`.
+std::size_t severity(std::string_view level) {
+  const auto& levels = log_levels();
+  const auto at = std::find(levels.begin(), levels.end(), level);
+  return at == levels.end() ? 1 : static_cast<std::size_t>(at - levels.begin());
+}
+
+}  // namespace
+
 call_context server::context_for(const value& params) {
   call_context context;
   std::function<bool(const std::string&)> send;
@@ -447,6 +463,15 @@ call_context server::context_for(const value& params) {
       return request("elicitation/create", {{"message", message}, {"requestedSchema", schema}}, wait_for_a_person);
     };
   }
+  context.log = [this, send](std::string_view level, const std::string& logger, const value& data) {
+    {
+      std::lock_guard lock(mutex_);
+      if (severity(level) < severity(log_level_)) return;
+    }
+    value p{{"level", std::string(level)}, {"data", data}};
+    if (!logger.empty()) p["logger"] = logger;
+    (void)send(rpc_notification("notifications/message", std::move(p)));
+  };
   if (can_sample) {
     context.sample = [this](const value& sampling_params) {
       constexpr std::chrono::minutes wait_for_a_person{10};  // a person may review the request first

@@ -103,7 +103,14 @@ struct call_context {
   std::function<result<value>(const value& params)> sample;
   /// The client declared `sampling.tools`: a request may offer tools, and the answer may call them.
   bool sample_with_tools = false;
+  /// Logs to the client (`notifications/message`): `level` is an RFC 5424 name (`info`,
+  /// `warning`, …); sent only if at or above the level the client set (`logging/setLevel`,
+  /// `info` until it does). `data` is any JSON.
+  std::function<void(std::string_view level, const std::string& logger, const value& data)> log;
 };
+
+/// The RFC 5424 levels of `logging/setLevel`, least severe first.
+[[nodiscard]] const std::vector<std::string>& log_levels();
 
 /// What the server serves. Called from the thread that calls `handle`. Only tools are required;
 /// a provider without resources or prompts leaves those lists empty.

@@ -419,6 +419,47 @@ TEST(McpServer, SamplesTheClientsModelOnlyWhenItDeclaredSampling) {
   }
 }
 
+/// A tool that logs one message at each level it is given.
+class logging_tool final : public server_provider {
+ public:
+  std::vector<tool_descriptor> tools() override { return {{.name = "log", .description = "logs"}}; }
+  result<tool_result> call_tool(const std::string&, const value&) override { return tool_result{}; }
+  result<tool_result> call_tool(const std::string&, const value& arguments, const call_context& context) override {
+    for (const auto& level : arguments["levels"]) {
+      context.log(level.get<std::string>(), "test", {{"message", "at " + level.get<std::string>()}});
+    }
+    return tool_result{};
+  }
+};
+
+TEST(McpServer, LogsToTheClientFromTheLevelItSet) {
+  logging_tool tool;
+  server s(tool, {});
+  client_inbox inbox(s);
+  (void)ask(s, R"({"jsonrpc":"2.0","id":1,"method":"initialize","params":{}})");
+  const std::string call =
+      R"({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"log","arguments":{"levels":["debug","info","error"]}}})";
+  (void)ask(s, call);  // `info` until the client says otherwise
+  ASSERT_EQ(inbox.sent.size(), 2U);
+  EXPECT_EQ(inbox.sent[0], value::parse(R"({"jsonrpc":"2.0","method":"notifications/message",
+      "params":{"level":"info","logger":"test","data":{"message":"at info"}}})"));
+  EXPECT_EQ(inbox.sent[1]["params"]["level"], "error");
+
+  inbox.sent.clear();
+  EXPECT_EQ(ask(s, R"({"jsonrpc":"2.0","id":3,"method":"logging/setLevel","params":{"level":"warning"}})")["result"],
+            value::object());
+  (void)ask(s, call);
+  ASSERT_EQ(inbox.sent.size(), 1U);
+  EXPECT_EQ(inbox.sent[0]["params"]["level"], "error");
+  inbox.sent.clear();
+  (void)ask(s, R"({"jsonrpc":"2.0","id":4,"method":"logging/setLevel","params":{"level":"debug"}})");
+  (void)ask(s, call);
+  EXPECT_EQ(inbox.sent.size(), 3U);
+  EXPECT_EQ(
+      ask(s, R"({"jsonrpc":"2.0","id":5,"method":"logging/setLevel","params":{"level":"loud"}})")["error"]["code"],
+      -32602);
+}
+
 class watched_docs final : public server_provider {
  public:
   std::vector<tool_descriptor> tools() override { return {}; }

@@ -118,20 +118,39 @@ std::vector<mcp::tool_descriptor> mcp_session::tools() {
 
 namespace {
 
-/// Reports each committed step of a child run as the call's progress.
-class progress_hook final : public graph::hooks {
+/// Reports each committed step of a child run as the call's progress, and each failed one to the
+/// client's log.
+class reporting_hook final : public graph::hooks {
  public:
-  explicit progress_hook(const mcp::call_context& context) : context_(&context) {}
+  reporting_hook(const mcp::call_context& context, std::string run_id)
+      : context_(&context), run_id_(std::move(run_id)) {}
   void post_step(const graph::step_record& record, const graph::state&) override {
     ++steps_;
-    context_->progress(static_cast<double>(steps_), std::nullopt,
-                       "step " + std::to_string(record.sequence_id) + ": " + record.action);
+    const std::string step = "step " + std::to_string(record.sequence_id) + ": " + record.action;
+    if (context_->progress) context_->progress(static_cast<double>(steps_), std::nullopt, step);
+    if (record.status == graph::step_status::failed && context_->log) {
+      context_->log("warning", "choir.runs",
+                    {{"message", "run " + run_id_ + ", " + step + " failed" +
+                                     (record.failure ? ": " + record.failure->message : std::string())},
+                     {"run", run_id_},
+                     {"step", record.sequence_id},
+                     {"action", record.action}});
+    }
   }
 
  private:
   const mcp::call_context* context_;
+  std::string run_id_;
   std::uint64_t steps_ = 0;
 };
+
+/// Tells the client's log about a child run (`choir.runs`).
+void log_run(const mcp::call_context& context, std::string_view level, const std::string& run_id,
+             const std::string& agent, const std::string& what) {
+  if (!context.log) return;
+  context.log(level, "choir.runs",
+              {{"message", "run " + run_id + " of " + agent + " " + what}, {"run", run_id}, {"agent", agent}});
+}
 
 /// The form a person fills in for a `human` action: its inputs, typed after their defaults.
 value input_form(const graph::action_spec& action) {
@@ -196,12 +215,13 @@ mcp::tool_result mcp_session::call_agent(const agent_definition& child, const va
   if (!allowed.ok()) return text_result(allowed.err().message, true);
   run_start start{.run_id = child_run, .who = who_, .parent_run = run_id_, .initial = arguments};
   run_hosting hosting{.lease_ttl_ms = services_->lease_ttl_ms, .gate = services_->gate};
-  if (context.progress) hosting.hooks.push_back(std::make_shared<progress_hook>(context));
+  if (context.progress || context.log) hosting.hooks.push_back(std::make_shared<reporting_hook>(context, child_run));
   // While the call lasts, the child's (and its children's) `mcp-client` models are the client's.
   models::sampler_registry::attachment lent;
   if (services_->models) lent = services_->models->samplers().attach(child_run, client_model(context));
   auto app = start_run(store, child, start, hosting);
   if (!app.ok()) return text_result("agent " + child.name + " could not start: " + app.err().message, true);
+  log_run(context, "info", child_run, child.name, "started");
   graph::run_options options;
   options.max_steps = 1'000'000;
   auto outcome = (*app)->run(options);
@@ -235,11 +255,17 @@ mcp::tool_result mcp_session::call_agent(const agent_definition& child, const va
   }
   if (!outcome.ok()) {
     (void)settle_run(store, child_run, "failed", services_->gate.get());
+    log_run(context, "error", child_run, child.name, "stopped: " + outcome.err().message);
     return text_result("run " + child_run + " of " + child.name + " stopped: " + outcome.err().message, true);
   }
   const std::string status(status_after(outcome->reason));
   (void)settle_run(store, child_run, status, services_->gate.get());
   const std::string why = outcome->failure ? ": " + outcome->failure->message : std::string();
+  log_run(context,
+          status == "completed" ? "info"
+          : status == "failed"  ? "error"
+                                : "notice",
+          child_run, child.name, "is " + status + why);
   switch (outcome->reason) {
     case graph::halt_reason::completed: {
       mcp::tool_result r = text_result((*app)->current_state().to_json().dump(), false);
@@ -273,7 +299,13 @@ result<mcp::tool_result> mcp_session::call_tool(const std::string& name, const v
   }
   const std::string key = run_id_ + "/0/mcp/" + std::to_string(++calls_);
   auto outcome = runtime::call_tool(*services_, run_id_, 0, key, name, arguments);
-  if (!outcome.ok()) return text(outcome.err().message, true);  // refused by the kernel, or the journal failed
+  if (!outcome.ok()) {  // refused by the kernel, or the journal failed
+    if (context.log) {
+      context.log("warning", "choir.kernel",
+                  {{"message", name + " refused: " + outcome.err().message}, {"tool", name}, {"run", run_id_}});
+    }
+    return text(outcome.err().message, true);
+  }
   if (!outcome->ok) return text(outcome->message, true);
   mcp::tool_result r = text(dump_json(outcome->result), false);
   if (outcome->result.is_object()) r.structured = outcome->result;

@@ -7,12 +7,12 @@ import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
 let Client, StdioClientTransport, ElicitRequestSchema, ResourceUpdatedNotificationSchema, CreateMessageRequestSchema,
-  McpError, ErrorCode;
+  McpError, ErrorCode, LoggingMessageNotificationSchema;
 try {
   ({ Client } = await import("@modelcontextprotocol/sdk/client/index.js"));
   ({ StdioClientTransport } = await import("@modelcontextprotocol/sdk/client/stdio.js"));
-  ({ ElicitRequestSchema, ResourceUpdatedNotificationSchema, CreateMessageRequestSchema, McpError, ErrorCode } =
-    await import("@modelcontextprotocol/sdk/types.js"));
+  ({ ElicitRequestSchema, ResourceUpdatedNotificationSchema, CreateMessageRequestSchema, McpError, ErrorCode,
+    LoggingMessageNotificationSchema } = await import("@modelcontextprotocol/sdk/types.js"));
 } catch {
   console.log("skipped: @modelcontextprotocol/sdk is not installed (npm ci --prefix tests/interop)");
   process.exit(77);
@@ -47,7 +47,10 @@ async function session(args, options = {}, prepare = () => {}) {
 
 try {
   // Under the notes agent's contract: fs.write (notes/** only), fs.read, shell.exec.
-  const client = await session(["--agent", join(examples, "notes.yaml")]);
+  const warned = [];
+  const client = await session(["--agent", join(examples, "notes.yaml")], {}, (c) => {
+    c.setNotificationHandler(LoggingMessageNotificationSchema, (n) => warned.push(n.params));
+  });
   assert.equal(client.getServerVersion().name, "choir");
   const { tools } = await client.listTools();
   assert.deepEqual(tools.map((t) => t.name).sort(), ["fs.read", "fs.write", "shell.exec"]);
@@ -67,6 +70,8 @@ try {
   const denied = await client.callTool({ name: "fs.write", arguments: { path: "elsewhere.txt", content: "x" } });
   assert.equal(denied.isError, true);
   assert.match(text(denied), /only for/);
+  // The kernel's refusal is also in the client's log.
+  assert.deepEqual(warned.map((w) => [w.level, w.logger, w.data.tool]), [["warning", "choir.kernel", "fs.write"]]);
   const escape = await client.callTool({ name: "fs.read", arguments: { path: "../../choir.db" } });
   assert.equal(escape.isError, true);
   // An unknown tool is a protocol error.
@@ -128,7 +133,10 @@ try {
   await reader.close();
 
   // Agents as tools: the orchestrator's contract may call the researcher, so its session offers it.
-  const boss = await session(["--agent", join(examples, "orchestrator.yaml")]);
+  const logged = [];
+  const boss = await session(["--agent", join(examples, "orchestrator.yaml")], {}, (c) => {
+    c.setNotificationHandler(LoggingMessageNotificationSchema, (n) => logged.push([n.params.level, n.params.data.message]));
+  });
   const bossTools = (await boss.listTools()).tools;
   const researcher = bossTools.find((t) => t.name === "agent.researcher");
   assert.ok(researcher, JSON.stringify(bossTools.map((t) => t.name)));
@@ -136,6 +144,12 @@ try {
   const answered = await boss.callTool({ name: "agent.researcher", arguments: { topic: "barn owls" } });
   assert.equal(answered.isError, false, text(answered));
   assert.match(answered.structuredContent.summary, /^barn owls: 2 notes/);
+  // The child run's start and end are in the client's log (level info, the default)…
+  assert.equal(logged.length, 2, JSON.stringify(logged));
+  assert.match(logged[0][1], /^run .*\.mcp\.1 of researcher started$/);
+  assert.deepEqual(logged[1], ["info", logged[0][1].replace("started", "is completed")]);
+  // …and not once the client asks only for warnings and worse.
+  await boss.setLoggingLevel("warning");
   // A progress notification per committed step of the child run, before the answer. Read off the
   // wire: the SDK drops progress it reads in the same chunk as the answer, which a run this short
   // always is.
@@ -151,9 +165,13 @@ try {
   assert.deepEqual(progress.map((p) => [p.progressToken, p.progress, p.message]),
     [["p", 1, "step 0: gather"], ["p", 2, "step 1: dig"], ["p", 3, "step 2: summarize"]]);
   assert.equal(wire[answerAt].result.isError, false);
+  assert.deepEqual(wire.slice(0, answerAt).filter((m) => m.method === "notifications/message").map((m) => m.params.level),
+    ["info", "info"]);
   const wrongInput = await boss.callTool({ name: "agent.researcher", arguments: { colour: "red" } });
   assert.equal(wrongInput.isError, true);
   assert.match(text(wrongInput), /takes no 'colour'/);
+  await boss.callTool({ name: "agent.researcher", arguments: { topic: "moths" } });
+  assert.equal(logged.length, 2, JSON.stringify(logged));
   // The child is a run of its own, listed with the others.
   assert.ok((await boss.listResources()).resources.some((r) => r.title === "researcher (completed)"));
   await boss.close();
