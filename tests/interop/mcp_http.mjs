@@ -165,10 +165,14 @@ try {
   });
   assert.equal(wire.headers.get("content-type"), "text/event-stream");
   const events = (await wire.text()).split("\n").filter((l) => l.startsWith("data: ")).map((l) => JSON.parse(l.slice(6)));
+  // The child run's start and end go to the client's log on the same stream (docs/mcp.md).
   assert.deepEqual(events.map((e) => e.method ?? `answer ${e.id}`),
-    ["notifications/progress", "notifications/progress", "notifications/progress", "answer 99"]);
-  assert.deepEqual(events.slice(0, 3).map((e) => e.params.progress), [1, 2, 3]);
-  assert.equal(events[3].result.isError, false);
+    ["notifications/message", "notifications/progress", "notifications/progress", "notifications/progress",
+      "notifications/message", "answer 99"]);
+  assert.deepEqual(events.slice(1, 4).map((e) => e.params.progress), [1, 2, 3]);
+  assert.match(events[0].params.data.message, /of researcher started$/);
+  assert.match(events[4].params.data.message, /of researcher is completed$/);
+  assert.equal(events[5].result.isError, false);
   await person.transport.terminateSession();
   await person.client.close();
 
