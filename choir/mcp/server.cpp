@@ -185,7 +185,20 @@ std::optional<std::string> server::dispatch(const value& id, const std::string& 
     }
     value arguments = params.contains("arguments") ? params["arguments"] : value::object();
     if (arguments.is_null()) arguments = value::object();
-    auto called = provider_.call_tool(name, arguments, context_for(params));
+    const std::string key = id.is_string() ? id.get<std::string>() : id.dump();
+    auto cancelled = std::make_shared<std::atomic<bool>>(false);
+    {
+      std::lock_guard lock(mutex_);
+      calls_[key] = cancelled;
+    }
+    call_context context = context_for(params);
+    context.cancelled = [cancelled] { return cancelled->load(); };
+    auto called = provider_.call_tool(name, arguments, context);
+    {
+      std::lock_guard lock(mutex_);
+      if (const auto it = calls_.find(key); it != calls_.end() && it->second == cancelled) calls_.erase(it);
+    }
+    if (cancelled->load()) return std::nullopt;  // the client gave up on it: no answer (MCP, "Cancellation")
     tool_result r;
     if (called.ok()) {
       r = std::move(called).value();
@@ -360,6 +373,15 @@ void server::close_outbound() {
 }
 
 bool server::take_response(const rpc_message& message) {
+  if (message.type == rpc_message::kind::notification && message.method == "notifications/cancelled") {
+    const value& target = message.params.contains("requestId") ? message.params["requestId"] : value();
+    if (!target.is_string() && !target.is_number_integer()) return false;
+    std::lock_guard lock(mutex_);
+    const auto call = calls_.find(target.is_string() ? target.get<std::string>() : target.dump());
+    if (call == calls_.end()) return false;  // not a call in progress: nothing to tell
+    call->second->store(true);
+    return true;
+  }
   if (message.type != rpc_message::kind::response) return false;
   std::shared_ptr<pending_request> p;
   {

@@ -6,6 +6,7 @@
 /// the application plugs the runtime's gated tools in (ARCHITECTURE, "Rules between layers").
 /// Transport-neutral: `handle` takes one message and returns the answer; `serve_lines` runs it
 /// over newline-delimited stdio.
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <iosfwd>
@@ -107,6 +108,9 @@ struct call_context {
   /// `warning`, …); sent only if at or above the level the client set (`logging/setLevel`,
   /// `info` until it does). `data` is any JSON.
   std::function<void(std::string_view level, const std::string& logger, const value& data)> log;
+  /// Whether the client has cancelled the call (`notifications/cancelled` naming it); a long call
+  /// looks now and then and stops early. Its answer is then not sent. Set on every call.
+  std::function<bool()> cancelled;
 };
 
 /// The RFC 5424 levels of `logging/setLevel`, least severe first.
@@ -189,7 +193,8 @@ class server {
   void set_outbound(std::function<bool(const std::string&)> send, std::function<bool()> can_request = nullptr);
   /// If `message` answers one of the server's requests, hands it to the call waiting for it and
   /// returns true (a transport reading on another thread than the one handling requests calls
-  /// this first). An answer to no pending request is dropped.
+  /// this first). An answer to no pending request is dropped. A `notifications/cancelled` naming
+  /// a tool call in progress is taken too: the call is told (`call_context::cancelled`).
   bool take_response(const rpc_message& message);
   /// The client can no longer answer (its input ended): requests waiting for an answer fail, and
   /// later ones fail at once. Notifications still go out while `send` is set.
@@ -222,6 +227,8 @@ class server {
   bool outbound_closed_ = false;
   std::int64_t next_request_ = 0;
   std::map<std::string, std::shared_ptr<pending_request>> pending_;
+  /// Tool calls in progress, by request id: set once the client cancels one.
+  std::map<std::string, std::shared_ptr<std::atomic<bool>>> calls_;
 };
 
 /// Serves `s` over newline-delimited JSON-RPC: reads messages from `in` until it ends, writes each

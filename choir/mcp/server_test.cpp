@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <map>
 #include <mutex>
@@ -458,6 +459,45 @@ TEST(McpServer, LogsToTheClientFromTheLevelItSet) {
   EXPECT_EQ(
       ask(s, R"({"jsonrpc":"2.0","id":5,"method":"logging/setLevel","params":{"level":"loud"}})")["error"]["code"],
       -32602);
+}
+
+/// A tool that works until the client cancels it.
+class endless_tool final : public server_provider {
+ public:
+  std::vector<tool_descriptor> tools() override { return {{.name = "wait", .description = "waits"}}; }
+  result<tool_result> call_tool(const std::string&, const value&) override { return tool_result{}; }
+  result<tool_result> call_tool(const std::string&, const value&, const call_context& context) override {
+    started = true;
+    while (!context.cancelled()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    return tool_result{.content = value::array({{{"type", "text"}, {"text", "stopped"}}})};
+  }
+  std::atomic<bool> started{false};
+};
+
+TEST(McpServer, ACancelledCallIsToldAndGetsNoAnswer) {
+  endless_tool tool;
+  server s(tool, {});
+  (void)ask(s, R"({"jsonrpc":"2.0","id":1,"method":"initialize","params":{}})");
+  EXPECT_FALSE(take(s, R"({"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"x"}})"))
+      << "no such call: left to `handle`, which ignores it";
+  std::optional<std::string> answered = "not yet";
+  std::thread caller(
+      [&] { answered = s.handle(R"({"jsonrpc":"2.0","id":"c-7","method":"tools/call","params":{"name":"wait"}})"); });
+  while (!tool.started) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  EXPECT_FALSE(take(s, R"({"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":7}})"))
+      << "7 is not \"c-7\"";
+  EXPECT_TRUE(
+      take(s, R"({"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"c-7","reason":"bored"}})"));
+  caller.join();
+  EXPECT_FALSE(answered.has_value()) << *answered;
+  // An integer id is matched as well.
+  tool.started = false;
+  std::thread again(
+      [&] { answered = s.handle(R"({"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"wait"}})"); });
+  while (!tool.started) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  EXPECT_TRUE(take(s, R"({"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":8}})"));
+  again.join();
+  EXPECT_FALSE(answered.has_value());
 }
 
 class watched_docs final : public server_provider {

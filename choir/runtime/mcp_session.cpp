@@ -4,6 +4,7 @@
 #include <cctype>
 #include <filesystem>
 #include <optional>
+#include <utility>
 
 #include "choir/graph/application.hpp"
 #include "choir/models/sampling.hpp"
@@ -224,7 +225,23 @@ mcp::tool_result mcp_session::call_agent(const agent_definition& child, const va
   log_run(context, "info", child_run, child.name, "started");
   graph::run_options options;
   options.max_steps = 1'000'000;
-  auto outcome = (*app)->run(options);
+  // A call the client may cancel runs one step at a time, and stops between two steps once it is.
+  bool stopped = false;
+  const auto run = [&](const value& inputs) -> result<graph::run_outcome> {
+    if (!context.cancelled) return (*app)->run(options, inputs);
+    graph::run_options one = options;
+    one.max_steps = 1;
+    value given = inputs;
+    for (std::uint64_t steps = 0;; ++steps) {
+      if (context.cancelled()) {
+        stopped = true;
+        return graph::run_outcome{.reason = graph::halt_reason::halted_before, .steps = steps};
+      }
+      auto step = (*app)->run(one, std::exchange(given, value::object()));
+      if (!step.ok() || step->reason != graph::halt_reason::max_steps || steps + 1 >= *options.max_steps) return step;
+    }
+  };
+  auto outcome = run(value::object());
   // A `human` action: the person at the client is asked, as long as they answer.
   std::string declined;
   constexpr int max_asks = 8;  // an answer that never gives what the action needs ends the asking
@@ -251,7 +268,12 @@ mcp::tool_result mcp_session::call_agent(const agent_definition& child, const va
     }
     value inputs =
         answer->contains("content") && (*answer)["content"].is_object() ? (*answer)["content"] : value::object();
-    outcome = (*app)->run(options, inputs);
+    outcome = run(inputs);
+  }
+  if (stopped) {  // nobody reads the answer: the run is left halted, to be resumed or not
+    (void)settle_run(store, child_run, "halted", services_->gate.get());
+    log_run(context, "notice", child_run, child.name, "halted: the client cancelled the call");
+    return text_result("run " + child_run + " of " + child.name + " halted: the call was cancelled", true);
   }
   if (!outcome.ok()) {
     (void)settle_run(store, child_run, "failed", services_->gate.get());

@@ -244,6 +244,29 @@ try {
   assert.equal(offline.structuredContent.usage.model, "local/8B");
   await plain.close();
 
+  // A call the client cancels stops its child run between two steps, and gets no answer:
+  // counting up from -1,000,000 would take a while.
+  const stopper = await session(["--agent", sessionAgent("stopper", ["counter"]), "--agents", examples]);
+  const abort = new AbortController();
+  let progressed = 0;
+  await assert.rejects(stopper.callTool({ name: "agent.counter", arguments: { count: -1000000 } }, undefined, {
+    signal: abort.signal,
+    onprogress: () => { if (++progressed === 3) abort.abort("enough"); },
+  }), /enough/);
+  const haltedCounter = () => execFileSync(choir, ["runs", "list", "--json", "--store", store]).toString().trim()
+    .split("\n").map((l) => JSON.parse(l)).find((r) => r.agent === "counter" && r.parent_run && r.status === "halted");
+  let halted;
+  for (let i = 0; i < 100 && !halted; ++i) {  // the server stops the run just after the client gave up
+    await new Promise((r) => setTimeout(r, 50));
+    halted = haltedCounter();
+  }
+  assert.ok(halted, "the counter's run is halted");
+  assert.ok(halted.last_sequence >= 2 && halted.last_sequence < 100000, JSON.stringify(halted));
+  // The session goes on.
+  assert.equal((await stopper.callTool({ name: "agent.counter", arguments: { count: 1 } })).structuredContent.message,
+    "counted to 3");
+  await stopper.close();
+
   // Every call is in the audit log, and the log verifies.
   const audit = execFileSync(choir, ["audit", "list", "--limit", "100", "--store", store]).toString();
   assert.match(audit, /fs\.write/);
