@@ -127,6 +127,9 @@ result<std::unique_ptr<graph::application>> open_run(store::event_store& store, 
     if (leased.ok() && opening != nullptr) opening->taken_over_from = seen.owner;
   }
   CHOIR_CHECK(leased);
+  // Taken from nobody, from an owner that died or whose lease ran out: nobody was running it. (A
+  // lease this process held may belong to something still driving the run here.)
+  const bool abandoned = seen.owner != store::default_owner();
   // Read the run again under the lease: what it looked like before may be stale.
   auto opened = [&]() -> result<std::unique_ptr<graph::application>> {
     CHOIR_TRY(auto run, store.get_run(run_id));
@@ -156,7 +159,14 @@ result<std::unique_ptr<graph::application>> open_run(store::event_store& store, 
     b.with_position(run.next_action, std::move(st), static_cast<std::uint64_t>(base + 1));
     return b.build(agent.graph);
   }();
-  if (!opened.ok() && hosting.gate) hosting.gate->release(run_id);
+  if (!opened.ok()) {
+    if (hosting.gate) hosting.gate->release(run_id);
+    // A run recorded `running` that nobody was running would look driven forever: it is
+    // `halted`, for whoever may continue it.
+    if (auto run = store.get_run(run_id); abandoned && run.ok() && run->status == "running") {
+      (void)store.set_status(run_id, "halted");
+    }
+  }
   return releasing(store, run_id, std::move(opened));
 }
 

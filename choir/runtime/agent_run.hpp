@@ -97,7 +97,9 @@ struct run_opening {
 /// A run with no next action (completed) opens with none. `opening`, if given, checks the run
 /// first and is told what was done.
 /// Errors: `run_not_found`, `run_leased` (a live owner drives it), `invalid_argument` (pinned, or
-/// an unsafe upgrade, explained), or what `opening->admit` returns.
+/// an unsafe upgrade, explained), or what `opening->admit` returns. A run that cannot be opened
+/// is left unowned, and `halted` if it was recorded `running` though nobody ran it (unowned, or
+/// its owner died or let its lease run out).
 [[nodiscard]] result<std::unique_ptr<graph::application>> open_run(store::event_store& store, std::string_view run_id,
                                                                    const agent_definition& agent,
                                                                    const run_hosting& hosting,

@@ -648,8 +648,8 @@ TEST_F(Conversation, UnderAGateTheRunIsAdmittedForItsUserOnceForTheActorsLife) {
       "    users: {ada: {roles: [member]}}\n",
       "policy.yaml");
   ASSERT_TRUE(policy.ok()) << policy.err().message;
-  auto g = std::make_shared<gate>(store_, std::shared_ptr<kernel::audit_log>(std::move(audit).value()),
-                                  std::make_shared<const kernel::policy>(std::move(policy).value()));
+  const std::shared_ptr<kernel::audit_log> audit_log(std::move(audit).value());
+  auto g = std::make_shared<gate>(store_, audit_log, std::make_shared<const kernel::policy>(std::move(policy).value()));
   // The echo graph has no contract: no gate admits it.
   auto opts = options();
   opts.gate = g;
@@ -689,6 +689,28 @@ TEST_F(Conversation, UnderAGateTheRunIsAdmittedForItsUserOnceForTheActorsLife) {
   conv.kill("done");
   sys_.run_until_idle();
   EXPECT_FALSE(g->admitted(t1.run_id).has_value());  // given back with the actor
+
+  // The process died in the middle of a turn (the run is recorded `running`, its lease gone),
+  // and the policy changed since: reopened, the run is refused, and is not left looking driven.
+  ASSERT_TRUE(store_->set_status(t1.run_id, "running").ok());
+  auto stricter = kernel::policy::load(
+      "apiVersion: agentos/v0.2\nkind: Policy\ntenants:\n  acme:\n    roles: {member: {grants: []}}\n"
+      "    users: {bob: {roles: [member]}}\n",
+      "policy.yaml");
+  ASSERT_TRUE(stricter.ok()) << stricter.err().message;
+  opts.gate =
+      std::make_shared<gate>(store_, audit_log, std::make_shared<const kernel::policy>(std::move(stricter).value()));
+  opts.run_id = t1.run_id;
+  auto reopened = spawn_conversation(sys_, opts).value();
+  auto again = say(reopened, "still there?");
+  sys_.run_until_idle();
+  auto answer = again.try_get();
+  ASSERT_TRUE(answer.has_value());
+  ASSERT_FALSE(answer->ok());
+  EXPECT_EQ(answer->err().code, kernel::kernel_errc::not_admitted);
+  const auto left = store_->get_run(t1.run_id).value();
+  EXPECT_EQ(left.status, "halted");
+  EXPECT_EQ(left.owner, "");
   for (const char* suffix : {".audit.key", ".audit.head"}) fs::remove(path_ + suffix);
 }
 
