@@ -688,11 +688,10 @@ http_response service::route(const http_request& request, std::string_view path,
           201, value{{"run_id", run->run_id}, {"agent", name}, {"status", run->status}, {"run", run->to_json()}});
     }
     if (is("GET", 3)) {
-      auto runs = opts_.store->list_runs(500);
+      auto runs = opts_.store->list_runs(500, std::nullopt, {.tenant = who->tenant, .top_level = true});
       if (!runs.ok()) return fail(runs.err());
       value list = value::array();
       for (const auto& r : *runs) {
-        if (r.tenant != who->tenant || !r.parent_run.empty()) continue;
         auto agent = find_agent(r.agent);
         if (!agent || !runtime::check_conversable(*agent, "message").ok()) continue;
         list.push_back(r.to_json());
@@ -901,27 +900,19 @@ http_response service::route(const http_request& request, std::string_view path,
         }
         cursor = store::run_cursor{from->created_ms, from->run_id};
       }
-      // The store's runs, newest first, a batch at a time, until a page of the caller's is full (one
-      // more tells whether there is a next page).
-      constexpr std::size_t batch = 500;
+      // The caller's runs, newest first, and one more to tell whether there is a next page.
+      auto runs = opts_.store->list_runs(
+          static_cast<std::size_t>(*limit) + 1, cursor,
+          {.tenant = who->tenant, .agent = agent_filter, .status = status_filter, .parent_run = parent_filter});
+      if (!runs.ok()) return fail(runs.err());
       value list = value::array();
       std::string next;
-      while (next.empty()) {
-        auto runs = opts_.store->list_runs(batch, cursor);
-        if (!runs.ok()) return fail(runs.err());
-        for (const auto& r : *runs) {
-          cursor = store::run_cursor{r.created_ms, r.run_id};
-          if (r.tenant != who->tenant) continue;
-          if (!agent_filter.empty() && r.agent != agent_filter) continue;
-          if (!status_filter.empty() && r.status != status_filter) continue;
-          if (!parent_filter.empty() && r.parent_run != parent_filter) continue;
-          if (static_cast<std::int64_t>(list.size()) == *limit) {
-            next = list.back()["run_id"].get<std::string>();
-            break;
-          }
-          list.push_back(r.to_json());
+      for (const auto& r : *runs) {
+        if (static_cast<std::int64_t>(list.size()) == *limit) {
+          next = list.back()["run_id"].get<std::string>();
+          break;
         }
-        if (runs->size() < batch) break;
+        list.push_back(r.to_json());
       }
       return json_response(200, value{{"runs", list}, {"next_before", next.empty() ? value() : value(next)}});
     }

@@ -339,8 +339,8 @@ result<mcp::tool_result> mcp_session::call_tool(const std::string& name, const v
 namespace {
 
 constexpr std::string_view runs_scheme = "choir://runs/";
-constexpr std::size_t listed_runs = 100;  // resources/list: the newest runs
-constexpr std::size_t scanned_runs = 1'000;
+constexpr std::size_t listed_runs = 100;     // resources/list: the newest runs
+constexpr std::size_t scanned_runs = 1'000;  // completions: the tenant's newest runs
 constexpr std::size_t listed_steps = 1'000;  // steps in a run's resource
 
 /// A run resource's URI taken apart: `choir://runs/ID`, `…/state`, `…/steps/N`.
@@ -391,12 +391,9 @@ result<store::run_record> mcp_session::tenant_run(const std::string& run_id) {
 
 std::vector<store::run_record> mcp_session::tenant_runs() {
   std::vector<store::run_record> out;
-  auto runs = services_->store->list_runs(scanned_runs);
+  auto runs = services_->store->list_runs(scanned_runs, std::nullopt, {.tenant = who_.tenant});
   if (!runs.ok()) return out;
-  for (auto& r : *runs) {
-    if (r.tenant == who_.tenant) out.push_back(std::move(r));
-  }
-  return out;
+  return std::move(runs).value();
 }
 
 std::vector<mcp::resource_descriptor> mcp_session::resources() {

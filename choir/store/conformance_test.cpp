@@ -389,6 +389,59 @@ TEST_P(Conformance, RunsArePagedNewestFirstWithoutGapsOrRepeats) {
   EXPECT_TRUE(s->list_runs(10, run_cursor{last->back().created_ms, last->back().run_id})->empty());
 }
 
+TEST_P(Conformance, ListsOnlyTheRunsAFilterMatchesAndPagesWithinThem) {
+  auto s = open();
+  ASSERT_TRUE(s->put_graph({"v1", "counter", "source"}).ok());
+  const auto add = [&](const std::string& id, const std::string& tenant, const std::string& agent,
+                       const std::string& status, const std::string& parent) {
+    run_record r = make_run(id);
+    r.tenant = tenant;
+    r.agent = agent;
+    r.status = status;
+    r.parent_run = parent;
+    ASSERT_TRUE(s->create_run(r, graph::state(), -1).ok()) << id;
+  };
+  add("a1", "acme", "counter", "running", "");
+  add("g1", "globex", "counter", "running", "");
+  add("a2", "acme", "chat", "waiting", "");  // a2–a4 share a millisecond: their ids order them
+  add("a4", "acme", "counter", "completed", "a1");
+  add("a3", "acme", "counter", "completed", "a1");
+  clock_.advance(std::chrono::seconds(1));
+  add("g2", "globex", "chat", "waiting", "g1");
+  add("a5", "acme", "counter", "running", "");
+  const auto ids = [&](std::size_t limit, const run_filter& f, std::optional<run_cursor> before = std::nullopt) {
+    std::vector<std::string> out;
+    auto runs = s->list_runs(limit, before, f);
+    EXPECT_TRUE(runs.ok()) << runs.err().message;
+    if (runs.ok()) {
+      for (const auto& r : *runs) out.push_back(r.run_id);
+    }
+    return out;
+  };
+  using v = std::vector<std::string>;
+  EXPECT_EQ(ids(10, {.tenant = "acme"}), (v{"a5", "a4", "a3", "a2", "a1"}));
+  EXPECT_EQ(ids(10, {.tenant = "globex"}), (v{"g2", "g1"}));
+  EXPECT_EQ(ids(10, {.tenant = "initech"}), v{});
+  EXPECT_EQ(ids(10, {.tenant = "acme", .agent = "counter", .status = "completed"}), (v{"a4", "a3"}));
+  EXPECT_EQ(ids(10, {.parent_run = "a1"}), (v{"a4", "a3"}));
+  EXPECT_EQ(ids(10, {.tenant = "acme", .top_level = true}), (v{"a5", "a2", "a1"}));
+  EXPECT_EQ(ids(10, {.status = "waiting"}), (v{"g2", "a2"}));
+  // Pages of two of acme's runs: no gap and no repeat, though three share a millisecond.
+  v paged;
+  std::optional<run_cursor> cursor;
+  for (int page = 0; page < 5; ++page) {
+    auto runs = s->list_runs(2, cursor, {.tenant = "acme"});
+    ASSERT_TRUE(runs.ok());
+    for (const auto& r : *runs) paged.push_back(r.run_id);
+    if (runs->size() < 2) break;
+    cursor = run_cursor{runs->back().created_ms, runs->back().run_id};
+  }
+  EXPECT_EQ(paged, (v{"a5", "a4", "a3", "a2", "a1"}));
+  // A filter and a cursor together.
+  const auto a4 = s->get_run("a4").value();
+  EXPECT_EQ(ids(10, {.tenant = "acme", .agent = "counter"}, run_cursor{a4.created_ms, a4.run_id}), (v{"a3", "a1"}));
+}
+
 TEST_P(Conformance, KeepsGraphsByVersion) {
   auto s = open();
   ASSERT_TRUE(s->put_graph({"v9", "g", "kind: Graph"}).ok());

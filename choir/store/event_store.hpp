@@ -196,6 +196,16 @@ struct run_cursor {
   std::string run_id;
 };
 
+/// Which runs `list_runs` gives: each field that is set must match (an index serves `tenant`, so
+/// a tenant's page costs its own runs, not everyone's).
+struct run_filter {
+  std::string tenant;
+  std::string agent;
+  std::string status;
+  std::string parent_run;
+  bool top_level = false;  ///< only runs without a parent run
+};
+
 /// A named document the kernel keeps in the store (the policy), with an optimistic version.
 struct document_record {
   std::string name;
@@ -269,10 +279,11 @@ class event_store {
   [[nodiscard]] virtual result<void> release_lease(std::string_view run_id) = 0;
 
   [[nodiscard]] virtual result<run_record> get_run(std::string_view run_id) = 0;
-  /// Runs, newest first (by `created_ms`, then `run_id`), at most `limit`; with `before`, only the
-  /// runs after it in that order (the next page).
+  /// Runs that match `filter`, newest first (by `created_ms`, then `run_id`), at most `limit`; with
+  /// `before`, only the runs after it in that order (the next page).
   [[nodiscard]] virtual result<std::vector<run_record>> list_runs(std::size_t limit,
-                                                                  std::optional<run_cursor> before = std::nullopt) = 0;
+                                                                  std::optional<run_cursor> before = std::nullopt,
+                                                                  const run_filter& filter = {}) = 0;
   /// Steps of a run with `sequence_id >= from`, in order, at most `limit`.
   [[nodiscard]] virtual result<std::vector<step_entry>> steps(std::string_view run_id, std::int64_t from,
                                                               std::size_t limit) = 0;

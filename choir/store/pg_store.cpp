@@ -129,6 +129,8 @@ CREATE INDEX consents_by_tenant ON consents(tenant, created_ms DESC);
 )sql",
     // 4 -> 5: the inputs a run's first step was started with (and on SQLite the step log).
     "ALTER TABLE runs ADD COLUMN start_inputs TEXT NOT NULL DEFAULT '{}'",
+    // 5 -> 6: a tenant's runs, newest first, without reading everyone's (`list_runs`).
+    "CREATE INDEX runs_by_tenant ON runs(tenant, created_ms, run_id)",
 };
 constexpr std::int64_t schema_version = std::size(migrations);
 /// Serializes schema creation and migration between processes (`pg_advisory_xact_lock`).
@@ -557,12 +559,28 @@ class pg_store final : public event_store {
     return read_run(r, 0);
   }
 
-  result<std::vector<run_record>> list_runs(std::size_t limit, std::optional<run_cursor> before) override {
-    reply r = before ? run(run_select("WHERE r.created_ms < $1 OR (r.created_ms = $1 AND r.run_id < $2) "
-                                      "ORDER BY r.created_ms DESC, r.run_id DESC LIMIT $3"),
-                           params().add(before->created_ms).add(before->run_id).add(static_cast<std::int64_t>(limit)))
-                     : run(run_select("ORDER BY r.created_ms DESC, r.run_id DESC LIMIT $1"),
-                           params().add(static_cast<std::int64_t>(limit)));
+  result<std::vector<run_record>> list_runs(std::size_t limit, std::optional<run_cursor> before,
+                                            const run_filter& filter) override {
+    std::string where;
+    auto p = params();
+    int n = 0;
+    const auto add = [&](const std::string& condition) { where += (where.empty() ? "WHERE " : " AND ") + condition; };
+    for (const auto& [column, v] : {std::pair{"tenant", &filter.tenant}, std::pair{"agent", &filter.agent},
+                                    std::pair{"status", &filter.status}, std::pair{"parent_run", &filter.parent_run}}) {
+      if (v->empty()) continue;
+      add(std::string("r.") + column + " = $" + std::to_string(++n));
+      p.add(*v);
+    }
+    if (filter.top_level) add("r.parent_run IS NULL");
+    if (before) {
+      const std::string c = std::to_string(++n);
+      const std::string id = std::to_string(++n);
+      add("(r.created_ms < $" + c + " OR (r.created_ms = $" + c + " AND r.run_id < $" + id + "))");
+      p.add(before->created_ms).add(before->run_id);
+    }
+    p.add(static_cast<std::int64_t>(limit));
+    const std::string tail = where + " ORDER BY r.created_ms DESC, r.run_id DESC LIMIT $" + std::to_string(++n);
+    reply r = run(run_select(tail.c_str()), p);
     if (!r.ok()) return io("listing runs", r);
     std::vector<run_record> out;
     for (int i = 0; i < r.rows(); ++i) out.push_back(read_run(r, i));

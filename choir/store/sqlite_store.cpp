@@ -175,6 +175,8 @@ CREATE TABLE step_packs (
   UNIQUE (run_id, first_seq)
 );
 )sql",
+    // 5 -> 6: a tenant's runs, newest first, without reading everyone's (`list_runs`).
+    "CREATE INDEX runs_by_tenant ON runs(tenant, created_ms, run_id)",
 };
 /// The schema version this code writes. Opening a store with a higher version is refused.
 constexpr std::int64_t schema_version = std::size(migrations);
@@ -553,11 +555,24 @@ class sqlite_store final : public event_store {
     return with_position(std::move(r));
   }
 
-  result<std::vector<run_record>> list_runs(std::size_t limit, std::optional<run_cursor> before) override {
-    auto s = before ? cached(run_select("WHERE r.created_ms < ? OR (r.created_ms = ? AND r.run_id < ?) "
-                                        "ORDER BY r.created_ms DESC, r.run_id DESC LIMIT ?"))
-                    : cached(run_select("ORDER BY r.created_ms DESC, r.run_id DESC LIMIT ?"));
+  result<std::vector<run_record>> list_runs(std::size_t limit, std::optional<run_cursor> before,
+                                            const run_filter& filter) override {
+    // Only the conditions that are set, so that the planner sees them (and the tenant's index).
+    std::string where;
+    const auto add = [&](const char* condition) {
+      where += (where.empty() ? "WHERE " : " AND ") + std::string(condition);
+    };
+    if (!filter.tenant.empty()) add("r.tenant = ?");
+    if (!filter.agent.empty()) add("r.agent = ?");
+    if (!filter.status.empty()) add("r.status = ?");
+    if (!filter.parent_run.empty()) add("r.parent_run = ?");
+    if (filter.top_level) add("r.parent_run IS NULL");
+    if (before) add("(r.created_ms < ? OR (r.created_ms = ? AND r.run_id < ?))");
+    auto s = cached(run_select((where + " ORDER BY r.created_ms DESC, r.run_id DESC LIMIT ?").c_str()));
     int at = 1;
+    for (const std::string* v : {&filter.tenant, &filter.agent, &filter.status, &filter.parent_run}) {
+      if (!v->empty()) s.bind(at++, *v);
+    }
     if (before) {
       s.bind(at++, before->created_ms);
       s.bind(at++, before->created_ms);

@@ -42,8 +42,9 @@ class synchronized_store final : public event_store {
   result<run_record> get_run(std::string_view run_id) override {
     return locked([&] { return inner_->get_run(run_id); });
   }
-  result<std::vector<run_record>> list_runs(std::size_t limit, std::optional<run_cursor> before) override {
-    return locked([&] { return inner_->list_runs(limit, before); });
+  result<std::vector<run_record>> list_runs(std::size_t limit, std::optional<run_cursor> before,
+                                            const run_filter& filter) override {
+    return locked([&] { return inner_->list_runs(limit, before, filter); });
   }
   result<std::vector<step_entry>> steps(std::string_view run_id, std::int64_t from, std::size_t limit) override {
     return locked([&] { return inner_->steps(run_id, from, limit); });
