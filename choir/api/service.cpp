@@ -901,9 +901,11 @@ http_response service::route(const http_request& request, std::string_view path,
         cursor = store::run_cursor{from->created_ms, from->run_id};
       }
       // The caller's runs, newest first, and one more to tell whether there is a next page.
-      auto runs = opts_.store->list_runs(
-          static_cast<std::size_t>(*limit) + 1, cursor,
-          {.tenant = who->tenant, .agent = agent_filter, .status = status_filter, .parent_run = parent_filter});
+      auto runs = opts_.store->list_runs(static_cast<std::size_t>(*limit) + 1, cursor,
+                                         {.tenant = who->tenant,
+                                          .agent = std::string(agent_filter),
+                                          .status = std::string(status_filter),
+                                          .parent_run = std::string(parent_filter)});
       if (!runs.ok()) return fail(runs.err());
       value list = value::array();
       std::string next;
