@@ -13,6 +13,7 @@
 #include <mutex>
 #include <thread>
 
+#include "choir/core/child_process.hpp"
 #include "choir/mcp/client.hpp"
 
 extern char** environ;
@@ -105,6 +106,7 @@ class stdio_channel final : public transport {
       ::dup2(in[0], 0);
       ::dup2(out[1], 1);
       ::dup2(err[1], 2);
+      close_inherited_descriptors();
       if (cwd != nullptr && ::chdir(cwd) != 0) ::_exit(126);
       ::execve(program.c_str(), argv.data(), envp.data());
       ::_exit(127);

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstring>
 
+#include "choir/core/child_process.hpp"
 #include "choir/tools/builtin.hpp"
 
 namespace choir::tools {
@@ -84,6 +85,7 @@ result<sandbox_result> run_sandboxed(const std::vector<std::string>& argv, const
     ::dup2(in[0], 0);
     ::dup2(out[1], 1);
     ::dup2(err[1], 2);
+    close_inherited_descriptors();
     ::execv(cargv[0], cargv.data());
     ::_exit(127);
   }

@@ -1,4 +1,7 @@
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -61,6 +64,20 @@ TEST_F(Sandbox, HasNoNetwork) {
   auto r = sh("tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '");
   ASSERT_TRUE(r.ok()) << r.err().message;
   EXPECT_EQ(r->out, "lo\n");
+}
+
+TEST_F(Sandbox, InheritsNoDescriptorOfThisProcess) {
+  // Descriptors opened without close-on-exec, as Asio opens its sockets: a connected socket
+  // passed into the sandbox would reach the network around its namespace.
+  const int sock = ::socket(AF_INET, SOCK_STREAM, 0);
+  const int file = ::open("/etc/hostname", O_RDONLY);
+  ASSERT_GE(sock, 0);
+  ASSERT_GE(file, 0);
+  auto r = sh("ls /proc/self/fd | sort -n | tr '\\n' ' '");
+  ::close(sock);
+  ::close(file);
+  ASSERT_TRUE(r.ok()) << r.err().message;
+  EXPECT_EQ(r->out, "0 1 2 3 ") << "3 is ls's own listing of the folder";
 }
 
 TEST_F(Sandbox, IsKilledAtItsTimeLimit) {
