@@ -1,7 +1,8 @@
 // The model gateway's cost per call. Against a local HTTP endpoint that answers a canned OpenAI
-// Chat Completions answer: a raw HTTP exchange (the floor) and the same exchange through the
-// gateway (request building, retries' bookkeeping, answer parsing, accounting); the gateway's
-// overhead is the difference, in the same run. Also the scripted model, the offline default.
+// Chat Completions answer: a raw HTTP exchange (the floor; on a kept connection, as the providers
+// ask, and on a new one) and the same exchange through the gateway (request building, retries'
+// bookkeeping, answer parsing, accounting); the gateway's overhead is the difference to the kept
+// raw exchange, in the same run. Also the scripted model, the offline default.
 //   build/release/bench/models_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
 #include <benchmark/benchmark.h>
 
@@ -22,7 +23,7 @@ constexpr const char* answer =
 
 choir::net::testing::test_http_server& server() {
   static choir::net::testing::test_http_server s(
-      [](const received_request&) { return canned_reply{.chunks = {answer}}; });
+      [](const received_request&) { return canned_reply{.chunks = {answer}}; }, /*keep_alive=*/true);
   return s;
 }
 
@@ -34,16 +35,19 @@ choir::models::chat_request request() {
   return r;
 }
 
+/// A raw exchange; `state.range(0)`: on a kept connection (as the providers ask), or a new one each time.
 void BM_RawHttpExchange(benchmark::State& state) {
   const std::string body = choir::dump_json(choir::value{{"model", "bench"}, {"messages", choir::value::array()}});
+  choir::net::http_request http{.method = "POST", .url = server().url("/v1/chat/completions"), .body = body};
+  http.keep_alive = state.range(0) != 0;
   for (auto _ : state) {
-    auto r = choir::net::http_call({.method = "POST", .url = server().url("/v1/chat/completions"), .body = body});
+    auto r = choir::net::http_call(http);
     if (!r.ok()) state.SkipWithError(r.err().message.c_str());
     benchmark::DoNotOptimize(r);
   }
   state.SetItemsProcessed(state.iterations());
 }
-BENCHMARK(BM_RawHttpExchange)->UseRealTime();
+BENCHMARK(BM_RawHttpExchange)->ArgName("kept")->Arg(1)->Arg(0)->UseRealTime();
 
 void BM_GatewayOpenAiCall(benchmark::State& state) {
   choir::models::gateway g;

@@ -70,6 +70,7 @@ class anthropic final : public provider {
 
   result<chat_response> complete(const chat_request& request, chat_stream* stream) override {
     net::http_request http{.method = "POST", .url = options_.base_url + "/messages"};
+    http.keep_alive = true;  // the same endpoint is asked again and again
     http.headers = {{"content-type", "application/json"}, {"anthropic-version", options_.api_version}};
     if (!options_.api_key.empty()) http.headers.emplace_back("x-api-key", options_.api_key);
     for (const auto& h : options_.extra_headers) http.headers.push_back(h);

@@ -95,6 +95,7 @@ class openai_chat final : public provider {
       body["stream_options"] = {{"include_usage", true}};
     }
     net::http_request http{.method = "POST", .url = options_.base_url + "/chat/completions"};
+    http.keep_alive = true;  // the same endpoint is asked again and again
     http.headers = wire::openai_headers(options_);
     http.body = dump_json(body);
     http.timeout = options_.timeout;

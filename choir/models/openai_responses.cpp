@@ -101,6 +101,7 @@ class openai_responses final : public provider {
 
   result<chat_response> complete(const chat_request& request, chat_stream* stream) override {
     net::http_request http{.method = "POST", .url = options_.base_url + "/responses"};
+    http.keep_alive = true;  // the same endpoint is asked again and again
     http.headers = wire::openai_headers(options_);
     http.body = dump_json(responses_body(request, stream != nullptr));
     http.timeout = options_.timeout;

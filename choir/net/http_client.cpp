@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <array>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <vector>
 
@@ -31,13 +34,15 @@ bool iequals(std::string_view a, std::string_view b) {
 }
 
 /// What one exchange produced; filled in by the coroutine.
-struct exchange {
+struct exchange_state {
   std::optional<result<http_response>> outcome;
+  bool answered = false;  ///< the response's head arrived (nothing is sent again after that)
+  bool keep = false;      ///< the whole answer was read and the server keeps the connection open
 };
 
 template <class Stream>
 asio::awaitable<result<http_response>> talk(Stream& stream, const http_request& request, const url_parts& url,
-                                            const body_sink& on_body) {
+                                            const body_sink& on_body, exchange_state& state) {
   http::request<http::string_body> req;
   auto verb = http::string_to_verb(request.method);
   if (verb == http::verb::unknown) {
@@ -61,6 +66,7 @@ asio::awaitable<result<http_response>> talk(Stream& stream, const http_request& 
   parser.body_limit(boost::none);  // the limit is ours, below: it also covers streamed bodies
   parser.header_limit(64 * 1024);
   co_await http::async_read_header(stream, buffer, parser, asio::use_awaitable);
+  state.answered = true;
 
   http_response response;
   response.status = static_cast<int>(parser.get().result_int());
@@ -88,65 +94,163 @@ asio::awaitable<result<http_response>> talk(Stream& stream, const http_request& 
       response.body.append(chunk.data(), got);
     }
   }
+  state.keep = parser.keep_alive();
   co_return response;
 }
 
-asio::awaitable<void> run_exchange(exchange& out, const http_request& request, const url_parts& url,
-                                   const body_sink& on_body, asio::ssl::context* tls) {
+/// The TLS settings every https call shares: the system's roots are loaded once, not per call.
+asio::ssl::context& client_tls() {
+  static asio::ssl::context tls = [] {
+    asio::ssl::context c(asio::ssl::context::tls_client);
+    c.set_default_verify_paths();
+    c.set_verify_mode(asio::ssl::verify_peer);
+    return c;
+  }();
+  return tls;
+}
+
+/// A connection and the loop that drives it; kept between calls that ask for it (`keep_alive`).
+struct connection {
+  asio::io_context ioc{1};
+  std::optional<beast::tcp_stream> plain;
+  std::optional<beast::ssl_stream<beast::tcp_stream>> secure;
+  std::chrono::steady_clock::time_point idle_since;
+  [[nodiscard]] bool open() const { return plain || secure; }
+};
+
+/// Idle kept connections, by `scheme://host:port`: at most 4 each, none idle for more than 15 s
+/// (servers close idle connections on their side; one closed under us is replaced, below).
+class connection_pool {
+ public:
+  std::unique_ptr<connection> take(const std::string& key) {
+    std::lock_guard lock(mutex_);
+    auto& idle = idle_[key];
+    while (!idle.empty()) {
+      auto c = std::move(idle.back());
+      idle.pop_back();
+      if (std::chrono::steady_clock::now() - c->idle_since < max_idle) return c;
+    }
+    return nullptr;
+  }
+  void give(const std::string& key, std::unique_ptr<connection> c) {
+    c->idle_since = std::chrono::steady_clock::now();
+    std::lock_guard lock(mutex_);
+    auto& idle = idle_[key];
+    if (idle.size() < max_per_place) idle.push_back(std::move(c));
+  }
+
+ private:
+  static constexpr std::size_t max_per_place = 4;
+  static constexpr std::chrono::seconds max_idle{15};
+  std::mutex mutex_;
+  std::map<std::string, std::vector<std::unique_ptr<connection>>> idle_;
+};
+
+connection_pool& kept_connections() {
+  static connection_pool pool;
+  return pool;
+}
+
+asio::awaitable<void> run_exchange(exchange_state& out, const http_request& request, const url_parts& url,
+                                   const body_sink& on_body, connection& c) {
   auto executor = co_await asio::this_coro::executor;
   try {
-    // A numeric address needs no resolver (whose background thread would cost more than the exchange).
-    std::vector<tcp::endpoint> endpoints;
-    boost::system::error_code numeric;
-    const auto address = asio::ip::make_address(url.host, numeric);
-    if (!numeric) {
-      endpoints.emplace_back(address, static_cast<unsigned short>(std::stoi(url.port)));
-    } else {
-      tcp::resolver resolver(executor);
-      auto resolved = co_await resolver.async_resolve(url.host, url.port, asio::use_awaitable);
-      for (const auto& entry : resolved) endpoints.push_back(entry.endpoint());
-    }
-    if (request.vet_address) {
-      std::string refusal;
-      std::erase_if(endpoints, [&](const tcp::endpoint& e) {
-        auto why = request.vet_address(e.address().to_string());
-        if (!why.empty() && refusal.empty()) refusal = e.address().to_string() + " " + why;
-        return !why.empty();
-      });
-      if (endpoints.empty()) {
-        out.outcome = make_error(core_errc::invalid_argument, request.url + ": refused: " + refusal);
-        co_return;
+    if (!c.open()) {
+      // A numeric address needs no resolver (whose background thread would cost more than the exchange).
+      std::vector<tcp::endpoint> endpoints;
+      boost::system::error_code numeric;
+      const auto address = asio::ip::make_address(url.host, numeric);
+      if (!numeric) {
+        endpoints.emplace_back(address, static_cast<unsigned short>(std::stoi(url.port)));
+      } else {
+        tcp::resolver resolver(executor);
+        auto resolved = co_await resolver.async_resolve(url.host, url.port, asio::use_awaitable);
+        for (const auto& entry : resolved) endpoints.push_back(entry.endpoint());
+      }
+      if (request.vet_address) {
+        std::string refusal;
+        std::erase_if(endpoints, [&](const tcp::endpoint& e) {
+          auto why = request.vet_address(e.address().to_string());
+          if (!why.empty() && refusal.empty()) refusal = e.address().to_string() + " " + why;
+          return !why.empty();
+        });
+        if (endpoints.empty()) {
+          out.outcome = make_error(core_errc::invalid_argument, request.url + ": refused: " + refusal);
+          co_return;
+        }
+      }
+      if (url.scheme != "https") {
+        auto& stream = c.plain.emplace(executor);
+        co_await stream.async_connect(endpoints, asio::use_awaitable);
+        stream.socket().set_option(tcp::no_delay(true));
+      } else {
+        auto& stream = c.secure.emplace(executor, client_tls());
+        if (!SSL_set_tlsext_host_name(stream.native_handle(), url.host.c_str())) {
+          out.outcome = make_error(core_errc::io_error, "TLS: cannot set the server name " + url.host);
+          co_return;
+        }
+        stream.set_verify_callback(asio::ssl::host_name_verification(url.host));
+        co_await beast::get_lowest_layer(stream).async_connect(endpoints, asio::use_awaitable);
+        beast::get_lowest_layer(stream).socket().set_option(tcp::no_delay(true));
+        co_await stream.async_handshake(asio::ssl::stream_base::client, asio::use_awaitable);
       }
     }
-    if (tls == nullptr) {
-      beast::tcp_stream stream(executor);
-      co_await stream.async_connect(endpoints, asio::use_awaitable);
-      stream.socket().set_option(tcp::no_delay(true));
-      out.outcome = co_await talk(stream, request, url, on_body);
-      beast::error_code ignored;
-      stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    // (Not a conditional expression: g++ 12 mishandles co_await in one.)
+    if (c.plain) {
+      out.outcome = co_await talk(*c.plain, request, url, on_body, out);
     } else {
-      beast::ssl_stream<beast::tcp_stream> stream(executor, *tls);
-      if (!SSL_set_tlsext_host_name(stream.native_handle(), url.host.c_str())) {
-        out.outcome = make_error(core_errc::io_error, "TLS: cannot set the server name " + url.host);
-        co_return;
-      }
-      stream.set_verify_callback(asio::ssl::host_name_verification(url.host));
-      co_await beast::get_lowest_layer(stream).async_connect(endpoints, asio::use_awaitable);
-      beast::get_lowest_layer(stream).socket().set_option(tcp::no_delay(true));
-      co_await stream.async_handshake(asio::ssl::stream_base::client, asio::use_awaitable);
-      out.outcome = co_await talk(stream, request, url, on_body);
-      // Many servers close without a TLS close_notify; the answer is complete either way.
-      beast::get_lowest_layer(stream).close();
+      out.outcome = co_await talk(*c.secure, request, url, on_body, out);
     }
   } catch (const boost::system::system_error& e) {
+    out.keep = false;
     if (!out.outcome) {
       out.outcome = make_error(core_errc::io_error, request.method + " " + request.url + ": " + e.code().message());
     }
   } catch (const std::exception& e) {
+    out.keep = false;
     if (!out.outcome)
       out.outcome = make_error(core_errc::io_error, request.method + " " + request.url + ": " + e.what());
   }
+}
+
+/// One exchange on `c` (connected first if it is not), until `deadline`. `state.keep` tells
+/// whether `c` may serve another request.
+result<http_response> exchange_on(connection& c, exchange_state& state, const http_request& request,
+                                  const url_parts& url, const body_sink& on_body,
+                                  std::chrono::steady_clock::time_point deadline) {
+  c.ioc.restart();
+  asio::co_spawn(c.ioc, run_exchange(state, request, url, on_body, c), asio::detached);
+  for (;;) {
+    const auto left = deadline - std::chrono::steady_clock::now();
+    if (left <= std::chrono::steady_clock::duration::zero()) break;
+    if (request.cancel == nullptr) {
+      c.ioc.run_for(left);
+      break;
+    }
+    c.ioc.run_for(std::min<std::chrono::steady_clock::duration>(left, std::chrono::milliseconds(50)));
+    if (state.outcome || c.ioc.stopped()) break;
+    if (request.cancel->load()) {
+      c.ioc.stop();
+      state.keep = false;
+      return make_error(core_errc::io_error, request.method + " " + request.url + ": cancelled");
+    }
+  }
+  if (!state.outcome) {
+    c.ioc.stop();
+    state.keep = false;
+    return make_error(core_errc::timed_out, request.method + " " + request.url + ": no complete answer within " +
+                                                std::to_string(request.timeout.count()) + " ms");
+  }
+  if (!state.outcome->ok()) state.keep = false;
+  return std::move(*state.outcome);
+}
+
+/// Closes a connection that is not kept (plain: both directions shut down; TLS: many servers
+/// close without a close_notify, so the socket is simply closed).
+void close(connection& c) {
+  beast::error_code ignored;
+  if (c.plain) c.plain->socket().shutdown(tcp::socket::shutdown_both, ignored);
+  if (c.secure) beast::get_lowest_layer(*c.secure).close();
 }
 
 }  // namespace
@@ -226,38 +330,34 @@ result<url_parts> parse_url(std::string_view url) {
 
 result<http_response> http_call(const http_request& request, const body_sink& on_body) {
   CHOIR_TRY(url_parts url, parse_url(request.url));
-  // Declared before the io_context so that a coroutine left unfinished by the timeout is
-  // destroyed (with the io_context) while what it refers to still exists.
-  exchange out;
-  std::optional<asio::ssl::context> tls;
-  if (url.scheme == "https") {
-    tls.emplace(asio::ssl::context::tls_client);
-    tls->set_default_verify_paths();
-    tls->set_verify_mode(asio::ssl::verify_peer);
-  }
-  asio::io_context ioc(1);
-  asio::co_spawn(ioc, run_exchange(out, request, url, on_body, tls ? &*tls : nullptr), asio::detached);
   const auto deadline = std::chrono::steady_clock::now() + request.timeout;
-  for (;;) {
-    const auto left = deadline - std::chrono::steady_clock::now();
-    if (left <= std::chrono::steady_clock::duration::zero()) break;
-    if (request.cancel == nullptr) {
-      ioc.run_for(left);
-      break;
-    }
-    ioc.run_for(std::min<std::chrono::steady_clock::duration>(left, std::chrono::milliseconds(50)));
-    if (out.outcome || ioc.stopped()) break;
-    if (request.cancel->load()) {
-      ioc.stop();
-      return make_error(core_errc::io_error, request.method + " " + request.url + ": cancelled");
+  // A connection vetted for one request's addresses is not lent to another's.
+  const bool pooled = request.keep_alive && !request.vet_address;
+  const std::string place = url.scheme + "://" + url.host + ":" + url.port;
+  if (pooled) {
+    if (auto kept = kept_connections().take(place)) {
+      exchange_state state;
+      auto answer = exchange_on(*kept, state, request, url, on_body, deadline);
+      if (state.keep) {
+        kept_connections().give(place, std::move(kept));
+        return answer;
+      }
+      close(*kept);
+      // The server may have closed the kept connection meanwhile: a request that got no answer at
+      // all is sent once more, on a new connection. One that got an answer stands.
+      if (answer.ok() || state.answered || answer.err().code != core_errc::io_error) return answer;
     }
   }
-  if (!out.outcome) {
-    ioc.stop();
-    return make_error(core_errc::timed_out, request.method + " " + request.url + ": no complete answer within " +
-                                                std::to_string(request.timeout.count()) + " ms");
+  // Destroyed (with its io_context) before what the unfinished coroutine refers to, if it timed out.
+  auto fresh = std::make_unique<connection>();
+  exchange_state state;
+  auto answer = exchange_on(*fresh, state, request, url, on_body, deadline);
+  if (pooled && state.keep) {
+    kept_connections().give(place, std::move(fresh));
+  } else {
+    close(*fresh);
   }
-  return std::move(*out.outcome);
+  return answer;
 }
 
 }  // namespace choir::net

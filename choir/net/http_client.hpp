@@ -35,6 +35,11 @@ struct http_request {
   /// name cannot resolve to one address when checked and another when used. All refused: the call
   /// fails with `core_errc::invalid_argument` and the first reason.
   std::function<std::string(std::string_view address)> vet_address;
+  /// Keep the connection open after the answer, for the next request to the same scheme, host
+  /// and port that asks for it (the model providers do: a model is asked again and again). A kept
+  /// connection the server has closed meanwhile is replaced, and a request that got no answer on
+  /// it is sent once more. Not with `vet_address`.
+  bool keep_alive = false;
 };
 
 struct http_response {
@@ -66,7 +71,7 @@ struct url_parts {
 /// Errors: `core_errc::invalid_argument` (bad URL, response over the size limit),
 /// `core_errc::timed_out` (the timeout passed), `core_errc::io_error` (resolve, connect, TLS or
 /// protocol failure; the message says which). A non-2xx status is not an error: it is returned.
-/// Thread-safe: each call uses its own connection.
+/// Thread-safe: a connection serves one call at a time.
 [[nodiscard]] result<http_response> http_call(const http_request& request, const body_sink& on_body = {});
 
 }  // namespace choir::net

@@ -31,6 +31,54 @@ TEST(HttpClient, SendsTheRequestAndReadsTheAnswer) {
   EXPECT_EQ(seen[0].target, "/v1/things?q=1");
 }
 
+http_request kept(const std::string& url, std::string body) {
+  http_request r{.method = "POST", .url = url, .body = std::move(body)};
+  r.keep_alive = true;
+  return r;
+}
+
+TEST(HttpClient, KeepsAConnectionForTheNextRequestThatAsks) {
+  test_http_server server([](const received_request& r) { return canned_reply{.chunks = {"got " + r.body}}; },
+                          /*keep_alive=*/true);
+  for (const char* body : {"one", "two", "three"}) {
+    auto answer = http_call(kept(server.url("/v1/chat"), body));
+    ASSERT_TRUE(answer.ok()) << answer.err().message;
+    EXPECT_EQ(answer->body, std::string("got ") + body);
+  }
+  EXPECT_EQ(server.connections(), 1);
+  // Streamed answers too, read to their end.
+  std::string streamed;
+  ASSERT_TRUE(http_call(kept(server.url("/v1/chat"), "four"), [&](const http_response&, std::string_view chunk) {
+                streamed += chunk;
+                return true;
+              }).ok());
+  EXPECT_EQ(streamed, "got four");
+  EXPECT_EQ(server.connections(), 1);
+  // A request that does not ask gets a connection of its own, closed after it.
+  ASSERT_TRUE(http_call({.method = "POST", .url = server.url("/v1/chat"), .body = "five"}).ok());
+  EXPECT_EQ(server.connections(), 2);
+  ASSERT_TRUE(http_call(kept(server.url("/v1/chat"), "six")).ok());
+  EXPECT_EQ(server.connections(), 2);
+  EXPECT_EQ(server.requests().size(), 6U);
+}
+
+TEST(HttpClient, AKeptConnectionTheServerClosedIsReplaced) {
+  std::atomic<int> n{0};
+  test_http_server server(
+      [&](const received_request& r) { return canned_reply{.chunks = {"got " + r.body}, .close_after = ++n == 1}; },
+      /*keep_alive=*/true);
+  ASSERT_TRUE(http_call(kept(server.url("/"), "one")).ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));  // the server has closed its side
+  auto second = http_call(kept(server.url("/"), "two"));
+  ASSERT_TRUE(second.ok()) << second.err().message;
+  EXPECT_EQ(second->body, "got two");
+  EXPECT_EQ(server.connections(), 2);
+  ASSERT_EQ(server.requests().size(), 2U);  // sent once to the server that answers
+  auto third = http_call(kept(server.url("/"), "three"));
+  ASSERT_TRUE(third.ok());
+  EXPECT_EQ(server.connections(), 2);  // the new one is kept
+}
+
 TEST(HttpClient, StreamsAChunkedBodyToTheSink) {
   test_http_server server([](const received_request&) { return canned_reply{.chunks = {"one ", "two ", "three"}}; });
   std::string got;

@@ -2,8 +2,9 @@
 /// Tests only: an HTTP/1.1 server on 127.0.0.1 (a free port) that answers each request with what a
 /// test's handler returns — a status, headers and a body sent whole, in chunks (chunked transfer
 /// encoding, as streaming APIs do), after a delay, or not at all. It records what it received.
-/// One connection at a time, `Connection: close` after each answer. Plain POSIX sockets, so tests
-/// of the HTTP client do not test it against itself.
+/// One connection at a time, `Connection: close` after each answer — or, made `keep_alive`, the
+/// connection stays open for the client's next request. Plain POSIX sockets, so tests of the HTTP
+/// client do not test it against itself.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -45,13 +46,16 @@ struct canned_reply {
   bool hang = false;                   ///< never answer (until the client gives up)
   /// Called after each chunk but the last, before the next is sent (a stream that waits).
   std::function<void()> between_chunks;
+  /// With `keep_alive`: close the connection after this answer, without saying so (as a server
+  /// does when its idle timeout passes).
+  bool close_after = false;
 };
 
 class test_http_server {
  public:
   using handler = std::function<canned_reply(const received_request&)>;
 
-  explicit test_http_server(handler h) : handler_(std::move(h)) {
+  explicit test_http_server(handler h, bool keep_alive = false) : handler_(std::move(h)), keep_alive_(keep_alive) {
     fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
     if (fd_ < 0) throw std::runtime_error("socket");
     int one = 1;
@@ -71,6 +75,7 @@ class test_http_server {
     stop_ = true;
     ::shutdown(fd_, SHUT_RDWR);
     thread_.join();
+    for (auto& t : connection_threads_) t.join();
     ::close(fd_);
   }
   test_http_server(const test_http_server&) = delete;
@@ -83,6 +88,8 @@ class test_http_server {
     std::lock_guard lock(mutex_);
     return requests_;
   }
+  /// How many connections were accepted.
+  [[nodiscard]] int connections() const { return connections_; }
 
  private:
   void serve() {
@@ -91,14 +98,30 @@ class test_http_server {
       if (::poll(&p, 1, 50) <= 0) continue;
       const int c = ::accept(fd_, nullptr, nullptr);
       if (c < 0) continue;
-      handle(c);
+      ++connections_;
+      if (keep_alive_) {  // each connection on a thread of its own, open until the client closes it
+        connection_threads_.emplace_back([this, c] {
+          std::string in;
+          while (!stop_ && handle(c, in)) {
+          }
+          ::close(c);
+        });
+        continue;
+      }
+      std::string in;
+      handle(c, in);
       ::close(c);
     }
   }
 
-  static bool read_some(int c, std::string& into) {
+  bool read_some(int c, std::string& into) const {
     pollfd p{c, POLLIN, 0};
-    if (::poll(&p, 1, 5000) <= 0) return false;
+    for (int waited = 0;; waited += 50) {  // up to 5 s, or until the server stops
+      if (stop_ || waited >= 5000) return false;
+      const int ready = ::poll(&p, 1, 50);
+      if (ready < 0) return false;
+      if (ready > 0) break;
+    }
     char buf[8192];
     const auto n = ::recv(c, buf, sizeof buf, 0);
     if (n <= 0) return false;
@@ -115,11 +138,11 @@ class test_http_server {
     }
   }
 
-  void handle(int c) {
-    std::string in;
+  /// Answers one request; whether the connection may carry another.
+  bool handle(int c, std::string& in) {
     std::size_t header_end;
     while ((header_end = in.find("\r\n\r\n")) == std::string::npos) {
-      if (!read_some(c, in)) return;
+      if (!read_some(c, in)) return false;
     }
     received_request req;
     std::string head = in.substr(0, header_end);
@@ -145,8 +168,9 @@ class test_http_server {
       line_end = next;
     }
     req.body = in.substr(header_end + 4);
+    in.clear();  // clients here send one request at a time
     while (req.body.size() < content_length) {
-      if (!read_some(c, req.body)) return;
+      if (!read_some(c, req.body)) return false;
     }
     {
       std::lock_guard lock(mutex_);
@@ -157,16 +181,17 @@ class test_http_server {
       std::string ignored;
       while (!stop_ && read_some(c, ignored)) {
       }
-      return;
+      return false;
     }
     if (reply.delay.count() > 0) std::this_thread::sleep_for(reply.delay);
-    std::string out = "HTTP/1.1 " + std::to_string(reply.status) + " X\r\nConnection: close\r\n";
+    std::string out = "HTTP/1.1 " + std::to_string(reply.status) + " X\r\n";
+    if (!keep_alive_) out += "Connection: close\r\n";
     for (const auto& [n, v] : reply.headers) out += n + ": " + v + "\r\n";
     if (reply.chunks.size() <= 1) {
       const std::string body = reply.chunks.empty() ? std::string() : reply.chunks.front();
       out += "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
       send_all(c, out);
-      return;
+      return !reply.close_after;
     }
     out += "Transfer-Encoding: chunked\r\n\r\n";
     send_all(c, out);
@@ -178,15 +203,19 @@ class test_http_server {
       if (reply.between_chunks && i + 1 < reply.chunks.size()) reply.between_chunks();
     }
     send_all(c, "0\r\n\r\n");
+    return !reply.close_after;
   }
 
   handler handler_;
+  bool keep_alive_ = false;
+  std::atomic<int> connections_{0};
   int fd_ = -1;
   int port_ = 0;
   std::atomic<bool> stop_{false};
   mutable std::mutex mutex_;
   std::vector<received_request> requests_;
   std::thread thread_;
+  std::vector<std::thread> connection_threads_;  ///< keep_alive: one per connection (only `serve` adds)
 };
 
 }  // namespace choir::net::testing
