@@ -52,6 +52,7 @@ class http_channel final : public transport {
     request.timeout = options_.request_timeout;
     request.max_body_bytes = options_.max_message_bytes;
     request.body = message;
+    request.keep_alive = true;  // a session's messages go to one endpoint, one after another
     request.headers = {{"Content-Type", "application/json"}, {"Accept", "application/json, text/event-stream"}};
     bool had_session = false;
     {
