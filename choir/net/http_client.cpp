@@ -124,7 +124,9 @@ class connection_pool {
  public:
   std::unique_ptr<connection> take(const std::string& key) {
     std::lock_guard lock(mutex_);
-    auto& idle = idle_[key];
+    const auto place = idle_.find(key);
+    if (place == idle_.end()) return nullptr;
+    auto& idle = place->second;
     while (!idle.empty()) {
       auto c = std::move(idle.back());
       idle.pop_back();
@@ -334,9 +336,11 @@ result<http_response> http_call(const http_request& request, const body_sink& on
   // A connection vetted for one request's addresses is not lent to another's.
   const bool pooled = request.keep_alive && !request.vet_address;
   const std::string place = url.scheme + "://" + url.host + ":" + url.port;
+  // Each state is declared before its connection: a coroutine left unfinished by a timeout is
+  // destroyed with the connection's io_context while what it refers to still exists.
   if (pooled) {
+    exchange_state state;
     if (auto kept = kept_connections().take(place)) {
-      exchange_state state;
       auto answer = exchange_on(*kept, state, request, url, on_body, deadline);
       if (state.keep) {
         kept_connections().give(place, std::move(kept));
@@ -348,9 +352,8 @@ result<http_response> http_call(const http_request& request, const body_sink& on
       if (answer.ok() || state.answered || answer.err().code != core_errc::io_error) return answer;
     }
   }
-  // Destroyed (with its io_context) before what the unfinished coroutine refers to, if it timed out.
-  auto fresh = std::make_unique<connection>();
   exchange_state state;
+  auto fresh = std::make_unique<connection>();
   auto answer = exchange_on(*fresh, state, request, url, on_body, deadline);
   if (pooled && state.keep) {
     kept_connections().give(place, std::move(fresh));

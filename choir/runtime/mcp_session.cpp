@@ -389,17 +389,14 @@ result<store::run_record> mcp_session::tenant_run(const std::string& run_id) {
   return run;
 }
 
-std::vector<store::run_record> mcp_session::tenant_runs() {
-  std::vector<store::run_record> out;
-  auto runs = services_->store->list_runs(scanned_runs, std::nullopt, {.tenant = who_.tenant});
-  if (!runs.ok()) return out;
-  return std::move(runs).value();
+std::vector<store::run_record> mcp_session::tenant_runs(std::size_t limit) {
+  auto runs = services_->store->list_runs(limit, std::nullopt, {.tenant = who_.tenant});
+  return runs.ok() ? std::move(runs).value() : std::vector<store::run_record>{};
 }
 
 std::vector<mcp::resource_descriptor> mcp_session::resources() {
   std::vector<mcp::resource_descriptor> out;
-  for (const auto& r : tenant_runs()) {
-    if (out.size() == listed_runs) break;
+  for (const auto& r : tenant_runs(listed_runs)) {
     out.push_back({.uri = run_uri_of(r.run_id),
                    .name = r.run_id,
                    .title = r.agent + " (" + r.status + ")",
@@ -555,7 +552,7 @@ mcp::server_provider::completion mcp_session::complete(const value& ref, const s
   const std::string target = type == "ref/prompt" ? ref.value("name", std::string()) : ref.value("uri", std::string());
   if (target.empty()) return out;
   if (argument == "run_id") {
-    for (const auto& r : tenant_runs()) {
+    for (const auto& r : tenant_runs(scanned_runs)) {
       if (r.run_id.compare(0, prefix.size(), prefix) != 0) continue;
       ++out.total;
       if (out.values.size() < 100) out.values.push_back(r.run_id);

@@ -86,7 +86,8 @@ class mcp_session final : public mcp::server_provider {
               std::unique_ptr<graph::application> app, principal who);
   /// The session's tenant's run, or `core_errc::not_found`.
   [[nodiscard]] result<store::run_record> tenant_run(const std::string& run_id);
-  [[nodiscard]] std::vector<store::run_record> tenant_runs();
+  /// The newest `limit` runs of the session's tenant (none if the store cannot be read).
+  [[nodiscard]] std::vector<store::run_record> tenant_runs(std::size_t limit);
   /// The agents the contract lets the session call, by name.
   [[nodiscard]] std::vector<std::shared_ptr<const agent_definition>> callable_agents();
   [[nodiscard]] mcp::tool_result call_agent(const agent_definition& agent, const value& arguments,
