@@ -208,15 +208,28 @@ void group_commit_64_runs(benchmark::State& bench, store::event_store& s, const 
     std::deque<int> ready;
     for (int r = 0; r < runs; ++r) ready.push_back(r);
     std::vector<std::int64_t> next(runs, 0);
+    std::vector<graph::state> states(runs, *graph::state::from_json({{"count", 0}}));
     std::int64_t failures = 0;
     bench.ResumeTiming();
     {
+      if (getenv("PIN")) {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(0, &set);
+        pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+      }
       store::group_committer committer(s);
       std::int64_t submitted = 0;
       while (submitted < runs * steps_per_run) {
         int r = 0;
         {
           std::unique_lock lock(mutex);
+          if (getenv("SPIN") != nullptr)
+            while (ready.empty()) {
+              lock.unlock();
+              for (int k = 0; k < 20; ++k) __builtin_ia32_pause();
+              lock.lock();
+            }
           ready_cv.wait(lock, [&] { return !ready.empty(); });
           r = ready.front();
           ready.pop_front();
@@ -227,7 +240,8 @@ void group_commit_64_runs(benchmark::State& bench, store::event_store& s, const 
         step.delta.set("count", next[r] + 1);
         step.result = next[r] + 1;
         step.next_action = "increment";
-        graph::state after = *graph::state::from_json({{"count", next[r] + 1}});
+        graph::state after = *states[r].apply(step.delta);  // as the engine derives it
+        states[r] = after;
         ++next[r];
         ++submitted;
         const bool more = next[r] < steps_per_run;

@@ -288,6 +288,41 @@ TEST_P(Conformance, ARefusedStepInABatchDoesNotAffectTheOthers) {
   EXPECT_EQ(s->steps("b", 0, 10)->size(), 2u);
 }
 
+TEST_P(Conformance, AStepWithMalformedJsonIsRefusedAndTheOthersStayReadable) {
+  auto s = open();
+  fill(*s, "a", 0);
+  fill(*s, "b", 0);
+  std::vector<step_write> batch;
+  batch.push_back(make_step_write("a", step(0, 1), counted(1), "v1"));
+  batch.push_back(make_step_write("b", step(0, 1), counted(1), "v1"));
+  batch.back().result = "{\"unclosed\": [1, 2}";
+  batch.push_back(make_step_write("b", step(0, 1), counted(1), "v1"));
+  batch.back().delta = "\xEF\xBB\xBF{\"count\": 1}";  // a reader skips a byte-order mark only at the start
+  batch.push_back(make_step_write("b", step(0, 1), counted(1), "v1"));
+  batch.back().inputs = "\"\xC0\xAF\"";  // not UTF-8
+  batch.push_back(make_step_write("b", step(0, 1), counted(1), "v1"));
+  auto results = s->append_steps(batch);
+  ASSERT_EQ(results.size(), 5u);
+  EXPECT_TRUE(results[0].ok());
+  for (std::size_t i = 1; i < 4; ++i) {
+    ASSERT_FALSE(results[i].ok()) << i;
+    EXPECT_EQ(results[i].err().code, store_errc::invalid_argument) << i;
+    EXPECT_NE(results[i].err().message.find("malformed JSON"), std::string::npos) << results[i].err().message;
+  }
+  EXPECT_TRUE(results[4].ok()) << results[4].err().message;
+  // Alone, the same.
+  auto alone = make_step_write("a", step(1, 2), counted(2), "v1");
+  alone.error = "{\"code\": 1e400}";
+  EXPECT_EQ(s->append_steps(std::span<const step_write>(&alone, 1)).front().err().code, store_errc::invalid_argument);
+  // What was committed reads back, here and from a store opened afresh.
+  s.reset();
+  auto again = open();
+  EXPECT_EQ(again->state_at("a", 0)->get("count"), 1);
+  EXPECT_EQ(again->state_at("b", 0)->get("count"), 1);
+  ASSERT_EQ(again->steps("b", 0, 10)->size(), 1u);
+  EXPECT_EQ(again->steps("b", 0, 10)->front().result, 1);
+}
+
 TEST_P(Conformance, StateAtAnyStepComesFromTheNearestSnapshotAndDeltas) {
   auto s = open({.snapshot_interval = 4});
   fill(*s, "run-1", 10);

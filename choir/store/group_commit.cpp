@@ -1,7 +1,9 @@
 #include "choir/store/group_commit.hpp"
 
+#include <algorithm>
 #include <coroutine>
 #include <future>
+#include <iterator>
 #include <optional>
 #include <vector>
 
@@ -22,7 +24,8 @@ group_committer::~group_committer() {
 void group_committer::submit(step_write step, callback done) {
   {
     std::lock_guard lock(mutex_);
-    queue_.push_back(pending{std::move(step), std::move(done)});
+    queued_steps_.push_back(std::move(step));
+    queued_done_.push_back(std::move(done));
   }
   wake_.notify_one();
 }
@@ -45,29 +48,33 @@ std::size_t group_committer::steps() const {
 }
 
 void group_committer::loop() {
-  std::vector<pending> batch;
-  std::vector<step_write> writes;
+  std::vector<step_write> steps;
+  std::vector<callback> done;
   for (;;) {
     {
       std::unique_lock lock(mutex_);
-      wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
-      if (queue_.empty()) return;  // stopping, and everything is committed
-      const std::size_t n = std::min(queue_.size(), max_batch_);
-      batch.clear();
-      for (std::size_t i = 0; i < n; ++i) {
-        batch.push_back(std::move(queue_.front()));
-        queue_.pop_front();
+      wake_.wait(lock, [this] { return stopping_ || !queued_steps_.empty(); });
+      if (queued_steps_.empty()) return;  // stopping, and everything is committed
+      if (queued_steps_.size() <= max_batch_) {
+        steps.swap(queued_steps_);  // the whole queue, and the queue keeps the batch's capacity
+        done.swap(queued_done_);
+      } else {
+        const auto n = static_cast<std::ptrdiff_t>(max_batch_);
+        std::move(queued_steps_.begin(), queued_steps_.begin() + n, std::back_inserter(steps));
+        std::move(queued_done_.begin(), queued_done_.begin() + n, std::back_inserter(done));
+        queued_steps_.erase(queued_steps_.begin(), queued_steps_.begin() + n);
+        queued_done_.erase(queued_done_.begin(), queued_done_.begin() + n);
       }
     }
-    writes.clear();
-    for (auto& p : batch) writes.push_back(std::move(p.step));
-    auto results = store_->append_steps(writes);
+    auto results = store_->append_steps(steps);
     {
       std::lock_guard lock(mutex_);
       ++transactions_;
-      steps_ += writes.size();
+      steps_ += steps.size();
     }
-    for (std::size_t i = 0; i < batch.size(); ++i) batch[i].done(std::move(results[i]));
+    for (std::size_t i = 0; i < done.size(); ++i) done[i](std::move(results[i]));
+    steps.clear();  // outside the lock: the steps' memory goes back while callers queue more
+    done.clear();
   }
 }
 

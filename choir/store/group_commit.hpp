@@ -8,10 +8,10 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
-#include <deque>
 #include <functional>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 #include "choir/store/event_store.hpp"
 
@@ -39,17 +39,16 @@ class group_committer {
   [[nodiscard]] std::size_t steps() const;
 
  private:
-  struct pending {
-    step_write step;
-    callback done;
-  };
   void loop();
 
   event_store* store_;
   std::size_t max_batch_;
   mutable std::mutex mutex_;
   std::condition_variable wake_;
-  std::deque<pending> queue_;
+  // What is queued, in order: the steps and, at the same index, whom to tell. Two vectors, so that
+  // the committer takes the whole queue by swapping them and hands the steps to the store as they are.
+  std::vector<step_write> queued_steps_;
+  std::vector<callback> queued_done_;
   bool stopping_ = false;
   std::size_t transactions_ = 0;
   std::size_t steps_ = 0;

@@ -316,11 +316,18 @@ class pg_store final : public event_store {
     // cannot change under it) and inserts the steps that may be written; the rows it returns are
     // the steps it committed. BEGIN travels in the same round trip.
     // Each column travels as one array, so that one prepared statement serves every batch size.
+    // A step with a malformed JSON column is refused on its own, as in every store.
+    std::vector<char> malformed(batch.size(), 0);
     std::vector<std::string> cols[9];
     std::string seqs = "{";
     std::string attempts = "{";
     for (std::size_t i = 0; i < batch.size(); ++i) {
       const auto& w = batch[i];
+      if (auto checked = detail::check_step_columns(w); !checked.ok()) {
+        out[i] = std::move(checked);
+        malformed[i] = 1;
+        continue;
+      }
       cols[0].push_back(w.run_id);
       cols[1].push_back(w.action);
       cols[2].push_back(w.failed ? "failed" : "completed");
@@ -330,8 +337,8 @@ class pg_store final : public event_store {
       cols[6].push_back(w.error);
       cols[7].push_back(w.next_action);
       cols[8].push_back(w.graph_version);
-      seqs += (i == 0 ? "" : ",") + std::to_string(w.sequence_id);
-      attempts += (i == 0 ? "" : ",") + std::to_string(w.attempts);
+      seqs += (seqs.size() == 1 ? "" : ",") + std::to_string(w.sequence_id);
+      attempts += (attempts.size() == 1 ? "" : ",") + std::to_string(w.attempts);
     }
     params p;
     p.add(text_array(cols[0])).add(seqs + "}").add(text_array(cols[1])).add(text_array(cols[2]));
@@ -361,6 +368,7 @@ class pg_store final : public event_store {
     std::vector<std::string> refused_keys;
     for (std::size_t i = 0; i < batch.size(); ++i) {
       const auto& w = batch[i];
+      if (malformed[i] != 0) continue;
       const std::string key = w.run_id + "#" + std::to_string(w.sequence_id);
       if (committed.erase(key) == 1) {
         wrote[i] = 1;
@@ -392,6 +400,7 @@ class pg_store final : public event_store {
     std::vector<snapshot_row> snapshots;
     for (std::size_t i = 0; i < batch.size(); ++i) {
       const auto& w = batch[i];
+      if (malformed[i] != 0) continue;
       if (wrote[i] == 0) {
         auto h = holders.find(w.run_id);
         if (h == holders.end()) {

@@ -1083,6 +1083,9 @@ class sqlite_store final : public event_store {
   /// Writes one step inside the open transaction — into `steps`, or into `log` (the batch bound
   /// for the step log) when given; a refused step writes nothing.
   result<void> insert_step(const step_write& w, std::int64_t now, std::vector<packed_step>* log) {
+    // The JSON columns of a logged step are embedded in the log row as they are: one malformed
+    // column must not make the row, and the batch's other steps, unreadable.
+    CHOIR_CHECK(detail::check_step_columns(w));
     // A lease this store took and that has not run out cannot have been taken by anyone else
     // (one machine, one clock): skip reading it. Otherwise check who holds the run.
     const auto ours = held_.find(w.run_id);
@@ -1108,14 +1111,6 @@ class sqlite_store final : public event_store {
     CHOIR_TRY(const bool stored, is_stored(w.run_id, w.sequence_id));
     if (stored) return duplicate();
     if (log != nullptr) {
-      // The JSON columns are embedded in the log row as they are: one malformed column must not
-      // make the row, and the batch's other steps, unreadable.
-      for (const std::string* json : {&w.inputs, &w.result, &w.delta, &w.error}) {
-        if (!value::accept(*json)) {
-          return make_error(store_errc::invalid_argument,
-                            "step " + std::to_string(w.sequence_id) + " of run " + w.run_id + " holds malformed JSON");
-        }
-      }
       for (const auto& l : *log) {
         if (l.sequence_id == w.sequence_id && l.run_id == w.run_id) return duplicate();
       }

@@ -1,11 +1,23 @@
 #include "choir/store/store_detail.hpp"
 
+#include "choir/core/json_text.hpp"
+
 namespace choir::store::detail {
 
 result<value> parse_column(const std::string& text, const std::string& what) {
   value v = value::parse(text, nullptr, /*allow_exceptions=*/false);
   if (v.is_discarded()) return make_error(store_errc::corrupt, what + " is not valid JSON");
   return v;
+}
+
+result<void> check_step_columns(const step_write& w) {
+  for (const std::string* json : {&w.inputs, &w.result, &w.delta, &w.error}) {
+    if (!is_json_text(*json)) {
+      return make_error(store_errc::invalid_argument,
+                        "step " + std::to_string(w.sequence_id) + " of run " + w.run_id + " holds malformed JSON");
+    }
+  }
+  return {};
 }
 
 result<graph::state> rebuild_state(std::string_view run_id, std::int64_t base, const std::string& snapshot_text,

@@ -17,6 +17,11 @@ inline constexpr const char* finished_statuses_sql = "('completed', 'failed')";
 /// Parses a JSON column; `corrupt` (naming `what`) if it is not JSON.
 [[nodiscard]] result<value> parse_column(const std::string& text, const std::string& what);
 
+/// `invalid_argument` unless each of a step's JSON columns (inputs, result, delta, error) is one
+/// JSON value that a reader keeps as it is (`is_json_text`): a step is refused, not stored
+/// unreadable, and a packed row holding it stays readable.
+[[nodiscard]] result<void> check_step_columns(const step_write& w);
+
 /// What decides a run's next snapshot (docs/event-log.md): a new snapshot once the deltas since the
 /// last one weigh as much as it did (at least 4 KiB), so that snapshots add at most as many bytes as
 /// the deltas and storage stays linear in a run's length however large its state grows; and, for

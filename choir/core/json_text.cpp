@@ -1,0 +1,239 @@
+#include "choir/core/json_text.hpp"
+
+#include <charconv>
+#include <cstdint>
+#include <system_error>
+#include <vector>
+
+namespace choir {
+
+namespace {
+
+bool is_space(char c) noexcept { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+bool is_digit(char c) noexcept { return c >= '0' && c <= '9'; }
+
+int hex_value(char c) noexcept {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+/// Reads the 4 hex digits of a `\u` escape at `text[i]`; -1 if they are not there.
+long read_hex4(std::string_view text, std::size_t i) noexcept {
+  if (text.size() - i < 4) return -1;
+  long out = 0;
+  for (std::size_t k = 0; k < 4; ++k) {
+    const int h = hex_value(text[i + k]);
+    if (h < 0) return -1;
+    out = out * 16 + h;
+  }
+  return out;
+}
+
+/// Length of the well-formed UTF-8 sequence (RFC 3629: no overlong form, no surrogate, nothing
+/// above U+10FFFF) starting with the non-ASCII byte at `text[i]`; 0 if it is not one.
+std::size_t utf8_length(std::string_view text, std::size_t i) noexcept {
+  const auto byte = [&](std::size_t k) { return static_cast<unsigned char>(text[i + k]); };
+  const auto in = [&](std::size_t k, unsigned lo, unsigned hi) {
+    return i + k < text.size() && byte(k) >= lo && byte(k) <= hi;
+  };
+  const unsigned b = byte(0);
+  if (b >= 0xC2 && b <= 0xDF) return in(1, 0x80, 0xBF) ? 2 : 0;
+  if (b == 0xE0) return in(1, 0xA0, 0xBF) && in(2, 0x80, 0xBF) ? 3 : 0;
+  if ((b >= 0xE1 && b <= 0xEC) || b == 0xEE || b == 0xEF) return in(1, 0x80, 0xBF) && in(2, 0x80, 0xBF) ? 3 : 0;
+  if (b == 0xED) return in(1, 0x80, 0x9F) && in(2, 0x80, 0xBF) ? 3 : 0;
+  if (b == 0xF0) return in(1, 0x90, 0xBF) && in(2, 0x80, 0xBF) && in(3, 0x80, 0xBF) ? 4 : 0;
+  if (b >= 0xF1 && b <= 0xF3) return in(1, 0x80, 0xBF) && in(2, 0x80, 0xBF) && in(3, 0x80, 0xBF) ? 4 : 0;
+  if (b == 0xF4) return in(1, 0x80, 0x8F) && in(2, 0x80, 0xBF) && in(3, 0x80, 0xBF) ? 4 : 0;
+  return 0;
+}
+
+/// Skips the string whose opening quote is at `text[i]`; the index after its closing quote, or
+/// npos if it is not a valid JSON string.
+std::size_t skip_string(std::string_view text, std::size_t i) noexcept {
+  ++i;
+  while (i < text.size()) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c == '"') return i + 1;
+    if (c < 0x20) return std::string_view::npos;
+    if (c == '\\') {
+      if (i + 1 >= text.size()) return std::string_view::npos;
+      const char e = text[i + 1];
+      if (e == 'u') {
+        const long unit = read_hex4(text, i + 2);
+        if (unit < 0) return std::string_view::npos;
+        i += 6;
+        if (unit >= 0xDC00 && unit <= 0xDFFF) return std::string_view::npos;  // a low surrogate alone
+        if (unit >= 0xD800 && unit <= 0xDBFF) {  // a high surrogate: its low half must follow
+          if (text.size() - i < 6 || text[i] != '\\' || text[i + 1] != 'u') return std::string_view::npos;
+          const long low = read_hex4(text, i + 2);
+          if (low < 0xDC00 || low > 0xDFFF) return std::string_view::npos;
+          i += 6;
+        }
+        continue;
+      }
+      if (e != '"' && e != '\\' && e != '/' && e != 'b' && e != 'f' && e != 'n' && e != 'r' && e != 't') {
+        return std::string_view::npos;
+      }
+      i += 2;
+      continue;
+    }
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    const std::size_t n = utf8_length(text, i);
+    if (n == 0) return std::string_view::npos;
+    i += n;
+  }
+  return std::string_view::npos;
+}
+
+/// Skips the number at `text[i]`; the index after it, or npos if it is not a JSON number or
+/// would not be finite as a double (what a JSON reader of doubles cannot hold, `1e400`).
+std::size_t skip_number(std::string_view text, std::size_t i) noexcept {
+  const std::size_t start = i;
+  if (text[i] == '-') ++i;
+  if (i >= text.size() || !is_digit(text[i])) return std::string_view::npos;
+  const std::size_t int_start = i;
+  if (text[i] == '0') {
+    ++i;
+  } else {
+    while (i < text.size() && is_digit(text[i])) ++i;
+  }
+  const std::size_t int_digits = i - int_start;
+  bool plain = true;
+  if (i < text.size() && text[i] == '.') {
+    plain = false;
+    ++i;
+    if (i >= text.size() || !is_digit(text[i])) return std::string_view::npos;
+    while (i < text.size() && is_digit(text[i])) ++i;
+  }
+  if (i < text.size() && (text[i] == 'e' || text[i] == 'E')) {
+    plain = false;
+    ++i;
+    if (i < text.size() && (text[i] == '+' || text[i] == '-')) ++i;
+    if (i >= text.size() || !is_digit(text[i])) return std::string_view::npos;
+    while (i < text.size() && is_digit(text[i])) ++i;
+  }
+  // Only a number this long, or with an exponent, can leave the range of a double.
+  if (!plain || int_digits > 300) {
+    double parsed = 0;
+    const auto [end, ec] = std::from_chars(text.data() + start, text.data() + i, parsed);
+    if (ec == std::errc::result_out_of_range) {
+      // Too large (not finite) or too small (rounds to zero, which a reader accepts): the
+      // magnitude tells which.
+      std::size_t d = start + (text[start] == '-' ? 1 : 0);
+      long magnitude = 0;  // the decimal exponent of the first significant digit, roughly
+      long before_point = 0;
+      bool seen_digit = false;
+      long leading_fraction_zeros = 0;
+      for (; d < i && is_digit(text[d]); ++d) {
+        if (text[d] != '0' || seen_digit) {
+          seen_digit = true;
+          ++before_point;
+        }
+      }
+      if (d < i && text[d] == '.') {
+        for (++d; d < i && is_digit(text[d]); ++d) {
+          if (!seen_digit && text[d] == '0') ++leading_fraction_zeros;
+          if (text[d] != '0') seen_digit = true;
+        }
+      }
+      long exponent = 0;
+      if (d < i && (text[d] == 'e' || text[d] == 'E')) {
+        ++d;
+        const bool negative = text[d] == '-';
+        if (text[d] == '+' || text[d] == '-') ++d;
+        for (; d < i; ++d) {
+          exponent = exponent * 10 + (text[d] - '0');
+          if (exponent > 100000) break;  // far out of range either way
+        }
+        if (negative) exponent = -exponent;
+      }
+      magnitude = (before_point > 0 ? before_point : -leading_fraction_zeros) + exponent;
+      if (magnitude > 0) return std::string_view::npos;
+    } else if (ec != std::errc() || end != text.data() + i) {
+      return std::string_view::npos;
+    }
+  }
+  return i;
+}
+
+bool skip_literal(std::string_view text, std::size_t& i, std::string_view word) noexcept {
+  if (text.substr(i, word.size()) != word) return false;
+  i += word.size();
+  return true;
+}
+
+}  // namespace
+
+bool is_json_text(std::string_view text) noexcept {
+  // An explicit stack of open containers ('[' or '{'): nesting costs memory, not recursion.
+  std::vector<char> open;
+  std::size_t i = 0;
+  const auto skip_space = [&] {
+    while (i < text.size() && is_space(text[i])) ++i;
+  };
+  // The parser's position: expecting a value, or what may follow one inside a container.
+  for (;;) {
+    // A value.
+    skip_space();
+    if (i >= text.size()) return false;
+    const char c = text[i];
+    if (c == '{' || c == '[') {
+      open.push_back(c);
+      ++i;
+      skip_space();
+      if (i < text.size() && text[i] == (c == '{' ? '}' : ']')) {
+        open.pop_back();
+        ++i;
+      } else if (c == '{') {
+        // The first member's key, then its value.
+        if (i >= text.size() || text[i] != '"') return false;
+        i = skip_string(text, i);
+        if (i == std::string_view::npos) return false;
+        skip_space();
+        if (i >= text.size() || text[i] != ':') return false;
+        ++i;
+        continue;
+      } else {
+        continue;
+      }
+    } else if (c == '"') {
+      i = skip_string(text, i);
+      if (i == std::string_view::npos) return false;
+    } else if (c == '-' || is_digit(c)) {
+      i = skip_number(text, i);
+      if (i == std::string_view::npos) return false;
+    } else if (!skip_literal(text, i, "true") && !skip_literal(text, i, "false") && !skip_literal(text, i, "null")) {
+      return false;
+    }
+    // After a value: close containers, or go on to the next element or member.
+    for (;;) {
+      skip_space();
+      if (open.empty()) return i == text.size();
+      if (i >= text.size()) return false;
+      const char after = text[i];
+      if (after == ',') {
+        ++i;
+        if (open.back() == '{') {
+          skip_space();
+          if (i >= text.size() || text[i] != '"') return false;
+          i = skip_string(text, i);
+          if (i == std::string_view::npos) return false;
+          skip_space();
+          if (i >= text.size() || text[i] != ':') return false;
+          ++i;
+        }
+        break;  // the next value
+      }
+      if (after != (open.back() == '{' ? '}' : ']')) return false;
+      open.pop_back();
+      ++i;
+    }
+  }
+}
+
+}  // namespace choir

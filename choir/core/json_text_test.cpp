@@ -1,0 +1,139 @@
+#include "choir/core/json_text.hpp"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+namespace choir {
+namespace {
+
+TEST(JsonText, AcceptsWhatAReaderKeeps) {
+  for (const std::string& text : std::vector<std::string>{"null",
+                                                          "true",
+                                                          "false",
+                                                          "0",
+                                                          "-0",
+                                                          "12",
+                                                          "-1.5e-3",
+                                                          "1E+2",
+                                                          "0.25",
+                                                          "\"\"",
+                                                          "\"a\\\"b\\\\c\\/\\b\\f\\n\\r\\t\"",
+                                                          "\"\\u00e9\\ud83d\\ude00\"",
+                                                          "\"caf\xC3\xA9 \xF0\x9F\x98\x80 \xE2\x82\xAC\"",
+                                                          "[]",
+                                                          "{}",
+                                                          " [ 1 , [ ] , { } ] ",
+                                                          "{\"a\":{\"b\":[null,{\"c\":\"d\"}]},\"e\":-2}",
+                                                          "\t\r\n{ \"k\" : [true,false] }\n",
+                                                          "1e-400",
+                                                          "123456789012345678901234567890",
+                                                          "1.7976931348623157e308"}) {
+    EXPECT_TRUE(is_json_text(text)) << text;
+    EXPECT_TRUE(value::accept(text)) << text;
+  }
+}
+
+TEST(JsonText, RefusesWhatIsNotOneJsonValue) {
+  for (const std::string& text : std::vector<std::string>{"",
+                                                          " ",
+                                                          "nul",
+                                                          "True",
+                                                          "01",
+                                                          "-",
+                                                          "1.",
+                                                          ".5",
+                                                          "+1",
+                                                          "1e",
+                                                          "1e+",
+                                                          "0x10",
+                                                          "NaN",
+                                                          "Infinity",
+                                                          "[1,]",
+                                                          "[,1]",
+                                                          "{\"a\"}",
+                                                          "{\"a\":}",
+                                                          "{\"a\":1,}",
+                                                          "{a:1}",
+                                                          "{'a':1}",
+                                                          "[1 2]",
+                                                          "[1]]",
+                                                          "[[1]",
+                                                          "{\"a\":1}}",
+                                                          "1 2",
+                                                          "\"abc",
+                                                          "\"\\x\"",
+                                                          "\"\\u12\"",
+                                                          "\"\\u12g4\"",
+                                                          "\"tab\there\"",
+                                                          std::string("\"nul\0\"", 6),
+                                                          "/* comment */ 1",
+                                                          "1e400",
+                                                          "-1e400",
+                                                          std::string(400, '9')}) {
+    EXPECT_FALSE(is_json_text(text)) << text;
+    EXPECT_FALSE(value::accept(text)) << text;
+  }
+}
+
+TEST(JsonText, RefusesBadUnicodeLikeAReader) {
+  for (const std::string& text : std::vector<std::string>{
+           "\"\xC3\"",              // a sequence cut short
+           "\"\xC0\xAF\"",          // an overlong form
+           "\"\xE0\x80\xAF\"",      // another
+           "\"\xED\xA0\x80\"",      // a surrogate encoded in UTF-8
+           "\"\xF4\x90\x80\x80\"",  // above U+10FFFF
+           "\"\xFF\"", "\"\x80\"",
+           "\"\\ud83d\"",         // a high surrogate alone
+           "\"\\ude00\"",         // a low surrogate alone
+           "\"\\ud83d\\u0041\"",  // a high surrogate followed by something else
+       }) {
+    EXPECT_FALSE(is_json_text(text)) << text;
+    EXPECT_FALSE(value::accept(text)) << text;
+  }
+}
+
+// A reader skips a byte-order mark at the start of a text, but not inside one: a column that
+// starts with one would make the packed row holding it unreadable.
+TEST(JsonText, RefusesAByteOrderMarkThatAReaderWouldSkipOnlyAtTheStart) {
+  const std::string with_mark = "\xEF\xBB\xBF{}";
+  EXPECT_TRUE(value::accept(with_mark));
+  EXPECT_FALSE(value::accept("[1," + with_mark + "]"));
+  EXPECT_FALSE(is_json_text(with_mark));
+}
+
+// A reader takes a NUL byte for the end of its input: `1\0xyz` reads as 1, and the packed row
+// holding it would end there.
+TEST(JsonText, RefusesANulByteThatAReaderWouldTakeForTheEnd) {
+  const std::string cut("1\0xyz", 5);
+  EXPECT_TRUE(value::accept(cut));
+  EXPECT_FALSE(value::accept("[" + cut + "]"));
+  EXPECT_FALSE(is_json_text(cut));
+  EXPECT_FALSE(is_json_text(std::string("{}\0", 3)));
+}
+
+TEST(JsonText, DeepNestingCostsNoRecursion) {
+  const std::size_t depth = 1'000'000;
+  std::string deep(depth, '[');
+  deep.append(depth, ']');
+  EXPECT_TRUE(is_json_text(deep));
+  deep.pop_back();
+  EXPECT_FALSE(is_json_text(deep));
+  std::string objects;
+  for (std::size_t i = 0; i < 100'000; ++i) objects += "{\"a\":";
+  objects += "1";
+  objects.append(100'000, '}');
+  EXPECT_TRUE(is_json_text(objects));
+}
+
+TEST(JsonText, AgreesWithTheReaderOnWhatItWrites) {
+  const value v = {{"text", "caf\xC3\xA9 \x01 \"q\""},
+                   {"n", {1, -2.5, 1e300, 3e-310, nullptr, true}},
+                   {"nested", {{"a", value::array()}, {"b", value::object()}}}};
+  EXPECT_TRUE(is_json_text(dump_json(v)));
+  EXPECT_TRUE(is_json_text(dump_json(v, 2)));
+}
+
+}  // namespace
+}  // namespace choir
