@@ -131,6 +131,9 @@ CREATE INDEX consents_by_tenant ON consents(tenant, created_ms DESC);
     "ALTER TABLE runs ADD COLUMN start_inputs TEXT NOT NULL DEFAULT '{}'",
     // 5 -> 6: a tenant's runs, newest first, without reading everyone's (`list_runs`).
     "CREATE INDEX runs_by_tenant ON runs(tenant, created_ms, run_id)",
+    // 6 -> 7: on SQLite the step log's rows become slots written over in place; nothing changes
+    // here (PostgreSQL writes a batch's steps as rows of `steps`).
+    "SELECT 1",
 };
 constexpr std::int64_t schema_version = std::size(migrations);
 /// Serializes schema creation and migration between processes (`pg_advisory_xact_lock`).

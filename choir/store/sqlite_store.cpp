@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <limits>
 #include <numeric>
+#include <optional>
 #include <string>
 #include <thread>
 #include <tuple>
@@ -177,6 +178,26 @@ CREATE TABLE step_packs (
 )sql",
     // 5 -> 6: a tenant's runs, newest first, without reading everyone's (`list_runs`).
     "CREATE INDEX runs_by_tenant ON runs(tenant, created_ms, run_id)",
+    // 6 -> 7: the step log's rows become slots written over in place, batch after batch
+    // (docs/event-log.md, "The step log"): `batch` numbers what a row holds, `slot` marks the rows
+    // kept at one size for that, and `step_log_head` says which batches moved to the packs. The
+    // columns read to find a batch come before its steps, inside the row's first page.
+    R"sql(
+CREATE TABLE step_log_slots (
+  id INTEGER PRIMARY KEY,
+  batch INTEGER NOT NULL,
+  slot INTEGER NOT NULL,
+  steps TEXT NOT NULL
+);
+INSERT INTO step_log_slots(id, batch, slot, steps) SELECT id, id, 0, steps FROM step_log WHERE steps <> '[]';
+DROP TABLE step_log;
+ALTER TABLE step_log_slots RENAME TO step_log;
+CREATE TABLE step_log_head (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  moved_through INTEGER NOT NULL
+);
+INSERT INTO step_log_head(id, moved_through) VALUES (1, 0);
+)sql",
 };
 /// The schema version this code writes. Opening a store with a higher version is refused.
 constexpr std::int64_t schema_version = std::size(migrations);
@@ -361,6 +382,16 @@ class sqlite_store final : public event_store {
   std::string_view backend() const override { return "sqlite"; }
   const std::string& owner() const override { return options_.owner; }
 
+  /// Sizes the step log's slots for the file's pages: SQLite keeps the first `min_local` bytes
+  /// of a large row on its leaf page and the rest on overflow pages of `usable - 4` bytes each, so
+  /// a row of `min_local` plus two overflow pages' bytes fills them exactly.
+  void size_slots(std::int64_t page_size) {
+    if (page_size < 512) return;
+    const auto usable = static_cast<std::size_t>(page_size);
+    const std::size_t min_local = (usable - 12) * 32 / 255 - 23;
+    slot_payload_ = min_local + 2 * (usable - 4);
+  }
+
   result<void> exec(const char* sql, const std::string& what) {
     char* message = nullptr;
     if (sqlite3_exec(db_, sql, nullptr, nullptr, &message) != SQLITE_OK) {
@@ -456,7 +487,8 @@ class sqlite_store final : public event_store {
     if (failure.ok() && !logged.empty()) {
       std::size_t bytes = 0;
       for (const auto& l : logged) bytes += l.text.size();
-      merged = log_.size() + logged.size() >= log_merge_steps || log_bytes_ + bytes >= log_merge_bytes;
+      merged = log_.size() + logged.size() >= log_merge_steps || log_bytes_ + bytes >= log_merge_bytes ||
+               log_batches_ + 1 >= log_merge_batches;
       failure = merged ? move_log_to_packs(logged) : write_log_row(logged);
     }
     if (failure.ok() && std::any_of(out.begin(), out.end(), [](const auto& r) { return r.ok(); })) {
@@ -1159,22 +1191,27 @@ class sqlite_store final : public event_store {
     // Another connection committed: whatever this one cached about steps may be stale.
     stored_last_.clear();
     counters_.clear();
-    auto first = cached("SELECT min(id) FROM step_log");
-    if (first.step() != SQLITE_ROW) return sqlite_error(store_errc::io_error, db_, "reading the step log");
-    const bool moved = first.is_null(0) || log_first_id_ == 0 || first.integer(0) != log_first_id_;
-    first.reset();
-    if (moved) clear_log();
-    auto rows = cached("SELECT id, steps FROM step_log WHERE id > ? ORDER BY id");
-    rows.bind(1, log_last_id_);
-    int rc = 0;
-    while ((rc = rows.step()) == SQLITE_ROW) {
-      const std::int64_t id = rows.integer(0);
-      auto parsed = parse_packed(rows.text(1), "step log row " + std::to_string(id));
+    free_slots_.reset();
+    // One statement, so one snapshot: where the log starts, and the batches this copy lacks —
+    // those after the last it read, or all of them if the log moved since.
+    auto rows = cached(
+        "SELECT h.moved_through, l.batch, l.steps FROM step_log_head h LEFT JOIN step_log l "
+        "ON l.batch > h.moved_through AND (h.moved_through <> ?1 OR l.batch > ?2) ORDER BY l.batch");
+    rows.bind(1, log_moved_through_).bind(2, log_last_batch_);
+    int rc = rows.step();
+    if (rc == SQLITE_DONE) return make_error(store_errc::corrupt, "the step log's head is missing");
+    if (rc == SQLITE_ROW && rows.integer(0) != log_moved_through_) {
+      clear_log();
+      log_moved_through_ = log_last_batch_ = rows.integer(0);
+    }
+    for (; rc == SQLITE_ROW; rc = rows.step()) {
+      if (rows.is_null(1)) continue;  // the head alone: no batch to read
+      const std::int64_t batch = rows.integer(1);
+      auto parsed = parse_packed(rows.text(2), "step log batch " + std::to_string(batch));
       if (!parsed.ok()) {
         clear_log();
         return std::move(parsed).err();
       }
-      if (log_first_id_ == 0) log_first_id_ = id;
       for (auto& step : *parsed) {
         packed_step p{step[0].get<std::string>(),
                       step[1].get<std::int64_t>(),
@@ -1184,7 +1221,8 @@ class sqlite_store final : public event_store {
                       dump_json(step)};
         remember_logged(std::move(p));
       }
-      log_last_id_ = id;
+      log_last_batch_ = batch;
+      ++log_batches_;
     }
     if (rc != SQLITE_DONE) {
       clear_log();
@@ -1200,11 +1238,12 @@ class sqlite_store final : public event_store {
     log_.push_back(std::move(s));
   }
 
-  /// The log moved to the packs in the transaction that just committed: only the empty row with
-  /// id `moved_to_` is left.
+  /// The log moved to the packs, through batch `moved_to_`, in the transaction that just
+  /// committed: every slot is free again.
   void log_moved() {
     clear_log();
-    log_first_id_ = log_last_id_ = std::exchange(moved_to_, 0);
+    log_moved_through_ = log_last_batch_ = std::exchange(moved_to_, 0);
+    free_slots_.reset();
   }
 
   /// Forgets the log (it moved to the packs, or must be read again).
@@ -1212,8 +1251,9 @@ class sqlite_store final : public event_store {
     log_.clear();
     log_by_run_.clear();
     log_bytes_ = 0;
-    log_first_id_ = 0;
-    log_last_id_ = 0;
+    log_batches_ = 0;
+    log_moved_through_ = -1;
+    log_last_batch_ = -1;
   }
 
   /// The run's logged steps, in sequence order.
@@ -1270,25 +1310,91 @@ class sqlite_store final : public event_store {
     return false;
   }
 
-  /// Writes the batch's steps as one log row (inside the open transaction).
+  /// Writes the batch's steps as the log's next batch (inside the open transaction): over a free
+  /// slot when they fit one, so that no page is allocated and only the pages whose bytes change
+  /// are written; else in a new slot, or in a row of their own size when they do not fit one.
   result<void> write_log_row(const std::vector<packed_step>& batch) {
+    const std::int64_t number = log_last_batch_ + 1;
     std::string text;
-    text.reserve(2 + std::accumulate(batch.begin(), batch.end(), std::size_t{0},
-                                     [](std::size_t n, const packed_step& p) { return n + p.text.size() + 1; }));
+    text.reserve(slot_payload_ +
+                 std::accumulate(batch.begin(), batch.end(), std::size_t{0},
+                                 [](std::size_t n, const packed_step& p) { return n + p.text.size() + 1; }));
     text += '[';
     for (const auto& p : batch) {
       if (text.size() > 1) text += ',';
       text += p.text;
     }
     text += ']';
-    auto s = cached("INSERT INTO step_log(steps) VALUES (?)");
-    s.bind_static(1, text);
-    if (s.step() != SQLITE_DONE) return sqlite_error(store_errc::io_error, db_, "writing the step log");
-    const std::int64_t id = sqlite3_last_insert_rowid(db_);
+    const std::size_t room = slot_text_size(number);
+    if (text.size() <= room) {
+      text.resize(room, ' ');  // JSON allows the spaces; the row keeps its size
+      if (!free_slots_) CHOIR_CHECK(load_free_slots());
+      if (!free_slots_->empty()) {
+        const std::int64_t id = free_slots_->back();
+        free_slots_->pop_back();
+        auto s = cached("UPDATE step_log SET batch = ?2, steps = ?3 WHERE id = ?1 AND slot = 1");
+        s.bind(1, id).bind(2, number).bind_static(3, text);
+        if (s.step() != SQLITE_DONE) return sqlite_error(store_errc::io_error, db_, "writing the step log");
+        if (sqlite3_changes(db_) != 1)
+          return make_error(store_errc::corrupt, "step log slot " + std::to_string(id) + " is gone");
+      } else {
+        auto s = cached("INSERT INTO step_log(batch, slot, steps) VALUES (?1, 1, ?2)");
+        s.bind(1, number).bind_static(2, text);
+        if (s.step() != SQLITE_DONE) return sqlite_error(store_errc::io_error, db_, "writing the step log");
+      }
+    } else {
+      auto s = cached("INSERT INTO step_log(batch, slot, steps) VALUES (?1, 0, ?2)");
+      s.bind(1, number).bind_static(2, text);
+      if (s.step() != SQLITE_DONE) return sqlite_error(store_errc::io_error, db_, "writing the step log");
+    }
     // This connection's copy takes the batch once the transaction commits (`append_steps`).
-    if (log_first_id_ == 0) log_first_id_ = id;
-    log_last_id_ = id;
+    log_last_batch_ = number;
+    ++log_batches_;
     return {};
+  }
+
+  /// The free slots: those holding batches that moved to the packs.
+  result<void> load_free_slots() {
+    std::vector<std::int64_t> ids;
+    auto s = cached("SELECT id FROM step_log WHERE slot = 1 AND batch <= ?1 ORDER BY id DESC");
+    s.bind(1, log_moved_through_);
+    int rc = 0;
+    while ((rc = s.step()) == SQLITE_ROW) ids.push_back(s.integer(0));
+    if (rc != SQLITE_DONE) return sqlite_error(store_errc::io_error, db_, "reading the step log");
+    free_slots_ = std::move(ids);
+    return {};
+  }
+
+  /// How many bytes of text make a slot's row, holding batch `number`, exactly `slot_payload_`
+  /// bytes long (SQLite's record format: a header of varints, then the integer, then the text).
+  /// The same size is what lets SQLite write the new row over the old one in place.
+  [[nodiscard]] std::size_t slot_text_size(std::int64_t number) const {
+    const auto varint_size = [](std::uint64_t v) {
+      std::size_t n = 1;
+      while (v >= 0x80 && n < 9) {
+        v >>= 7;
+        ++n;
+      }
+      return n;
+    };
+    const auto integer_size = [](std::int64_t v) -> std::size_t {
+      if (v == 0 || v == 1) return 0;  // serial types 8 and 9
+      if (v >= -128 && v <= 127) return 1;
+      if (v >= -32768 && v <= 32767) return 2;
+      if (v >= -8388608 && v <= 8388607) return 3;
+      if (v >= -2147483648LL && v <= 2147483647LL) return 4;
+      if (v >= -(1LL << 47) && v < (1LL << 47)) return 6;
+      return 8;
+    };
+    // Header: its own size, then the serial types of `batch`, `slot` (1: no bytes) and `steps`.
+    for (std::size_t text_varint = 1; text_varint <= 3; ++text_varint) {
+      const std::size_t header = 1 + 1 + 1 + text_varint;
+      const std::size_t fixed = header + integer_size(number);
+      if (fixed >= slot_payload_) return 0;
+      const std::size_t text = slot_payload_ - fixed;
+      if (varint_size(2 * text + 13) == text_varint) return text;
+    }
+    return 0;
   }
 
   /// Moves the log, and `batch` with it, into packs: each run's steps in sequence order, at most
@@ -1325,12 +1431,15 @@ class sqlite_store final : public event_store {
       insert.reset();
       i = j;
     }
-    // An empty row with the next id replaces the log, so that ids keep growing: a reader tells
-    // that the log moved by its first id.
-    CHOIR_CHECK(exec_cached("INSERT INTO step_log(id, steps) SELECT COALESCE(max(id), 0) + 1, '[]' FROM step_log",
-                            "moving the step log"));
-    moved_to_ = sqlite3_last_insert_rowid(db_);
-    CHOIR_CHECK(exec_cached("DELETE FROM step_log WHERE id < (SELECT max(id) FROM step_log)", "moving the step log"));
+    // The head says where the log now starts; a reader that sees it change reads the log again.
+    // The slots stay, free, to be written over; rows of their own size go.
+    auto head = cached("UPDATE step_log_head SET moved_through = ?1");
+    head.bind(1, log_last_batch_);
+    if (head.step() != SQLITE_DONE) return sqlite_error(store_errc::io_error, db_, "moving the step log");
+    auto own = cached("DELETE FROM step_log WHERE slot = 0 AND batch <= ?1");
+    own.bind(1, log_last_batch_);
+    if (own.step() != SQLITE_DONE) return sqlite_error(store_errc::io_error, db_, "moving the step log");
+    moved_to_ = log_last_batch_;
     stored_last_.clear();
     return {};
   }
@@ -1429,6 +1538,7 @@ class sqlite_store final : public event_store {
     held_.clear();  // a lease written in the transaction may not be there
     stored_last_.clear();
     clear_log();
+    free_slots_.reset();
     moved_to_ = 0;
     data_version_ = -1;  // read the log again
   }
@@ -1444,14 +1554,20 @@ class sqlite_store final : public event_store {
   /// This connection's copy of the step log, in commit order, and where each run's steps are.
   std::vector<packed_step> log_;
   std::unordered_map<std::string, std::vector<std::size_t>> log_by_run_;
-  std::size_t log_bytes_ = 0;      // of the logged steps' JSON
-  std::int64_t log_first_id_ = 0;  // the ids of the first and last `step_log` rows read
-  std::int64_t log_last_id_ = 0;
-  std::int64_t data_version_ = -1;  // PRAGMA data_version when the copy was read (-1: never)
-  std::int64_t moved_to_ = 0;       // the empty row that replaced the log in the open transaction
-  /// The log moves to `steps` when it holds this many steps or JSON bytes.
+  std::size_t log_bytes_ = 0;                            // of the logged steps' JSON
+  std::size_t log_batches_ = 0;                          // batches in the log
+  std::int64_t log_moved_through_ = -1;                  // the batches up to this one moved to the packs (-1: unknown)
+  std::int64_t log_last_batch_ = -1;                     // the last batch this copy holds
+  std::int64_t data_version_ = -1;                       // PRAGMA data_version when the copy was read (-1: never)
+  std::int64_t moved_to_ = 0;                            // the last batch the open transaction moved to the packs
+  std::optional<std::vector<std::int64_t>> free_slots_;  // slots to write over (unknown: not read yet)
+  /// A slot's row is this many bytes: a leaf page holds several slots' first bytes, each with
+  /// two overflow pages of its own. Set from the page size when the store opens.
+  std::size_t slot_payload_ = 8673;
+  /// The log moves to the packs when it holds this many steps, JSON bytes or batches.
   static constexpr std::size_t log_merge_steps = 4096;
   static constexpr std::size_t log_merge_bytes = 8 << 20;
+  static constexpr std::size_t log_merge_batches = 512;
   /// A pack holds at most this many steps or (unless it holds one) bytes.
   static constexpr std::size_t pack_steps = 256;
   static constexpr std::size_t pack_bytes = 1 << 20;
@@ -1578,6 +1694,7 @@ result<std::unique_ptr<event_store>> open_sqlite_store(const std::string& path, 
   }
   CHOIR_CHECK(store->exec(options.full_sync ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL", path));
   CHOIR_CHECK(store->exec("PRAGMA foreign_keys = ON", path));
+  if (auto page_size = single_integer(raw, "PRAGMA page_size"); page_size.ok()) store->size_slots(*page_size);
   return std::unique_ptr<event_store>(std::move(store));
 }
 
