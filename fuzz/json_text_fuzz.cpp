@@ -2,6 +2,7 @@
 /// with the JSON reader. What it accepts, the reader must read, also embedded in a larger text (a
 /// packed step inside a log row); what the reader reads, it must accept — but for a byte-order
 /// mark, which the reader skips only at the start, and a NUL byte, which it takes for the end.
+/// And `dump_json` writes each value read exactly as the library's serializer does.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -19,6 +20,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (!choir::value::accept("{\"k\":" + text + "}")) std::abort();
   } else if (reader && text.rfind("\xEF\xBB\xBF", 0) != 0 && text.find('\0') == std::string::npos) {
     std::abort();
+  }
+  // `dump_json` writes what the library's serializer writes, byte for byte.
+  if (reader) {
+    const choir::value v = choir::value::parse(text, nullptr, false);
+    if (!v.is_discarded() && choir::dump_json(v) != v.dump(-1, ' ', false, choir::value::error_handler_t::replace)) {
+      std::abort();
+    }
   }
   return 0;
 }

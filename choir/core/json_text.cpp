@@ -169,6 +169,70 @@ bool skip_literal(std::string_view text, std::size_t& i, std::string_view word) 
 
 }  // namespace
 
+std::string dump_json(const value& v, int indent) {
+  if (indent >= 0) return v.dump(indent, ' ', false, value::error_handler_t::replace);
+  std::string out;
+  append_json(out, v);
+  return out;
+}
+
+void append_json_string(std::string& out, std::string_view text) {
+  for (const char c : text) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u >= 0x7F || c == '"' || c == '\\') {
+      out += value(std::string(text)).dump(-1, ' ', false, value::error_handler_t::replace);
+      return;
+    }
+  }
+  out += '"';
+  out += text;
+  out += '"';
+}
+
+void append_json(std::string& out, const value& v) {
+  switch (v.type()) {
+    case value::value_t::null: out += "null"; return;
+    case value::value_t::boolean: out += v.get_ref<const value::boolean_t&>() ? "true" : "false"; return;
+    case value::value_t::number_integer:
+    case value::value_t::number_unsigned: {
+      char digits[24];
+      const auto written = v.is_number_unsigned()
+                               ? std::to_chars(std::begin(digits), std::end(digits), v.get<std::uint64_t>())
+                               : std::to_chars(std::begin(digits), std::end(digits), v.get<std::int64_t>());
+      out.append(digits, written.ptr);
+      return;
+    }
+    case value::value_t::string: append_json_string(out, v.get_ref<const std::string&>()); return;
+    case value::value_t::array: {
+      out += '[';
+      bool first = true;
+      for (const value& item : v) {
+        if (!first) out += ',';
+        first = false;
+        append_json(out, item);
+      }
+      out += ']';
+      return;
+    }
+    case value::value_t::object: {
+      out += '{';
+      bool first = true;
+      for (const auto& [key, item] : v.items()) {
+        if (!first) out += ',';
+        first = false;
+        append_json_string(out, key);
+        out += ':';
+        append_json(out, item);
+      }
+      out += '}';
+      return;
+    }
+    default:  // floating-point numbers (the library's shortest round-trip form), binary, discarded
+      out += v.dump(-1, ' ', false, value::error_handler_t::replace);
+      return;
+  }
+}
+
 bool is_json_text(std::string_view text) noexcept {
   // An explicit stack of open containers ('[' or '{'): nesting costs memory, not recursion.
   std::vector<char> open;

@@ -15,19 +15,9 @@ namespace choir {
 /// checks a column several times faster than parsing it.
 [[nodiscard]] bool is_json_text(std::string_view text) noexcept;
 
-/// Appends `text` as a JSON string. Plain printable ASCII (almost every field) is copied as it is;
-/// anything else goes through `dump_json`, which escapes it and replaces invalid UTF-8.
-inline void append_json_string(std::string& out, std::string_view text) {
-  for (const char c : text) {
-    const auto u = static_cast<unsigned char>(c);
-    if (u < 0x20 || u >= 0x7F || c == '"' || c == '\\') {
-      out += dump_json(value(std::string(text)));
-      return;
-    }
-  }
-  out += '"';
-  out += text;
-  out += '"';
-}
+/// Appends `text` as a JSON string, as `dump_json` writes it. Plain printable ASCII (almost every
+/// field) is copied as it is; anything else is escaped, and invalid UTF-8 replaced, by the
+/// library's serializer.
+void append_json_string(std::string& out, std::string_view text);
 
 }  // namespace choir

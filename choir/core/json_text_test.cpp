@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdint>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -125,6 +127,46 @@ TEST(JsonText, DeepNestingCostsNoRecursion) {
   objects += "1";
   objects.append(100'000, '}');
   EXPECT_TRUE(is_json_text(objects));
+}
+
+// `dump_json` writes compact text itself; byte for byte what the library's serializer writes.
+TEST(JsonText, DumpJsonWritesWhatTheLibraryWrites) {
+  const auto library = [](const value& v) { return v.dump(-1, ' ', false, value::error_handler_t::replace); };
+  const std::vector<value> values = {
+      nullptr,
+      true,
+      false,
+      0,
+      -1,
+      std::numeric_limits<std::int64_t>::min(),
+      std::numeric_limits<std::uint64_t>::max(),
+      0.0,
+      -0.0,
+      1.5,
+      1e300,
+      3e-310,
+      0.1,
+      std::numeric_limits<double>::quiet_NaN(),
+      std::numeric_limits<double>::infinity(),
+      "",
+      "plain",
+      "quote \" backslash \\ slash / tab \t nl \n nul " + std::string(1, '\0') + " del \x7F",
+      "caf\xC3\xA9 \xF0\x9F\x98\x80",
+      "bad \xFF\xC3 utf-8",
+      value::array(),
+      value::object(),
+      value::binary({1, 2, 3}),
+      {{"b", 1}, {"a", {1, "x", nullptr, {{"z", false}}}}, {"\xFF key", "v"}, {"", 2.25}},
+  };
+  for (const value& v : values) {
+    EXPECT_EQ(dump_json(v), library(v)) << library(v);
+    std::string appended = "prefix";
+    append_json(appended, v);
+    EXPECT_EQ(appended, "prefix" + library(v));
+  }
+  const value nested = {{"a", values}};
+  EXPECT_EQ(dump_json(nested), library(nested));
+  EXPECT_EQ(dump_json(nested, 2), nested.dump(2, ' ', false, value::error_handler_t::replace));
 }
 
 TEST(JsonText, AgreesWithTheReaderOnWhatItWrites) {

@@ -8,6 +8,7 @@
 #include <string>
 #include <utility>
 
+#include "choir/core/json_text.hpp"
 #include "choir/graph/errors.hpp"
 
 namespace choir::graph {
@@ -313,6 +314,26 @@ value state_delta::to_json() const {
     if (op.op != state_op::kind::remove) entry["value"] = op.operand;
     out.push_back(std::move(entry));
   }
+  return out;
+}
+
+std::string state_delta::to_json_text() const {
+  // The keys in the order the library writes an object's: sorted.
+  std::string out = "[";
+  for (const auto& op : ops_) {
+    if (out.size() > 1) out += ',';
+    out += "{\"key\":";
+    append_json_string(out, op.key);
+    out += ",\"op\":\"";
+    out += op_names[static_cast<int>(op.op)];
+    out += '"';
+    if (op.op != state_op::kind::remove) {
+      out += ",\"value\":";
+      append_json(out, op.operand);
+    }
+    out += '}';
+  }
+  out += ']';
   return out;
 }
 

@@ -127,6 +127,8 @@ class state_delta {
   [[nodiscard]] bool empty() const noexcept { return ops_.empty(); }
   void clear() noexcept { ops_.clear(); }
   [[nodiscard]] value to_json() const;
+  /// `dump_json(to_json())`, written without building the value.
+  [[nodiscard]] std::string to_json_text() const;
   /// Parses the JSON form; errors name the index of the offending op.
   [[nodiscard]] static result<state_delta> from_json(const value& ops);
 

@@ -127,6 +127,14 @@ TEST(State, ApplyRunsEveryOpInOrderAllOrNothing) {
   EXPECT_EQ(before.get("a"), 0);
 }
 
+TEST(State, ADeltasTextIsItsJsonDumped) {
+  state_delta d;
+  d.set("count", 3).append("history", value{{"role", "user"}, {"text", "caf\xC3\xA9 \"q\" \x01"}});
+  d.extend("l", value{1.5, "x", nullptr}).increment("n", -2).remove("gone").set("bad \xFF key", 0.1);
+  EXPECT_EQ(d.to_json_text(), dump_json(d.to_json()));
+  EXPECT_EQ(state_delta().to_json_text(), "[]");
+}
+
 TEST(State, DeltaRoundTripsThroughJson) {
   state_delta d;
   d.set("a", {{"x", 1}}).append("l", 2).extend("l", {3, 4}).increment("n", -1).remove("z");

@@ -120,7 +120,7 @@ step_write make_step_write(std::string run_id, const graph::step_record& step, g
   w.failed = step.status == graph::step_status::failed;
   w.inputs = dump_json(step.inputs);
   w.result = dump_json(step.result);
-  w.delta = dump_json(step.delta.to_json());
+  w.delta = step.delta.to_json_text();
   w.error = step.failure ? dump_json(value{{"code", step.failure->code.message()}, {"message", step.failure->message}})
                          : std::string("null");
   w.attempts = step.attempts;

@@ -47,6 +47,11 @@ std::size_t group_committer::steps() const {
   return steps_;
 }
 
+std::chrono::nanoseconds group_committer::busy() const {
+  std::lock_guard lock(mutex_);
+  return busy_;
+}
+
 void group_committer::loop() {
   std::vector<step_write> steps;
   std::vector<callback> done;
@@ -66,11 +71,14 @@ void group_committer::loop() {
         queued_done_.erase(queued_done_.begin(), queued_done_.begin() + n);
       }
     }
+    const auto began = std::chrono::steady_clock::now();
     auto results = store_->append_steps(steps);
+    const auto took = std::chrono::steady_clock::now() - began;
     {
       std::lock_guard lock(mutex_);
       ++transactions_;
       steps_ += steps.size();
+      busy_ += std::chrono::duration_cast<std::chrono::nanoseconds>(took);
     }
     for (std::size_t i = 0; i < done.size(); ++i) done[i](std::move(results[i]));
     steps.clear();  // outside the lock: the steps' memory goes back while callers queue more

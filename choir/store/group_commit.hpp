@@ -34,9 +34,11 @@ class group_committer {
   /// Queues a step and waits for its commit.
   [[nodiscard]] result<void> commit(step_write step);
 
-  /// Transactions committed so far, and steps in them.
+  /// Transactions committed so far, steps in them, and the time spent writing them (the
+  /// committer's busy time: when it nears the elapsed time, the committer is what limits the rate).
   [[nodiscard]] std::size_t transactions() const;
   [[nodiscard]] std::size_t steps() const;
+  [[nodiscard]] std::chrono::nanoseconds busy() const;
 
  private:
   void loop();
@@ -52,6 +54,7 @@ class group_committer {
   bool stopping_ = false;
   std::size_t transactions_ = 0;
   std::size_t steps_ = 0;
+  std::chrono::nanoseconds busy_{0};
   std::thread thread_;
 };
 
