@@ -8,6 +8,7 @@
 #include <string>
 
 #include "choir/core/id.hpp"
+#include "choir/store/store_detail.hpp"
 
 namespace choir::store {
 namespace {
@@ -128,6 +129,38 @@ step_write make_step_write(std::string run_id, const graph::step_record& step, g
   w.graph_version = std::move(graph_version);
   w.after = std::move(after);
   return w;
+}
+
+prepared_step event_store::make_prepared(step_write step, result<void> checked, std::string form) {
+  prepared_step p;
+  p.step_ = std::move(step);
+  p.checked_ = std::move(checked);
+  p.form_ = std::move(form);
+  return p;
+}
+
+prepared_step event_store::prepare(step_write step) const {
+  auto checked = detail::check_step_columns(step);
+  return make_prepared(std::move(step), std::move(checked), {});
+}
+
+std::vector<result<void>> event_store::append_prepared(std::span<const prepared_step> steps) {
+  // The steps that passed their check, in one batch; the others keep what the check found.
+  std::vector<step_write> batch;
+  std::vector<std::size_t> where;
+  std::vector<result<void>> out(steps.size());
+  for (std::size_t i = 0; i < steps.size(); ++i) {
+    if (!steps[i].checked_.ok()) {
+      out[i] = steps[i].checked_;
+      continue;
+    }
+    batch.push_back(steps[i].step_);
+    where.push_back(i);
+  }
+  if (batch.empty()) return out;
+  auto results = append_steps(batch);
+  for (std::size_t k = 0; k < where.size(); ++k) out[where[k]] = std::move(results[k]);
+  return out;
 }
 
 result<void> event_store::append_step(std::string_view run_id, const graph::step_record& step,

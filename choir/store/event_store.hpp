@@ -116,6 +116,20 @@ struct step_write {
 [[nodiscard]] step_write make_step_write(std::string run_id, const graph::step_record& step, graph::state after,
                                          std::string graph_version);
 
+/// A step checked, and put in the form its store writes, on the thread that made it
+/// (`event_store::prepare`): the one thread that commits a batch then does less. Only a store
+/// makes one, and it does not change after.
+class prepared_step {
+ public:
+  [[nodiscard]] const step_write& step() const noexcept { return step_; }
+
+ private:
+  friend class event_store;
+  step_write step_;
+  result<void> checked_;  ///< why the store would refuse the step before reading anything
+  std::string form_;      ///< the store's own form of the step (empty: none)
+};
+
 /// One effect in the journal (docs/event-log.md, "The effect journal"). The intent is written
 /// before the effect runs, the outcome after.
 struct effect_record {
@@ -253,11 +267,16 @@ class event_store {
   /// Commits steps — of one run or of many — in one transaction, each with the run's new position
   /// (and a snapshot when one is due). Returns one result per step: `duplicate_step` if that
   /// sequence id is already committed, `run_not_found`, `run_leased` if another live owner holds
-  /// the run, or (SQLite, steps of a batch) `invalid_argument` if a JSON column is not JSON; a
+  /// the run, or `invalid_argument` if a JSON column is not one JSON value (`is_json_text`); a
   /// refused step writes nothing and does not affect the others. If a write
   /// fails (the disk, a snapshot), the transaction is rolled back and every step that was not
   /// refused gets that error.
   [[nodiscard]] virtual std::vector<result<void>> append_steps(std::span<const step_write> steps) = 0;
+  /// Checks a step and puts it in the form this store writes. It reads nothing of the store, so
+  /// any thread may call it at any time (the group committer's callers do, before queueing).
+  [[nodiscard]] virtual prepared_step prepare(step_write step) const;
+  /// `append_steps` for prepared steps.
+  [[nodiscard]] virtual std::vector<result<void>> append_prepared(std::span<const prepared_step> steps);
   /// One step in its own transaction.
   [[nodiscard]] result<void> append_step(std::string_view run_id, const graph::step_record& step,
                                          const graph::state& after, std::string_view graph_version);
@@ -337,6 +356,12 @@ class event_store {
   /// effects. A fork keeps its own starting snapshot, so pruning its parent never breaks it. The
   /// audit log is never pruned.
   [[nodiscard]] virtual result<prune_report> prune(const retention_policy& policy) = 0;
+
+ protected:
+  /// For stores: a prepared step, what checking it found, and the form the store made of it.
+  [[nodiscard]] static prepared_step make_prepared(step_write step, result<void> checked, std::string form);
+  [[nodiscard]] static const result<void>& checked(const prepared_step& p) noexcept { return p.checked_; }
+  [[nodiscard]] static const std::string& form(const prepared_step& p) noexcept { return p.form_; }
 };
 
 /// Opens (creating if absent, with its parent folder) a SQLite store at `path`. A file that is not

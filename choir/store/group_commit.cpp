@@ -22,9 +22,10 @@ group_committer::~group_committer() {
 }
 
 void group_committer::submit(step_write step, callback done) {
+  prepared_step prepared = store_->prepare(std::move(step));  // here, not on the committer's thread
   {
     std::lock_guard lock(mutex_);
-    queued_steps_.push_back(std::move(step));
+    queued_steps_.push_back(std::move(prepared));
     queued_done_.push_back(std::move(done));
   }
   wake_.notify_one();
@@ -53,7 +54,7 @@ std::chrono::nanoseconds group_committer::busy() const {
 }
 
 void group_committer::loop() {
-  std::vector<step_write> steps;
+  std::vector<prepared_step> steps;
   std::vector<callback> done;
   for (;;) {
     {
@@ -72,7 +73,7 @@ void group_committer::loop() {
       }
     }
     const auto began = std::chrono::steady_clock::now();
-    auto results = store_->append_steps(steps);
+    auto results = store_->append_prepared(steps);
     const auto took = std::chrono::steady_clock::now() - began;
     {
       std::lock_guard lock(mutex_);

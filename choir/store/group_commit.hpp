@@ -28,8 +28,9 @@ class group_committer {
   group_committer(const group_committer&) = delete;
   group_committer& operator=(const group_committer&) = delete;
 
-  /// Queues a step. `done` runs on the committer thread once the transaction holding the step has
-  /// committed (or with the error that refused it); it must not block.
+  /// Queues a step, checked and prepared for the store on the caller's thread. `done` runs on the
+  /// committer thread once the transaction holding the step has committed (or with the error that
+  /// refused it); it must not block.
   void submit(step_write step, callback done);
   /// Queues a step and waits for its commit.
   [[nodiscard]] result<void> commit(step_write step);
@@ -49,7 +50,7 @@ class group_committer {
   std::condition_variable wake_;
   // What is queued, in order: the steps and, at the same index, whom to tell. Two vectors, so that
   // the committer takes the whole queue by swapping them and hands the steps to the store as they are.
-  std::vector<step_write> queued_steps_;
+  std::vector<prepared_step> queued_steps_;
   std::vector<callback> queued_done_;
   bool stopping_ = false;
   std::size_t transactions_ = 0;

@@ -2,6 +2,7 @@
 #include <sqlite3.h>
 
 #include <algorithm>
+#include <charconv>
 #include <filesystem>
 #include <limits>
 #include <numeric>
@@ -305,10 +306,10 @@ struct packed_step {
   std::string text;  // the JSON array
 };
 
-/// A step to write, packed; its JSON columns are embedded as they are (checked valid by the caller).
-packed_step pack_step(const step_write& w, std::int64_t now) {
-  packed_step p{w.run_id, w.sequence_id, w.next_action, now, static_cast<std::int64_t>(w.delta.size()), {}};
-  std::string& out = p.text;
+/// A step to write, packed up to its commit time (the last element, known only when it commits);
+/// its JSON columns are embedded as they are (checked valid by the caller).
+std::string pack_prefix(const step_write& w) {
+  std::string out;
   out.reserve(96 + w.run_id.size() + w.action.size() + w.inputs.size() + w.result.size() + w.delta.size() +
               w.error.size() + w.next_action.size() + w.graph_version.size());
   out += '[';
@@ -329,8 +330,18 @@ packed_step pack_step(const step_write& w, std::int64_t now) {
   out += ',';
   append_json_string(out, w.graph_version);
   out += ',';
-  out += std::to_string(now);
-  out += ']';
+  return out;
+}
+
+/// The packed step: its prefix (`pack_prefix`) and its commit time.
+packed_step finish_pack(const step_write& w, const std::string& prefix, std::int64_t now) {
+  packed_step p{w.run_id, w.sequence_id, w.next_action, now, static_cast<std::int64_t>(w.delta.size()), {}};
+  char digits[24];
+  const auto written = std::to_chars(std::begin(digits), std::end(digits), now);
+  p.text.reserve(prefix.size() + static_cast<std::size_t>(written.ptr - digits) + 1);
+  p.text += prefix;
+  p.text.append(digits, written.ptr);
+  p.text += ']';
   return p;
 }
 
@@ -458,7 +469,36 @@ class sqlite_store final : public event_store {
     return finish_transaction(std::move(done));
   }
 
+  prepared_step prepare(step_write step) const override {
+    auto checked = detail::check_step_columns(step);
+    std::string prefix = checked.ok() ? pack_prefix(step) : std::string();
+    return make_prepared(std::move(step), std::move(checked), std::move(prefix));
+  }
+
   std::vector<result<void>> append_steps(std::span<const step_write> batch) override {
+    std::vector<batch_item> items;
+    items.reserve(batch.size());
+    for (const step_write& w : batch) items.push_back({&w, nullptr, nullptr});
+    return append_items(items);
+  }
+
+  std::vector<result<void>> append_prepared(std::span<const prepared_step> batch) override {
+    std::vector<batch_item> items;
+    items.reserve(batch.size());
+    for (const prepared_step& p : batch) {
+      items.push_back({&p.step(), &checked(p), form(p).empty() ? nullptr : &form(p)});
+    }
+    return append_items(items);
+  }
+
+  /// A step to append, and what `prepare` did of it already (if it did).
+  struct batch_item {
+    const step_write* step;
+    const result<void>* checked;  ///< null: not checked yet
+    const std::string* prefix;    ///< the packed step up to its commit time (null: not packed yet)
+  };
+
+  std::vector<result<void>> append_items(std::span<const batch_item> batch) {
     std::vector<result<void>> out;
     out.reserve(batch.size());
     fault("step.begin");
@@ -476,8 +516,8 @@ class sqlite_store final : public event_store {
     bool merged = false;
     result<void> failure = sync_log();  // a failed write (not a refused step) fails the whole transaction
     if (failure.ok()) {
-      for (const step_write& w : batch) {
-        out.push_back(insert_step(w, now, to_log ? &logged : nullptr));
+      for (const batch_item& item : batch) {
+        out.push_back(insert_step(item, now, to_log ? &logged : nullptr));
         if (!out.back().ok() && !refusal(out.back().err())) {
           failure = out.back();
           break;
@@ -1114,10 +1154,15 @@ class sqlite_store final : public event_store {
 
   /// Writes one step inside the open transaction — into `steps`, or into `log` (the batch bound
   /// for the step log) when given; a refused step writes nothing.
-  result<void> insert_step(const step_write& w, std::int64_t now, std::vector<packed_step>* log) {
+  result<void> insert_step(const batch_item& item, std::int64_t now, std::vector<packed_step>* log) {
+    const step_write& w = *item.step;
     // The JSON columns of a logged step are embedded in the log row as they are: one malformed
     // column must not make the row, and the batch's other steps, unreadable.
-    CHOIR_CHECK(detail::check_step_columns(w));
+    if (item.checked != nullptr) {
+      CHOIR_CHECK(*item.checked);
+    } else {
+      CHOIR_CHECK(detail::check_step_columns(w));
+    }
     // A lease this store took and that has not run out cannot have been taken by anyone else
     // (one machine, one clock): skip reading it. Otherwise check who holds the run.
     const auto ours = held_.find(w.run_id);
@@ -1146,7 +1191,7 @@ class sqlite_store final : public event_store {
       for (const auto& l : *log) {
         if (l.sequence_id == w.sequence_id && l.run_id == w.run_id) return duplicate();
       }
-      log->push_back(pack_step(w, now));
+      log->push_back(item.prefix != nullptr ? finish_pack(w, *item.prefix, now) : finish_pack(w, pack_prefix(w), now));
     } else {
       auto s = cached(
           "INSERT INTO steps(run_id, sequence_id, action, status, inputs, result, delta, error, attempts, "

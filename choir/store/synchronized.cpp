@@ -24,6 +24,10 @@ class synchronized_store final : public event_store {
   std::vector<result<void>> append_steps(std::span<const step_write> steps) override {
     return locked([&] { return inner_->append_steps(steps); });
   }
+  prepared_step prepare(step_write step) const override { return inner_->prepare(std::move(step)); }
+  std::vector<result<void>> append_prepared(std::span<const prepared_step> steps) override {
+    return locked([&] { return inner_->append_prepared(steps); });
+  }
   result<void> set_status(std::string_view run_id, std::string_view status) override {
     return locked([&] { return inner_->set_status(run_id, status); });
   }
