@@ -1279,7 +1279,9 @@ class sqlite_store final : public event_store {
 
   void remember_logged(packed_step s) {
     log_bytes_ += s.text.size();
-    log_by_run_[s.run_id].push_back(log_.size());
+    logged_run& run = log_by_run_[s.run_id];
+    run.max_sequence = run.indices.empty() ? s.sequence_id : std::max(run.max_sequence, s.sequence_id);
+    run.indices.push_back(log_.size());
     log_.push_back(std::move(s));
   }
 
@@ -1306,7 +1308,8 @@ class sqlite_store final : public event_store {
     std::vector<const packed_step*> out;
     const auto it = log_by_run_.find(std::string(run_id));
     if (it == log_by_run_.end()) return out;
-    for (const std::size_t i : it->second) out.push_back(&log_[i]);
+    out.reserve(it->second.indices.size());
+    for (const std::size_t i : it->second.indices) out.push_back(&log_[i]);
     std::sort(out.begin(), out.end(),
               [](const packed_step* a, const packed_step* b) { return a->sequence_id < b->sequence_id; });
     return out;
@@ -1314,8 +1317,9 @@ class sqlite_store final : public event_store {
 
   bool logged_has(const std::string& run_id, std::int64_t seq) const {
     const auto it = log_by_run_.find(run_id);
-    if (it == log_by_run_.end()) return false;
-    return std::any_of(it->second.begin(), it->second.end(), [&](std::size_t i) { return log_[i].sequence_id == seq; });
+    if (it == log_by_run_.end() || seq > it->second.max_sequence) return false;  // a run's next step: at once
+    const auto& indices = it->second.indices;
+    return std::any_of(indices.begin(), indices.end(), [&](std::size_t i) { return log_[i].sequence_id == seq; });
   }
 
   /// Whether `steps` or a pack holds the step. The last stored sequence id of each run is cached,
@@ -1598,7 +1602,12 @@ class sqlite_store final : public event_store {
   std::unordered_map<std::string, std::int64_t> stored_last_;
   /// This connection's copy of the step log, in commit order, and where each run's steps are.
   std::vector<packed_step> log_;
-  std::unordered_map<std::string, std::vector<std::size_t>> log_by_run_;
+  /// Where a run's steps are in the log, and the last of them.
+  struct logged_run {
+    std::vector<std::size_t> indices;
+    std::int64_t max_sequence = 0;
+  };
+  std::unordered_map<std::string, logged_run> log_by_run_;
   std::size_t log_bytes_ = 0;                            // of the logged steps' JSON
   std::size_t log_batches_ = 0;                          // batches in the log
   std::int64_t log_moved_through_ = -1;                  // the batches up to this one moved to the packs (-1: unknown)
