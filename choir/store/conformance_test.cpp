@@ -974,6 +974,49 @@ TEST_P(Conformance, ADamagedStepLogIsReportedNotTrusted) {
   }
 }
 
+// A batch is written over a free slot of the step log in place: in steady state it writes the
+// pages whose bytes change — for a small batch, the one leaf page holding the slot's first bytes —
+// and allocates none (docs/event-log.md, "The step log").
+TEST_P(Conformance, ABatchIsWrittenOverAFreeSlotInPlace) {
+  if (backend() != "sqlite") GTEST_SKIP() << "the step log is SQLite's";
+  auto s = open();
+  fill(*s, "a", 0);
+  fill(*s, "b", 0);
+  std::int64_t seq = 0;
+  const auto batch = [&] {
+    const auto results = s->append_steps(
+        std::vector{make_step_write("a", step(static_cast<std::uint64_t>(seq), seq + 1), counted(seq + 1), "v1"),
+                    make_step_write("b", step(static_cast<std::uint64_t>(seq), seq + 1), counted(seq + 1), "v1")});
+    ++seq;
+    return results[0].ok() && results[1].ok();
+  };
+  // Past the first move of the log (at 512 batches), every slot is free.
+  for (int i = 0; i < 600; ++i) ASSERT_TRUE(batch());
+  const auto wal_frames = [&](const char* mode) {
+    sqlite3* db = nullptr;
+    sqlite3_open(where_.c_str(), &db);
+    sqlite3_busy_timeout(db, 5000);
+    sqlite3_exec(db, "SELECT count(*) FROM sqlite_master", nullptr, nullptr, nullptr);  // reads the WAL's header
+    int frames = -1;
+    int done = -1;
+    const int rc = sqlite3_wal_checkpoint_v2(
+        db, nullptr, std::string(mode) == "TRUNCATE" ? SQLITE_CHECKPOINT_TRUNCATE : SQLITE_CHECKPOINT_PASSIVE, &frames,
+        &done);
+    EXPECT_EQ(rc, SQLITE_OK) << sqlite3_errmsg(db);
+    sqlite3_close(db);
+    return frames;
+  };
+  const auto pages_before = raw_int("PRAGMA page_count");
+  ASSERT_GE(wal_frames("TRUNCATE"), 0);
+  for (int i = 0; i < 50; ++i) ASSERT_TRUE(batch());
+  const int frames = wal_frames("PASSIVE");
+  // One page per batch, and a snapshot page now and then; appending rows wrote 4 or 5.
+  EXPECT_GT(frames, 0);
+  EXPECT_LE(frames, 75) << "frames written by 50 batches";
+  EXPECT_EQ(raw_int("PRAGMA page_count"), pages_before);
+  EXPECT_EQ(s->state_at("b", seq - 1)->get("count"), seq);
+}
+
 // Schema 6 appended a `step_log` row per batch, with an empty row where the log last moved; schema
 // 7 numbers the batches and writes them over free slots. The logged steps survive the migration,
 // and the batches after it are read back with them, here and from a store opened afresh.
