@@ -972,6 +972,13 @@ TEST_P(Conformance, ADamagedStepLogIsReportedNotTrusted) {
                                                   make_step_write("run-2", step(1, 2), counted(2), "v1")});
     EXPECT_EQ(more[0].err().code, store_errc::corrupt) << damage;
   }
+  // A batch number at the end of the range is refused, not wrapped around.
+  raw_exec("UPDATE step_log SET batch = 9223372036854775807, steps = '[]'");
+  auto s = open();
+  const auto more = s->append_steps(std::vector{make_step_write("run-1", step(1, 2), counted(2), "v1"),
+                                                make_step_write("run-2", step(1, 2), counted(2), "v1")});
+  EXPECT_EQ(more[0].err().code, store_errc::corrupt);
+  EXPECT_NE(more[0].err().message.find("run out"), std::string::npos) << more[0].err().message;
 }
 
 // A batch is written over a free slot of the step log in place: in steady state it writes the

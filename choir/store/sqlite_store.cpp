@@ -1363,6 +1363,9 @@ class sqlite_store final : public event_store {
   /// slot when they fit one, so that no page is allocated and only the pages whose bytes change
   /// are written; else in a new slot, or in a row of their own size when they do not fit one.
   result<void> write_log_row(const std::vector<packed_step>& batch) {
+    if (log_last_batch_ == std::numeric_limits<std::int64_t>::max()) {
+      return make_error(store_errc::corrupt, "the step log's batch numbers have run out");
+    }
     const std::int64_t number = log_last_batch_ + 1;
     std::string text;
     text.reserve(slot_payload_ +
