@@ -240,6 +240,17 @@ bool is_json_text(std::string_view text) noexcept {
   const auto skip_space = [&] {
     while (i < text.size() && is_space(text[i])) ++i;
   };
+  // A member's key and the colon after it.
+  const auto member_key = [&] {
+    skip_space();
+    if (i >= text.size() || text[i] != '"') return false;
+    i = skip_string(text, i);
+    if (i == std::string_view::npos) return false;
+    skip_space();
+    if (i >= text.size() || text[i] != ':') return false;
+    ++i;
+    return true;
+  };
   // The parser's position: expecting a value, or what may follow one inside a container.
   for (;;) {
     // A value.
@@ -254,13 +265,7 @@ bool is_json_text(std::string_view text) noexcept {
         open.pop_back();
         ++i;
       } else if (c == '{') {
-        // The first member's key, then its value.
-        if (i >= text.size() || text[i] != '"') return false;
-        i = skip_string(text, i);
-        if (i == std::string_view::npos) return false;
-        skip_space();
-        if (i >= text.size() || text[i] != ':') return false;
-        ++i;
+        if (!member_key()) return false;  // the first member's key, then its value
         continue;
       } else {
         continue;
@@ -282,15 +287,7 @@ bool is_json_text(std::string_view text) noexcept {
       const char after = text[i];
       if (after == ',') {
         ++i;
-        if (open.back() == '{') {
-          skip_space();
-          if (i >= text.size() || text[i] != '"') return false;
-          i = skip_string(text, i);
-          if (i == std::string_view::npos) return false;
-          skip_space();
-          if (i >= text.size() || text[i] != ':') return false;
-          ++i;
-        }
+        if (open.back() == '{' && !member_key()) return false;
         break;  // the next value
       }
       if (after != (open.back() == '{' ? '}' : ']')) return false;
