@@ -213,24 +213,12 @@ void group_commit_64_runs(benchmark::State& bench, store::event_store& s, const 
     std::int64_t failures = 0;
     bench.ResumeTiming();
     {
-      if (getenv("PIN")) {
-        cpu_set_t set;
-        CPU_ZERO(&set);
-        CPU_SET(0, &set);
-        pthread_setaffinity_np(pthread_self(), sizeof set, &set);
-      }
       store::group_committer committer(s);
       std::int64_t submitted = 0;
       while (submitted < runs * steps_per_run) {
         int r = 0;
         {
           std::unique_lock lock(mutex);
-          if (getenv("SPIN") != nullptr)
-            while (ready.empty()) {
-              lock.unlock();
-              for (int k = 0; k < 20; ++k) __builtin_ia32_pause();
-              lock.lock();
-            }
           ready_cv.wait(lock, [&] { return !ready.empty(); });
           r = ready.front();
           ready.pop_front();
@@ -267,7 +255,7 @@ void group_commit_64_runs(benchmark::State& bench, store::event_store& s, const 
   bench.SetItemsProcessed(static_cast<std::int64_t>(total));
   bench.counters["steps_per_txn"] =
       transactions == 0 ? 0.0 : static_cast<double>(total) / static_cast<double>(transactions);
-  // The committer's time inside `append_steps` per step: what one step costs the one thread
+  // The committer's time inside `append_prepared` per step: what one step costs the one thread
   // every step goes through (the rate cannot exceed its inverse).
   bench.counters["commit_us_per_step"] =
       total == 0 ? 0.0 : std::chrono::duration<double, std::micro>(busy).count() / static_cast<double>(total);
