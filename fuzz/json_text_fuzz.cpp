@@ -1,8 +1,10 @@
 /// libFuzzer target for `is_json_text`, the check of every JSON column a step commits: compared
 /// with the JSON reader. What it accepts, the reader must read, also embedded in a larger text (a
 /// packed step inside a log row); what the reader reads, it must accept — but for a byte-order
-/// mark, which the reader skips only at the start, and a NUL byte, which it takes for the end.
+/// mark, which the reader skips only at the start, a NUL byte, which it takes for the end, and
+/// nesting deeper than `json_text_max_depth`.
 /// And `dump_json` writes each value read exactly as the library's serializer does.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -18,7 +20,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (!reader) std::abort();
     if (!choir::value::accept("[" + text + "," + text + "]")) std::abort();
     if (!choir::value::accept("{\"k\":" + text + "}")) std::abort();
-  } else if (reader && text.rfind("\xEF\xBB\xBF", 0) != 0 && text.find('\0') == std::string::npos) {
+  } else if (reader && text.rfind("\xEF\xBB\xBF", 0) != 0 && text.find('\0') == std::string::npos &&
+             std::count_if(text.begin(), text.end(), [](char c) { return c == '[' || c == '{'; }) <=
+                 static_cast<std::ptrdiff_t>(choir::json_text_max_depth)) {
     std::abort();
   }
   // `dump_json` writes what the library's serializer writes, byte for byte.

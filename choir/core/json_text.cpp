@@ -1,5 +1,6 @@
 #include "choir/core/json_text.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <cstdint>
 #include <system_error>
@@ -146,10 +147,10 @@ std::size_t skip_number(std::string_view text, std::size_t i) noexcept {
         ++d;
         const bool negative = text[d] == '-';
         if (text[d] == '+' || text[d] == '-') ++d;
-        for (; d < i; ++d) {
-          exponent = exponent * 10 + (text[d] - '0');
-          if (exponent > 100000) break;  // far out of range either way
-        }
+        // Every digit is read, saturating: a capped exponent could flip the sign of the
+        // magnitude when the number has as many leading zeros.
+        constexpr long saturated = 1'000'000'000'000'000L;  // more than any text's length
+        for (; d < i; ++d) exponent = std::min(saturated, exponent * 10 + (text[d] - '0'));
         if (negative) exponent = -exponent;
       }
       magnitude = (before_point > 0 ? before_point : -leading_fraction_zeros) + exponent;
@@ -258,6 +259,7 @@ bool is_json_text(std::string_view text) noexcept {
     if (i >= text.size()) return false;
     const char c = text[i];
     if (c == '{' || c == '[') {
+      if (open.size() == json_text_max_depth) return false;
       open.push_back(c);
       ++i;
       skip_space();

@@ -105,6 +105,23 @@ TEST(JsonText, RefusesAByteOrderMarkThatAReaderWouldSkipOnlyAtTheStart) {
   EXPECT_FALSE(is_json_text(with_mark));
 }
 
+// Out of range, a number is too large (refused) or too small (zero, kept): told apart by all of
+// its exponent and its leading zeros, however many.
+TEST(JsonText, TellsAnOverflowFromAnUnderflowWhateverTheDigits) {
+  const std::string zeros(100'002, '0');
+  const std::vector<std::string> too_large = {"0." + zeros + "1e1000010", "1e99999999999999999999999", "-1" + zeros,
+                                              std::string(400, '9') + ".5"};
+  for (const std::string& text : too_large) {
+    EXPECT_FALSE(value::accept(text)) << text.substr(0, 40);
+    EXPECT_FALSE(is_json_text(text)) << text.substr(0, 40);
+  }
+  const std::vector<std::string> too_small = {"0." + zeros + "1e100000", "1e-99999999999999999999999", "0e99999999"};
+  for (const std::string& text : too_small) {
+    EXPECT_TRUE(value::accept(text)) << text.substr(0, 40);
+    EXPECT_TRUE(is_json_text(text)) << text.substr(0, 40);
+  }
+}
+
 // A reader takes a NUL byte for the end of its input: `1\0xyz` reads as 1, and the packed row
 // holding it would end there.
 TEST(JsonText, RefusesANulByteThatAReaderWouldTakeForTheEnd) {
@@ -115,18 +132,24 @@ TEST(JsonText, RefusesANulByteThatAReaderWouldTakeForTheEnd) {
   EXPECT_FALSE(is_json_text(std::string("{}\0", 3)));
 }
 
-TEST(JsonText, DeepNestingCostsNoRecursion) {
-  const std::size_t depth = 1'000'000;
-  std::string deep(depth, '[');
-  deep.append(depth, ']');
-  EXPECT_TRUE(is_json_text(deep));
-  deep.pop_back();
-  EXPECT_FALSE(is_json_text(deep));
+TEST(JsonText, NestingIsBoundedAndCostsNoRecursion) {
+  const auto nested = [](std::size_t depth) {
+    std::string text(depth, '[');
+    text.append(depth, ']');
+    return text;
+  };
+  EXPECT_TRUE(is_json_text(nested(json_text_max_depth)));
+  EXPECT_FALSE(is_json_text(nested(json_text_max_depth + 1)));
+  EXPECT_FALSE(is_json_text(nested(1'000'000)));  // refused at once, whatever follows
   std::string objects;
-  for (std::size_t i = 0; i < 100'000; ++i) objects += "{\"a\":";
+  for (std::size_t i = 0; i < json_text_max_depth; ++i) objects += "{\"a\":";
   objects += "1";
-  objects.append(100'000, '}');
+  objects.append(json_text_max_depth, '}');
   EXPECT_TRUE(is_json_text(objects));
+  EXPECT_FALSE(is_json_text("{\"a\":" + objects + "}"));
+  std::string broken = nested(json_text_max_depth);
+  broken.pop_back();
+  EXPECT_FALSE(is_json_text(broken));
 }
 
 // `dump_json` writes compact text itself; byte for byte what the library's serializer writes.

@@ -617,6 +617,7 @@ class sqlite_store final : public event_store {
   }
 
   result<run_record> get_run(std::string_view run_id) override {
+    const read_snapshot one_read(*this);
     auto s = cached(run_select("WHERE r.run_id = ?"));
     s.bind(1, run_id);
     const int rc = s.step();
@@ -629,6 +630,7 @@ class sqlite_store final : public event_store {
 
   result<std::vector<run_record>> list_runs(std::size_t limit, std::optional<run_cursor> before,
                                             const run_filter& filter) override {
+    const read_snapshot one_read(*this);
     // Only the conditions that are set, so that the planner sees them (and the tenant's index).
     std::string where;
     const auto add = [&](const char* condition) {
@@ -663,10 +665,12 @@ class sqlite_store final : public event_store {
   }
 
   result<std::vector<step_entry>> steps(std::string_view run_id, std::int64_t from, std::size_t limit) override {
+    const read_snapshot one_read(*this);
     return gather(run_id, from, std::numeric_limits<std::int64_t>::max(), limit);
   }
 
   result<graph::state> state_at(std::string_view run_id, std::int64_t sequence_id) override {
+    const read_snapshot one_read(*this);
     auto snap = cached(
         "SELECT sequence_id, state FROM snapshots WHERE run_id = ? AND sequence_id <= ? "
         "ORDER BY sequence_id DESC LIMIT 1");
@@ -979,6 +983,24 @@ class sqlite_store final : public event_store {
   }
 
  private:
+  /// One read transaction around a reader's statements (unless one is open already): the step log,
+  /// the packs and `steps` are then read at one point in time, so that another process moving the
+  /// log in between cannot show a step twice (in this copy of the log and in a pack) or not at all.
+  class read_snapshot {
+   public:
+    explicit read_snapshot(sqlite_store& store)
+        : store_(store), began_(sqlite3_get_autocommit(store.db_) != 0 && store.exec_cached("BEGIN", "reading").ok()) {}
+    ~read_snapshot() {
+      if (began_) (void)store_.exec_cached("COMMIT", "reading");
+    }
+    read_snapshot(const read_snapshot&) = delete;
+    read_snapshot& operator=(const read_snapshot&) = delete;
+
+   private:
+    sqlite_store& store_;
+    bool began_;
+  };
+
   static constexpr const char* effect_columns =
       "SELECT key, run_id, sequence_id, kind, request, status, outcome, created_ms, completed_ms FROM effects";
 
@@ -1438,9 +1460,10 @@ class sqlite_store final : public event_store {
       if (v >= -(1LL << 47) && v < (1LL << 47)) return 6;
       return 8;
     };
-    // Header: its own size, then the serial types of `batch`, `slot` (1: no bytes) and `steps`.
+    // Header: its own size, then the serial types of `id` (the rowid's alias, stored as NULL),
+    // `batch`, `slot` (1: no bytes) and `steps`.
     for (std::size_t text_varint = 1; text_varint <= 3; ++text_varint) {
-      const std::size_t header = 1 + 1 + 1 + text_varint;
+      const std::size_t header = 1 + 1 + 1 + 1 + text_varint;
       const std::size_t fixed = header + integer_size(number);
       if (fixed >= slot_payload_) return 0;
       const std::size_t text = slot_payload_ - fixed;

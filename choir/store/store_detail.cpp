@@ -14,7 +14,9 @@ result<void> check_step_columns(const step_write& w) {
   for (const std::string* json : {&w.inputs, &w.result, &w.delta, &w.error}) {
     if (!is_json_text(*json)) {
       return make_error(store_errc::invalid_argument,
-                        "step " + std::to_string(w.sequence_id) + " of run " + w.run_id + " holds malformed JSON");
+                        "step " + std::to_string(w.sequence_id) + " of run " + w.run_id +
+                            " holds malformed JSON (each JSON column is one value, nested at most " +
+                            std::to_string(json_text_max_depth) + " deep)");
     }
   }
   return {};
