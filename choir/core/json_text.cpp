@@ -95,70 +95,58 @@ std::size_t skip_string(std::string_view text, std::size_t i) noexcept {
 /// would not be finite as a double (what a JSON reader of doubles cannot hold, `1e400`).
 std::size_t skip_number(std::string_view text, std::size_t i) noexcept {
   const std::size_t start = i;
+  const auto digits = [&] {
+    const std::size_t from = i;
+    while (i < text.size() && is_digit(text[i])) ++i;
+    return i - from;
+  };
   if (text[i] == '-') ++i;
   if (i >= text.size() || !is_digit(text[i])) return std::string_view::npos;
   const std::size_t int_start = i;
+  std::size_t int_digits = 1;  // "0", or digits without a leading zero
   if (text[i] == '0') {
     ++i;
   } else {
-    while (i < text.size() && is_digit(text[i])) ++i;
+    int_digits = digits();
   }
-  const std::size_t int_digits = i - int_start;
-  bool plain = true;
+  std::size_t fraction_start = i;
+  std::size_t fraction_digits = 0;
   if (i < text.size() && text[i] == '.') {
-    plain = false;
-    ++i;
-    if (i >= text.size() || !is_digit(text[i])) return std::string_view::npos;
-    while (i < text.size() && is_digit(text[i])) ++i;
+    fraction_start = ++i;
+    if ((fraction_digits = digits()) == 0) return std::string_view::npos;
   }
+  bool has_exponent = false;
+  bool exponent_negative = false;
+  std::size_t exponent_start = i;
   if (i < text.size() && (text[i] == 'e' || text[i] == 'E')) {
-    plain = false;
+    has_exponent = true;
     ++i;
-    if (i < text.size() && (text[i] == '+' || text[i] == '-')) ++i;
-    if (i >= text.size() || !is_digit(text[i])) return std::string_view::npos;
-    while (i < text.size() && is_digit(text[i])) ++i;
+    if (i < text.size() && (text[i] == '+' || text[i] == '-')) exponent_negative = text[i++] == '-';
+    exponent_start = i;
+    if (digits() == 0) return std::string_view::npos;
   }
-  // Only a number this long, or with an exponent, can leave the range of a double.
-  if (!plain || int_digits > 300) {
-    double parsed = 0;
-    const auto [end, ec] = std::from_chars(text.data() + start, text.data() + i, parsed);
-    if (ec == std::errc::result_out_of_range) {
-      // Too large (not finite) or too small (rounds to zero, which a reader accepts): the
-      // magnitude tells which.
-      std::size_t d = start + (text[start] == '-' ? 1 : 0);
-      long magnitude = 0;  // the decimal exponent of the first significant digit, roughly
-      long before_point = 0;
-      bool seen_digit = false;
-      long leading_fraction_zeros = 0;
-      for (; d < i && is_digit(text[d]); ++d) {
-        if (text[d] != '0' || seen_digit) {
-          seen_digit = true;
-          ++before_point;
-        }
-      }
-      if (d < i && text[d] == '.') {
-        for (++d; d < i && is_digit(text[d]); ++d) {
-          if (!seen_digit && text[d] == '0') ++leading_fraction_zeros;
-          if (text[d] != '0') seen_digit = true;
-        }
-      }
-      long exponent = 0;
-      if (d < i && (text[d] == 'e' || text[d] == 'E')) {
-        ++d;
-        const bool negative = text[d] == '-';
-        if (text[d] == '+' || text[d] == '-') ++d;
-        // Every digit is read, saturating: a capped exponent could flip the sign of the
-        // magnitude when the number has as many leading zeros.
-        constexpr long saturated = 1'000'000'000'000'000L;  // more than any text's length
-        for (; d < i; ++d) exponent = std::min(saturated, exponent * 10 + (text[d] - '0'));
-        if (negative) exponent = -exponent;
-      }
-      magnitude = (before_point > 0 ? before_point : -leading_fraction_zeros) + exponent;
-      if (magnitude > 0) return std::string_view::npos;
-    } else if (ec != std::errc() || end != text.data() + i) {
-      return std::string_view::npos;
+  // Only a number this long, or with a fraction or an exponent, can leave the range of a double.
+  if (fraction_digits == 0 && !has_exponent && int_digits <= 300) return i;
+  double parsed = 0;
+  const auto [end, ec] = std::from_chars(text.data() + start, text.data() + i, parsed);
+  if (ec == std::errc::result_out_of_range) {
+    // Too large (not finite) or too small (rounds to zero, which a reader accepts): the decimal
+    // exponent of the first significant digit tells which, roughly — far from zero either way.
+    long magnitude = static_cast<long>(int_digits);
+    if (text[int_start] == '0') {
+      magnitude = 0;
+      for (std::size_t d = fraction_start; d < fraction_start + fraction_digits && text[d] == '0'; ++d) --magnitude;
     }
+    // Every exponent digit is read, saturating: a capped exponent could flip the sign of the
+    // magnitude when the number has as many leading zeros.
+    constexpr long saturated = 1'000'000'000'000'000L;  // more than any text's length
+    long exponent = 0;
+    for (std::size_t d = exponent_start; has_exponent && d < i; ++d) {
+      exponent = std::min(saturated, exponent * 10 + (text[d] - '0'));
+    }
+    return magnitude + (exponent_negative ? -exponent : exponent) > 0 ? std::string_view::npos : i;
   }
+  if (ec != std::errc() || end != text.data() + i) return std::string_view::npos;
   return i;
 }
 

@@ -8,7 +8,6 @@
 #include <string>
 
 #include "choir/core/id.hpp"
-#include "choir/store/store_detail.hpp"
 
 namespace choir::store {
 namespace {
@@ -140,27 +139,15 @@ prepared_step event_store::make_prepared(step_write step, result<void> checked, 
 }
 
 prepared_step event_store::prepare(step_write step) const {
-  auto checked = detail::check_step_columns(step);
-  return make_prepared(std::move(step), std::move(checked), {});
+  // Nothing to do ahead: `append_steps` checks every step it is given.
+  return make_prepared(std::move(step), {}, {});
 }
 
 std::vector<result<void>> event_store::append_prepared(std::span<const prepared_step> steps) {
-  // The steps that passed their check, in one batch; the others keep what the check found.
   std::vector<step_write> batch;
-  std::vector<std::size_t> where;
-  std::vector<result<void>> out(steps.size());
-  for (std::size_t i = 0; i < steps.size(); ++i) {
-    if (!steps[i].checked_.ok()) {
-      out[i] = steps[i].checked_;
-      continue;
-    }
-    batch.push_back(steps[i].step_);
-    where.push_back(i);
-  }
-  if (batch.empty()) return out;
-  auto results = append_steps(batch);
-  for (std::size_t k = 0; k < where.size(); ++k) out[where[k]] = std::move(results[k]);
-  return out;
+  batch.reserve(steps.size());
+  for (const prepared_step& p : steps) batch.push_back(p.step_);
+  return append_steps(batch);
 }
 
 result<void> event_store::append_step(std::string_view run_id, const graph::step_record& step,

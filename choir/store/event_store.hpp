@@ -272,8 +272,9 @@ class event_store {
   /// fails (the disk, a snapshot), the transaction is rolled back and every step that was not
   /// refused gets that error.
   [[nodiscard]] virtual std::vector<result<void>> append_steps(std::span<const step_write> steps) = 0;
-  /// Checks a step and puts it in the form this store writes. It reads nothing of the store, so
-  /// any thread may call it at any time (the group committer's callers do, before queueing).
+  /// Does ahead, on the caller's thread, what this store can of writing a step (SQLite: checks
+  /// it and packs it; by default, nothing). It reads nothing of the store, so any thread may call
+  /// it at any time (the group committer's callers do, before queueing).
   [[nodiscard]] virtual prepared_step prepare(step_write step) const;
   /// `append_steps` for prepared steps.
   [[nodiscard]] virtual std::vector<result<void>> append_prepared(std::span<const prepared_step> steps);

@@ -334,15 +334,12 @@ std::string pack_prefix(const step_write& w) {
 }
 
 /// The packed step: its prefix (`pack_prefix`) and its commit time.
-packed_step finish_pack(const step_write& w, const std::string& prefix, std::int64_t now) {
-  packed_step p{w.run_id, w.sequence_id, w.next_action, now, static_cast<std::int64_t>(w.delta.size()), {}};
+packed_step finish_pack(const step_write& w, std::string prefix, std::int64_t now) {
   char digits[24];
   const auto written = std::to_chars(std::begin(digits), std::end(digits), now);
-  p.text.reserve(prefix.size() + static_cast<std::size_t>(written.ptr - digits) + 1);
-  p.text += prefix;
-  p.text.append(digits, written.ptr);
-  p.text += ']';
-  return p;
+  prefix.append(digits, written.ptr);
+  prefix += ']';
+  return {w.run_id, w.sequence_id, w.next_action, now, static_cast<std::int64_t>(w.delta.size()), std::move(prefix)};
 }
 
 /// Parses a JSON array of packed steps (a `step_log` row, a pack); `corrupt`, naming `where`, if it
@@ -1178,8 +1175,8 @@ class sqlite_store final : public event_store {
   /// for the step log) when given; a refused step writes nothing.
   result<void> insert_step(const batch_item& item, std::int64_t now, std::vector<packed_step>* log) {
     const step_write& w = *item.step;
-    // The JSON columns of a logged step are embedded in the log row as they are: one malformed
-    // column must not make the row, and the batch's other steps, unreadable.
+    // Every step's JSON columns are checked (a logged step's are embedded in its batch's row as
+    // they are: one malformed column must not make the row, and the other steps, unreadable).
     if (item.checked != nullptr) {
       CHOIR_CHECK(*item.checked);
     } else {
@@ -1213,7 +1210,7 @@ class sqlite_store final : public event_store {
       for (const auto& l : *log) {
         if (l.sequence_id == w.sequence_id && l.run_id == w.run_id) return duplicate();
       }
-      log->push_back(item.prefix != nullptr ? finish_pack(w, *item.prefix, now) : finish_pack(w, pack_prefix(w), now));
+      log->push_back(finish_pack(w, item.prefix != nullptr ? *item.prefix : pack_prefix(w), now));
     } else {
       auto s = cached(
           "INSERT INTO steps(run_id, sequence_id, action, status, inputs, result, delta, error, attempts, "
@@ -1312,11 +1309,11 @@ class sqlite_store final : public event_store {
   void log_moved() {
     clear_log();
     log_moved_through_ = log_last_batch_ = std::exchange(moved_to_, 0);
-    free_slots_.reset();
   }
 
-  /// Forgets the log (it moved to the packs, or must be read again).
+  /// Forgets the log (it moved to the packs, or must be read again), and which slots are free.
   void clear_log() {
+    free_slots_.reset();
     log_.clear();
     log_by_run_.clear();
     log_bytes_ = 0;
@@ -1400,28 +1397,26 @@ class sqlite_store final : public event_store {
     }
     text += ']';
     const std::size_t room = slot_text_size(number);
-    if (text.size() <= room) {
+    const bool in_slot = text.size() <= room;
+    if (in_slot) {
       text.resize(room, ' ');  // JSON allows the spaces; the row keeps its size
       if (!free_slots_) CHOIR_CHECK(load_free_slots());
-      if (!free_slots_->empty()) {
-        const std::int64_t id = free_slots_->back();
-        free_slots_->pop_back();
-        auto s = cached("UPDATE step_log SET batch = ?2, steps = ?3 WHERE id = ?1 AND slot = 1");
-        s.bind(1, id).bind(2, number).bind_static(3, text);
-        if (s.step() != SQLITE_DONE) return sqlite_error(store_errc::io_error, db_, "writing the step log");
-        if (sqlite3_changes(db_) != 1)
-          return make_error(store_errc::corrupt, "step log slot " + std::to_string(id) + " is gone");
-      } else {
-        auto s = cached("INSERT INTO step_log(batch, slot, steps) VALUES (?1, 1, ?2)");
-        s.bind(1, number).bind_static(2, text);
-        if (s.step() != SQLITE_DONE) return sqlite_error(store_errc::io_error, db_, "writing the step log");
+    }
+    if (in_slot && !free_slots_->empty()) {
+      const std::int64_t id = free_slots_->back();
+      free_slots_->pop_back();
+      auto s = cached("UPDATE step_log SET batch = ?2, steps = ?3 WHERE id = ?1 AND slot = 1");
+      s.bind(1, id).bind(2, number).bind_static(3, text);
+      if (s.step() != SQLITE_DONE) return sqlite_error(store_errc::io_error, db_, "writing the step log");
+      if (sqlite3_changes(db_) != 1) {
+        return make_error(store_errc::corrupt, "step log slot " + std::to_string(id) + " is gone");
       }
     } else {
-      auto s = cached("INSERT INTO step_log(batch, slot, steps) VALUES (?1, 0, ?2)");
-      s.bind(1, number).bind_static(2, text);
+      auto s = cached("INSERT INTO step_log(batch, slot, steps) VALUES (?1, ?2, ?3)");
+      s.bind(1, number).bind(2, std::int64_t{in_slot ? 1 : 0}).bind_static(3, text);
       if (s.step() != SQLITE_DONE) return sqlite_error(store_errc::io_error, db_, "writing the step log");
     }
-    // This connection's copy takes the batch once the transaction commits (`append_steps`).
+    // This connection's copy takes the batch once the transaction commits (`append_items`).
     log_last_batch_ = number;
     ++log_batches_;
     return {};
@@ -1613,7 +1608,6 @@ class sqlite_store final : public event_store {
     held_.clear();  // a lease written in the transaction may not be there
     stored_last_.clear();
     clear_log();
-    free_slots_.reset();
     moved_to_ = 0;
     data_version_ = -1;  // read the log again
   }
